@@ -1,0 +1,159 @@
+"""The `llm` callable: fills a config's template from an instance and calls an OpenAI-compatible endpoint.
+
+No pytest here: the same code serves the fixture and application code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from pytest_llmtune.errors import TemplateError
+
+__all__ = ["LLM", "Endpoint", "Reply", "Usage", "render_request"]
+
+REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py)
+SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
+NOT_REQUEST_FIELDS = {"api", "prompt", "messages"}
+
+
+@dataclass
+class Usage:
+    """Requests and tokens; live requests and replayed ones are counted apart."""
+
+    requests: int = 0
+    replayed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, reply: Reply) -> None:
+        if reply.replayed:
+            self.replayed += 1
+        else:
+            self.requests += 1
+        self.prompt_tokens += reply.prompt_tokens
+        self.completion_tokens += reply.completion_tokens
+
+
+@dataclass(frozen=True)
+class Reply:
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    replayed: bool
+
+
+class Endpoint:
+    """One OpenAI client shared by every evaluation; an identical request in flight is sent once.
+
+    A second thread asking for a request that is in flight waits for it; the cassette then holds the
+    response and plays it back, so nothing is requested twice.
+    """
+
+    def __init__(self, client: openai.OpenAI) -> None:
+        self.client = client
+        self.usage = Usage()
+        self._usage_lock = threading.Lock()
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_lock = threading.Lock()
+
+    def complete(self, api: str, params: dict[str, Any], sample: int = 0) -> Reply:
+        key = json.dumps([api, params, sample], sort_keys=True, default=str)
+        with self._locks_lock:
+            lock = self._locks[key]
+        with lock:
+            reply = self._send(api, params, sample)
+        with self._usage_lock:
+            self.usage.add(reply)
+        return reply
+
+    def _send(self, api: str, params: dict[str, Any], sample: int) -> Reply:
+        resource = self.client.chat.completions if api == "chat" else self.client.completions
+        known, extra = _split(params, resource.create)
+        headers = {SAMPLE_HEADER: str(sample)} if sample else {}
+        raw = resource.with_raw_response.create(**known, extra_body=extra or None, extra_headers=headers)
+        response = raw.parse()
+        choices = sorted(response.choices, key=lambda c: c.index)
+        texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]  # type: ignore[union-attr]
+        usage = response.usage
+        return Reply(
+            texts=texts,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            replayed=raw.headers.get(REPLAYED_HEADER) == "1",
+        )
+
+
+_SIGNATURES: dict[Any, set[str]] = {}
+
+
+def _split(params: Mapping[str, Any], create: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields the SDK's `create` takes by name, and the rest for `extra_body` (e.g. llama.cpp's top_k)."""
+    names = _SIGNATURES.setdefault(create.__func__, set(inspect.signature(create).parameters))  # type: ignore[attr-defined]
+    known = {k: v for k, v in params.items() if k in names}
+    return known, {k: v for k, v in params.items() if k not in names}
+
+
+def render(template: Any, context: Mapping[str, Any]) -> Any:
+    if callable(template):
+        return template(dict(context))
+    try:
+        return template.format_map(context)
+    except KeyError as error:
+        fields = ", ".join(sorted(map(str, context))) or "none"
+        raise TemplateError(
+            f"the template {template!r} needs the field {error.args[0]!r}; this instance has: {fields}. "
+            "Pass it to llm(...) or write literal braces as {{ }}"
+        ) from None
+
+
+def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The API ("chat" or "completions") and the request fields for one instance, in a stable order."""
+    api = config.get("api", "chat")
+    params = {k: v for k, v in sorted(config.items()) if k not in NOT_REQUEST_FIELDS}
+    if "messages" in config:
+        messages = config["messages"]
+        rendered = render(messages, context) if callable(messages) else [
+            {"role": m["role"], "content": render(m["content"], context)} for m in messages
+        ]
+        if api == "completions":
+            raise TemplateError("api='completions' takes a 'prompt', not 'messages'")
+        return api, {"messages": rendered, **params}
+    prompt = render(config["prompt"], context)
+    if api == "completions":
+        return api, {"prompt": prompt, **params}
+    return api, {"messages": [{"role": "user", "content": prompt}], **params}
+
+
+class LLM:
+    """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
+
+    def __init__(self, config: Mapping[str, Any], endpoint: Endpoint) -> None:
+        self.config = dict(config)
+        self.endpoint = endpoint
+        self.usage = Usage()
+        self._seen: Counter[str] = Counter()
+
+    def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
+        merged = {**(context or {}), **fields}
+        api, params = render_request(self.config, merged)
+        key = json.dumps([api, params], sort_keys=True, default=str)
+        sample = self._seen[key]  # the k-th identical call in this evaluation gets its own recording
+        self._seen[key] += 1
+        reply = self.endpoint.complete(api, params, sample)
+        self.usage.add(reply)
+        return reply.texts
+
+    def __repr__(self) -> str:
+        return f"LLM({self.config!r})"

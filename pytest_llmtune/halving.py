@@ -1,0 +1,123 @@
+"""Successive halving over instances: many configs on a few instances, the best on all of them.
+
+Every config alive at a rung is evaluated on the same instances (the first `Rung.instances` of a
+fixed order), so scores are compared on equal terms; a promoted config keeps its earlier results
+and is only evaluated on the instances it has not seen. The last rung covers every instance, so
+the winner has been evaluated on all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pytest_llmtune.stats import Aggregate, aggregate
+
+__all__ = ["Outcome", "Rung", "SuccessiveHalving", "Trial", "plan"]
+
+
+@dataclass(frozen=True)
+class Rung:
+    configs: int  # how many configs are evaluated at this rung
+    instances: int  # on the first `instances` instances
+
+
+@dataclass(frozen=True)
+class Outcome:
+    metric: float
+    tokens: int
+
+
+@dataclass
+class Trial:
+    """One config's results so far."""
+
+    index: int
+    metrics: dict[int, float] = field(default_factory=dict)
+    tokens: int = 0
+    rung: int = 0
+
+    @property
+    def tokens_per_instance(self) -> float:
+        return self.tokens / len(self.metrics) if self.metrics else 0.0
+
+
+Evaluate = Callable[[list[tuple[int, int]]], Mapping[tuple[int, int], Outcome]]
+
+
+def plan(n_configs: int, n_instances: int, eta: int = 3, min_instances: int = 5) -> list[Rung]:
+    """The rungs: each keeps 1/eta of the configs and gives them eta times the instances."""
+    _check("n_configs", n_configs, 1)
+    _check("n_instances", n_instances, 1)
+    _check("eta", eta, 2)
+    _check("min_instances", min_instances, 1)
+    last = 0
+    while n_configs >= eta ** (last + 1) and n_instances / eta ** (last + 1) >= min_instances:
+        last += 1
+    return [
+        Rung(
+            configs=math.ceil(n_configs / eta**r),
+            instances=n_instances if r == last else math.ceil(n_instances / eta ** (last - r)),
+        )
+        for r in range(last + 1)
+    ]
+
+
+def _check(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"The value of `{name}` is {value!r}, but must be `{name} >= {low}`")
+
+
+class SuccessiveHalving:
+    """Runs the rungs of `plan` with a caller-supplied, possibly concurrent, `evaluate`."""
+
+    def __init__(
+        self,
+        n_configs: int,
+        n_instances: int,
+        *,
+        eta: int = 3,
+        min_instances: int = 5,
+        mode: str = "max",
+        agg: str | Aggregate = "mean",
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"The value of `mode` is {mode!r}, but must be 'max' or 'min'")
+        self.rungs = plan(n_configs, n_instances, eta, min_instances)
+        self.mode, self.agg = mode, agg
+        self.trials = [Trial(index) for index in range(n_configs)]
+
+    def run(self, evaluate: Evaluate, on_rung: Callable[[int, Rung], None] | None = None) -> list[Trial]:
+        """Every trial, best first: the winner, then by the rung reached, score and cost."""
+        alive = list(self.trials)
+        for number, rung in enumerate(self.rungs):
+            alive = self.rank(alive)[: rung.configs]
+            self._evaluate(alive, rung, number, evaluate)
+            if on_rung is not None:
+                on_rung(number, rung)
+        return self.rank(self.trials)
+
+    def _evaluate(self, alive: Sequence[Trial], rung: Rung, number: int, evaluate: Evaluate) -> None:
+        pairs = [(t.index, i) for t in alive for i in range(rung.instances) if i not in t.metrics]
+        outcomes = evaluate(pairs)
+        for trial in alive:
+            trial.rung = number
+        for (config, instance), outcome in outcomes.items():
+            trial = self.trials[config]
+            trial.metrics[instance] = outcome.metric
+            trial.tokens += outcome.tokens
+
+    def score(self, trial: Trial) -> float:
+        return aggregate([trial.metrics[i] for i in sorted(trial.metrics)], self.agg)
+
+    def rank(self, trials: Sequence[Trial]) -> list[Trial]:
+        """Further rungs first; within a rung the better score, then the cheaper config, then the earlier."""
+        sign = -1 if self.mode == "max" else 1
+
+        def key(trial: Trial) -> tuple[float, float, float, int]:
+            score = self.score(trial) if trial.metrics else math.nan
+            ranked_score = math.inf if math.isnan(score) else sign * score
+            return (-trial.rung, ranked_score, trial.tokens_per_instance, trial.index)
+
+        return sorted(trials, key=key)

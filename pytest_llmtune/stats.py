@@ -1,0 +1,55 @@
+"""Scores and how sure they are: aggregates of per-instance metrics and their confidence intervals."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+
+from scipy import stats as scipy_stats
+
+__all__ = ["Aggregate", "aggregate", "interval", "resolve_agg"]
+
+Aggregate = Callable[[Sequence[float]], float]
+AGGREGATES: dict[str, Aggregate] = {"mean": statistics.fmean, "median": statistics.median}
+CONFIDENCE = 0.95
+
+
+def resolve_agg(agg: str | Aggregate) -> Aggregate:
+    """`agg` as a function; raises ValueError naming the allowed names."""
+    if callable(agg):
+        return agg
+    if agg not in AGGREGATES:
+        raise ValueError(f"agg={agg!r}: use 'mean', 'median' or a callable taking the list of per-instance metrics")
+    return AGGREGATES[agg]
+
+
+def aggregate(values: Sequence[float], agg: str | Aggregate = "mean") -> float:
+    if not values:
+        return math.nan
+    return float(resolve_agg(agg)(values))
+
+
+def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """A confidence interval for the mean: Wilson's for pass/fail data, Student's t otherwise.
+
+    None when the data cannot bound the mean (fewer than two values of a non-binary metric).
+    """
+    n = len(values)
+    if n == 0:
+        return None
+    if all(v in (0.0, 1.0) for v in values):
+        return _wilson(sum(values), n, confidence)
+    if n < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
+    z = float(scipy_stats.norm.ppf((1 + confidence) / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

@@ -1,0 +1,150 @@
+"""An OpenAI-compatible HTTP server for the test suite: deterministic, counting, slow or failing on request.
+
+Its "model" answers two kinds of prompts, with errors that depend on the settings, so that tuning
+has real signal to find:
+- "Review: <text>" -> positive/negative, by a word list;
+- "What is A + B?" -> the sum.
+It errs with probability 0.1 + 0.5 * temperature (+ 0.3 without "Examples" in the prompt), drawn
+from a hash of the request, the sample header and the choice index: the same request gets the same
+answer, a repeated sample a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+POSITIVE = {"loved", "great", "fun", "wonderful", "best", "brilliant", "enjoyed", "masterpiece"}
+
+
+def correct_answer(prompt: str) -> str:
+    reviews = re.findall(r"Review: ([^\n]*)", prompt)
+    if reviews:
+        words = set(re.findall(r"[a-z]+", reviews[-1].lower()))
+        return "positive" if words & POSITIVE else "negative"
+    sums = re.findall(r"What is (\d+) \+ (\d+)", prompt)
+    if sums:
+        a, b = sums[-1]
+        return str(int(a) + int(b))
+    return prompt.split()[-1] if prompt.split() else ""
+
+
+def wrong_answer(answer: str) -> str:
+    if answer.isdigit():
+        return str(int(answer) + 1)
+    return {"positive": "negative", "negative": "positive"}.get(answer, "unsure")
+
+
+def draw(*parts: Any) -> float:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class Failure:
+    status: int
+    retry_after: float | None = None
+
+
+@dataclass
+class FakeOpenAI:
+    """Start with `start()`; `base_url` is what the openai client needs."""
+
+    latency: float = 0.0
+    requests: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    auth_headers: list[str] = field(default_factory=list)
+
+    def start(self) -> FakeOpenAI:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
+        self.failures.extend(Failure(status, retry_after) for _ in range(count))
+
+    def respond(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.requests += 1
+            self.bodies.append(body)
+            self.auth_headers.append(headers.get("authorization", ""))
+            failure = self.failures.pop(0) if self.failures else None
+        time.sleep(self.latency)
+        if failure is not None:
+            extra = {"retry-after": str(failure.retry_after)} if failure.retry_after is not None else {}
+            return failure.status, {"error": {"message": f"injected {failure.status}", "type": "server_error"}}, extra
+        return 200, complete(path, body, headers.get("x-llmtune-sample", "0")), {}
+
+
+def complete(path: str, body: dict[str, Any], sample: str) -> dict[str, Any]:
+    chat = path.endswith("/chat/completions")
+    prompt = "\n".join(m["content"] for m in body["messages"]) if chat else body["prompt"]
+    temperature = body.get("temperature", 1.0)
+    p_error = min(0.95, 0.1 + 0.5 * temperature + (0.0 if "Examples" in prompt else 0.3))
+    answer = correct_answer(prompt)
+    texts = []
+    for index in range(body.get("n", 1)):
+        wrong = draw(body, sample, index) < p_error
+        words = (wrong_answer(answer) if wrong else answer).split() + ["because", "reasons"]
+        texts.append(" ".join(words[: body.get("max_tokens", 16)]))
+    completion_tokens = sum(len(t.split()) for t in texts)
+    prompt_tokens = len(prompt.split())
+    choices = [
+        {"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": t}}
+        if chat else {"index": i, "finish_reason": "stop", "text": t, "logprobs": None}
+        for i, t in enumerate(texts)
+    ]
+    return {
+        "id": "cmpl-fake", "object": "chat.completion" if chat else "text_completion", "created": 0,
+        "model": body["model"], "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]}, {})
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("content-length", 0))
+            body = json.loads(self.rfile.read(length))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self._send(*server.respond(self.path, body, headers))
+
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+    return Handler
