@@ -144,7 +144,9 @@ class _IndexedCassette(Cassette):  # type: ignore[misc]
 
     def _as_dict(self) -> dict[str, Any]:
         pairs = sorted(self.data, key=lambda pair: request_key(pair[0]))
-        return {"requests": [req for req, _ in pairs], "responses": [resp for _, resp in pairs]}
+        # vcrpy's serializer turns bodies to str in place: hand it copies, keep bytes for replay
+        return {"requests": [req for req, _ in pairs],
+                "responses": [{**resp, "body": dict(resp["body"])} for _, resp in pairs]}
 
     def save(self) -> None:
         with self._lock:

@@ -37,6 +37,12 @@ class Usage:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def merge(self, other: Usage) -> None:
+        self.requests += other.requests
+        self.replayed += other.replayed
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
     def add(self, reply: Reply) -> None:
         if reply.replayed:
             self.replayed += 1

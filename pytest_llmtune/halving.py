@@ -43,7 +43,7 @@ class Trial:
         return self.tokens / len(self.metrics) if self.metrics else 0.0
 
 
-Evaluate = Callable[[list[tuple[int, int]]], Mapping[tuple[int, int], Outcome]]
+Evaluate = Callable[[int, list[tuple[int, int]]], Mapping[tuple[int, int], Outcome]]  # (rung, pairs)
 
 
 def plan(n_configs: int, n_instances: int, eta: int = 3, min_instances: int = 5) -> list[Rung]:
@@ -100,7 +100,7 @@ class SuccessiveHalving:
 
     def _evaluate(self, alive: Sequence[Trial], rung: Rung, number: int, evaluate: Evaluate) -> None:
         pairs = [(t.index, i) for t in alive for i in range(rung.instances) if i not in t.metrics]
-        outcomes = evaluate(pairs)
+        outcomes = evaluate(number, pairs)
         for trial in alive:
             trial.rung = number
         for (config, instance), outcome in outcomes.items():

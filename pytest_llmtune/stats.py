@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from scipy import stats as scipy_stats
 
-__all__ = ["Aggregate", "aggregate", "interval", "resolve_agg"]
+__all__ = ["Aggregate", "aggregate", "interval", "paired_difference", "resolve_agg"]
 
 Aggregate = Callable[[Sequence[float]], float]
 AGGREGATES: dict[str, Aggregate] = {"mean": statistics.fmean, "median": statistics.median}
@@ -53,3 +53,14 @@ def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float] | None]:
+    """Mean of a - b over the same instances and its t-interval (None with fewer than two instances)."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(diffs) if diffs else math.nan
+    if len(diffs) < 2:
+        return mean, None
+    spread = statistics.stdev(diffs)
+    half = scipy_stats.t.ppf((1 + confidence) / 2, len(diffs) - 1) * spread / math.sqrt(len(diffs))
+    return mean, (mean - half, mean + half)

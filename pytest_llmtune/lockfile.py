@@ -1,0 +1,64 @@
+"""The lockfile: per target, the winning config, its score and the fingerprints that say when it is stale.
+
+JSON with sorted keys, written atomically, and not rewritten when nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_llmtune.errors import LlmtuneError
+
+__all__ = ["LOCK_VERSION", "LockfileError", "read", "stale_reasons", "write_target"]
+
+LOCK_VERSION = 1
+FINGERPRINTS = {"space": "its search space", "instances": "its instances", "source": "its test source"}
+
+
+class LockfileError(LlmtuneError):
+    """A lockfile that cannot be used; it is left untouched."""
+
+
+def read(path: Path) -> dict[str, dict[str, Any]]:
+    """The targets of the lockfile at `path`; none if it does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    fix = f"restore it with `git checkout -- {path.name}` or delete it and run `pytest --llm-tune`"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LockfileError(f"{path} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
+        raise LockfileError(f"{path} has no \"targets\" table; {fix}")
+    if data.get("version") != LOCK_VERSION:
+        raise LockfileError(
+            f"{path} has version {data.get('version')!r}, this pytest-llmtune reads version {LOCK_VERSION}; {fix}"
+        )
+    return data["targets"]
+
+
+def write_target(path: Path, name: str, entry: Mapping[str, Any]) -> bool:
+    """Put `entry` under `name`, keeping the other targets; False if the file already said exactly this."""
+    targets = read(path)
+    targets[name] = dict(entry)
+    text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return True
+
+
+def stale_reasons(entry: Mapping[str, Any], fingerprints: Mapping[str, str]) -> list[str]:
+    """What changed since the target was locked, in words; empty when the lock still holds."""
+    locked = entry.get("fingerprints", {})
+    return [f"{words} changed" for key, words in FINGERPRINTS.items() if locked.get(key) != fingerprints.get(key)]

@@ -1,0 +1,78 @@
+"""What both modes share: the endpoint, the cassettes, running an `@llm_eval` body under a config."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_llmtune.cassette import Cassettes
+from pytest_llmtune.client import LLM, Endpoint
+from pytest_llmtune.evaluate import Scored, score_call
+from pytest_llmtune.settings import Settings
+from pytest_llmtune.targets import Target, call_kwargs, collect_targets, spec_of, target_name
+
+__all__ = ["MISSES", "Mode"]
+
+MISSES: tuple[type[BaseException], ...] = (AssertionError, pytest.fail.Exception)
+MISS_KEY = pytest.StashKey[Scored]()
+MISS_PROPERTY = "llmtune_miss"
+
+
+class Mode:
+    """A session object for --llm-tune or --llm-test, registered as a plugin in pytest_configure."""
+
+    record = True
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.endpoint = Endpoint(settings.client())
+        self.cassettes = Cassettes(settings.cassette_dir, record=self.record)
+        self.targets: dict[str, Target] = {}
+        self.configs: dict[str, dict[str, Any]] = {}  # target name -> the config its items run with
+        self.scores: dict[str, dict[str, Scored]] = {}  # target name -> node id -> result
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.cassettes.start()
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
+
+    def target_of(self, item: pytest.Item) -> Target | None:
+        spec = spec_of(item)
+        return None if spec is None else self.targets.get(target_name(item, spec))
+
+    def llm_for(self, item: pytest.Item) -> LLM:
+        target = self.target_of(item)
+        return LLM(self.configs.get(target.name, {}) if target else {}, self.endpoint)
+
+    def collect(self, items: list[pytest.Item]) -> None:
+        self.targets = collect_targets(items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        target = self.target_of(pyfuncitem)
+        if target is None:
+            return None
+        kwargs = call_kwargs(pyfuncitem)
+        with self.cassettes.use(target.name):
+            scored = score_call(lambda: pyfuncitem.obj(**kwargs), target.spec, MISSES)
+        self.scores.setdefault(target.name, {})[pyfuncitem.nodeid] = scored
+        if not scored.passed:
+            pyfuncitem.stash[MISS_KEY] = scored
+        return True  # handled: a returned dict is a metric, not a PytestReturnNotNoneWarning
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        miss = item.stash.get(MISS_KEY, None)
+        if miss is not None and report.when == "call" and report.passed:
+            report.user_properties.append((MISS_PROPERTY, miss.message))
+        return report
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        if report.when == "call" and any(name == MISS_PROPERTY for name, _ in report.user_properties):
+            return "missed", "m", "MISS"
+        return None

@@ -1,0 +1,70 @@
+"""The pytest plugin: options, ini settings, the marker, the `llm` fixture, and the mode's session object."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_llmtune.client import LLM
+from pytest_llmtune.gate import GateSession
+from pytest_llmtune.mode import Mode
+from pytest_llmtune.settings import INI, Settings, positive_int
+from pytest_llmtune.targets import spec_of
+from pytest_llmtune.tune import TuneSession
+
+MODE_KEY = pytest.StashKey[Mode]()
+SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmtune", "tune and gate LLM inference settings")
+    group.addoption("--llm-tune", action="store_true", help="search each llm_eval target's space; write the lockfile")
+    group.addoption("--llm-test", action="store_true", help="run llm_eval tests with the locked configs, replaying "
+                    "recorded responses; fail on a stale lock or a score below its threshold")
+    group.addoption("--llm-record", action="store_true", help="with --llm-test: call the endpoint for requests "
+                    "that have no recording, and record them")
+    group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
+                    help="requests in flight at once (default: ini llmtune_concurrency, 8)")
+    for name, (help_text, default) in INI.items():
+        parser.addini(name, help_text, default=default)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "llm_eval(spec): an LLM evaluation; use @pytest_llmtune.llm_eval(space=...)")
+    tune, test = config.getoption("llm_tune"), config.getoption("llm_test")
+    if tune and test:
+        raise pytest.UsageError("--llm-tune and --llm-test are separate steps: tune, commit the lockfile, then test")
+    if config.getoption("llm_record") and not test:
+        raise pytest.UsageError("--llm-record goes with --llm-test (--llm-tune always records)")
+    if not (tune or test):
+        return
+    mode = (TuneSession if tune else GateSession)(config, Settings.from_config(config))
+    config.stash[MODE_KEY] = mode
+    config.pluginmanager.register(mode, "llmtune-mode")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    mode = config.stash.get(MODE_KEY, None)
+    if mode is None:
+        return None
+    settings = mode.settings
+    name = "tune" if isinstance(mode, TuneSession) else ("test, recording missing responses" if settings.record
+                                                        else "test, replay only")
+    return (f"llmtune: {name}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
+            f"endpoint {mode.endpoint.client.base_url}, concurrency {settings.concurrency}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if MODE_KEY in config.stash:
+        return
+    for item in items:
+        if spec_of(item) is not None:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest) -> LLM:
+    """`llm(context=None, **fields) -> list[str]`: the n texts for an instance under the config being evaluated."""
+    mode = request.config.stash.get(MODE_KEY, None)
+    if mode is None:
+        pytest.skip(SKIP_REASON)
+    return mode.llm_for(request.node)

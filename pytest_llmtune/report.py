@@ -1,0 +1,93 @@
+"""Terminal lines: progress, leaderboard and gate verdicts, built by pure functions that return lines."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_llmtune.client import Usage
+from pytest_llmtune.domains import callable_name
+from pytest_llmtune.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search import Progress
+from pytest_llmtune.stats import interval, paired_difference
+
+__all__ = ["comparison_line", "format_score", "leaderboard", "progress_line", "shorten", "usage_words"]
+
+WIDTH = 36
+
+
+def usage_words(usage: Usage) -> str:
+    return (f"{usage.requests} requests, {usage.replayed} replayed, "
+            f"{usage.tokens:,} tokens ({usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion)")
+
+
+def progress_line(target: str, progress: Progress) -> str:
+    state = "done" if progress.finished else f"{progress.done}/{progress.total} evaluations"
+    return (f"llmtune: {target} rung {progress.rung + 1}/{progress.rungs}: {progress.configs} configs x "
+            f"{progress.instances} instances, {state}; {usage_words(progress.usage)}")
+
+
+def shorten(value: Any, width: int = WIDTH) -> str:
+    if callable(value):
+        text = callable_name(value).rsplit(".", 1)[-1]
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_score(values: Sequence[float], score: float) -> str:
+    bounds = interval(values)
+    if math.isnan(score):
+        return "-"
+    if bounds is None:
+        return f"{score:.3f}"
+    return f"{score:.3f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
+def varying_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys = sorted({key for config in configs for key in config})
+    return [k for k in keys if len({shorten(c.get(k, "-"), 10**6) for c in configs}) > 1]
+
+
+def leaderboard(
+    configs: Sequence[Mapping[str, Any]], ranked: Sequence[Trial], halving: SuccessiveHalving, limit: int = 10
+) -> list[str]:
+    """A table of the best `limit` configs: the keys that differ, instances, score with its 95% CI, cost."""
+    keys = varying_keys(configs)
+    rows = []
+    for rank, trial in enumerate(ranked[:limit], start=1):
+        config = configs[trial.index]
+        values = [trial.metrics[i] for i in sorted(trial.metrics)]
+        rows.append([rank, *[shorten(config.get(k, "-")) for k in keys], len(values),
+                     format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1)])
+    headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst"]
+    lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines()
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more configs")
+    return lines
+
+
+def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str | None:
+    """Whether the winner's lead over the runner-up on the same instances is more than noise."""
+    if len(ranked) < 2 or ranked[1].rung != ranked[0].rung:
+        return None
+    first, second = ranked[0], ranked[1]
+    shared = sorted(set(first.metrics) & set(second.metrics))
+    diff, bounds = paired_difference([first.metrics[i] for i in shared], [second.metrics[i] for i in shared])
+    if bounds is None:
+        return None
+    better = bounds[0] > 0 if halving.mode == "max" else bounds[1] < 0
+    if bounds == (0.0, 0.0):
+        verdict = "the same result on every instance; the cheaper config won"
+    elif better:
+        verdict = "the winner is better beyond noise"
+    else:
+        verdict = "within noise: these instances cannot tell them apart"
+    return (f"winner vs runner-up on the same {len(shared)} instances: {diff:+.3f} "
+            f"[95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]: {verdict}")

@@ -1,0 +1,92 @@
+"""Settings from the command line and ini, validated once; precedence: command line > ini > default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+
+__all__ = ["INI", "Settings", "positive_int"]
+
+PLACEHOLDER_KEY = "llmtune-no-key"  # lets replay and keyless local servers work; never written anywhere
+
+# name -> (help, default); all read as strings and converted in Settings.from_config
+INI: dict[str, tuple[str, str]] = {
+    "llmtune_base_url": ("OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else api.openai.com)", ""),
+    "llmtune_lockfile": ("lockfile path, relative to the rootdir", "llmtune.lock"),
+    "llmtune_cassette_dir": ("directory of the recorded responses, relative to the rootdir", "llmtune_cassettes"),
+    "llmtune_concurrency": ("requests in flight at once", "8"),
+    "llmtune_num_samples": ("configs drawn per target", "16"),
+    "llmtune_eta": ("successive halving keeps 1/eta of the configs per rung", "3"),
+    "llmtune_min_instances": ("instances in the first rung, at least", "5"),
+    "llmtune_tolerance": ("--llm-test fails when a score is below the locked score by more than this", "0.0"),
+    "llmtune_max_retries": ("retries of a failed request (429, 5xx, timeouts), with backoff", "2"),
+    "llmtune_timeout": ("seconds before a request times out", "120"),
+}
+
+
+def positive_int(text: str) -> int:
+    """argparse `type=` for counts: an int >= 1, or a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int; give a count >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give a count >= 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    lockfile: Path
+    cassette_dir: Path
+    concurrency: int
+    num_samples: int
+    eta: int
+    min_instances: int
+    tolerance: float
+    max_retries: int
+    timeout: float
+    base_url: str | None
+    record: bool
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        root = config.rootpath
+        concurrency = config.getoption("llm_concurrency") or _ini_number(config, "llmtune_concurrency", int, 1)
+        return cls(
+            lockfile=root / str(config.getini("llmtune_lockfile")),
+            cassette_dir=root / str(config.getini("llmtune_cassette_dir")),
+            concurrency=int(concurrency),
+            num_samples=int(_ini_number(config, "llmtune_num_samples", int, 1)),
+            eta=int(_ini_number(config, "llmtune_eta", int, 2)),
+            min_instances=int(_ini_number(config, "llmtune_min_instances", int, 1)),
+            tolerance=_ini_number(config, "llmtune_tolerance", float, 0),
+            max_retries=int(_ini_number(config, "llmtune_max_retries", int, 0)),
+            timeout=_ini_number(config, "llmtune_timeout", float, 0.001),
+            base_url=str(config.getini("llmtune_base_url")) or None,
+            record=bool(config.getoption("llm_record")),
+        )
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.base_url,  # None: the SDK reads OPENAI_BASE_URL itself
+            api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+        )
+
+
+def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float], low: float) -> float:
+    text = str(config.getini(name))
+    try:
+        value = kind(text)
+    except ValueError:
+        raise pytest.UsageError(f"ini setting {name} = {text!r} is not a {kind.__name__}") from None
+    if value < low:
+        raise pytest.UsageError(f"ini setting {name} = {text!r} must be >= {low}")
+    return value

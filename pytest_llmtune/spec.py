@@ -1,0 +1,84 @@
+"""What an `@llm_eval` marker says: the space, how to score an instance, how to combine the scores."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmtune.errors import LlmtuneError
+from pytest_llmtune.space import SearchSpace
+from pytest_llmtune.stats import Aggregate, resolve_agg
+
+__all__ = ["EvalSpec", "MetricError"]
+
+PASS_RATE = "pass_rate"
+
+
+class MetricError(LlmtuneError):
+    """A test returned something its `metric` cannot be read from."""
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """A validated `@llm_eval(...)`; see `pytest_llmtune.llm_eval` for the arguments."""
+
+    space: SearchSpace
+    metric: str | None = None
+    mode: str = "max"
+    threshold: float | None = None
+    name: str | None = None
+    seed: int = 0
+    agg: str | Aggregate = "mean"
+    num_samples: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"llm_eval(mode={self.mode!r}): use 'max' or 'min'")
+        if self.threshold is not None and not _is_number(self.threshold):
+            raise ValueError(f"llm_eval(threshold={self.threshold!r}): give a number, or None for no threshold")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"llm_eval(seed={self.seed!r}): give an int")
+        if self.num_samples is not None and (not isinstance(self.num_samples, int) or self.num_samples < 1):
+            raise ValueError(f"llm_eval(num_samples={self.num_samples!r}): give an int >= 1")
+        resolve_agg(self.agg)
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric or PASS_RATE
+
+    @property
+    def agg_name(self) -> str:
+        return self.agg if isinstance(self.agg, str) else getattr(self.agg, "__qualname__", repr(self.agg))
+
+    def metric_of(self, returned: Any) -> float:
+        """The instance's metric from what a passing test returned."""
+        if self.metric is None:
+            return 1.0
+        if not isinstance(returned, Mapping) or not _is_number(returned.get(self.metric)):
+            raise MetricError(
+                f"the test returned {returned!r}, but metric={self.metric!r} needs it to return a dict "
+                f"with a number under {self.metric!r}"
+            )
+        return float(returned[self.metric])
+
+    def miss_value(self, message: str) -> float:
+        """The metric of an instance whose assertion failed: 0, the worst a pass rate or a max-metric gets."""
+        if self.mode == "min" and self.metric is not None:
+            raise MetricError(
+                f"an assertion failed ({message}), and with mode='min' no value can stand for a failure: "
+                f"return {{{self.metric!r}: ...}} instead of asserting"
+            )
+        return 0.0
+
+    def beats(self, score: float, reference: float, tolerance: float = 0.0) -> bool:
+        """Whether `score` is no worse than `reference` less `tolerance`, in this spec's direction."""
+        if self.mode == "max":
+            return score >= reference - tolerance - 1e-12
+        return score <= reference + tolerance + 1e-12
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

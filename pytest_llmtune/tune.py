@@ -1,0 +1,189 @@
+"""`pytest --llm-tune`: search each target's space, lock the winner, then run every test once with it.
+
+The search takes over `pytest_runtestloop`. Each instance's fixtures are set up once, then its test
+body runs in worker threads, once per config, with an `llm` bound to that config. After the search,
+every test runs through pytest's normal protocol with the winning config; those requests replay from
+the cassettes, so the per-instance results cost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from pytest_llmtune import lockfile, report
+from pytest_llmtune.client import LLM
+from pytest_llmtune.evaluate import score_call
+from pytest_llmtune.halving import SuccessiveHalving
+from pytest_llmtune.mode import MISSES, Mode
+from pytest_llmtune.sampler import candidates
+from pytest_llmtune.search import Evaluation, EvaluationError, Progress, SearchResult, search
+from pytest_llmtune.stats import interval
+from pytest_llmtune.targets import Target, call_kwargs
+
+__all__ = ["TuneSession"]
+
+
+class TuneSession(Mode):
+    def __init__(self, config: pytest.Config, settings: Any) -> None:
+        super().__init__(config, settings)
+        self.results: dict[str, SearchResult] = {}
+        self.errors: dict[str, EvaluationError] = {}
+        self.lock_changed: dict[str, bool] = {}
+        self.seconds: dict[str, float] = {}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
+        if session.config.option.collectonly:
+            return True
+        self.collect(session.items)
+        for target in self.targets.values():
+            self.tune(target)
+        self.run_all(session)
+        return True
+
+    def tune(self, target: Target) -> None:
+        kwargs = self.capture_kwargs(target.items)
+        instances = [item for item in target.shuffled() if item.nodeid in kwargs]
+        if not instances:
+            self.write(f"llmtune: {target.name}: no instance could be set up; see the reports below")
+            return
+        spec = target.spec
+        configs = candidates(spec.space, spec.num_samples or self.settings.num_samples, spec.seed)
+        halving = SuccessiveHalving(len(configs), len(instances), eta=self.settings.eta,
+                                    min_instances=self.settings.min_instances, mode=spec.mode, agg=spec.agg)
+
+        def evaluate(config: int, instance: int) -> Evaluation:
+            llm = LLM(configs[config], self.endpoint)
+            call_args = {**kwargs[instances[instance].nodeid], "llm": llm}
+            scored = score_call(lambda: instances[instance].obj(**call_args), spec, MISSES)
+            return Evaluation(scored.metric, scored.passed, llm.usage)
+
+        self.write(f"llmtune: tuning {target.name}: {len(configs)} configs, {len(instances)} instances, "
+                   f"rungs {[(r.configs, r.instances) for r in halving.rungs]}")
+        started = time.monotonic()
+        with self.cassettes.use(target.name):
+            try:
+                result = search(configs, len(instances), evaluate, halving=halving,
+                                concurrency=self.settings.concurrency, on_progress=self.progress(target))
+            except EvaluationError as error:
+                self.errors[target.name] = error
+                self.configs[target.name] = configs[error.config]  # the tests then show the error itself
+                return
+            finally:
+                self.cassettes.save()
+                self.seconds[target.name] = time.monotonic() - started
+        self.results[target.name] = result
+        self.configs[target.name] = configs[result.winner.index]
+        self.lock(target, result)
+
+    def capture_kwargs(self, items: list[pytest.Function]) -> dict[str, dict[str, Any]]:
+        """Set up each instance's fixtures once, in collection order, and keep the arguments its body takes.
+
+        An instance whose setup fails or skips is left out of the search; the final run reports it.
+        """
+        kwargs: dict[str, dict[str, Any]] = {}
+        for position, item in enumerate(items):
+            nextitem = items[position + 1] if position + 1 < len(items) else None
+            try:
+                item.ihook.pytest_runtest_setup(item=item)
+                kwargs[item.nodeid] = call_kwargs(item)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # noqa: S110 - pytest's own run of this item reports it
+                pass
+            finally:
+                item.ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)
+                _forget_fixtures(item)
+        return kwargs
+
+    def progress(self, target: Target) -> Any:
+        def show(progress: Progress) -> None:
+            self.write(report.progress_line(target.name, progress))
+
+        return show
+
+    def write(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+
+    def lock(self, target: Target, result: SearchResult) -> None:
+        winner = result.winner
+        values = [winner.metrics[i] for i in sorted(winner.metrics)]
+        bounds = interval(values)
+        config = result.configs[winner.index]
+        entry = {
+            "config": target.spec.space.encode(config),
+            "score": round(result.halving.score(winner), 6),
+            "interval": [round(b, 6) for b in bounds] if bounds else None,
+            "metric": target.spec.metric_name,
+            "mode": target.spec.mode,
+            "agg": target.spec.agg_name,
+            "threshold": target.spec.threshold,
+            "instances": len(values),
+            "tokens": {"total": winner.tokens, "per_instance": round(winner.tokens_per_instance, 2)},
+            "seed": target.spec.seed,
+            "plugin_version": _version(),
+            "fingerprints": target.fingerprints(),
+        }
+        self.lock_changed[target.name] = lockfile.write_target(self.settings.lockfile, target.name, entry)
+
+    def run_all(self, session: pytest.Session) -> None:
+        """Every collected test once, through pytest's protocol; llm_eval tests with their target's winner."""
+        for position, item in enumerate(session.items):
+            nextitem = session.items[position + 1] if position + 1 < len(session.items) else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.targets:
+            return
+        terminalreporter.section("llmtune")
+        for name in self.targets:
+            for line in self.summary(name):
+                terminalreporter.write_line(line)
+
+    def summary(self, name: str) -> list[str]:
+        if name in self.errors:
+            error = self.errors[name]
+            return [f"{name}: search stopped: {error}",
+                    "  the test report above shows the error under that config; recorded responses are kept,",
+                    "  so after a fix `pytest --llm-tune` resumes without requesting them again"]
+        if name not in self.results:
+            return [f"{name}: not tuned (interrupted)"]
+        result = self.results[name]
+        lines = [f"{name}: {len(result.configs)} configs in {self.seconds[name]:.1f}s; "
+                 f"{report.usage_words(result.usage)}"]
+        lines += report.leaderboard(result.configs, result.ranked, result.halving)
+        comparison = report.comparison_line(result.ranked, result.halving)
+        if comparison:
+            lines.append(comparison)
+        threshold = self.targets[name].spec.threshold
+        score = result.halving.score(result.winner)
+        if threshold is not None and not self.targets[name].spec.beats(score, threshold):
+            lines.append(f"warning: the best score {score:.3f} misses the threshold {threshold}; "
+                         "`pytest --llm-test` will fail until it is met")
+        state = "updated" if self.lock_changed.get(name) else "unchanged"
+        lines.append(f"locked in {self.settings.lockfile.name} ({state}); commit it with "
+                     f"{self.cassettes.path_for(name).relative_to(self.config.rootpath)}")
+        return lines
+
+
+def _forget_fixtures(item: pytest.Function) -> None:
+    """What pytest's runtestprotocol does after teardown, so the item's own run sets its fixtures up afresh."""
+    item._request = False  # type: ignore[assignment]  # no public API resets a request
+    item.funcargs = None  # type: ignore[assignment]
+
+
+def _version() -> str:
+    from pytest_llmtune import __version__
+
+    return __version__
