@@ -80,6 +80,7 @@ INT_FIELDS = {"max_tokens", "n"}
 
 def validate_field(name: str, value: Any, where: str) -> None:
     """Raise InvalidSpaceError naming `where`, the value and what is allowed, if `value` cannot be searched."""
+    __tracebackhide__ = True
     rule = FIELD_RULES.get(name)
     if rule is None:
         return  # any other request field is passed through as given

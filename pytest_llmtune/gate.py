@@ -13,6 +13,7 @@ import pytest
 
 from pytest_llmtune import lockfile
 from pytest_llmtune.domains import InvalidSpaceError
+from pytest_llmtune.lockfile import SCORE_DIGITS
 from pytest_llmtune.mode import Mode
 from pytest_llmtune.stats import aggregate
 from pytest_llmtune.targets import Target, collect_targets
@@ -79,7 +80,7 @@ class GateSession(Mode):
             self.passed[name] = f"not gated: {len(results)} of {len(target.items)} instances ran"
             return
         spec = target.spec
-        score = aggregate([results[item.nodeid].metric for item in target.items], spec.agg)
+        score = round(aggregate([results[item.nodeid].metric for item in target.items], spec.agg), SCORE_DIGITS)
         misses = sum(not r.passed for r in results.values())
         words = f"{spec.metric_name} {score:.3f} on {len(results)} instances ({misses} missed)"
         if spec.threshold is not None and not spec.beats(score, spec.threshold):

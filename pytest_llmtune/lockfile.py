@@ -14,9 +14,10 @@ from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
 
-__all__ = ["LOCK_VERSION", "LockfileError", "read", "stale_reasons", "write_target"]
+__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockfileError", "read", "stale_reasons", "write_target"]
 
 LOCK_VERSION = 1
+SCORE_DIGITS = 6  # scores are locked, and compared, at this precision
 FINGERPRINTS = {"space": "its search space", "instances": "its instances", "source": "its test source"}
 
 

@@ -38,6 +38,7 @@ def llm_eval(
     agg: how per-instance metrics combine: "mean", "median" or a callable on the list.
     num_samples: configs to draw (default: the ini setting llmtune_num_samples).
     """
+    __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples)
     return pytest.mark.llm_eval(spec)

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_llmtune.cassette import Cassettes
 from pytest_llmtune.client import LLM, Endpoint
+from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.evaluate import Scored, score_call
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.targets import Target, call_kwargs, collect_targets, spec_of, target_name
@@ -57,8 +58,11 @@ class Mode:
         if target is None:
             return None
         kwargs = call_kwargs(pyfuncitem)
-        with self.cassettes.use(target.name):
-            scored = score_call(lambda: pyfuncitem.obj(**kwargs), target.spec, MISSES)
+        try:
+            with self.cassettes.use(target.name):
+                scored = score_call(lambda: pyfuncitem.obj(**kwargs), target.spec, MISSES)
+        except LlmtuneError as error:  # the message says what to do; a traceback through the SDK would bury it
+            pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
         self.scores.setdefault(target.name, {})[pyfuncitem.nodeid] = scored
         if not scored.passed:
             pyfuncitem.stash[MISS_KEY] = scored

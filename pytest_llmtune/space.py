@@ -52,6 +52,7 @@ class SearchSpace:
     """A validated space: its dimension count, its configs, its fingerprint."""
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
+        __tracebackhide__ = True
         if not isinstance(spec, Mapping):
             raise InvalidSpaceError(f"space must be a dict of request fields, got {spec!r}")
         self.spec = dict(spec)
@@ -64,12 +65,14 @@ class SearchSpace:
         self._validate_prompt(fields)
 
     def _validate_key(self, key: str, value: Any) -> set[str]:
+        __tracebackhide__ = True
         if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options):
             return self._validate_group(key, value)
         validate_field(key, value, f"space[{key!r}]")
         return {key}
 
     def _validate_group(self, key: str, group: Choice) -> set[str]:
+        __tracebackhide__ = True
         fields = set()
         for option in group.options:
             if not isinstance(option, Mapping):
@@ -82,6 +85,7 @@ class SearchSpace:
         return fields
 
     def _validate_prompt(self, fields: set[str]) -> None:
+        __tracebackhide__ = True
         if "prompt" in fields and "messages" in fields:
             raise InvalidSpaceError("space has both 'prompt' and 'messages'; give one (a prompt is one user message)")
         if not fields & {"prompt", "messages"}:

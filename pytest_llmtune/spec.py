@@ -35,6 +35,7 @@ class EvalSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        __tracebackhide__ = True
         if self.mode not in ("max", "min"):
             raise ValueError(f"llm_eval(mode={self.mode!r}): use 'max' or 'min'")
         if self.threshold is not None and not _is_number(self.threshold):

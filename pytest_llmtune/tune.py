@@ -119,8 +119,8 @@ class TuneSession(Mode):
         config = result.configs[winner.index]
         entry = {
             "config": target.spec.space.encode(config),
-            "score": round(result.halving.score(winner), 6),
-            "interval": [round(b, 6) for b in bounds] if bounds else None,
+            "score": round(result.halving.score(winner), lockfile.SCORE_DIGITS),
+            "interval": [round(b, lockfile.SCORE_DIGITS) for b in bounds] if bounds else None,
             "metric": target.spec.metric_name,
             "mode": target.spec.mode,
             "agg": target.spec.agg_name,

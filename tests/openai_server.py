@@ -61,6 +61,9 @@ class FakeOpenAI:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     auth_headers: list[str] = field(default_factory=list)
+    sample_headers: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def start(self) -> FakeOpenAI:
         self._lock = threading.Lock()
@@ -87,8 +90,15 @@ class FakeOpenAI:
             self.requests += 1
             self.bodies.append(body)
             self.auth_headers.append(headers.get("authorization", ""))
+            self.sample_headers.append(headers.get("x-llmtune-sample", "0"))
             failure = self.failures.pop(0) if self.failures else None
-        time.sleep(self.latency)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if failure is not None:
             extra = {"retry-after": str(failure.retry_after)} if failure.retry_after is not None else {}
             return failure.status, {"error": {"message": f"injected {failure.status}", "type": "server_error"}}, extra

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openai_server import FakeOpenAI
+
+API_KEY = "sk-test-0123456789-secret"
+
+SENTIMENT_TEST = '''
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform, randint
+
+WORDS = ["Loved every minute", "great fun", "a waste of time", "boring and long", "brilliant acting",
+         "I enjoyed it", "dull", "best film", "terrible plot", "wonderful score", "awful", "a masterpiece"]
+POSITIVE = ("loved", "great", "brilliant", "enjoyed", "best", "wonderful", "masterpiece")
+CASES = [{"review": w, "label": "positive" if any(p in w.lower() for p in POSITIVE) else "negative"}
+         for w in WORDS * 2]
+
+@llm_eval(
+    space={
+        "model": "gpt-4o-mini",
+        "prompt": choice([
+            "Review: {review}\\nSentiment (positive or negative):",
+            "Examples:\\nReview: Great fun -> positive\\nReview: A waste of time -> negative\\nReview: {review} ->",
+        ]),
+        "temperature": uniform(0, 1),
+        "max_tokens": randint(1, 16),
+    },
+    threshold=THRESHOLD,
+)
+@pytest.mark.parametrize("case", CASES)
+def test_sentiment(llm, case):
+    texts = llm(case)
+    assert texts[0].split()[0].lower() == case["label"]
+
+
+def test_plain():
+    assert True
+'''
+
+
+def sentiment_test(threshold: float = 0.5) -> str:
+    return SENTIMENT_TEST.replace("THRESHOLD", repr(threshold))
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """A fresh OpenAI-compatible server on 127.0.0.1, and the openai client's environment pointing at it."""
+    server = FakeOpenAI().start()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester project holding the sentiment target and a plain test."""
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    return pytester
+
+
+def read_lock(path: Path) -> dict:
+    return json.loads((path / "llmtune.lock").read_text())
