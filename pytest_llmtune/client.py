@@ -11,11 +11,12 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmtune.errors import TemplateError
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["LLM", "Endpoint", "Reply", "Usage", "render_request"]
 

@@ -26,6 +26,10 @@ class GateSession(Mode):
     def record(self) -> bool:  # type: ignore[override]
         return self.settings.record
 
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return "test, recording missing responses" if self.settings.record else "test, replay only"
+
     def __init__(self, config: pytest.Config, settings: Any) -> None:
         super().__init__(config, settings)
         self.problems: dict[str, str] = {}  # target -> why it fails the gate

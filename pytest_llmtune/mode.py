@@ -25,6 +25,7 @@ class Mode:
     """A session object for --llm-tune or --llm-test, registered as a plugin in pytest_configure."""
 
     record = True
+    label = "tune"
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from pytest_llmtune.client import LLM
-from pytest_llmtune.gate import GateSession
-from pytest_llmtune.mode import Mode
 from pytest_llmtune.settings import INI, Settings, positive_int
 from pytest_llmtune.targets import spec_of
-from pytest_llmtune.tune import TuneSession
 
-MODE_KEY = pytest.StashKey[Mode]()
+if TYPE_CHECKING:
+    from pytest_llmtune.client import LLM
+    from pytest_llmtune.mode import Mode
+
+MODE_KEY = pytest.StashKey["Mode"]()
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
 
 
@@ -37,6 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--llm-record goes with --llm-test (--llm-tune always records)")
     if not (tune or test):
         return
+    # the modes import openai, vcrpy and scipy: plain pytest runs never pay for them
+    from pytest_llmtune.gate import GateSession
+    from pytest_llmtune.tune import TuneSession
+
     mode = (TuneSession if tune else GateSession)(config, Settings.from_config(config))
     config.stash[MODE_KEY] = mode
     config.pluginmanager.register(mode, "llmtune-mode")
@@ -47,9 +53,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if mode is None:
         return None
     settings = mode.settings
-    name = "tune" if isinstance(mode, TuneSession) else ("test, recording missing responses" if settings.record
-                                                        else "test, replay only")
-    return (f"llmtune: {name}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
+    return (f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
             f"endpoint {mode.endpoint.client.base_url}, concurrency {settings.concurrency}")
 
 

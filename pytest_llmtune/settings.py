@@ -7,8 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import openai
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["INI", "Settings", "positive_int"]
 
@@ -73,6 +77,8 @@ class Settings:
         )
 
     def client(self) -> openai.OpenAI:
+        import openai  # ~0.4 s to import: only when a mode is on
+
         return openai.OpenAI(
             base_url=self.base_url,  # None: the SDK reads OPENAI_BASE_URL itself
             api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,

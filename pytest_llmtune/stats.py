@@ -6,8 +6,6 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from scipy import stats as scipy_stats
-
 __all__ = ["Aggregate", "aggregate", "interval", "paired_difference", "resolve_agg"]
 
 Aggregate = Callable[[Sequence[float]], float]
@@ -43,12 +41,14 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
     if n < 2:
         return None
     mean = statistics.fmean(values)
-    half = scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    half = _t_quantile(confidence, n - 1) * statistics.stdev(values) / math.sqrt(n)
     return (mean - half, mean + half)
 
 
 def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
-    z = float(scipy_stats.norm.ppf((1 + confidence) / 2))
+    from scipy.stats import norm  # scipy.stats takes ~0.5 s to import: only when a score is shown
+
+    z = float(norm.ppf((1 + confidence) / 2))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -62,5 +62,11 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     if len(diffs) < 2:
         return mean, None
     spread = statistics.stdev(diffs)
-    half = scipy_stats.t.ppf((1 + confidence) / 2, len(diffs) - 1) * spread / math.sqrt(len(diffs))
+    half = _t_quantile(confidence, len(diffs) - 1) * spread / math.sqrt(len(diffs))
     return mean, (mean - half, mean + half)
+
+
+def _t_quantile(confidence: float, dof: int) -> float:
+    from scipy.stats import t  # scipy.stats takes ~0.5 s to import: only when a score is shown
+
+    return float(t.ppf((1 + confidence) / 2, dof))

@@ -4,7 +4,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401  (pytester's in-process runs drop modules they import; numpy cannot load twice)
+import vcr  # noqa: F401
 
 from openai_server import FakeOpenAI
 

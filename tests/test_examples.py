@@ -1,0 +1,39 @@
+"""The examples/ are run here, so they cannot rot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import read_lock
+
+from openai_server import FakeOpenAI
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def copy_example(name: str, pytester: pytest.Pytester) -> Path:
+    source = EXAMPLES / name
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copy(path, pytester.path / path.name)
+        else:
+            shutil.copytree(path, pytester.path / path.name)
+    return pytester.path
+
+
+def test_sentiment_example_tunes_then_gates_offline(pytester: pytest.Pytester, openai_server: FakeOpenAI,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_example("sentiment", pytester)
+
+    tune = pytester.runpytest("--llm-tune")
+    assert tune.ret == pytest.ExitCode.OK
+    outcomes = tune.parseoutcomes()
+    assert outcomes["passed"] + outcomes.get("missed", 0) == 16
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    gate = pytester.runpytest("--llm-test")
+
+    assert read_lock(pytester.path)["targets"]["test_sentiment.py::test_sentiment"]["score"] >= 0.8
+    assert gate.ret == pytest.ExitCode.OK
+    gate.stdout.fnmatch_lines(["*test_sentiment.py::test_sentiment: pass_rate * on 16 instances*: ok"])
