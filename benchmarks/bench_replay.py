@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from tabulate import tabulate
-
 from _project import FakeOpenAI, make_project, run_pytest
+from tabulate import tabulate
 
 LLM_TEST = '''
 import pytest

@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from _project import FakeOpenAI, make_project, run_pytest
+from tabulate import tabulate
 
 LATENCY = 0.2
 TEST = '''
@@ -36,10 +35,11 @@ def main() -> None:
         server.requests = 0
         rerun = run_pytest(root, "--llm-tune", f"--llm-concurrency={concurrency}", base_url=server.base_url)
         rows.append([concurrency, requests, f"{seconds:.1f}", f"{ideal:.1f}", f"{seconds / ideal:.2f}",
-                     server.requests, f"{rerun:.1f}"])
+                     f"{(seconds - rerun) / ideal:.2f}", server.requests, f"{rerun:.1f}"])
     server.stop()
+    # the rerun replays everything: its time is the fixed cost (start-up, imports, replay), not waiting
     print(tabulate(rows, headers=["concurrency", "requests", "tune s", "ideal s", "tune/ideal",
-                                  "rerun requests", "rerun s"]))
+                                  "(tune-rerun)/ideal", "rerun requests", "rerun s"]))
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class _JsonSerializer:
         return json.loads(text)
 
 
-class _AtomicPersister(FilesystemPersister):
+class _AtomicPersister(FilesystemPersister):  # type: ignore[misc]
     """Writes a temp file and renames it: an interrupted save never leaves half a cassette."""
 
     @staticmethod
@@ -109,8 +109,8 @@ class _IndexedCassette(Cassette):  # type: ignore[misc]
         self.new_recordings = 0
         super().__init__(**kwargs)
 
-    def append(self, request: Request, response: dict[str, Any]) -> None:
-        response = _scrub_response(response)
+    def append(self, request: Request, raw_response: dict[str, Any]) -> None:
+        response = _scrub_response(raw_response)
         if response is None:
             return
         request = _scrub_request(request)

@@ -92,7 +92,7 @@ class Endpoint:
         raw = resource.with_raw_response.create(**known, extra_body=extra or None, extra_headers=headers)
         response = raw.parse()
         choices = sorted(response.choices, key=lambda c: c.index)
-        texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]  # type: ignore[union-attr]
+        texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
         usage = response.usage
         return Reply(
             texts=texts,

@@ -109,10 +109,11 @@ class RandInt(IntRange):
     name = "randint"
 
     def sample(self, coords: Sequence[float]) -> int:
-        return min(self.low + int(coords[0] * (self.high - self.low)), self.high - 1)
+        low, high = int(self.low), int(self.high)
+        return min(low + int(coords[0] * (high - low)), high - 1)
 
     def values(self) -> list[Any]:
-        return [self.low, self.high - 1]
+        return [self.low, int(self.high) - 1]
 
 
 class LogRandInt(IntRange):
@@ -127,10 +128,10 @@ class LogRandInt(IntRange):
 
     def sample(self, coords: Sequence[float]) -> int:
         log_low, log_high = math.log(self.low), math.log(self.high)
-        return min(int(math.exp(log_low + coords[0] * (log_high - log_low))), self.high - 1)
+        return min(int(math.exp(log_low + coords[0] * (log_high - log_low))), int(self.high) - 1)
 
     def values(self) -> list[Any]:
-        return [self.low, self.high - 1]
+        return [self.low, int(self.high) - 1]
 
 
 class QRandInt(IntRange):

@@ -42,7 +42,8 @@ def read(path: Path) -> dict[str, dict[str, Any]]:
         raise LockfileError(
             f"{path} has version {data.get('version')!r}, this pytest-llmtune reads version {LOCK_VERSION}; {fix}"
         )
-    return data["targets"]
+    targets: dict[str, dict[str, Any]] = data["targets"]
+    return targets
 
 
 def write_target(path: Path, name: str, entry: Mapping[str, Any]) -> bool:

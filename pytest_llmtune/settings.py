@@ -6,7 +6,6 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import pytest

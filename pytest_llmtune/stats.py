@@ -55,7 +55,9 @@ def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, tuple[float, float] | None]:
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, tuple[float, float] | None]:
     """Mean of a - b over the same instances and its t-interval (None with fewer than two instances)."""
     diffs = [x - y for x, y in zip(a, b, strict=True)]
     mean = statistics.fmean(diffs) if diffs else math.nan

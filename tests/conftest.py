@@ -8,7 +8,6 @@ import openai  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401  (pytester's in-process runs drop modules they import; numpy cannot load twice)
 import vcr  # noqa: F401
-
 from openai_server import FakeOpenAI
 
 API_KEY = "sk-test-0123456789-secret"

@@ -85,7 +85,9 @@ class FakeOpenAI:
     def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
         self.failures.extend(Failure(status, retry_after) for _ in range(count))
 
-    def respond(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def respond(
+        self, path: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.requests += 1
             self.bodies.append(body)

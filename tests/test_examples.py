@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import read_lock
-
 from openai_server import FakeOpenAI
+
+from conftest import read_lock
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

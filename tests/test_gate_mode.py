@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import read_lock, sentiment_test
-
 from openai_server import FakeOpenAI
+
+from conftest import read_lock, sentiment_test
 
 TARGET = "test_sentiment.py::test_sentiment"
 

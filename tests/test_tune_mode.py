@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
-from conftest import API_KEY, read_lock
-
 from openai_server import FakeOpenAI
+
+from conftest import API_KEY, read_lock
 
 
 def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
