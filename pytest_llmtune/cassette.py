@@ -14,8 +14,6 @@ import contextlib
 import copy
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from vcr.record_mode import RecordMode
 from vcr.request import Request
 from vcr.serialize import serialize
 
+from pytest_llmtune.atomic import write_atomically
 from pytest_llmtune.client import REPLAYED_HEADER, SAMPLE_HEADER
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 
@@ -81,23 +80,20 @@ class _JsonSerializer:
 class _AtomicPersister(FilesystemPersister):  # type: ignore[misc]
     """Writes a temp file and renames it: an interrupted save never leaves half a cassette."""
 
+    @classmethod
+    def load_cassette(cls, cassette_path: Any, serializer: Any) -> Any:
+        # vcrpy treats a file it cannot decode as empty, and recording would then overwrite it
+        try:
+            Path(cassette_path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"not UTF-8: {error}") from None
+        except FileNotFoundError:
+            pass
+        return super().load_cassette(cassette_path, serializer)
+
     @staticmethod
     def save_cassette(cassette_path: Any, cassette_dict: Any, serializer: Any) -> None:
-        path = Path(cassette_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, serialize(cassette_dict, serializer))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        write_atomically(Path(cassette_path), serialize(cassette_dict, serializer))
 
 
 class _IndexedCassette(Cassette):  # type: ignore[misc]

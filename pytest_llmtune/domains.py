@@ -28,7 +28,8 @@ __all__ = [
     "uniform",
 ]
 
-FLOAT_DIGITS = 4  # sampled floats are rounded so that configs, request bodies and lockfiles stay readable
+# sampled floats are rounded (decimals; significant digits on log scales) so configs, bodies and lockfiles read well
+FLOAT_DIGITS = 4
 
 
 class InvalidSpaceError(ValueError):
@@ -68,6 +69,10 @@ class _Range(Domain):
     def values(self) -> list[Any]:
         return [self.low, self.high]
 
+    def clamp(self, value: float) -> float:
+        """Rounding for readability must not step outside the range."""
+        return min(max(value, self.low), self.high)
+
     def describe(self) -> Any:
         return {self.name: [self.low, self.high]}
 
@@ -79,7 +84,7 @@ class Uniform(_Range):
     name = "uniform"
 
     def sample(self, coords: Sequence[float]) -> float:
-        return round(self.low + coords[0] * (self.high - self.low), FLOAT_DIGITS)
+        return self.clamp(round(self.low + coords[0] * (self.high - self.low), FLOAT_DIGITS))
 
 
 class LogUniform(_Range):
@@ -92,7 +97,8 @@ class LogUniform(_Range):
 
     def sample(self, coords: Sequence[float]) -> float:
         log_low, log_high = math.log(self.low), math.log(self.high)
-        return round(math.exp(log_low + coords[0] * (log_high - log_low)), FLOAT_DIGITS)
+        value = math.exp(log_low + coords[0] * (log_high - log_low))
+        return self.clamp(float(f"{value:.{FLOAT_DIGITS}g}"))  # significant digits: a log range may be tiny
 
 
 class IntRange(_Range):
@@ -128,7 +134,8 @@ class LogRandInt(IntRange):
 
     def sample(self, coords: Sequence[float]) -> int:
         log_low, log_high = math.log(self.low), math.log(self.high)
-        return min(int(math.exp(log_low + coords[0] * (log_high - log_low))), int(self.high) - 1)
+        value = int(math.exp(log_low + coords[0] * (log_high - log_low)))  # may land a hair under low
+        return min(max(value, int(self.low)), int(self.high) - 1)
 
     def values(self) -> list[Any]:
         return [self.low, int(self.high) - 1]

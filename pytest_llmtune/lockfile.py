@@ -6,12 +6,11 @@ JSON with sorted keys, written atomically, and not rewritten when nothing change
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_llmtune.atomic import write_atomically
 from pytest_llmtune.errors import LlmtuneError
 
 __all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockfileError", "read", "stale_reasons", "write_target"]
@@ -53,10 +52,7 @@ def write_target(path: Path, name: str, entry: Mapping[str, Any]) -> bool:
     text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, text)
     return True
 
 

@@ -11,8 +11,9 @@ from pytest_llmtune.targets import spec_of
 
 if TYPE_CHECKING:
     from pytest_llmtune.client import LLM
+    from pytest_llmtune.mode import Mode
 
-MODE_KEY = pytest.StashKey["Mode"]()
+MODE_KEY: pytest.StashKey[Mode] = pytest.StashKey()
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
 
 

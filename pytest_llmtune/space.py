@@ -63,6 +63,7 @@ class SearchSpace:
                 raise InvalidSpaceError(f"space key {key!r} must be a str")
             fields |= self._validate_key(key, self.spec[key])
         self._validate_prompt(fields)
+        self._validate_callable_names()
 
     def _validate_key(self, key: str, value: Any) -> set[str]:
         __tracebackhide__ = True
@@ -92,6 +93,17 @@ class SearchSpace:
             raise InvalidSpaceError(
                 "space has no 'prompt' or 'messages': add a template, e.g. \"prompt\": \"Review: {review}\""
             )
+
+    def _validate_callable_names(self) -> None:
+        __tracebackhide__ = True
+        seen: dict[str, Callable[..., Any]] = {}
+        for function in _callables_in(self.spec):
+            name = callable_name(function)
+            if seen.setdefault(name, function) is not function:
+                raise InvalidSpaceError(
+                    f"two templates are both named {name}; the lockfile names a callable template by its name, "
+                    "so define each with its own `def`"
+                )
 
     @property
     def dims(self) -> int:

@@ -222,8 +222,6 @@ def test_a_corrupt_cassette_raises_and_is_left_untouched(tmp_path: Path, server:
 
 
 def test_a_cassette_that_is_not_utf8_raises_and_is_left_untouched(tmp_path: Path, server: FakeOpenAI) -> None:
-    # PACKAGE BUG (expected to fail): vcrpy turns a UnicodeDecodeError into CassetteDecodeError and then
-    # treats the cassette as empty; CassetteError is never raised and recording overwrites the file.
     path = Cassettes(tmp_path, record=True).path_for(TARGET)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'\xff\xfe{"interactions": [')

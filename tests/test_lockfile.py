@@ -75,8 +75,6 @@ def test_writing_leaves_no_temporary_files(lock: Path) -> None:
 
 
 def test_rewriting_keeps_the_lockfile_permissions(lock: Path) -> None:
-    # PACKAGE BUG (expected to fail): the temp file from tempfile.mkstemp is created 0600 and renamed
-    # over the lockfile, so a tune turns a 0644 llmtune.lock into one only its owner can read.
     write_target(lock, "test_a.py::test_x", ENTRY)
     lock.chmod(0o644)
 
