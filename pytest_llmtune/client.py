@@ -5,6 +5,7 @@ No pytest here: the same code serves the fixture and application code.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import inspect
 import json
 import threading
@@ -62,16 +63,24 @@ class Reply:
 
 
 class Endpoint:
-    """One OpenAI client shared by every evaluation; an identical request in flight is sent once.
+    """One OpenAI client shared by every evaluation: at most `concurrency` requests in flight, none sent twice.
 
     A second thread asking for a request that is in flight waits for it; the cassette then holds the
-    response and plays it back, so nothing is requested twice.
+    response and plays it back. With `split_n`, a request for n samples is sent as n single-sample
+    requests (sample k with seed + k when a seed is set): a config that differs only by a larger n pays
+    only for the extra samples, a smaller n reuses those drawn, n may exceed a server's slots, and each
+    response's usage counts its one sample (llama-server under-counts completion tokens when n > 1).
     """
 
-    def __init__(self, client: openai.OpenAI) -> None:
+    def __init__(self, client: openai.OpenAI, *, concurrency: int = 8, split_n: bool = False,
+                 default_model: str | None = None) -> None:
         self.client = client
+        self.split_n = split_n
+        self.default_model = default_model
         self.usage = Usage()
         self._usage_lock = threading.Lock()
+        self._slots = threading.Semaphore(concurrency)
+        self._fanout = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llmtune-sample")
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_lock = threading.Lock()
 
@@ -79,11 +88,20 @@ class Endpoint:
         key = json.dumps([api, params, sample], sort_keys=True, default=str)
         with self._locks_lock:
             lock = self._locks[key]
-        with lock:
+        with lock, self._slots:
             reply = self._send(api, params, sample)
         with self._usage_lock:
             self.usage.add(reply)
         return reply
+
+    def complete_many(self, api: str, requests: list[tuple[dict[str, Any], int]]) -> list[Reply]:
+        """Several (params, sample) requests at once, in order."""
+        if len(requests) == 1:
+            return [self.complete(api, *requests[0])]
+        return list(self._fanout.map(lambda request: self.complete(api, *request), requests))
+
+    def close(self) -> None:
+        self._fanout.shutdown(wait=True)
 
     def _send(self, api: str, params: dict[str, Any], sample: int) -> Reply:
         resource = self.client.chat.completions if api == "chat" else self.client.completions
@@ -143,6 +161,13 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tup
     return api, {"messages": [{"role": "user", "content": prompt}], **params}
 
 
+def _nth_sample(params: dict[str, Any], sample: int) -> dict[str, Any]:
+    """Sample k of a seeded request uses seed + k, so that its samples differ and each is reproducible."""
+    if sample and isinstance(params.get("seed"), int):
+        return {**params, "seed": params["seed"] + sample}
+    return params
+
+
 class LLM:
     """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
 
@@ -155,12 +180,20 @@ class LLM:
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
         merged = {**(context or {}), **fields}
         api, params = render_request(self.config, merged)
+        if "model" not in params:
+            if not self.endpoint.default_model:
+                raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')
+            params = {"model": self.endpoint.default_model, **params}
+        n = params.pop("n", 1) if self.endpoint.split_n else 1
+        draws = 1 if params.get("temperature") == 0 else n  # greedy decoding gives the same text every time
         key = json.dumps([api, params], sort_keys=True, default=str)
-        sample = self._seen[key]  # the k-th identical call in this evaluation gets its own recording
-        self._seen[key] += 1
-        reply = self.endpoint.complete(api, params, sample)
-        self.usage.add(reply)
-        return reply.texts
+        first = self._seen[key]  # the k-th identical call in this evaluation gets samples of its own
+        self._seen[key] += draws
+        replies = self.endpoint.complete_many(api, [(_nth_sample(params, first + k), first + k) for k in range(draws)])
+        for reply in replies:
+            self.usage.add(reply)
+        texts = [text for reply in replies for text in reply.texts]
+        return texts * n if draws == 1 and n > 1 else texts
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.cassette import Cassettes
-from pytest_llmtune.client import LLM, Endpoint
+from pytest_llmtune.client import LLM
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.evaluate import Scored, score_call
+from pytest_llmtune.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.targets import Target, call_kwargs, collect_targets, spec_of, target_name
 
-__all__ = ["MISSES", "Mode"]
+__all__ = ["MISSES", "Mode", "start_local_server"]
 
 MISSES: tuple[type[BaseException], ...] = (AssertionError, pytest.fail.Exception)
 MISS_KEY = pytest.StashKey[Scored]()
@@ -30,7 +31,11 @@ class Mode:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.endpoint = Endpoint(settings.client())
+        self.local: LocalServer | None = None
+        if settings.local and self.record:
+            self.local = start_local_server(config, settings)
+        self.endpoint = settings.endpoint(self.local.base_url if self.local else None)
+        config.add_cleanup(self.endpoint.close)
         self.cassettes = Cassettes(settings.cassette_dir, record=self.record)
         self.targets: dict[str, Target] = {}
         self.configs: dict[str, dict[str, Any]] = {}  # target name -> the config its items run with
@@ -52,6 +57,11 @@ class Mode:
 
     def collect(self, items: list[pytest.Item]) -> None:
         self.targets = collect_targets(items)
+        if self.settings.local:
+            for target in self.targets.values():
+                if "best_of" in target.spec.space.spec:
+                    raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure "
+                                            "noise; remove it from the space (n with a vote does what it would)")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
@@ -81,3 +91,15 @@ class Mode:
         if report.when == "call" and any(name == MISS_PROPERTY for name, _ in report.user_properties):
             return "missed", "m", "MISS"
         return None
+
+
+def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:
+    """Start llama-server for this session; it is stopped by its PID when pytest unconfigures, also after Ctrl-C."""
+    try:
+        model = settings.local_model or default_model_path()
+        server = LocalServer(model, slots=settings.local_slots, context=settings.local_context)
+        config.add_cleanup(server.stop)
+        server.start()
+    except LocalServerError as error:
+        raise pytest.UsageError(str(error)) from None
+    return server

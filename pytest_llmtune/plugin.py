@@ -24,6 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "recorded responses; fail on a stale lock or a score below its threshold")
     group.addoption("--llm-record", action="store_true", help="with --llm-test: call the endpoint for requests "
                     "that have no recording, and record them")
+    group.addoption("--llm-local", action="store_true", help="start llama.cpp's llama-server with SmolLM2-135M on "
+                    "127.0.0.1 for this session and send requests to it (ini llmtune_local)")
+    group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for --llm-local")
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
                     help="requests in flight at once (default: ini llmtune_concurrency, 8)")
     for name, (help_text, default) in INI.items():
@@ -53,8 +56,10 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if mode is None:
         return None
     settings = mode.settings
+    local = (f"; local model {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
+             if mode.local is not None and mode.local.process is not None else "")
     return (f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
-            f"endpoint {mode.endpoint.client.base_url}, concurrency {settings.concurrency}")
+            f"endpoint {mode.endpoint.client.base_url}, concurrency {settings.concurrency}{local}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

