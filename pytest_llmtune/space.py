@@ -57,24 +57,22 @@ class SearchSpace:
             raise InvalidSpaceError(f"space must be a dict of request fields, got {spec!r}")
         self.spec = dict(spec)
         self.keys = sorted(self.spec)
-        fields = set()
         for key in self.keys:
             if not isinstance(key, str):
                 raise InvalidSpaceError(f"space key {key!r} must be a str")
-            fields |= self._validate_key(key, self.spec[key])
-        self._validate_prompt(fields)
+            self._validate_key(key, self.spec[key])
+        self._validate_templates()
         self._validate_callable_names()
 
-    def _validate_key(self, key: str, value: Any) -> set[str]:
+    def _validate_key(self, key: str, value: Any) -> None:
         __tracebackhide__ = True
         if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options):
             return self._validate_group(key, value)
         validate_field(key, value, f"space[{key!r}]")
-        return {key}
+        return None
 
-    def _validate_group(self, key: str, group: Choice) -> set[str]:
+    def _validate_group(self, key: str, group: Choice) -> None:
         __tracebackhide__ = True
-        fields = set()
         for option in group.options:
             if not isinstance(option, Mapping):
                 raise InvalidSpaceError(
@@ -82,14 +80,17 @@ class SearchSpace:
                 )
             for name, value in option.items():
                 validate_field(name, value, f"space[{key!r}] option {name!r}")
-                fields.add(name)
-        return fields
 
-    def _validate_prompt(self, fields: set[str]) -> None:
+    def _validate_templates(self) -> None:
+        """Every config gets exactly one of 'prompt' and 'messages' (a group may switch between them)."""
         __tracebackhide__ = True
-        if "prompt" in fields and "messages" in fields:
-            raise InvalidSpaceError("space has both 'prompt' and 'messages'; give one (a prompt is one user message)")
-        if not fields & {"prompt", "messages"}:
+        top = {key for key in self.keys if not _is_group(self.spec[key])}
+        groups = [self.spec[key].options for key in self.keys if _is_group(self.spec[key])]
+        for fields in [top] + [top | set(option) for options in groups for option in options]:
+            if {"prompt", "messages"} <= fields:
+                raise InvalidSpaceError("a config would have both 'prompt' and 'messages'; give one "
+                                        "(a prompt is one user message)")
+        if not _has_template(top) and not any(all(_has_template(o) for o in options) for options in groups):
             raise InvalidSpaceError(
                 "space has no 'prompt' or 'messages': add a template, e.g. \"prompt\": \"Review: {review}\""
             )
@@ -133,6 +134,10 @@ class SearchSpace:
         """The inverse of `encode`, finding callables among this space's values."""
         callables = {callable_name(f): f for f in _callables_in(self.spec)}
         return {key: _decode(value, callables) for key, value in encoded.items()}
+
+
+def _has_template(fields: Any) -> bool:
+    return "prompt" in fields or "messages" in fields
 
 
 def _is_group(value: Any) -> bool:

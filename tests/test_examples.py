@@ -37,3 +37,17 @@ def test_sentiment_example_tunes_then_gates_offline(pytester: pytest.Pytester, o
     assert read_lock(pytester.path)["targets"]["test_sentiment.py::test_sentiment"]["score"] >= 0.8
     assert gate.ret == pytest.ExitCode.OK
     gate.stdout.fnmatch_lines(["*test_sentiment.py::test_sentiment: pass_rate * on 16 instances*: ok"])
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "capitals"])
+def test_committed_example_passes_the_gate_offline(name: str, pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh clone gates on the committed lockfile and recordings: no server, no key, no network."""
+    copy_example(name, pytester)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    result = pytester.runpytest("--llm-test")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*: pass_rate * on 40 instances (* missed); locked *: ok"])

@@ -172,8 +172,19 @@ def test_space_rejects_an_int_domain_allowing_zero_max_tokens() -> None:
 
 
 def test_space_rejects_both_prompt_and_messages() -> None:
-    with invalid("space has both 'prompt' and 'messages'; give one"):
+    with invalid("a config would have both 'prompt' and 'messages'; give one"):
         SearchSpace({"prompt": "{x}", "messages": [{"role": "user", "content": "{x}"}]})
+
+
+def test_a_group_may_switch_between_prompt_and_messages() -> None:
+    space = SearchSpace({"template": choice([{"prompt": "{x}"}, {"messages": [{"role": "user", "content": "{x}"}]}])})
+
+    assert {"prompt" in space.config_at([0.1]), "messages" in space.config_at([0.9])} == {True}
+
+
+def test_a_group_that_only_sometimes_gives_a_template_is_refused() -> None:
+    with invalid("space has no 'prompt' or 'messages'"):
+        SearchSpace({"template": choice([{"prompt": "{x}"}, {"api": "chat"}])})
 
 
 def test_space_rejects_neither_prompt_nor_messages() -> None:

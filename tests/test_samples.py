@@ -1,0 +1,96 @@
+"""Samples are reused across n: n is sent as single-sample requests (as with --llm-local or llmtune_split_n)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from openai_server import FakeOpenAI
+from pytest_llmtune.cassette import Cassettes
+from pytest_llmtune.client import LLM, Endpoint
+
+CONFIG = {"model": "m", "prompt": "Review: {r}", "temperature": 0.8}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def endpoint(server: FakeOpenAI, tmp_path: Path) -> Iterator[Endpoint]:
+    cassettes = Cassettes(tmp_path, record=True)
+    cassettes.start()
+    endpoint = Endpoint(openai.OpenAI(base_url=server.base_url, api_key="sk-x"), split_n=True)
+    with cassettes.use("test_x.py::test_x"):
+        yield endpoint
+    cassettes.stop()
+    endpoint.close()
+
+
+def texts(endpoint: Endpoint, n: int, **config: object) -> list[str]:
+    return LLM({**CONFIG, "n": n, **config}, endpoint)(r="great fun")
+
+
+def test_n_is_sent_as_single_sample_requests(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    assert len(texts(endpoint, 5)) == 5
+
+    assert server.requests == 5
+    assert all("n" not in body for body in server.bodies)
+    assert sorted(server.sample_headers) == ["0", "1", "2", "3", "4"]
+
+
+def test_a_smaller_n_reuses_the_samples_drawn(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    five = texts(endpoint, 5)
+
+    three = texts(endpoint, 3)
+
+    assert three == five[:3]
+    assert server.requests == 5
+
+
+def test_a_larger_n_pays_only_for_the_extra_samples(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    texts(endpoint, 3)
+
+    seven = texts(endpoint, 7)
+
+    assert len(seven) == 7
+    assert server.requests == 7
+
+
+def test_seeded_samples_get_seed_plus_k(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    texts(endpoint, 3, seed=7)
+
+    assert sorted(body["seed"] for body in server.bodies) == [7, 8, 9]
+
+
+def test_greedy_decoding_is_requested_once_for_any_n(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    result = texts(endpoint, 4, temperature=0)
+
+    assert server.requests == 1
+    assert len(result) == 4 and len(set(result)) == 1
+
+
+def test_token_counts_add_up_over_the_samples(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    llm = LLM({**CONFIG, "n": 3}, endpoint)
+
+    llm(r="great fun")
+
+    assert llm.usage.requests == 3
+    assert llm.usage.completion_tokens == 3 * len("positive because reasons".split())
+    assert llm.usage.prompt_tokens == 3 * len("Review: great fun".split())
+
+
+def test_without_split_n_goes_in_one_request(server: FakeOpenAI, tmp_path: Path) -> None:
+    endpoint = Endpoint(openai.OpenAI(base_url=server.base_url, api_key="sk-x"))
+
+    result = texts(endpoint, 3)
+
+    endpoint.close()
+    assert len(result) == 3
+    assert server.requests == 1 and server.bodies[0]["n"] == 3
