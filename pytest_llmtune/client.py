@@ -171,9 +171,10 @@ def _nth_sample(params: dict[str, Any], sample: int) -> dict[str, Any]:
 class LLM:
     """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
 
-    def __init__(self, config: Mapping[str, Any], endpoint: Endpoint) -> None:
+    def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None) -> None:
         self.config = dict(config)
         self.endpoint = endpoint
+        self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
         self.usage = Usage()
         self._seen: Counter[str] = Counter()
 
@@ -184,7 +185,7 @@ class LLM:
             if not self.endpoint.default_model:
                 raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')
             params = {"model": self.endpoint.default_model, **params}
-        n = params.pop("n", 1) if self.endpoint.split_n else 1
+        n = params.pop("n", 1) if self.split_n else 1
         draws = 1 if params.get("temperature") == 0 else n  # greedy decoding gives the same text every time
         key = json.dumps([api, params], sort_keys=True, default=str)
         first = self._seen[key]  # the k-th identical call in this evaluation gets samples of its own

@@ -63,6 +63,7 @@ class GateSession(Mode):
         except InvalidSpaceError as error:
             return self.refuse(target, f"{error}: {fix}")
         self.entries[target.name] = entry
+        self.split_n[target.name] = bool(entry.get("split_n", False))
         return None
 
     def refuse(self, target: Target, why: str) -> None:

@@ -39,6 +39,7 @@ class Mode:
         self.cassettes = Cassettes(settings.cassette_dir, record=self.record)
         self.targets: dict[str, Target] = {}
         self.configs: dict[str, dict[str, Any]] = {}  # target name -> the config its items run with
+        self.split_n: dict[str, bool] = {}  # target name -> how its lock was recorded
         self.scores: dict[str, dict[str, Scored]] = {}  # target name -> node id -> result
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -53,7 +54,9 @@ class Mode:
 
     def llm_for(self, item: pytest.Item) -> LLM:
         target = self.target_of(item)
-        return LLM(self.configs.get(target.name, {}) if target else {}, self.endpoint)
+        if target is None:
+            return LLM({}, self.endpoint)
+        return LLM(self.configs.get(target.name, {}), self.endpoint, split_n=self.split_n.get(target.name))
 
     def collect(self, items: list[pytest.Item]) -> None:
         self.targets = collect_targets(items)
@@ -69,11 +72,14 @@ class Mode:
         if target is None:
             return None
         kwargs = call_kwargs(pyfuncitem)
+        problem: str | None = None
         try:
             with self.cassettes.use(target.name):
                 scored = score_call(lambda: pyfuncitem.obj(**kwargs), target.spec, MISSES)
         except LlmtuneError as error:  # the message says what to do; a traceback through the SDK would bury it
-            pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
+            problem = f"{type(error).__name__}: {error}"
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
         self.scores.setdefault(target.name, {})[pyfuncitem.nodeid] = scored
         if not scored.passed:
             pyfuncitem.stash[MISS_KEY] = scored

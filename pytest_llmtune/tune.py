@@ -53,7 +53,9 @@ class TuneSession(Mode):
             self.write(f"llmtune: {target.name}: no instance could be set up; see the reports below")
             return
         spec = target.spec
-        configs = candidates(spec.space, spec.num_samples or self.settings.num_samples, spec.seed)
+        model = self.endpoint.default_model  # the lock names the model a config ran on, also when the space did not
+        configs = [{"model": model, **c} if model and "model" not in c else c
+                   for c in candidates(spec.space, spec.num_samples or self.settings.num_samples, spec.seed)]
         halving = SuccessiveHalving(len(configs), len(instances), eta=self.settings.eta,
                                     min_instances=self.settings.min_instances, mode=spec.mode, agg=spec.agg)
 
@@ -128,6 +130,7 @@ class TuneSession(Mode):
             "instances": len(values),
             "tokens": {"total": winner.tokens, "per_instance": round(winner.tokens_per_instance, 2)},
             "seed": target.spec.seed,
+            "split_n": self.settings.split_n,
             "plugin_version": _version(),
             "fingerprints": target.fingerprints(),
         }

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import openai
 import pytest
-
 from openai_server import FakeOpenAI
+
 from pytest_llmtune.cassette import Cassettes
 from pytest_llmtune.client import LLM, Endpoint
 
@@ -82,8 +82,8 @@ def test_token_counts_add_up_over_the_samples(endpoint: Endpoint, server: FakeOp
     llm(r="great fun")
 
     assert llm.usage.requests == 3
-    assert llm.usage.completion_tokens == 3 * len("positive because reasons".split())
-    assert llm.usage.prompt_tokens == 3 * len("Review: great fun".split())
+    assert llm.usage.completion_tokens == 3 * len(["positive", "because", "reasons"])
+    assert llm.usage.prompt_tokens == 3 * len(["Review:", "great", "fun"])
 
 
 def test_without_split_n_goes_in_one_request(server: FakeOpenAI, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ ITEMS = [{"a": rng.randint(10, 49), "b": rng.randint(10, 49)} for _ in range(40)
 
 ZERO_SHOT = "What is {a} + {b}? Answer with the number only."
 FEW_SHOT = "12 + 35 = 47\n23 + 41 = 64\n30 + 18 = 48\n{a} + {b} ="
-FEW_SHOT_QA = "Q: What is 12 + 35?\nA: 47\nQ: What is 23 + 41?\nA: 64\nQ: What is 30 + 18?\nA: 48\nQ: What is {a} + {b}?\nA:"
+FEW_SHOT_QA = ("Q: What is 12 + 35?\nA: 47\nQ: What is 23 + 41?\nA: 64\nQ: What is 30 + 18?\nA: 48\n"
+               "Q: What is {a} + {b}?\nA:")
 
 
 def vote(texts: list[str]) -> str | None:
