@@ -15,7 +15,7 @@ import copy
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,15 +157,21 @@ class _Switchboard:
     skip_patchers = tuple(name for name in PATCHER_NAMES if name not in PATCHED)
     _path = "pytest-llmtune"
 
-    def __init__(self) -> None:
+    def __init__(self, before_live: Callable[[], None]) -> None:
         self.current: _IndexedCassette | None = None
+        self.before_live = before_live
 
     @property
     def write_protected(self) -> bool:
         return self.current is not None and self.current.write_protected
 
     def can_play_response_for(self, request: Request) -> bool:
-        return self.current is not None and self.current.can_play_response_for(request)
+        if self.current is None:
+            return False
+        if self.current.can_play_response_for(request):
+            return True
+        self.before_live()  # e.g. the optimization budget's gate: it may refuse to send
+        return False
 
     def filter_request(self, request: Request) -> Request:
         return request
@@ -182,11 +188,11 @@ class _Switchboard:
 class Cassettes:
     """One cassette per target under `directory`; `record=False` replays only and never calls out."""
 
-    def __init__(self, directory: Path, *, record: bool) -> None:
+    def __init__(self, directory: Path, *, record: bool, before_live: Callable[[], None] = lambda: None) -> None:
         self.directory = directory
         self.record_mode = RecordMode.NEW_EPISODES if record else RecordMode.NONE
         self._cassettes: dict[str, _IndexedCassette] = {}
-        self._switchboard = _Switchboard()
+        self._switchboard = _Switchboard(before_live)
         self._patches = contextlib.ExitStack()
 
     def path_for(self, target: str) -> Path:

@@ -11,15 +11,17 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmtune.budget import Spending
+from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.errors import TemplateError
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["LLM", "Endpoint", "Reply", "Usage", "render_request"]
+__all__ = ["LLM", "Endpoint", "Reply", "Tally", "Usage", "render_request"]
 
 REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py)
 SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
@@ -27,31 +29,62 @@ NOT_REQUEST_FIELDS = {"api", "prompt", "messages"}
 
 
 @dataclass
-class Usage:
-    """Requests and tokens; live requests and replayed ones are counted apart."""
-
+class Tally:
     requests: int = 0
-    replayed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0  # dollars
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def merge(self, other: Usage) -> None:
+    def add(self, other: Tally) -> None:
         self.requests += other.requests
-        self.replayed += other.replayed
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.cost += other.cost
+
+
+@dataclass
+class Usage:
+    """Requests, tokens and dollars; live requests (new spending) and replayed ones (free) are counted apart."""
+
+    live: Tally = field(default_factory=Tally)
+    replay: Tally = field(default_factory=Tally)
+
+    @property
+    def requests(self) -> int:
+        return self.live.requests
+
+    @property
+    def replayed(self) -> int:
+        return self.replay.requests
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.live.prompt_tokens + self.replay.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.live.completion_tokens + self.replay.completion_tokens
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost(self) -> float:
+        """What these requests cost at list price, whether paid now or replayed."""
+        return self.live.cost + self.replay.cost
+
+    def merge(self, other: Usage) -> None:
+        self.live.add(other.live)
+        self.replay.add(other.replay)
 
     def add(self, reply: Reply) -> None:
-        if reply.replayed:
-            self.replayed += 1
-        else:
-            self.requests += 1
-        self.prompt_tokens += reply.prompt_tokens
-        self.completion_tokens += reply.completion_tokens
+        tally = Tally(1, reply.prompt_tokens, reply.completion_tokens, reply.cost)
+        (self.replay if reply.replayed else self.live).add(tally)
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,11 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     replayed: bool
+    cost: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 class Endpoint:
@@ -73,10 +111,13 @@ class Endpoint:
     """
 
     def __init__(self, client: openai.OpenAI, *, concurrency: int = 8, split_n: bool = False,
-                 default_model: str | None = None) -> None:
+                 default_model: str | None = None, prices: PriceTable | None = None,
+                 spending: Spending | None = None) -> None:
         self.client = client
         self.split_n = split_n
         self.default_model = default_model
+        self.prices = prices or PriceTable.default()
+        self.spending = spending or Spending(None)
         self.usage = Usage()
         self._usage_lock = threading.Lock()
         self._slots = threading.Semaphore(concurrency)
@@ -89,7 +130,15 @@ class Endpoint:
         with self._locks_lock:
             lock = self._locks[key]
         with lock, self._slots:
-            reply = self._send(api, params, sample)
+            try:
+                reply = self._send(api, params, sample)
+            except BaseException:
+                self.spending.release()  # the room the cassette reserved for a live request, if it did
+                raise
+        if reply.replayed:
+            self.spending.release()
+        else:
+            self.spending.settle(reply.tokens, reply.cost)  # charges and frees the reservation at once
         with self._usage_lock:
             self.usage.add(reply)
         return reply
@@ -111,12 +160,14 @@ class Endpoint:
         response = raw.parse()
         choices = sorted(response.choices, key=lambda c: c.index)
         texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
-        usage = response.usage
+        prompt_tokens = response.usage.prompt_tokens if response.usage else 0
+        completion_tokens = response.usage.completion_tokens if response.usage else 0
         return Reply(
             texts=texts,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             replayed=raw.headers.get(REPLAYED_HEADER) == "1",
+            cost=self.prices.cost(str(params.get("model", "")), prompt_tokens, completion_tokens),
         )
 
 

@@ -27,6 +27,7 @@ class Rung:
 class Outcome:
     metric: float
     tokens: int
+    cost: float = 0.0
 
 
 @dataclass
@@ -36,11 +37,17 @@ class Trial:
     index: int
     metrics: dict[int, float] = field(default_factory=dict)
     tokens: int = 0
+    cost: float = 0.0  # dollars, at list price
     rung: int = 0
+    dropped: str | None = None  # why the search stopped evaluating it early
 
     @property
     def tokens_per_instance(self) -> float:
         return self.tokens / len(self.metrics) if self.metrics else 0.0
+
+    @property
+    def cost_per_instance(self) -> float:
+        return self.cost / len(self.metrics) if self.metrics else 0.0
 
 
 Evaluate = Callable[[int, list[tuple[int, int]]], Mapping[tuple[int, int], Outcome]]  # (rung, pairs)
@@ -85,6 +92,7 @@ class SuccessiveHalving:
         if mode not in ("max", "min"):
             raise ValueError(f"The value of `mode` is {mode!r}, but must be 'max' or 'min'")
         self.rungs = plan(n_configs, n_instances, eta, min_instances)
+        self.n_instances = n_instances
         self.mode, self.agg = mode, agg
         self.trials = [Trial(index) for index in range(n_configs)]
 
@@ -92,7 +100,9 @@ class SuccessiveHalving:
         """Every trial, best first: the winner, then by the rung reached, score and cost."""
         alive = list(self.trials)
         for number, rung in enumerate(self.rungs):
-            alive = self.rank(alive)[: rung.configs]
+            alive = [t for t in self.rank(alive) if t.dropped is None][: rung.configs]
+            if not alive:
+                break
             self._evaluate(alive, rung, number, evaluate)
             if on_rung is not None:
                 on_rung(number, rung)
@@ -107,17 +117,18 @@ class SuccessiveHalving:
             trial = self.trials[config]
             trial.metrics[instance] = outcome.metric
             trial.tokens += outcome.tokens
+            trial.cost += outcome.cost
 
     def score(self, trial: Trial) -> float:
         return aggregate([trial.metrics[i] for i in sorted(trial.metrics)], self.agg)
 
     def rank(self, trials: Sequence[Trial]) -> list[Trial]:
-        """Further rungs first; within a rung the better score, then the cheaper config, then the earlier."""
+        """Dropped last; further rungs first; within a rung the better score, then the cheaper, then the earlier."""
         sign = -1 if self.mode == "max" else 1
 
-        def key(trial: Trial) -> tuple[float, float, float, int]:
+        def key(trial: Trial) -> tuple[bool, float, float, float, int]:
             score = self.score(trial) if trial.metrics else math.nan
             ranked_score = math.inf if math.isnan(score) else sign * score
-            return (-trial.rung, ranked_score, trial.tokens_per_instance, trial.index)
+            return (trial.dropped is not None, -trial.rung, ranked_score, trial.tokens_per_instance, trial.index)
 
         return sorted(trials, key=key)

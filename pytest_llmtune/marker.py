@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmtune.budget import Budget
 from pytest_llmtune.space import SearchSpace
 from pytest_llmtune.spec import EvalSpec
 from pytest_llmtune.stats import Aggregate
@@ -24,6 +25,8 @@ def llm_eval(
     seed: int = 0,
     agg: str | Aggregate = "mean",
     num_samples: int | None = None,
+    inference_budget: float | str | None = None,
+    optimization_budget: float | str | None = None,
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -36,9 +39,21 @@ def llm_eval(
     name: the target's name in the lockfile; default the test's node id without parameters.
     seed: seeds the candidate configs and the order of instances.
     agg: how per-instance metrics combine: "mean", "median" or a callable on the list.
-    num_samples: configs to draw (default: the ini setting llmtune_num_samples).
+    num_samples: configs to draw (default: the ini setting llmtune_num_samples); -1 draws batches of them until
+        the optimization_budget is spent.
+    inference_budget: the most a config may cost per instance on average: dollars (0.002) or tokens ("300 tokens").
+        A config whose n x max_tokens alone is over it is skipped unevaluated; one whose instances show, at 95%
+        confidence, an average over it is dropped then.
+    optimization_budget: the most the tune may spend on new requests, in dollars or tokens; replays are free.
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
-                    seed=seed, agg=agg, num_samples=num_samples)
+                    seed=seed, agg=agg, num_samples=num_samples,
+                    inference_budget=_budget(inference_budget, "inference_budget"),
+                    optimization_budget=_budget(optimization_budget, "optimization_budget"))
     return pytest.mark.llm_eval(spec)
+
+
+def _budget(value: float | str | None, name: str) -> Budget | None:
+    __tracebackhide__ = True
+    return None if value is None else Budget.parse(value, name)

@@ -36,7 +36,9 @@ class Mode:
             self.local = start_local_server(config, settings)
         self.endpoint = settings.endpoint(self.local.base_url if self.local else None)
         config.add_cleanup(self.endpoint.close)
-        self.cassettes = Cassettes(settings.cassette_dir, record=self.record)
+        # the optimization budget's gate sits where a request is known to go to the network
+        self.cassettes = Cassettes(settings.cassette_dir, record=self.record,
+                                   before_live=lambda: self.endpoint.spending.admit())
         self.targets: dict[str, Target] = {}
         self.configs: dict[str, dict[str, Any]] = {}  # target name -> the config its items run with
         self.split_n: dict[str, bool] = {}  # target name -> how its lock was recorded

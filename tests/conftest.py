@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,22 @@ def test_sentiment(llm, case):
 def test_plain():
     assert True
 '''
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_the_http_stack_once() -> None:
+    """Make the SDK import its lazily loaded modules (errors included) in this process, before any pytester run.
+
+    pytester's in-process runs drop the modules first imported inside them; a module imported again later
+    holds new exception classes, and httpx2 would then fail to map httpcore2's errors to its own.
+    """
+    server = FakeOpenAI().start()
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-warm-up", max_retries=0)
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    client.completions.create(model="m", prompt="hi")
+    server.stop()
+    with contextlib.suppress(openai.APIConnectionError):  # a refused connection, to load the error paths too
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
 
 
 def sentiment_test(threshold: float = 0.5) -> str:

@@ -21,6 +21,8 @@ TARGET = "test_reviews.py::test_sentiment"
 CONFIG = {"model": "m", "prompt": "Review: {review}", "temperature": 0.9}
 REVIEWS = ["great fun", "dull", "a masterpiece"]
 
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.cost.UnknownPriceWarning")  # model "m"
+
 
 def endpoint(server: FakeOpenAI) -> Endpoint:
     return Endpoint(openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0))

@@ -14,6 +14,8 @@ from pytest_llmtune.client import LLM, Endpoint
 
 CONFIG = {"model": "m", "prompt": "Review: {r}", "temperature": 0.8}
 
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.cost.UnknownPriceWarning")  # model "m"
+
 
 @pytest.fixture
 def server() -> Iterator[FakeOpenAI]:

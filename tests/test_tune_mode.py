@@ -39,7 +39,7 @@ def test_rerun_with_same_seed_makes_no_requests(project: pytest.Pytester, openai
     assert first_requests > 0
     assert openai_server.requests == first_requests
     assert (project.path / "llmtune.lock").read_text() == lock_before
-    result.stdout.fnmatch_lines(["*: 16 configs in *; 0 requests, * replayed*", "*(unchanged)*"])
+    result.stdout.fnmatch_lines(["*: 16 configs in *; 0 requests (0 tokens, $0.0000); * replayed*", "*(unchanged)*"])
 
 
 def test_same_seed_gives_the_same_lock_from_scratch(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:

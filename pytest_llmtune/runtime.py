@@ -1,0 +1,409 @@
+"""The runtime API for application code: the locked config of a target, and `create` calls that use it.
+
+    from pytest_llmtune.runtime import create, locked
+    response = create({"review": text}, **locked("test_sentiment.py::test_sentiment"))
+
+`create` tries alternatives in order, retries with backoff, caches identical requests, and counts what the
+process spent. No pytest here; openai is imported on the first call.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import itertools
+import json
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from pytest_llmtune.client import _split, render_request
+from pytest_llmtune.cost import PriceTable
+from pytest_llmtune.errors import LlmtuneError, TemplateError
+from pytest_llmtune.lockfile import LockfileError
+from pytest_llmtune.lockfile import read as read_lockfile
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache", "create",
+           "locked", "reset_usage", "usage_summary"]
+
+LOCKFILE_NAME = "llmtune.lock"
+# Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
+RUNTIME_KEYS = frozenset({"base_url", "api_key_env", "retry_timeout", "cache", "price", "timeout"})
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_RETRY_TIMEOUT = 60.0
+FIRST_BACKOFF, MAX_BACKOFF = 0.25, 8.0  # seconds; doubled per attempt, then jittered down by up to half
+
+
+class CreateError(LlmtuneError):
+    """No alternative answered; the message names each one and why it failed."""
+
+
+# --- locked -------------------------------------------------------------------------------------------------
+
+
+def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
+    """The locked config of target `name`, ready for `create(context, **config)`.
+
+    `lockfile` defaults to the `llmtune.lock` in the current directory or the nearest parent holding one.
+    A callable template is imported by its name. Raises `LockfileError` with the fix when it cannot.
+    """
+    path = Path(lockfile) if lockfile is not None else _find_lockfile(Path.cwd())
+    if not path.is_file():
+        raise LockfileError(f"{path} does not exist; run `pytest --llm-tune` to write it")
+    targets = read_lockfile(path)
+    if name not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise LockfileError(f"{path} has no target {name!r} (it has: {known}); "
+                            "run `pytest --llm-tune` to tune and lock it")
+    config = targets[name].get("config")
+    if not isinstance(config, dict):
+        raise LockfileError(f"{path}: target {name!r} has no \"config\" table; run `pytest --llm-tune` to rewrite it")
+    return {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
+
+
+def _find_lockfile(start: Path) -> Path:
+    for folder in (start, *start.parents):
+        if (folder / LOCKFILE_NAME).is_file():
+            return folder / LOCKFILE_NAME
+    raise LockfileError(f"no {LOCKFILE_NAME} in {start} or its parents; run `pytest --llm-tune` in your project "
+                        "to write it, or pass lockfile=PATH")
+
+
+def _resolve(value: Any, where: str) -> Any:
+    if not (isinstance(value, dict) and set(value) == {"callable"}):
+        return value
+    try:
+        return _import_by_name(str(value["callable"]))
+    except (ImportError, AttributeError) as error:
+        raise LockfileError(
+            f"the locked template {where} is a callable, {value['callable']}, that could not be imported ({error}); "
+            "run where its module is importable, or define it at module level"
+        ) from error
+
+
+def _import_by_name(name: str) -> Any:
+    """`package.module.Class.function`: the longest importable module prefix, then attributes."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module_name.startswith(error.name):
+                continue  # that module (or its package) does not exist: try a shorter prefix
+            raise
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(f"no module named {parts[0]!r}")
+
+
+# --- responses and usage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Response:
+    """One `create` answer. `cost` is 0 when `cached`; `config_index` is None without a config_list."""
+
+    texts: list[str]
+    usage: TokenUsage
+    cost: float
+    config_index: int | None
+    config: dict[str, Any]
+    cached: bool
+    raw: Any = field(repr=False, compare=False)
+
+    @property
+    def text(self) -> str:
+        return self.texts[0] if self.texts else ""
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """`calls` reached the endpoint and cost `cost`; `cached_calls` were answered from memory, saving `cached_cost`."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cached_cost: float = 0.0
+
+    def __add__(self, other: ModelUsage) -> ModelUsage:
+        return ModelUsage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(ModelUsage)))
+
+
+@dataclass(frozen=True)
+class UsageSummary(ModelUsage):
+    """The process's totals, and the same counts per model."""
+
+    models: dict[str, ModelUsage] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, models: Mapping[str, ModelUsage]) -> UsageSummary:
+        return cls(**asdict(sum(models.values(), ModelUsage())), models=dict(sorted(models.items())))
+
+    def lines(self) -> list[str]:
+        """Printable lines: a headline, then a table with a row per model."""
+        head = (f"llmtune: {self.calls} LLM calls ({self.cached_calls} more from the cache), ${self.cost:.6f} spent, "
+                f"${self.cached_cost:.6f} saved by the cache")
+        rows = [[model, u.calls, u.cached_calls, u.prompt_tokens, u.completion_tokens, u.cost, u.cached_cost]
+                for model, u in self.models.items()]
+        headers = ["model", "calls", "cached", "prompt tokens", "completion tokens", "cost $", "saved $"]
+        return [head, *tabulate(rows, headers, floatfmt=".6f").splitlines()] if rows else [head]
+
+
+class _Process:
+    """What one process shares between threads: clients, the response cache, the usage counts and prices."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clients: dict[tuple[str | None, str], openai.OpenAI] = {}
+        self.cache: dict[str, Response] = {}
+        self.request_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.usage: dict[str, ModelUsage] = {}
+        self.prices = PriceTable.default()  # one table, so an unknown model warns once per process
+
+    def client(self, base_url: str | None, api_key: str) -> openai.OpenAI:
+        import openai
+
+        with self.lock:  # one client per endpoint and key, so connections are reused
+            if (base_url, api_key) not in self.clients:
+                self.clients[base_url, api_key] = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+            return self.clients[base_url, api_key]
+
+    def request_lock(self, key: str) -> threading.Lock:
+        with self.lock:
+            return self.request_locks[key]
+
+    def count(self, model: str, usage: ModelUsage) -> None:
+        with self.lock:
+            self.usage[model] = self.usage.get(model, ModelUsage()) + usage
+
+
+_PROCESS = _Process()
+
+
+def usage_summary() -> UsageSummary:
+    """What this process's `create` calls used since it started or since `reset_usage()`."""
+    with _PROCESS.lock:
+        return UsageSummary.of(_PROCESS.usage)
+
+
+def reset_usage() -> None:
+    """Start counting usage from zero (the cache is kept)."""
+    with _PROCESS.lock:
+        _PROCESS.usage.clear()
+
+
+def clear_cache() -> None:
+    """Forget every cached response: the next identical request is sent again."""
+    with _PROCESS.lock:
+        _PROCESS.cache.clear()
+        _PROCESS.request_locks.clear()
+
+
+# --- create -------------------------------------------------------------------------------------------------
+
+
+class _Failed(Exception):
+    """One alternative failed; `reason` says why in words."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.cause = reason, cause
+
+
+def create(
+    context: Mapping[str, Any] | None = None,
+    *,
+    config_list: Sequence[Mapping[str, Any]] | None = None,
+    filter_func: Callable[[Mapping[str, Any], Response], bool] | None = None,
+    **config: Any,
+) -> Response:
+    """Fill the config's `prompt` or `messages` from `context`, call the endpoint, and return its `Response`.
+
+    `config` holds request fields (model, temperature, n, ...) and runtime keys, never sent: `base_url`;
+    `api_key_env`, the name of the environment variable holding the key (default OPENAI_API_KEY);
+    `retry_timeout`, the seconds one alternative may take, retries included (default 60); `timeout`, the
+    seconds one attempt may take; `cache` (default True: an identical request in this process is answered from
+    memory); `price`, (dollars per 1K input tokens, per 1K output tokens) instead of the built-in table.
+    Each entry of `config_list` is merged over `config` and tried in order until one answers and
+    `filter_func(context, response)` accepts it; 429, 5xx and connection errors are retried first.
+    Raises `CreateError` naming every alternative and why it failed.
+    """
+    if any("api_key" in c for c in [config, *(config_list or [])]):
+        raise CreateError("pass api_key_env, the name of the environment variable holding the key, not api_key")
+    if config_list is not None and not config_list:
+        raise CreateError("config_list is empty: give at least one alternative, or leave it out")
+    alternatives = [{**config, **alternative} for alternative in config_list] if config_list else [dict(config)]
+    for alternative in alternatives:
+        _check_runtime_keys(alternative)
+    context = context or {}
+    failures: list[tuple[dict[str, Any], _Failed]] = []
+    for index, merged in enumerate(alternatives):
+        try:
+            response = _answer(merged, context, index if config_list else None)
+        except _Failed as failure:
+            failures.append((merged, failure))
+            continue
+        if filter_func is None or filter_func(context, response):
+            return response
+        failures.append((merged, _Failed("filter_func rejected the response")))
+    raise _all_failed(failures, listed=config_list is not None)
+
+
+def _check_runtime_keys(config: Mapping[str, Any]) -> None:
+    retry_timeout = config.get("retry_timeout", DEFAULT_RETRY_TIMEOUT)
+    if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout <= 0:
+        raise CreateError(f"retry_timeout is {retry_timeout!r}, but must be a number of seconds > 0")
+    price = config.get("price")
+    if price is not None and not (isinstance(price, (tuple, list)) and len(price) == 2
+                                  and all(isinstance(p, (int, float)) and p >= 0 for p in price)):
+        raise CreateError(f"price is {price!r}, but must be (dollars per 1K input tokens, per 1K output tokens), "
+                          "e.g. price=(0.00015, 0.0006)")
+
+
+def _all_failed(failures: list[tuple[dict[str, Any], _Failed]], listed: bool) -> CreateError:
+    lines = [f"{f'config_list[{i}]' if listed else 'the config'} ({_describe(config)}): {failure.reason}"
+             for i, (config, failure) in enumerate(failures)]
+    error = CreateError("no LLM config answered:\n  " + "\n  ".join(lines))
+    error.__cause__ = next((failure.cause for _, failure in reversed(failures) if failure.cause), None)
+    return error
+
+
+def _describe(config: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={config[key]!r}" for key in ("model", "base_url", "api_key_env") if key in config)
+
+
+def _answer(config: dict[str, Any], context: Mapping[str, Any], index: int | None) -> Response:
+    api, params = render_request({k: v for k, v in config.items() if k not in RUNTIME_KEYS}, context)
+    if "model" not in params:
+        raise TemplateError('the config has no "model": add one, e.g. create(context, model="gpt-4o-mini", ...)')
+    base_url = config.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
+    client = _PROCESS.client(base_url, _api_key(config))
+    if not config.get("cache", True):
+        return _fetch(client, api, params, config, index)
+    key = json.dumps([str(client.base_url), api, params], sort_keys=True, default=str)
+    with _PROCESS.request_lock(key):  # an identical request in flight in another thread is sent once
+        if key in _PROCESS.cache:
+            return _from_cache(_PROCESS.cache[key], config, index)
+        response = _fetch(client, api, params, config, index)
+        _PROCESS.cache[key] = response
+        return response
+
+
+def _api_key(config: Mapping[str, Any]) -> str:
+    name = str(config.get("api_key_env", DEFAULT_KEY_ENV))
+    key = os.environ.get(name)
+    if not key:
+        raise _Failed(f"the environment variable {name} (its API key) is not set")
+    return key
+
+
+def _from_cache(response: Response, config: dict[str, Any], index: int | None) -> Response:
+    model = str(response.config["model"])
+    saved = _cost(model, response.usage, config.get("price"))
+    _PROCESS.count(model, ModelUsage(cached_calls=1, cached_cost=saved))
+    return replace(response, cost=0.0, cached=True, config=config, config_index=index)
+
+
+def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict[str, Any],
+           index: int | None) -> Response:
+    raw = _with_retries(lambda timeout: _send(client, api, params, timeout), config)
+    choices = sorted(raw.choices, key=lambda c: c.index)
+    texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
+    usage = TokenUsage(raw.usage.prompt_tokens if raw.usage else 0, raw.usage.completion_tokens if raw.usage else 0)
+    cost = _cost(str(params["model"]), usage, config.get("price"))
+    _PROCESS.count(str(params["model"]), ModelUsage(1, 0, usage.prompt_tokens, usage.completion_tokens, cost))
+    return Response(texts, usage, cost, index, config, cached=False, raw=raw)
+
+
+def _send(client: openai.OpenAI, api: str, params: dict[str, Any], timeout: float) -> Any:
+    resource: Any = client.chat.completions if api == "chat" else client.completions
+    known, extra = _split(params, resource.create)
+    return resource.create(**known, extra_body=extra or None, timeout=timeout)
+
+
+def _cost(model: str, usage: TokenUsage, price: Any) -> float:
+    if price is None:
+        return _PROCESS.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    per_1k_in, per_1k_out = price
+    return (usage.prompt_tokens * float(per_1k_in) + usage.completion_tokens * float(per_1k_out)) / 1000
+
+
+# --- retries ------------------------------------------------------------------------------------------------
+
+
+def _with_retries(send: Callable[[float], Any], config: Mapping[str, Any]) -> Any:
+    """`send(timeout)` until it answers, retrying 429, 5xx and connection errors within `retry_timeout` seconds."""
+    import openai
+
+    limit = float(config.get("retry_timeout", DEFAULT_RETRY_TIMEOUT))
+    start = time.monotonic()
+    for attempt in itertools.count(1):
+        remaining = limit - (time.monotonic() - start)
+        try:
+            return send(min(remaining, float(config.get("timeout", remaining))))
+        except openai.OpenAIError as error:
+            wait = _retry_wait(error, attempt)
+            if wait is None:
+                raise _Failed(f"{_explain(error)} (not retried)", error) from error
+            elapsed = time.monotonic() - start
+            if elapsed + wait >= limit:
+                raise _Failed(f"{_explain(error)}; gave up after {attempt} attempt(s) in {elapsed:.1f} s: the next "
+                              f"would start past retry_timeout={limit:g} s", error) from error
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_wait(error: openai.OpenAIError, attempt: int) -> float | None:
+    """Seconds to wait before the next attempt; None when this error is not worth retrying."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        if error.status_code != 429 and error.status_code < 500:
+            return None
+        after = parse_retry_after(error.response.headers.get("retry-after"))
+        if after is not None:
+            return after
+    elif not isinstance(error, openai.APIConnectionError):
+        return None
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds from `now`: delay-seconds or an HTTP-date; None if absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _explain(error: openai.OpenAIError) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}: {error}" if status is not None else f"{type(error).__name__}: {error}"

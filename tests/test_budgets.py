@@ -1,0 +1,124 @@
+"""Cost and budgets end to end: prices, the inference budget, the optimization budget, replays that cost nothing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from openai_server import FakeOpenAI
+
+from conftest import read_lock
+
+PADDING = " ".join(["Please read the following review with great care before you answer."] * 6)
+
+REVIEWS = '''
+import pytest
+from pytest_llmtune import llm_eval, choice, randint
+
+REVIEWS = [f"{word} film number {i}" for i in range(8) for word in ("great", "dull")]
+
+@llm_eval(space={"model": "gpt-4o-mini", "temperature": 0, "max_tokens": MAX_TOKENS, "n": N,
+                 "prompt": choice(["Examples: Review: {r}", "PADDING Examples: Review: {r}"])},
+          BUDGETS)
+@pytest.mark.parametrize("r", REVIEWS)
+def test_reviews(llm, r):
+    assert llm(r=r)[0].startswith("positive" if r.startswith("great") else "negative")
+'''
+
+
+def reviews(budgets: str, max_tokens: str = "3", n: str = "1") -> str:
+    return (REVIEWS.replace("PADDING", PADDING).replace("BUDGETS", budgets)
+            .replace("MAX_TOKENS", max_tokens).replace("N", n, 1).replace('"n": N', f'"n": {n}'))
+
+
+def test_a_config_over_the_inference_budget_is_dropped_early(pytester: pytest.Pytester,
+                                                             openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('inference_budget="30 tokens"'))
+
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
+
+    assert result.ret == pytest.ExitCode.OK
+    dropped = re.search(r"config #(\d+) dropped for cost after (\d+) instances: mean (\d+) tokens per instance, "
+                        r"over the inference budget of 30 tokens at 95% confidence", result.stdout.str())
+    assert dropped, result.stdout.str()
+    assert int(dropped.group(2)) < 16  # never evaluated on every instance first
+    (lock,) = read_lock(pytester.path)["targets"].values()
+    assert not lock["config"]["prompt"].startswith("Please")
+    assert lock["tokens"]["per_instance"] <= 30
+
+
+def test_n_times_max_tokens_over_the_budget_is_skipped_without_a_request(pytester: pytest.Pytester,
+                                                                         openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('inference_budget="40 tokens"', max_tokens="choice([3, 50])"))
+
+    result = pytester.runpytest("--llm-tune")
+
+    result.stdout.fnmatch_lines(["*skipped before any request (*): n=1 x max_tokens=50 can cost 50 tokens per "
+                                 "instance, over the inference budget*"])
+    assert all(body["max_tokens"] == 3 for body in openai_server.bodies)
+
+
+def test_the_tune_stops_within_one_request_of_its_optimization_budget(pytester: pytest.Pytester,
+                                                                      openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('optimization_budget="200 tokens"'))
+
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
+
+    spent = re.search(r"optimization budget 200 tokens: spent (\d+) tokens; stopped: the optimization budget",
+                      result.stdout.str())
+    assert spent, result.stdout.str()
+    largest_request = max(len(PADDING.split()) + 6, 10)
+    assert 200 <= int(spent.group(1)) < 200 + largest_request
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_replayed_responses_cost_nothing_so_a_rerun_goes_further(pytester: pytest.Pytester,
+                                                                 openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('optimization_budget="200 tokens"'))
+    pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
+    first = openai_server.requests
+
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
+
+    assert openai_server.requests > first  # it spent its budget on new requests, not on the replayed ones
+    result.stdout.fnmatch_lines(["*; * replayed (* tokens, $*, not spent)*"])
+
+
+def test_sampling_until_the_budget_is_spent(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('num_samples=-1, optimization_budget="2000 tokens"',
+                                max_tokens="randint(2, 30)"))
+
+    result = pytester.runpytest("--llm-tune", "-o", "llmtune_num_samples=4")
+
+    assert result.stdout.str().count("llmtune: tuning ") >= 2  # more than one batch of configs
+    result.stdout.fnmatch_lines(["*optimization budget 2,000 tokens: spent *; stopped: the optimization budget*"])
+
+
+def test_prices_come_from_the_table_and_the_ini(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews("").replace('"gpt-4o-mini"', '"my-model"'))
+    pytester.makeini("[pytest]\nllmtune_prices = my-model 1.0 2.0\n")
+
+    pytester.runpytest("--llm-tune")
+
+    (lock,) = read_lock(pytester.path)["targets"].values()
+    tokens = lock["tokens"]["per_instance"]
+    assert 0.001 * tokens < lock["cost"]["usd_per_instance"] <= 0.002 * tokens
+
+
+def test_an_unknown_model_costs_nothing_with_one_warning(pytester: pytest.Pytester,
+                                                         openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews("").replace('"gpt-4o-mini"', '"my-model"'))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.stdout.str().count("no price for model 'my-model': its cost counts as 0") == 1
+    result.stdout.fnmatch_lines(["*llmtune_prices = my-model <dollars per 1K input tokens>*"])
+
+
+def test_a_bad_budget_fails_at_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(reviews('inference_budget="lots"'))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "inference_budget='lots': give dollars (0.02, \"$0.02\") or tokens (\"500 tokens\")" in result.stdout.str()
