@@ -1,50 +1,64 @@
 """pytest-llmtune: tune, lock and gate LLM inference settings from pytest.
 
-    from pytest_llmtune import llm_eval, choice, uniform, randint
+In tests:            from pytest_llmtune import llm_eval, choice, uniform, randint
+In application code: from pytest_llmtune import locked, create
+Evaluation helpers:  from pytest_llmtune.evals import check_program, extract_answer, vote
+
+Names are imported on first use, so application code that calls `create` loads neither pytest nor scipy.
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
-from pytest_llmtune.domains import (
-    InvalidSpaceError,
-    choice,
-    lograndint,
-    loguniform,
-    qrandint,
-    randint,
-    uniform,
-)
-from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
-from pytest_llmtune.marker import llm_eval
-from pytest_llmtune.space import default_space
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "llm_eval": "marker",
+    "choice": "domains", "uniform": "domains", "loguniform": "domains", "randint": "domains",
+    "lograndint": "domains", "qrandint": "domains", "InvalidSpaceError": "domains",
+    "default_space": "space",
+    "LLM": "client", "Usage": "client",
+    "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
+    "locked": "runtime", "create": "runtime", "usage_summary": "runtime", "reset_usage": "runtime",
+    "CreateError": "runtime", "Response": "runtime",
+}
+
 if TYPE_CHECKING:
     from pytest_llmtune.client import LLM, Usage
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("LLM", "Usage"):  # the client module is imported only when asked for
-        from pytest_llmtune import client
-
-        return getattr(client, name)
-    raise AttributeError(f"module 'pytest_llmtune' has no attribute {name!r}")
+    from pytest_llmtune.domains import InvalidSpaceError, choice, lograndint, loguniform, qrandint, randint, uniform
+    from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
+    from pytest_llmtune.marker import llm_eval
+    from pytest_llmtune.runtime import CreateError, Response, create, locked, reset_usage, usage_summary
+    from pytest_llmtune.space import default_space
 
 __all__ = [
-    "LLM",
+    "CreateError",
     "InvalidSpaceError",
+    "LLM",
     "LlmtuneError",
     "MissingRecordingError",
+    "Response",
     "TemplateError",
     "Usage",
     "__version__",
     "choice",
+    "create",
     "default_space",
     "llm_eval",
+    "locked",
     "lograndint",
     "loguniform",
     "qrandint",
     "randint",
+    "reset_usage",
     "uniform",
+    "usage_summary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pytest_llmtune' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pytest_llmtune.{_LAZY[name]}"), name)

@@ -9,14 +9,10 @@ process spent. No pytest here; openai is imported on the first call.
 
 from __future__ import annotations
 
-import email.utils
 import importlib
-import itertools
 import json
 import os
-import random
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -30,6 +26,7 @@ from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.errors import LlmtuneError, TemplateError
 from pytest_llmtune.lockfile import LockfileError
 from pytest_llmtune.lockfile import read as read_lockfile
+from pytest_llmtune.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
 
 if TYPE_CHECKING:
     import openai
@@ -41,8 +38,6 @@ LOCKFILE_NAME = "llmtune.lock"
 # Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
 RUNTIME_KEYS = frozenset({"base_url", "api_key_env", "retry_timeout", "cache", "price", "timeout"})
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-DEFAULT_RETRY_TIMEOUT = 60.0
-FIRST_BACKOFF, MAX_BACKOFF = 0.25, 8.0  # seconds; doubled per attempt, then jittered down by up to half
 
 
 class CreateError(LlmtuneError):
@@ -223,14 +218,6 @@ def clear_cache() -> None:
 # --- create -------------------------------------------------------------------------------------------------
 
 
-class _Failed(Exception):
-    """One alternative failed; `reason` says why in words."""
-
-    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.cause = reason, cause
-
-
 def create(
     context: Mapping[str, Any] | None = None,
     *,
@@ -257,16 +244,16 @@ def create(
     for alternative in alternatives:
         _check_runtime_keys(alternative)
     context = context or {}
-    failures: list[tuple[dict[str, Any], _Failed]] = []
+    failures: list[tuple[dict[str, Any], RetryFailed]] = []
     for index, merged in enumerate(alternatives):
         try:
             response = _answer(merged, context, index if config_list else None)
-        except _Failed as failure:
+        except RetryFailed as failure:
             failures.append((merged, failure))
             continue
         if filter_func is None or filter_func(context, response):
             return response
-        failures.append((merged, _Failed("filter_func rejected the response")))
+        failures.append((merged, RetryFailed("filter_func rejected the response")))
     raise _all_failed(failures, listed=config_list is not None)
 
 
@@ -281,7 +268,7 @@ def _check_runtime_keys(config: Mapping[str, Any]) -> None:
                           "e.g. price=(0.00015, 0.0006)")
 
 
-def _all_failed(failures: list[tuple[dict[str, Any], _Failed]], listed: bool) -> CreateError:
+def _all_failed(failures: list[tuple[dict[str, Any], RetryFailed]], listed: bool) -> CreateError:
     lines = [f"{f'config_list[{i}]' if listed else 'the config'} ({_describe(config)}): {failure.reason}"
              for i, (config, failure) in enumerate(failures)]
     error = CreateError("no LLM config answered:\n  " + "\n  ".join(lines))
@@ -314,7 +301,7 @@ def _api_key(config: Mapping[str, Any]) -> str:
     name = str(config.get("api_key_env", DEFAULT_KEY_ENV))
     key = os.environ.get(name)
     if not key:
-        raise _Failed(f"the environment variable {name} (its API key) is not set")
+        raise RetryFailed(f"the environment variable {name} (its API key) is not set")
     return key
 
 
@@ -327,7 +314,7 @@ def _from_cache(response: Response, config: dict[str, Any], index: int | None) -
 
 def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict[str, Any],
            index: int | None) -> Response:
-    raw = _with_retries(lambda timeout: _send(client, api, params, timeout), config)
+    raw = with_retries(lambda timeout: _send(client, api, params, timeout), config)
     choices = sorted(raw.choices, key=lambda c: c.index)
     texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
     usage = TokenUsage(raw.usage.prompt_tokens if raw.usage else 0, raw.usage.completion_tokens if raw.usage else 0)
@@ -347,63 +334,3 @@ def _cost(model: str, usage: TokenUsage, price: Any) -> float:
         return _PROCESS.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
     per_1k_in, per_1k_out = price
     return (usage.prompt_tokens * float(per_1k_in) + usage.completion_tokens * float(per_1k_out)) / 1000
-
-
-# --- retries ------------------------------------------------------------------------------------------------
-
-
-def _with_retries(send: Callable[[float], Any], config: Mapping[str, Any]) -> Any:
-    """`send(timeout)` until it answers, retrying 429, 5xx and connection errors within `retry_timeout` seconds."""
-    import openai
-
-    limit = float(config.get("retry_timeout", DEFAULT_RETRY_TIMEOUT))
-    start = time.monotonic()
-    for attempt in itertools.count(1):
-        remaining = limit - (time.monotonic() - start)
-        try:
-            return send(min(remaining, float(config.get("timeout", remaining))))
-        except openai.OpenAIError as error:
-            wait = _retry_wait(error, attempt)
-            if wait is None:
-                raise _Failed(f"{_explain(error)} (not retried)", error) from error
-            elapsed = time.monotonic() - start
-            if elapsed + wait >= limit:
-                raise _Failed(f"{_explain(error)}; gave up after {attempt} attempt(s) in {elapsed:.1f} s: the next "
-                              f"would start past retry_timeout={limit:g} s", error) from error
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _retry_wait(error: openai.OpenAIError, attempt: int) -> float | None:
-    """Seconds to wait before the next attempt; None when this error is not worth retrying."""
-    import openai
-
-    if isinstance(error, openai.APIStatusError):
-        if error.status_code != 429 and error.status_code < 500:
-            return None
-        after = parse_retry_after(error.response.headers.get("retry-after"))
-        if after is not None:
-            return after
-    elif not isinstance(error, openai.APIConnectionError):
-        return None
-    return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """A Retry-After header in seconds from `now`: delay-seconds or an HTTP-date; None if absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _explain(error: openai.OpenAIError) -> str:
-    status = getattr(error, "status_code", None)
-    return f"HTTP {status}: {error}" if status is not None else f"{type(error).__name__}: {error}"

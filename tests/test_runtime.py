@@ -19,13 +19,13 @@ from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.domains import callable_name
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.lockfile import LockfileError, write_target
+from pytest_llmtune.retry import parse_retry_after
 from pytest_llmtune.runtime import (
     CreateError,
     Response,
     clear_cache,
     create,
     locked,
-    parse_retry_after,
     reset_usage,
     usage_summary,
 )
