@@ -3,7 +3,7 @@
 Its "model" answers two kinds of prompts, with errors that depend on the settings, so that tuning
 has real signal to find:
 - "Review: <text>" -> positive/negative, by a word list;
-- "What is A + B?" -> the sum.
+- "What is A + B?" or "A + B =" -> the sum.
 It errs with probability 0.1 + 0.5 * temperature (+ 0.3 without "Examples" in the prompt), drawn
 from a hash of the request, the sample header and the choice index: the same request gets the same
 answer, a repeated sample a fresh one.
@@ -28,7 +28,7 @@ def correct_answer(prompt: str) -> str:
     if reviews:
         words = set(re.findall(r"[a-z]+", reviews[-1].lower()))
         return "positive" if words & POSITIVE else "negative"
-    sums = re.findall(r"What is (\d+) \+ (\d+)", prompt)
+    sums = re.findall(r"What is (\d+) \+ (\d+)", prompt) or re.findall(r"(\d+) \+ (\d+) =", prompt)
     if sums:
         a, b = sums[-1]
         return str(int(a) + int(b))

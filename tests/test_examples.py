@@ -39,8 +39,8 @@ def test_sentiment_example_tunes_then_gates_offline(pytester: pytest.Pytester, o
     gate.stdout.fnmatch_lines(["*test_sentiment.py::test_sentiment: pass_rate * on 16 instances*: ok"])
 
 
-@pytest.mark.parametrize("name", ["arithmetic", "capitals"])
-def test_committed_example_passes_the_gate_offline(name: str, pytester: pytest.Pytester,
+@pytest.mark.parametrize(("name", "instances"), [("arithmetic", 40), ("capitals", 40), ("humaneval", 8)])
+def test_committed_example_passes_the_gate_offline(name: str, instances: int, pytester: pytest.Pytester,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone gates on the committed lockfile and recordings: no server, no key, no network."""
     copy_example(name, pytester)
@@ -50,4 +50,21 @@ def test_committed_example_passes_the_gate_offline(name: str, pytester: pytest.P
     result = pytester.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    result.stdout.fnmatch_lines(["*: pass_rate * on 40 instances (* missed); locked *: ok"])
+    result.stdout.fnmatch_lines([f"*: pass_rate * on {instances} instances (* missed); locked *: ok"])
+
+
+def test_the_application_falls_back_to_a_working_endpoint(openai_server: FakeOpenAI,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/arithmetic/app.py loads the locked config and answers through the second endpoint."""
+    monkeypatch.syspath_prepend(str(EXAMPLES / "arithmetic"))
+    import app  # type: ignore[import-not-found]
+
+    closed = "http://127.0.0.1:9/v1"
+    answer, response = app.add(12, 35, [closed, openai_server.base_url])
+
+    assert response.config_index == 1
+    assert response.config["base_url"] == openai_server.base_url
+    assert openai_server.requests == 1
+    assert openai_server.bodies[0]["prompt"].endswith("12 + 35 =")
+    assert openai_server.bodies[0]["n"] == app.CONFIG["n"]
+    assert answer is not None

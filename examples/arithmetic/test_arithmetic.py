@@ -5,12 +5,11 @@
 """
 
 import random
-import re
-from collections import Counter
 
 import pytest
 
 from pytest_llmtune import choice, llm_eval, randint, uniform
+from pytest_llmtune.evals import is_equiv, vote
 
 rng = random.Random(2026)  # the items are generated, so the same seed gives the same 40 sums
 ITEMS = [{"a": rng.randint(10, 49), "b": rng.randint(10, 49)} for _ in range(40)]
@@ -19,12 +18,6 @@ ZERO_SHOT = "What is {a} + {b}? Answer with the number only."
 FEW_SHOT = "12 + 35 = 47\n23 + 41 = 64\n30 + 18 = 48\n{a} + {b} ="
 FEW_SHOT_QA = ("Q: What is 12 + 35?\nA: 47\nQ: What is 23 + 41?\nA: 64\nQ: What is 30 + 18?\nA: 48\n"
                "Q: What is {a} + {b}?\nA:")
-
-
-def vote(texts: list[str]) -> str | None:
-    """The most common first number in the n texts: n > 1 with a majority vote."""
-    numbers = [m.group() for m in (re.search(r"-?\d+", t) for t in texts) if m]
-    return Counter(numbers).most_common(1)[0][0] if numbers else None
 
 
 @llm_eval(
@@ -45,4 +38,5 @@ def vote(texts: list[str]) -> str | None:
 )
 @pytest.mark.parametrize("item", ITEMS, ids=[f"{i['a']}+{i['b']}" for i in ITEMS])
 def test_addition(llm, item):
-    assert vote(llm(item)) == str(item["a"] + item["b"])
+    # each text's final answer (a \boxed{} or the last number), majority vote over the n texts
+    assert is_equiv(vote(llm(item)).answer, str(item["a"] + item["b"]))
