@@ -60,11 +60,11 @@ def test_the_application_falls_back_to_a_working_endpoint(openai_server: FakeOpe
     import app  # type: ignore[import-not-found]
 
     closed = "http://127.0.0.1:9/v1"
-    answer, response = app.add(12, 35, [closed, openai_server.base_url])
+    answer, response = app.add(12, 35, [closed, openai_server.base_url], retry_timeout=0.5)
 
     assert response.config_index == 1
     assert response.config["base_url"] == openai_server.base_url
     assert openai_server.requests == 1
     assert openai_server.bodies[0]["prompt"].endswith("12 + 35 =")
     assert openai_server.bodies[0]["n"] == app.CONFIG["n"]
-    assert answer is not None
+    assert answer in ("47", "48")  # the test server answers the sum, or errs by one

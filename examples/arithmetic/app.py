@@ -12,9 +12,13 @@ from pytest_llmtune.evals import vote
 CONFIG = locked("test_arithmetic.py::test_addition", lockfile=Path(__file__).with_name("llmtune.lock"))
 
 
-def add(a: int, b: int, endpoints: list[str]) -> tuple[str | None, Response]:
-    """The voted answer, and the response (which endpoint answered: `response.config_index`)."""
-    response = create({"a": a, "b": b}, config_list=[{"base_url": url} for url in endpoints], **CONFIG)
+def add(a: int, b: int, endpoints: list[str], retry_timeout: float = 10) -> tuple[str | None, Response]:
+    """The voted answer, and the response (which endpoint answered: `response.config_index`).
+
+    Each endpoint is retried for up to `retry_timeout` seconds before the next one is tried.
+    """
+    alternatives = [{"base_url": url, "retry_timeout": retry_timeout} for url in endpoints]
+    response = create({"a": a, "b": b}, config_list=alternatives, **CONFIG)
     return vote(response.texts).answer, response
 
 
