@@ -15,6 +15,7 @@ from pytest_llmtune import lockfile
 from pytest_llmtune.domains import InvalidSpaceError
 from pytest_llmtune.lockfile import SCORE_DIGITS
 from pytest_llmtune.mode import Mode
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.stats import aggregate
 from pytest_llmtune.targets import Target, collect_targets
 
@@ -30,7 +31,7 @@ class GateSession(Mode):
     def label(self) -> str:  # type: ignore[override]
         return "test, recording missing responses" if self.settings.record else "test, replay only"
 
-    def __init__(self, config: pytest.Config, settings: Any) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.problems: dict[str, str] = {}  # target -> why it fails the gate
         self.passed: dict[str, str] = {}

@@ -76,6 +76,8 @@ def leaderboard(
 ) -> list[str]:
     """A table of the best `limit` configs: the keys that differ, instances, score with its 95% CI, cost."""
     keys = varying_keys(configs)
+    unevaluated = sum(not trial.metrics for trial in ranked)
+    ranked = [trial for trial in ranked if trial.metrics]
     rows = []
     for rank, trial in enumerate(ranked[:limit], start=1):
         config = configs[trial.index]
@@ -87,6 +89,8 @@ def leaderboard(
     lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines()
     if len(ranked) > limit:
         lines.append(f"... and {len(ranked) - limit} more configs")
+    if unevaluated:
+        lines.append(f"{unevaluated} configs drawn but not evaluated before the search stopped")
     return lines
 
 

@@ -25,6 +25,7 @@ from pytest_llmtune.halving import SuccessiveHalving, Trial
 from pytest_llmtune.mode import MISSES, Mode
 from pytest_llmtune.sampler import candidates
 from pytest_llmtune.search import Evaluation, EvaluationError, Progress, SearchResult, merge, search
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.stats import interval
 from pytest_llmtune.targets import Target, call_kwargs
 
@@ -32,7 +33,7 @@ __all__ = ["TuneSession"]
 
 
 class TuneSession(Mode):
-    def __init__(self, config: pytest.Config, settings: Any) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.results: dict[str, SearchResult] = {}
         self.errors: dict[str, EvaluationError] = {}
@@ -40,6 +41,7 @@ class TuneSession(Mode):
         self.seconds: dict[str, float] = {}
         self.skipped: dict[str, list[str]] = {}
         self.usage: dict[str, Usage] = {}
+        self.spending: dict[str, Spending] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
@@ -60,7 +62,7 @@ class TuneSession(Mode):
             self.write(f"llmtune: {target.name}: no instance could be set up; see the reports below")
             return
         spec = target.spec
-        self.endpoint.spending = Spending(spec.optimization_budget)
+        self.endpoint.spending = self.spending[target.name] = Spending(spec.optimization_budget)
         self.endpoint.usage = self.usage[target.name] = Usage()  # every request of this target, finished or not
 
         def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
@@ -227,7 +229,7 @@ class TuneSession(Mode):
         result, spec = self.results[name], self.targets[name].spec
         lines = [f"{name}: {len(result.configs)} configs in {self.seconds[name]:.1f}s; "
                  f"{report.usage_words(self.usage[name])}"]
-        lines += report.budget_lines(spec.optimization_budget, self.endpoint.spending.spent, result.stopped,
+        lines += report.budget_lines(spec.optimization_budget, self.spending[name].spent, result.stopped,
                                      self.skipped.get(name, []), result.ranked)
         lines += report.leaderboard(result.configs, result.ranked, result.halving)
         comparison = report.comparison_line(result.ranked, result.halving)
