@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from pytest_llmtune.client import _split, render_request
+from pytest_llmtune.client import _nth_sample, _split, render_request
 from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.errors import LlmtuneError, TemplateError
 from pytest_llmtune.lockfile import LockfileError
@@ -36,7 +36,7 @@ __all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary"
 
 LOCKFILE_NAME = "llmtune.lock"
 # Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
-RUNTIME_KEYS = frozenset({"base_url", "api_key_env", "retry_timeout", "cache", "price", "timeout"})
+RUNTIME_KEYS = frozenset({"base_url", "api_key_env", "retry_timeout", "cache", "price", "timeout", "split_n"})
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
@@ -64,7 +64,10 @@ def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
     config = targets[name].get("config")
     if not isinstance(config, dict):
         raise LockfileError(f"{path}: target {name!r} has no \"config\" table; run `pytest --llm-tune` to rewrite it")
-    return {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
+    resolved = {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
+    if targets[name].get("split_n"):
+        resolved["split_n"] = True  # sample as the tune did: n single-sample requests (see create)
+    return resolved
 
 
 def _find_lockfile(start: Path) -> Path:
@@ -314,13 +317,33 @@ def _from_cache(response: Response, config: dict[str, Any], index: int | None) -
 
 def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict[str, Any],
            index: int | None) -> Response:
-    raw = with_retries(lambda timeout: _send(client, api, params, timeout), config)
-    choices = sorted(raw.choices, key=lambda c: c.index)
-    texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
-    usage = TokenUsage(raw.usage.prompt_tokens if raw.usage else 0, raw.usage.completion_tokens if raw.usage else 0)
+    raws = [_send_with_retries(client, api, one, config) for one in _requests(params, bool(config.get("split_n")))]
+    texts = [text for raw in raws for text in _texts(raw, api)]
+    usage = TokenUsage(sum(raw.usage.prompt_tokens for raw in raws if raw.usage),
+                       sum(raw.usage.completion_tokens for raw in raws if raw.usage))
     cost = _cost(str(params["model"]), usage, config.get("price"))
-    _PROCESS.count(str(params["model"]), ModelUsage(1, 0, usage.prompt_tokens, usage.completion_tokens, cost))
-    return Response(texts, usage, cost, index, config, cached=False, raw=raw)
+    _PROCESS.count(str(params["model"]),
+                   ModelUsage(len(raws), 0, usage.prompt_tokens, usage.completion_tokens, cost))
+    return Response(texts, usage, cost, index, config, cached=False, raw=raws[0] if len(raws) == 1 else raws)
+
+
+def _send_with_retries(client: openai.OpenAI, api: str, params: dict[str, Any], config: Mapping[str, Any]) -> Any:
+    return with_retries(lambda timeout: _send(client, api, params, timeout), config)
+
+
+def _requests(params: dict[str, Any], split_n: bool) -> list[dict[str, Any]]:
+    """One request, or with `split_n` n single-sample ones (seed + k), as the tune sent them when it locked
+    the config: llama-server counts one choice's completion tokens when n > 1."""
+    n = int(params.get("n", 1))
+    if not split_n or n == 1:
+        return [params]
+    single = {key: value for key, value in params.items() if key != "n"}
+    return [_nth_sample(single, k) for k in range(n)]
+
+
+def _texts(raw: Any, api: str) -> list[str]:
+    choices = sorted(raw.choices, key=lambda c: c.index)
+    return [(c.message.content or "") if api == "chat" else c.text for c in choices]
 
 
 def _send(client: openai.OpenAI, api: str, params: dict[str, Any], timeout: float) -> Any:

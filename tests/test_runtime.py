@@ -364,3 +364,18 @@ def test_usage_summary_counts_calls_cached_calls_tokens_and_cost(openai_server: 
     reset_usage()
     assert usage_summary().calls == 0 and usage_summary().lines() == [
         "llmtune: 0 LLM calls (0 more from the cache), $0.000000 spent, $0.000000 saved by the cache"]
+
+
+def test_a_lock_recorded_with_split_n_samples_the_same_way(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "llmtune.lock"
+    write_target(path, "t.py::t", {"config": {**SENTIMENT, "n": 3, "seed": 7, "temperature": 0.8}, "split_n": True})
+
+    config = locked("t.py::t", lockfile=path)
+    response = create({"review": "great fun"}, **config)
+
+    assert config["split_n"] is True
+    assert len(response.texts) == 3
+    assert openai_server.requests == 3
+    assert sorted(body["seed"] for body in openai_server.bodies) == [7, 8, 9]
+    assert all("n" not in body and "split_n" not in body for body in openai_server.bodies)
+    assert response.usage.completion_tokens == sum(len(t.split()) for t in response.texts)
