@@ -33,7 +33,7 @@ def with_retries(send: Callable[[float], Any], config: Mapping[str, Any]) -> Any
     limit = float(config.get("retry_timeout", DEFAULT_RETRY_TIMEOUT))
     start = time.monotonic()
     for attempt in itertools.count(1):
-        remaining = limit - (time.monotonic() - start)
+        remaining = max(0.01, limit - (time.monotonic() - start))  # a sleep may overrun: never a negative timeout
         try:
             return send(min(remaining, float(config.get("timeout", remaining))))
         except openai.OpenAIError as error:
