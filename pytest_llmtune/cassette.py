@@ -102,7 +102,6 @@ class _IndexedCassette(Cassette):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         self._index: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.new_recordings = 0
         super().__init__(**kwargs)
 
     def append(self, request: Request, raw_response: dict[str, Any]) -> None:
@@ -117,11 +116,6 @@ class _IndexedCassette(Cassette):  # type: ignore[misc]
             self._index[key] = len(self.data)
             self.data.append((request, response))
             self.dirty = True
-            self.new_recordings += 1
-
-    def _load(self) -> None:
-        super()._load()
-        self.new_recordings = 0  # loading appends every stored interaction; none of them is new
 
     def can_play_response_for(self, request: Request) -> bool:
         if request_key(request) in self._index:
@@ -241,8 +235,4 @@ class Cassettes:
 
     def recordings(self, target: str) -> int:
         return len(self._load(target).data)
-
-    @property
-    def new_recordings(self) -> int:
-        return sum(c.new_recordings for c in self._cassettes.values())
 
