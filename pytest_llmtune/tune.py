@@ -85,6 +85,7 @@ class TuneSession(Mode):
             finally:
                 self.cassettes.save()
                 self.seconds[target.name] = time.monotonic() - started
+                self.endpoint.usage = Usage()  # the final run of the tests, replayed, is not the search's
         self.results[target.name] = result
         if result.winner is not None:
             self.configs[target.name] = result.configs[result.winner.index]
