@@ -15,23 +15,32 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "llm_eval": "marker",
-    "choice": "domains", "uniform": "domains", "loguniform": "domains", "randint": "domains",
-    "lograndint": "domains", "qrandint": "domains", "InvalidSpaceError": "domains",
-    "default_space": "space",
-    "LLM": "client", "Usage": "client",
+    "llm_eval": "session.marker",
+    **dict.fromkeys(["choice", "uniform", "loguniform", "randint", "lograndint", "qrandint", "InvalidSpaceError"],
+                    "search.domains"),
+    "default_space": "search.space",
+    "LLM": "llm.client", "Usage": "usage",
     "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
-    "locked": "runtime", "create": "runtime", "usage_summary": "runtime", "reset_usage": "runtime",
-    "CreateError": "runtime", "Response": "runtime",
+    "locked": "runtime.api", "create": "runtime.api", "usage_summary": "runtime.api", "reset_usage": "runtime.api",
+    "CreateError": "runtime.api", "Response": "runtime.api",
 }
 
 if TYPE_CHECKING:
-    from pytest_llmtune.client import LLM, Usage
-    from pytest_llmtune.domains import InvalidSpaceError, choice, lograndint, loguniform, qrandint, randint, uniform
     from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
-    from pytest_llmtune.marker import llm_eval
-    from pytest_llmtune.runtime import CreateError, Response, create, locked, reset_usage, usage_summary
-    from pytest_llmtune.space import default_space
+    from pytest_llmtune.llm.client import LLM
+    from pytest_llmtune.runtime.api import CreateError, Response, create, locked, reset_usage, usage_summary
+    from pytest_llmtune.search.domains import (
+        InvalidSpaceError,
+        choice,
+        lograndint,
+        loguniform,
+        qrandint,
+        randint,
+        uniform,
+    )
+    from pytest_llmtune.search.space import default_space
+    from pytest_llmtune.session.marker import llm_eval
+    from pytest_llmtune.usage import Usage
 
 __all__ = [
     "CreateError",

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmtune.settings import INI, Settings, positive_int
-from pytest_llmtune.targets import spec_of
+from pytest_llmtune.session.settings import INI, Settings, positive_int
+from pytest_llmtune.session.targets import spec_of
 
 if TYPE_CHECKING:
-    from pytest_llmtune.client import LLM
-    from pytest_llmtune.mode import Mode
+    from pytest_llmtune.llm.client import LLM
+    from pytest_llmtune.session.mode import Mode
 
 MODE_KEY: pytest.StashKey[Mode] = pytest.StashKey()
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
@@ -43,8 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not (tune or test):
         return
     # the modes import openai, vcrpy and scipy: plain pytest runs never pay for them
-    from pytest_llmtune.gate import GateSession
-    from pytest_llmtune.tune import TuneSession
+    from pytest_llmtune.session.gate import GateSession
+    from pytest_llmtune.session.tune import TuneSession
 
     mode = (TuneSession if tune else GateSession)(config, Settings.from_config(config))
     config.stash[MODE_KEY] = mode

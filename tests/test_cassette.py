@@ -13,15 +13,15 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import API_KEY
-from pytest_llmtune.cassette import CassetteError, Cassettes
-from pytest_llmtune.client import LLM, Endpoint
 from pytest_llmtune.errors import MissingRecordingError
+from pytest_llmtune.llm.client import LLM, Endpoint
+from pytest_llmtune.store.cassette import CassetteError, Cassettes
 
 TARGET = "test_reviews.py::test_sentiment"
 CONFIG = {"model": "m", "prompt": "Review: {review}", "temperature": 0.9}
 REVIEWS = ["great fun", "dull", "a masterpiece"]
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.cost.UnknownPriceWarning")  # model "m"
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.llm.cost.UnknownPriceWarning")  # model "m"
 
 
 def endpoint(server: FakeOpenAI) -> Endpoint:

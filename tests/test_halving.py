@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmtune.halving import Outcome, Rung, SuccessiveHalving, Trial, plan
+from pytest_llmtune.search.halving import Outcome, Rung, SuccessiveHalving, Trial, plan
 
 Pairs = list[tuple[int, int]]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.lockfile import LOCK_VERSION, LockfileError, read, stale_reasons, write_target
+from pytest_llmtune.store.lockfile import LOCK_VERSION, LockfileError, read, stale_reasons, write_target
 
 FINGERPRINTS = {"space": "sha256:aaa", "instances": "sha256:bbb", "source": "sha256:ccc"}
 ENTRY: dict[str, Any] = {"config": {"temperature": 0.2, "prompt": "Review: {review}"}, "score": 0.875,

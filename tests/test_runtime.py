@@ -15,12 +15,10 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import API_KEY
-from pytest_llmtune.cost import PriceTable
-from pytest_llmtune.domains import callable_name
 from pytest_llmtune.errors import TemplateError
-from pytest_llmtune.lockfile import LockfileError, write_target
-from pytest_llmtune.retry import parse_retry_after
-from pytest_llmtune.runtime import (
+from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.retry import parse_retry_after
+from pytest_llmtune.runtime.api import (
     CreateError,
     Response,
     clear_cache,
@@ -29,6 +27,8 @@ from pytest_llmtune.runtime import (
     reset_usage,
     usage_summary,
 )
+from pytest_llmtune.search.domains import callable_name
+from pytest_llmtune.store.lockfile import LockfileError, write_target
 
 TARGET = "test_sentiment.py::test_sentiment"
 SENTIMENT: dict[str, Any] = {"model": "gpt-4o-mini", "prompt": "Examples:\nReview: {review}\nSentiment:",

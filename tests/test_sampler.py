@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from pytest_llmtune.domains import choice, randint, uniform
-from pytest_llmtune.sampler import candidates
-from pytest_llmtune.space import SearchSpace
+from pytest_llmtune.search.domains import choice, randint, uniform
+from pytest_llmtune.search.sampler import candidates
+from pytest_llmtune.search.space import SearchSpace
 
 SPACE = SearchSpace(
     {"prompt": choice(["A {x}", "B {x}"]), "temperature": uniform(0, 1), "max_tokens": randint(1, 64)}

@@ -9,12 +9,12 @@ import openai
 import pytest
 from openai_server import FakeOpenAI
 
-from pytest_llmtune.cassette import Cassettes
-from pytest_llmtune.client import LLM, Endpoint
+from pytest_llmtune.llm.client import LLM, Endpoint
+from pytest_llmtune.store.cassette import Cassettes
 
 CONFIG = {"model": "m", "prompt": "Review: {r}", "temperature": 0.8}
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.cost.UnknownPriceWarning")  # model "m"
+pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.llm.cost.UnknownPriceWarning")  # model "m"
 
 
 @pytest.fixture

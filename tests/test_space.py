@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.domains import (
+from pytest_llmtune.search.domains import (
     InvalidSpaceError,
     choice,
     lograndint,
@@ -17,7 +17,7 @@ from pytest_llmtune.domains import (
     randint,
     uniform,
 )
-from pytest_llmtune.space import SearchSpace, default_space
+from pytest_llmtune.search.space import SearchSpace, default_space
 
 GRID = [i / 1000 for i in range(1000)] + [0.999999]  # coordinates across [0, 1), both ends included
 

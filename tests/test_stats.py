@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from pytest_llmtune.stats import aggregate, interval, paired_difference, resolve_agg
+from pytest_llmtune.search.stats import aggregate, interval, paired_difference, resolve_agg
 
 SCORES = [0.2, 0.4, 0.6, 0.5, 0.3]
 

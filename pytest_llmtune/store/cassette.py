@@ -26,9 +26,9 @@ from vcr.record_mode import RecordMode
 from vcr.request import Request
 from vcr.serialize import serialize
 
-from pytest_llmtune.atomic import write_atomically
-from pytest_llmtune.client import REPLAYED_HEADER, SAMPLE_HEADER
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
+from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
+from pytest_llmtune.store.atomic import write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "request_key"]
 

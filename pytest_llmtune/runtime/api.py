@@ -1,6 +1,6 @@
 """The runtime API for application code: the locked config of a target, and `create` calls that use it.
 
-    from pytest_llmtune.runtime import create, locked
+    from pytest_llmtune import create, locked
     response = create({"review": text}, **locked("test_sentiment.py::test_sentiment"))
 
 `create` tries alternatives in order, retries with backoff, caches identical requests, and counts what the
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from pytest_llmtune.client import _nth_sample, _split, render_request
-from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.errors import LlmtuneError, TemplateError
-from pytest_llmtune.lockfile import LockfileError
-from pytest_llmtune.lockfile import read as read_lockfile
-from pytest_llmtune.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
+from pytest_llmtune.llm.client import _nth_sample, _split, render_request
+from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
+from pytest_llmtune.store.lockfile import LockfileError
+from pytest_llmtune.store.lockfile import read as read_lockfile
 
 if TYPE_CHECKING:
     import openai

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmtune.spec import EvalSpec
+from pytest_llmtune.search.spec import EvalSpec
 
 __all__ = ["Scored", "score_call"]
 

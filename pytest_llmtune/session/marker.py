@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.budget import Budget
-from pytest_llmtune.space import SearchSpace
-from pytest_llmtune.spec import EvalSpec
-from pytest_llmtune.stats import Aggregate
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.space import SearchSpace
+from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.search.stats import Aggregate
 
 __all__ = ["llm_eval"]
 

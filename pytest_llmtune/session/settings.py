@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmtune.cost import PriceTable, parse_price_lines
-from pytest_llmtune.local import ALIAS
+from pytest_llmtune.llm.cost import PriceTable, parse_price_lines
+from pytest_llmtune.llm.local import ALIAS
 
 if TYPE_CHECKING:
     import openai
 
-    from pytest_llmtune.client import Endpoint
+    from pytest_llmtune.llm.client import Endpoint
 
 __all__ = ["INI", "Settings", "positive_int"]
 
@@ -104,7 +104,7 @@ class Settings:
         )
 
     def endpoint(self, base_url: str | None = None) -> Endpoint:
-        from pytest_llmtune.client import Endpoint
+        from pytest_llmtune.llm.client import Endpoint
 
         return Endpoint(self.client(base_url or self.base_url), concurrency=self.concurrency, split_n=self.split_n,
                         default_model=self.model or (ALIAS if self.local else None),

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_llmtune.domains import (
+from pytest_llmtune.search.domains import (
     Choice,
     Domain,
     InvalidSpaceError,
@@ -26,7 +26,7 @@ from pytest_llmtune.domains import (
     sample,
     uniform,
 )
-from pytest_llmtune.fields import validate_field
+from pytest_llmtune.search.fields import validate_field
 
 __all__ = ["SearchSpace", "default_space", "fingerprint"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from scipy.stats import qmc
 
-from pytest_llmtune.space import SearchSpace
+from pytest_llmtune.search.space import SearchSpace
 
 __all__ = ["candidates"]
 

@@ -16,18 +16,20 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune import lockfile, report
-from pytest_llmtune.budget import Spending
-from pytest_llmtune.client import LLM, Usage
-from pytest_llmtune.cost import unknown_price_words
-from pytest_llmtune.evaluate import score_call
-from pytest_llmtune.halving import SuccessiveHalving, Trial
-from pytest_llmtune.mode import MISSES, Mode
-from pytest_llmtune.sampler import candidates
-from pytest_llmtune.search import Evaluation, EvaluationError, Progress, SearchResult, merge, search
-from pytest_llmtune.settings import Settings
-from pytest_llmtune.stats import interval
-from pytest_llmtune.targets import Target, call_kwargs
+from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.llm.cost import unknown_price_words
+from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.evaluate import score_call
+from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.sampler import candidates
+from pytest_llmtune.search.stats import interval
+from pytest_llmtune.search.tuner import Evaluation, EvaluationError, Progress, SearchResult, merge, search
+from pytest_llmtune.session import report
+from pytest_llmtune.session.mode import MISSES, Mode
+from pytest_llmtune.session.settings import Settings
+from pytest_llmtune.session.targets import Target, call_kwargs
+from pytest_llmtune.store import lockfile
+from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
 

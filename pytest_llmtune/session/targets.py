@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.domains import describe
-from pytest_llmtune.space import fingerprint
-from pytest_llmtune.spec import EvalSpec
+from pytest_llmtune.search.domains import describe
+from pytest_llmtune.search.space import fingerprint
+from pytest_llmtune.search.spec import EvalSpec
 
 __all__ = ["Target", "collect_targets", "spec_of", "call_kwargs"]
 

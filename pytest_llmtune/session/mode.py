@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.cassette import Cassettes
-from pytest_llmtune.client import LLM
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.evaluate import Scored, score_call
-from pytest_llmtune.local import LocalServer, LocalServerError, default_model_path
-from pytest_llmtune.settings import Settings
-from pytest_llmtune.targets import Target, call_kwargs, collect_targets, spec_of, target_name
+from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
+from pytest_llmtune.search.evaluate import Scored, score_call
+from pytest_llmtune.session.settings import Settings
+from pytest_llmtune.session.targets import Target, call_kwargs, collect_targets, spec_of, target_name
+from pytest_llmtune.store.cassette import Cassettes
 
 __all__ = ["MISSES", "Mode", "start_local_server"]
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmtune.budget import Budget
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.space import SearchSpace
-from pytest_llmtune.stats import Aggregate, resolve_agg
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.space import SearchSpace
+from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
 __all__ = ["EvalSpec", "MetricError"]
 

@@ -11,80 +11,22 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmtune.budget import Spending
-from pytest_llmtune.cost import PriceTable
 from pytest_llmtune.errors import TemplateError
+from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.usage import Usage
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["LLM", "Endpoint", "Reply", "Tally", "Usage", "render_request"]
+__all__ = ["LLM", "Endpoint", "Reply", "render_request"]
 
 REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py)
 SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
 NOT_REQUEST_FIELDS = {"api", "prompt", "messages"}
-
-
-@dataclass
-class Tally:
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0  # dollars
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def add(self, other: Tally) -> None:
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cost += other.cost
-
-
-@dataclass
-class Usage:
-    """Requests, tokens and dollars; live requests (new spending) and replayed ones (free) are counted apart."""
-
-    live: Tally = field(default_factory=Tally)
-    replay: Tally = field(default_factory=Tally)
-
-    @property
-    def requests(self) -> int:
-        return self.live.requests
-
-    @property
-    def replayed(self) -> int:
-        return self.replay.requests
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.live.prompt_tokens + self.replay.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.live.completion_tokens + self.replay.completion_tokens
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def cost(self) -> float:
-        """What these requests cost at list price, whether paid now or replayed."""
-        return self.live.cost + self.replay.cost
-
-    def merge(self, other: Usage) -> None:
-        self.live.add(other.live)
-        self.replay.add(other.replay)
-
-    def add(self, reply: Reply) -> None:
-        tally = Tally(1, reply.prompt_tokens, reply.completion_tokens, reply.cost)
-        (self.replay if reply.replayed else self.live).add(tally)
 
 
 @dataclass(frozen=True)
@@ -140,7 +82,7 @@ class Endpoint:
         else:
             self.spending.settle(reply.tokens, reply.cost)  # charges and frees the reservation at once
         with self._usage_lock:
-            self.usage.add(reply)
+            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
         return reply
 
     def complete_many(self, api: str, requests: list[tuple[dict[str, Any], int]]) -> list[Reply]:
@@ -243,7 +185,7 @@ class LLM:
         self._seen[key] += draws
         replies = self.endpoint.complete_many(api, [(_nth_sample(params, first + k), first + k) for k in range(draws)])
         for reply in replies:
-            self.usage.add(reply)
+            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
         texts = [text for reply in replies for text in reply.texts]
         return texts * n if draws == 1 and n > 1 else texts
 

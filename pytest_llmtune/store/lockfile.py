@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_llmtune.atomic import write_atomically
 from pytest_llmtune.errors import LlmtuneError
+from pytest_llmtune.store.atomic import write_atomically
 
 __all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockfileError", "read", "stale_reasons", "write_target"]
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_llmtune.budget import Budget
-from pytest_llmtune.client import Usage
-from pytest_llmtune.domains import callable_name
-from pytest_llmtune.halving import SuccessiveHalving, Trial
-from pytest_llmtune.search import Progress
-from pytest_llmtune.stats import interval, paired_difference
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.domains import callable_name
+from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.stats import interval, paired_difference
+from pytest_llmtune.search.tuner import Progress
+from pytest_llmtune.usage import Usage
 
 __all__ = ["comparison_line", "format_score", "leaderboard", "progress_line", "shorten", "usage_words"]
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pytest_llmtune.stats import Aggregate, aggregate
+from pytest_llmtune.search.stats import Aggregate, aggregate
 
 __all__ = ["Outcome", "Rung", "SuccessiveHalving", "Trial", "plan"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_llmtune.domains import Choice, Domain, IntRange, InvalidSpaceError
+from pytest_llmtune.search.domains import Choice, Domain, IntRange, InvalidSpaceError
 
 __all__ = ["FIELD_RULES", "validate_field"]
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmtune.budget import Budget, BudgetSpent, over_budget
-from pytest_llmtune.client import Usage
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.halving import Outcome, SuccessiveHalving, Trial
+from pytest_llmtune.search.budget import Budget, BudgetSpent, over_budget
+from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
+from pytest_llmtune.usage import Usage
 
 __all__ = ["Evaluation", "EvaluationError", "Progress", "SearchResult", "merge", "search"]
 

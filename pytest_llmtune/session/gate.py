@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune import lockfile
-from pytest_llmtune.domains import InvalidSpaceError
-from pytest_llmtune.lockfile import SCORE_DIGITS
-from pytest_llmtune.mode import Mode
-from pytest_llmtune.settings import Settings
-from pytest_llmtune.stats import aggregate
-from pytest_llmtune.targets import Target, collect_targets
+from pytest_llmtune.search.domains import InvalidSpaceError
+from pytest_llmtune.search.stats import aggregate
+from pytest_llmtune.session.mode import Mode
+from pytest_llmtune.session.settings import Settings
+from pytest_llmtune.session.targets import Target, collect_targets
+from pytest_llmtune.store import lockfile
+from pytest_llmtune.store.lockfile import SCORE_DIGITS
 
 __all__ = ["GateSession"]
 
