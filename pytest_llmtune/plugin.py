@@ -11,9 +11,9 @@ from pytest_llmtune.session.targets import spec_of
 
 if TYPE_CHECKING:
     from pytest_llmtune.llm.client import LLM
-    from pytest_llmtune.session.mode import Mode
+    from pytest_llmtune.session.endpoint import EndpointMode
 
-MODE_KEY: pytest.StashKey[Mode] = pytest.StashKey()
+MODE_KEY: pytest.StashKey[EndpointMode] = pytest.StashKey()
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
 
 
@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--llm-record goes with --llm-test (--llm-tune always records)")
     if not (tune or test):
         return
+    refuse_distribution(config, tune)
     # the modes import openai, vcrpy and scipy: plain pytest runs never pay for them
     from pytest_llmtune.session.gate import GateSession
     from pytest_llmtune.session.tune import TuneSession
@@ -49,6 +50,24 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = (TuneSession if tune else GateSession)(config, Settings.from_config(config))
     config.stash[MODE_KEY] = mode
     config.pluginmanager.register(mode, "llmtune-mode")
+
+
+def refuse_distribution(config: pytest.Config, tune: bool) -> None:
+    """pytest-xdist: the gate runs on workers (each target's verdict on one of them, as any test); a tune or a
+    recording gate does not, since one search must not run once per worker, nor workers write one cassette."""
+    if hasattr(config, "workerinput") or not _distributed(config):
+        return
+    if tune:
+        raise pytest.UsageError("--llm-tune does not run under pytest-xdist (-n/--dist): a target's search runs its "
+                                "evaluations concurrently itself (--llm-concurrency); run it without -n")
+    if config.getoption("llm_record"):
+        raise pytest.UsageError("--llm-record does not run under pytest-xdist (-n/--dist): workers would record into "
+                                "the same cassettes; record without -n, then gate with -n")
+
+
+def _distributed(config: pytest.Config) -> bool:
+    processes = config.getoption("numprocesses", None)
+    return bool(processes) or config.getoption("dist", "no") != "no" or bool(config.getoption("tx", None))
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

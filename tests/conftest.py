@@ -4,6 +4,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai  # noqa: F401
 import pytest
@@ -11,7 +12,17 @@ import scipy.stats  # noqa: F401  (pytester's in-process runs drop modules they 
 import vcr  # noqa: F401
 from openai_server import FakeOpenAI
 
+from pytest_llmtune.store.lockfile import LockEntry
+
 API_KEY = "sk-test-0123456789-secret"
+
+
+def lock_entry(config: dict[str, Any], **fields: Any) -> LockEntry:
+    """A lock entry for `config`; the other fields plain unless given."""
+    plain: dict[str, Any] = {"score": 0.9, "interval": None, "metric": "pass_rate", "mode": "max", "agg": "mean",
+                             "threshold": None, "instances": 1, "tokens_total": 0, "cost_total": 0.0, "seed": 0,
+                             "split_n": False, "plugin_version": "0.1.0", "fingerprints": {}}
+    return LockEntry(config=config, **{**plain, **fields})
 
 SENTIMENT_TEST = '''
 import pytest
@@ -44,6 +55,14 @@ def test_sentiment(llm, case):
 def test_plain():
     assert "plain".upper() == "PLAIN"
 '''
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pytest_asyncio(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytester projects run with pytest-asyncio's loop scope set, as a user's project would (else it warns)."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
 
 
 @pytest.fixture(scope="session", autouse=True)

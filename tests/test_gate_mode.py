@@ -15,7 +15,7 @@ TARGET = "test_sentiment.py::test_sentiment"
 @pytest.fixture
 def tuned(project: pytest.Pytester, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A tuned project, then no endpoint and no key: the gate must work offline."""
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # discard port: nothing listens
     monkeypatch.delenv("OPENAI_API_KEY")
     return project
@@ -29,8 +29,9 @@ def test_gate_passes_offline_with_the_locked_config(tuned: pytest.Pytester, open
     assert result.ret == pytest.ExitCode.OK
     assert openai_server.requests == requests
     score = read_lock(tuned.path)["targets"][TARGET]["score"]
-    result.stdout.fnmatch_lines([f"*{TARGET}: pass_rate {score:.3f} on 24 instances (* missed); "
-                                 f"locked {score:.3f}: ok*"])
+    result.stdout.fnmatch_lines([f"*{TARGET}[[]llmtune[]] PASSED*",
+                                 f"{TARGET}: pass_rate {score:.3f} [[]95% CI *] on 24 instances (* failed an "
+                                 f"assertion); locked {score:.3f}: ok"])
 
 
 def test_a_failed_assertion_is_a_miss_not_a_failure(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
@@ -41,17 +42,18 @@ def test_a_failed_assertion_is_a_miss_not_a_failure(pytester: pytest.Pytester, o
     result = pytester.runpytest("--llm-test", "-v")
 
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*test_sentiment?case*? MISS*", "*: pass_rate 0.* on 24 instances (* missed)*: ok",
-                                 "*1* passed, * missed*"])
+    result.stdout.fnmatch_lines(["*test_sentiment?case*? MISS*",
+                                 "*: pass_rate 0.* on 24 instances (8 failed an assertion)*: ok",
+                                 "*18 passed, 8 missed*"])
 
 
 def test_gate_fails_without_a_lock(project: pytest.Pytester) -> None:
     result = project.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(passed=1, skipped=24)
+    result.assert_outcomes(passed=1, skipped=24, failed=1)
     result.stdout.fnmatch_lines([f"FAILED {TARGET}: no lock in llmtune.lock: run `pytest --llm-tune {TARGET}` "
-                                 "and commit llmtune.lock"])
+                                 "and commit llmtune.lock", f"FAILED {TARGET}[[]llmtune[]] - no lock*"])
 
 
 def test_gate_fails_on_a_stale_lock(tuned: pytest.Pytester) -> None:
@@ -73,7 +75,7 @@ def test_gate_fails_below_the_threshold(tuned: pytest.Pytester) -> None:
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * is below the threshold 1.01*"])
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * below the threshold 1.01*"])
 
 
 def test_gate_fails_below_the_locked_score(tuned: pytest.Pytester) -> None:
@@ -84,7 +86,7 @@ def test_gate_fails_below_the_locked_score(tuned: pytest.Pytester) -> None:
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * is below the locked 1.500 by more than the "
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * below the locked 1.500 by more than the "
                                  "tolerance 0.0*"])
 
 
@@ -100,18 +102,19 @@ def test_missing_recording_says_how_to_record_it(tuned: pytest.Pytester, openai_
     assert "_base_client.py" not in result.stdout.str()  # the message, not a traceback through the SDK
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     requests = openai_server.requests
-    tuned.runpytest("--llm-test", "--llm-record").assert_outcomes(passed=25)
+    tuned.runpytest("--llm-test", "--llm-record").assert_outcomes(passed=26)
     assert openai_server.requests == requests + 12  # 24 instances, 12 distinct reviews: none asked twice
-    tuned.runpytest("--llm-test").assert_outcomes(passed=25)
+    tuned.runpytest("--llm-test").assert_outcomes(passed=26)
 
 
-def test_corrupt_lockfile_is_a_usage_error_and_is_left_alone(project: pytest.Pytester) -> None:
+def test_corrupt_lockfile_fails_the_gate_and_is_left_alone(project: pytest.Pytester) -> None:
     (project.path / "llmtune.lock").write_text("{not json")
 
     result = project.runpytest("--llm-test")
 
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*llmtune.lock is not valid JSON*restore it with `git checkout -- llmtune.lock`*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, skipped=24, failed=1)
+    result.stdout.fnmatch_lines(["*llmtune.lock is not valid JSON*restore it with `git checkout -- llmtune.lock`*"])
     assert (project.path / "llmtune.lock").read_text() == "{not json"
 
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_llmtune.store.lockfile import LOCK_VERSION, LockfileError, read, stale_reasons, write_target
+from pytest_llmtune.store.lockfile import (
+    LOCK_VERSION,
+    LockEntry,
+    LockfileError,
+    read,
+    stale_reasons,
+    write_target,
+)
 
 FINGERPRINTS = {"space": "sha256:aaa", "instances": "sha256:bbb", "source": "sha256:ccc"}
-ENTRY: dict[str, Any] = {"config": {"temperature": 0.2, "prompt": "Review: {review}"}, "score": 0.875,
-                         "fingerprints": FINGERPRINTS}
+ENTRY = LockEntry(config={"temperature": 0.2, "prompt": "Review: {review}"}, score=0.875, interval=(0.5, 0.97),
+                  metric="pass_rate", mode="max", agg="mean", threshold=0.8, instances=8, tokens_total=800,
+                  cost_total=0.0012, seed=0, split_n=False, plugin_version="0.1.0", fingerprints=FINGERPRINTS)
+HALF = dataclasses.replace(ENTRY, score=0.5)
 
 
 @pytest.fixture
@@ -29,19 +38,20 @@ def test_a_missing_lockfile_has_no_targets(lock: Path) -> None:
 def test_write_then_read_round_trips_an_entry(lock: Path) -> None:
     assert write_target(lock, "test_a.py::test_x", ENTRY) is True
 
-    assert read(lock) == {"test_a.py::test_x": ENTRY}
+    assert read(lock) == {"test_a.py::test_x": ENTRY.to_json()}
+    assert LockEntry.from_json("test_a.py::test_x", read(lock)["test_a.py::test_x"], lock) == ENTRY
 
 
 def test_writing_a_target_keeps_the_other_targets(lock: Path) -> None:
     write_target(lock, "test_a.py::test_x", ENTRY)
-    write_target(lock, "test_b.py::test_y", {**ENTRY, "score": 0.5})
+    write_target(lock, "test_b.py::test_y", HALF)
 
-    assert read(lock) == {"test_a.py::test_x": ENTRY, "test_b.py::test_y": {**ENTRY, "score": 0.5}}
+    assert read(lock) == {"test_a.py::test_x": ENTRY.to_json(), "test_b.py::test_y": HALF.to_json()}
 
 
 def test_writing_a_target_again_replaces_its_entry(lock: Path) -> None:
     write_target(lock, "test_a.py::test_x", ENTRY)
-    write_target(lock, "test_a.py::test_x", {**ENTRY, "score": 0.5})
+    write_target(lock, "test_a.py::test_x", HALF)
 
     assert read(lock)["test_a.py::test_x"]["score"] == 0.5
 
@@ -60,7 +70,7 @@ def test_unchanged_entry_is_not_rewritten(lock: Path) -> None:
     write_target(lock, "test_a.py::test_x", ENTRY)
     before = lock.stat()
 
-    changed = write_target(lock, "test_a.py::test_x", dict(ENTRY))
+    changed = write_target(lock, "test_a.py::test_x", dataclasses.replace(ENTRY))
 
     assert changed is False
     assert lock.stat().st_mtime_ns == before.st_mtime_ns
@@ -69,7 +79,7 @@ def test_unchanged_entry_is_not_rewritten(lock: Path) -> None:
 
 def test_writing_leaves_no_temporary_files(lock: Path) -> None:
     write_target(lock, "test_a.py::test_x", ENTRY)
-    write_target(lock, "test_a.py::test_x", {**ENTRY, "score": 0.5})
+    write_target(lock, "test_a.py::test_x", HALF)
 
     assert [p.name for p in lock.parent.iterdir()] == ["llmtune.lock"]
 
@@ -78,7 +88,7 @@ def test_rewriting_keeps_the_lockfile_permissions(lock: Path) -> None:
     write_target(lock, "test_a.py::test_x", ENTRY)
     lock.chmod(0o644)
 
-    write_target(lock, "test_a.py::test_x", {**ENTRY, "score": 0.5})
+    write_target(lock, "test_a.py::test_x", HALF)
 
     assert oct(stat.S_IMODE(lock.stat().st_mode)) == oct(0o644)
 
@@ -129,6 +139,20 @@ def test_a_changed_instance_set_makes_the_lock_stale() -> None:
 
 
 def test_an_entry_without_fingerprints_is_stale_for_every_reason() -> None:
-    assert stale_reasons({"config": {}}, FINGERPRINTS) == [
+    assert stale_reasons(dataclasses.replace(ENTRY, fingerprints={}), FINGERPRINTS) == [
         "its search space changed", "its instances changed", "its test source changed"
     ]
+
+
+def test_the_other_metrics_of_a_metric_dict_are_kept_rounded_and_sorted(lock: Path) -> None:
+    entry = dataclasses.replace(ENTRY, metrics={"latency": 1.23456789, "bleu": 0.5})
+    write_target(lock, "t", entry)
+
+    assert list(read(lock)["t"]["metrics"].items()) == [("bleu", 0.5), ("latency", 1.234568)]
+
+
+@pytest.mark.parametrize("broken", [{"score": 0.5}, {**ENTRY.to_json(), "score": "high"},
+                                    {**ENTRY.to_json(), "tokens": 12}, []])
+def test_an_unreadable_entry_names_the_target_and_the_fix(lock: Path, broken: object) -> None:
+    with pytest.raises(LockfileError, match=r"the lock of 't' is not readable .*run `pytest --llm-tune t`"):
+        LockEntry.from_json("t", broken, lock)

@@ -14,7 +14,7 @@ import openai
 import pytest
 from openai_server import FakeOpenAI
 
-from conftest import API_KEY
+from conftest import API_KEY, lock_entry
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.llm.retry import parse_retry_after
@@ -58,9 +58,8 @@ def other_server() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def lock(tmp_path: Path) -> Path:
     path = tmp_path / "llmtune.lock"
-    write_target(path, TARGET, {"config": {**SENTIMENT, "prompt": {"callable": callable_name(review_prompt)}},
-                                "score": 0.9})
-    write_target(path, "test_math.py::test_sum", {"config": {"model": "gpt-4o-mini", "prompt": "What is {a}?"}})
+    write_target(path, TARGET, lock_entry({**SENTIMENT, "prompt": {"callable": callable_name(review_prompt)}}))
+    write_target(path, "test_math.py::test_sum", lock_entry({"model": "gpt-4o-mini", "prompt": "What is {a}?"}))
     return path
 
 
@@ -124,7 +123,7 @@ def test_locked_refuses_a_corrupt_lockfile(tmp_path: Path) -> None:
                                   "test_runtime.test_locked_refuses_a_corrupt_lockfile.<locals>.f"])
 def test_locked_says_when_a_callable_template_cannot_be_imported(tmp_path: Path, name: str) -> None:
     path = tmp_path / "llmtune.lock"
-    write_target(path, TARGET, {"config": {**SENTIMENT, "prompt": {"callable": name}}})
+    write_target(path, TARGET, lock_entry({**SENTIMENT, "prompt": {"callable": name}}))
 
     with pytest.raises(LockfileError, match=rf"'prompt' of '{TARGET}' is a callable, {name}, that could not be "
                                             "imported"):
@@ -368,7 +367,7 @@ def test_usage_summary_counts_calls_cached_calls_tokens_and_cost(openai_server: 
 
 def test_a_lock_recorded_with_split_n_samples_the_same_way(openai_server: FakeOpenAI, tmp_path: Path) -> None:
     path = tmp_path / "llmtune.lock"
-    write_target(path, "t.py::t", {"config": {**SENTIMENT, "n": 3, "seed": 7, "temperature": 0.8}, "split_n": True})
+    write_target(path, "t.py::t", lock_entry({**SENTIMENT, "n": 3, "seed": 7, "temperature": 0.8}, split_n=True))
 
     config = locked("t.py::t", lockfile=path)
     response = create({"review": "great fun"}, **config)

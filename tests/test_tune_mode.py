@@ -17,7 +17,7 @@ from conftest import API_KEY, read_lock
 def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     result = project.runpytest("--llm-tune")
 
-    result.assert_outcomes(passed=25)
+    result.assert_outcomes(passed=26)
     lock = read_lock(project.path)["targets"]["test_sentiment.py::test_sentiment"]
     assert lock["instances"] == 24
     assert lock["config"]["prompt"].startswith("Examples:")  # the few-shot template is the better one here
@@ -29,13 +29,13 @@ def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai
 
 
 def test_rerun_with_same_seed_makes_no_requests(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
     first_requests = openai_server.requests
     lock_before = (project.path / "llmtune.lock").read_text()
 
     result = project.runpytest("--llm-tune")
 
-    result.assert_outcomes(passed=25)
+    result.assert_outcomes(passed=26)
     assert first_requests > 0
     assert openai_server.requests == first_requests
     assert (project.path / "llmtune.lock").read_text() == lock_before
@@ -58,7 +58,7 @@ def test_same_seed_gives_the_same_lock_from_scratch(project: pytest.Pytester, op
 def test_evaluations_run_concurrently(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     openai_server.latency = 0.05
 
-    project.runpytest("--llm-tune", "--llm-concurrency", "4").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune", "--llm-concurrency", "4").assert_outcomes(passed=26)
 
     assert openai_server.max_in_flight == 4
 
@@ -75,14 +75,14 @@ def test_identical_calls_in_one_test_get_distinct_samples(pytester: pytest.Pytes
             assert len(llm(r=r) + llm(r=r)) == 2
     ''')
 
-    pytester.runpytest("--llm-tune").assert_outcomes(passed=1)
-    pytester.runpytest("--llm-tune").assert_outcomes(passed=1)
+    pytester.runpytest("--llm-tune").assert_outcomes(passed=2)  # the instance and its target's verdict
+    pytester.runpytest("--llm-tune").assert_outcomes(passed=2)  # the instance and its target's verdict
 
     assert openai_server.sample_headers == ["0", "1"]  # two distinct recordings, then both replayed
 
 
 def test_api_key_is_sent_but_never_written(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
 
     assert openai_server.auth_headers[0] == f"Bearer {API_KEY}"
     written = [p.read_text() for p in project.path.rglob("*") if p.is_file() and p.suffix in (".json", ".lock")]
@@ -103,7 +103,7 @@ def test_error_in_a_test_body_is_an_error_not_a_zero(pytester: pytest.Pytester, 
     result = pytester.runpytest("--llm-tune")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*KeyError: 'missing_key'*", "*search stopped: config #0 on instance #*KeyError*"])
+    result.stdout.fnmatch_lines(["*KeyError: 'missing_key'*", "*search stopped: *on test_*broken[[]case*]: KeyError*"])
     assert not (pytester.path / "llmtune.lock").exists()
 
 
@@ -134,14 +134,14 @@ def test_failing_endpoint_stops_the_tune_and_keeps_what_was_recorded(
     assert cassette.read_text().count('"request"') == 30
     openai_server.respond = original  # type: ignore[method-assign]
     openai_server.requests = 0
-    project.runpytest("--llm-tune", "--llm-concurrency", "1").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune", "--llm-concurrency", "1").assert_outcomes(passed=26)
     assert openai_server.requests == total - 30  # the 30 recorded responses were not requested again
 
 
 def test_rate_limited_requests_are_retried(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     openai_server.fail_next(2, status=429, retry_after=0.01)
 
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
 
     assert read_lock(project.path)["targets"]
 
@@ -161,7 +161,7 @@ def test_a_returned_dict_is_the_metric(pytester: pytest.Pytester, openai_server:
 
     result = pytester.runpytest("--llm-tune", "-W", "error::pytest.PytestReturnNotNoneWarning")
 
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     lock = read_lock(pytester.path)["targets"]["test_a_returned_dict_is_the_metric.py::test_add"]
     assert lock["metric"] == "closeness" and lock["agg"] == "median"
 
@@ -185,7 +185,7 @@ def test_chat_messages_and_the_completions_api(pytester: pytest.Pytester, openai
             assert llm({"a": a})[0].startswith(str(a + 1))
     ''')
 
-    pytester.runpytest("--llm-tune").assert_outcomes(passed=4)
+    pytester.runpytest("--llm-tune").assert_outcomes(passed=6)
 
     prompts = sorted(body["prompt"] for body in openai_server.bodies if "prompt" in body)
     assert prompts == ["Examples: What is 1 + 1?", "Examples: What is 2 + 1?"]
@@ -227,7 +227,7 @@ def test_tune_and_test_together_is_a_usage_error(project: pytest.Pytester) -> No
 
 
 def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
     total = openai_server.requests
     (project.path / "llmtune.lock").unlink()
     cassette = project.path / "llmtune_cassettes/test_sentiment/test_sentiment.json"
@@ -250,5 +250,5 @@ def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_s
     assert recorded == sent  # the requests in flight at Ctrl-C finished and were saved too
     openai_server.latency = 0
     openai_server.requests = 0
-    project.runpytest("--llm-tune").assert_outcomes(passed=25)
+    project.runpytest("--llm-tune").assert_outcomes(passed=26)
     assert openai_server.requests == total - recorded

@@ -28,6 +28,7 @@ class Outcome:
     metric: float
     tokens: int
     cost: float = 0.0
+    others: Mapping[str, float] = field(default_factory=dict)  # the other numbers a metric dict held
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Trial:
     metrics: dict[int, float] = field(default_factory=dict)
     tokens: int = 0
     cost: float = 0.0  # dollars, at list price
+    others: dict[int, Mapping[str, float]] = field(default_factory=dict)  # instance -> other metrics
     rung: int = 0
     dropped: str | None = None  # why the search stopped evaluating it early
 
@@ -116,6 +118,8 @@ class SuccessiveHalving:
         for (config, instance), outcome in outcomes.items():
             trial = self.trials[config]
             trial.metrics[instance] = outcome.metric
+            if outcome.others:
+                trial.others[instance] = outcome.others
             trial.tokens += outcome.tokens
             trial.cost += outcome.cost
 

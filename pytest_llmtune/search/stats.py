@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["Aggregate", "aggregate", "interval", "paired_difference", "resolve_agg"]
+__all__ = ["Aggregate", "aggregate", "interval", "mean_by_key", "paired_difference", "resolve_agg"]
 
 Aggregate = Callable[[Sequence[float]], float]
 AGGREGATES: dict[str, Aggregate] = {"mean": statistics.fmean, "median": statistics.median}
@@ -72,3 +72,12 @@ def _t_quantile(confidence: float, dof: int) -> float:
     from scipy.stats import t  # scipy.stats takes ~0.5 s to import: only when a score is shown
 
     return float(t.ppf((1 + confidence) / 2, dof))
+
+
+def mean_by_key(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """The mean of each key over the rows that have it (the other numbers of metric dicts, per instance)."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            values.setdefault(key, []).append(value)
+    return {key: statistics.fmean(found) for key, found in sorted(values.items())}

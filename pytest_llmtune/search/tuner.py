@@ -1,45 +1,93 @@
-"""The tune of one target: candidates through successive halving, evaluations run concurrently.
+"""The tune of one target: candidates through successive halving, evaluations run by an executor.
 
-No pytest here: an evaluation is any `evaluate(config_index, instance_index) -> Evaluation`.
-Costs are watched as evaluations finish: a config whose instances show, at 95% confidence, an
-average cost over the inference budget is dropped at once and its pending evaluations cancelled.
-When the optimization budget is spent, the search stops and keeps what it finished.
+No pytest here: an evaluation is any `evaluate(config_index, instance_index) -> Evaluation`, and the caller
+chooses how they run (a thread pool for concurrency, or `InlineExecutor` for one at a time in the caller's
+thread). At most `concurrency` evaluations are in flight; the rest wait in a queue, so a config that is dropped
+(for cost, or for an error) simply has its queued evaluations never started.
+
+- Cost: a config whose instances show, at 95% confidence, an average cost over the inference budget is dropped.
+- Errors: an evaluation that raises `EvaluationError` drops its config, and the search goes on without it. When
+  configs keep failing the same way with nothing succeeding in between (a dead endpoint, a bad key, a bug in the
+  test), the search stops at once with that one error (`SearchFailed`).
+- The optimization budget: when it is spent, the search stops and keeps what it finished.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
 from pytest_llmtune.usage import Usage
 
-__all__ = ["Evaluation", "EvaluationError", "Progress", "SearchResult", "merge", "search"]
+__all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "InlineExecutor", "Progress", "SearchFailed",
+           "SearchResult", "merge", "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
+SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
 
 
 @dataclass(frozen=True)
 class Evaluation:
+    """One config on one instance: the metric that drives the search, and what it cost."""
+
     metric: float
     passed: bool
     usage: Usage
     cost: float = 0.0  # dollars, at list price
+    others: Mapping[str, float] = field(default_factory=dict)
 
 
 class EvaluationError(LlmtuneError):
-    """An evaluation raised something other than a failed assertion; the search of its target stops."""
+    """An evaluation that produced no result. `signature` is what makes two failures "the same way";
+    `detail` is the text to show once (a traceback); `where` names the instance."""
 
-    def __init__(self, config: int, instance: int, error: BaseException) -> None:
-        super().__init__(f"config #{config} on instance #{instance}: {type(error).__name__}: {error}")
-        self.config, self.instance, self.error = config, instance, error
-        self.configs: list[dict[str, Any]] = []  # the configs `config` indexes, set by the caller
+    def __init__(self, signature: str, detail: str = "", where: str = "") -> None:
+        super().__init__(signature)
+        self.signature, self.detail, self.where = signature, detail, where
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first error of one config."""
+
+    config: int
+    instance: int
+    error: EvaluationError
+
+
+class SearchFailed(LlmtuneError):
+    """Configs kept failing the same way: the search of this target stopped."""
+
+    def __init__(self, failure: Failure, configs: int) -> None:
+        super().__init__(f"{configs} configs failed the same way: {failure.error.signature}")
+        self.failure, self.configs = failure, configs
+        self.config: dict[str, Any] | None = None  # the failing config, set by the caller that knows the configs
+
+
+class Executor(Protocol):
+    def submit(self, fn: Callable[..., Evaluation], /, *args: Any) -> cf.Future[Evaluation]: ...
+
+
+class InlineExecutor:
+    """Runs each evaluation at once, in the caller's thread: for evaluations that must not overlap."""
+
+    def submit(self, fn: Callable[..., Evaluation], /, *args: Any) -> cf.Future[Evaluation]:
+        future: cf.Future[Evaluation] = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # noqa: BLE001 - handed to the search like a thread's exception
+            future.set_exception(error)
+        return future
 
 
 @dataclass
@@ -61,6 +109,7 @@ class SearchResult:
     halving: SuccessiveHalving
     usage: Usage = field(default_factory=Usage)
     passed: dict[tuple[int, int], bool] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)  # the first error of each config that raised one
     stopped: str | None = None  # why the search ended early (the optimization budget)
 
     @property
@@ -72,52 +121,73 @@ class SearchResult:
 
 @dataclass
 class _Rung:
-    """One rung's evaluations in flight."""
+    """Runs one rung's evaluations, at most `concurrency` at a time, watching costs and errors."""
 
-    pool: cf.ThreadPoolExecutor
+    executor: Executor
+    concurrency: int
     evaluate: Callable[[int, int], Evaluation]
     result: SearchResult
     inference_budget: Budget | None
     costs: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    streak: list[Failure] = field(default_factory=list)  # failures of one signature since the last success
 
     def run(self, number: int, pairs: list[tuple[int, int]],
             on_progress: Callable[[Progress], None]) -> dict[tuple[int, int], Outcome]:
-        futures = {self.pool.submit(self.evaluate, c, i): (c, i) for c, i in pairs}
+        queue = collections.deque(pairs)
+        in_flight: dict[cf.Future[Evaluation], tuple[int, int]] = {}
         outcomes: dict[tuple[int, int], Outcome] = {}
-        pending, last_report = set(futures), time.monotonic()
+        last_report = time.monotonic()
         try:
-            while pending:
-                done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            while queue or in_flight:
+                while queue and len(in_flight) < self.concurrency:
+                    config, instance = queue.popleft()
+                    if self.result.halving.trials[config].dropped is None:
+                        in_flight[self.executor.submit(self.evaluate, config, instance)] = (config, instance)
+                if not in_flight:
+                    continue
+                done, _ = cf.wait(in_flight, timeout=1.0, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    self.collect(future, futures, pending, outcomes)
-                if pending and time.monotonic() - last_report >= PROGRESS_EVERY:
+                    self.collect(future, in_flight.pop(future), outcomes)
+                if in_flight and time.monotonic() - last_report >= PROGRESS_EVERY:
                     last_report = time.monotonic()
                     on_progress(self.progress(number, len(outcomes), len(pairs)))
         except BaseException:
-            for future in pending:
-                future.cancel()
+            queue.clear()
+            cf.wait(in_flight)  # requests in flight are paid for: let them finish and be recorded
             raise
         on_progress(self.progress(number, len(outcomes), len(pairs), finished=True))
         return outcomes
 
-    def collect(self, future: cf.Future[Evaluation], futures: Mapping[cf.Future[Evaluation], tuple[int, int]],
-                pending: set[cf.Future[Evaluation]], outcomes: dict[tuple[int, int], Outcome]) -> None:
-        config, instance = futures[future]
-        if future.cancelled():
-            return
+    def collect(self, future: cf.Future[Evaluation], pair: tuple[int, int],
+                outcomes: dict[tuple[int, int], Outcome]) -> None:
+        config, instance = pair
         error = future.exception()
-        if isinstance(error, BudgetSpent):
-            raise error
+        if isinstance(error, EvaluationError):
+            return self.failed(Failure(config, instance, error))
         if error is not None:
-            raise EvaluationError(config, instance, error)
+            raise error
         evaluation = future.result()
-        outcomes[config, instance] = Outcome(evaluation.metric, evaluation.usage.tokens, evaluation.cost)
-        self.result.passed[config, instance] = evaluation.passed
+        self.streak.clear()
+        outcomes[pair] = Outcome(evaluation.metric, evaluation.usage.tokens, evaluation.cost, evaluation.others)
+        self.result.passed[pair] = evaluation.passed
         self.result.usage.merge(evaluation.usage)
-        self.watch_cost(config, evaluation, futures, pending)
+        self.watch_cost(config, evaluation)
+        return None
 
-    def watch_cost(self, config: int, evaluation: Evaluation, futures: Mapping[cf.Future[Evaluation], tuple[int, int]],
-                   pending: set[cf.Future[Evaluation]]) -> None:
+    def failed(self, failure: Failure) -> None:
+        trial = self.result.halving.trials[failure.config]
+        if trial.dropped is not None:
+            return  # one error per config is shown; later ones were already in flight
+        trial.dropped = f"error on {failure.error.where or f'instance #{failure.instance}'}: {failure.error.signature}"
+        self.result.failures.append(failure)
+        if self.streak and self.streak[0].error.signature != failure.error.signature:
+            self.streak.clear()
+        self.streak.append(failure)
+        alive = sum(t.dropped is None for t in self.result.halving.trials)
+        if len(self.streak) >= SAME_FAILURES_TO_STOP or alive == 0:
+            raise SearchFailed(self.streak[0], len(self.streak))
+
+    def watch_cost(self, config: int, evaluation: Evaluation) -> None:
         budget, trial = self.inference_budget, self.result.halving.trials[config]
         if budget is None:
             return
@@ -127,9 +197,6 @@ class _Rung:
         seen = self.costs[config]
         trial.dropped = (f"dropped for cost after {len(seen)} instances: mean {budget.words(sum(seen) / len(seen))} "
                          f"per instance, over the inference budget of {budget.words(budget.amount)} at 95% confidence")
-        for future in pending:
-            if futures[future][0] == config:
-                future.cancel()
 
     def progress(self, number: int, done: int, total: int, finished: bool = False) -> Progress:
         halving = self.result.halving
@@ -143,24 +210,19 @@ def search(
     evaluate: Callable[[int, int], Evaluation],
     *,
     halving: SuccessiveHalving,
+    executor: Executor,
     concurrency: int,
     inference_budget: Budget | None = None,
     on_progress: Callable[[Progress], None] = lambda progress: None,
 ) -> SearchResult:
+    """Every config through the rungs of `halving`. Raises `SearchFailed` when configs keep failing alike."""
     result = SearchResult(configs, [], halving)
-    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llmtune")
-    rung = _Rung(pool, evaluate, result, inference_budget)
+    rung = _Rung(executor, concurrency, evaluate, result, inference_budget)
     try:
         result.ranked = halving.run(lambda number, pairs: rung.run(number, pairs, on_progress))
     except BudgetSpent as spent:
-        pool.shutdown(wait=True, cancel_futures=True)  # requests in flight are paid for: let them be recorded
         result.stopped = str(spent)
         result.ranked = halving.rank(halving.trials)
-        return result
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
     return result
 
 
@@ -176,5 +238,6 @@ def merge(results: list[SearchResult]) -> SearchResult:
             trial.index += offset
             merged.ranked.append(trial)
         merged.usage.merge(result.usage)
+        merged.failures += [Failure(f.config + offset, f.instance, f.error) for f in result.failures]
     merged.ranked = merged.halving.rank(merged.ranked)
     return merged

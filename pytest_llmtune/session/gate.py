@@ -1,8 +1,10 @@
-"""`pytest --llm-test`: run every llm_eval test with its locked config, replaying the recordings, and gate.
+"""`pytest --llm-test`: run every `@llm_eval` test with its locked config, replaying the recordings, and gate.
 
-A failed assertion on one instance is a miss, reported but not fatal; the session fails when a
-target's score is below its threshold or below its locked score by more than the tolerance, or
-when its lock is missing or stale.
+Each instance runs once with the locked config (a failed assertion is a miss: reported, not fatal). The target's
+`[llmtune]` item is the gate: it fails when the lock is missing, unreadable or stale, when an instance raised,
+or when the score is below the threshold or below the locked score by more than the tolerance. Instances that
+were not selected (`-k`, `--lf`) are evaluated for the verdict too, so the gate always judges the whole target.
+The summary is built from the reports, so it is the same under pytest-xdist, where workers run the items.
 """
 
 from __future__ import annotations
@@ -12,97 +14,137 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.search.domains import InvalidSpaceError
-from pytest_llmtune.search.stats import aggregate
-from pytest_llmtune.session.mode import Mode
+from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
+from pytest_llmtune.search.tuner import Evaluation, EvaluationError
+from pytest_llmtune.session import report
+from pytest_llmtune.session.endpoint import EndpointMode
+from pytest_llmtune.session.mode import Run
+from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import Target, collect_targets
+from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict
 from pytest_llmtune.store import lockfile
-from pytest_llmtune.store.lockfile import SCORE_DIGITS
+from pytest_llmtune.store.lockfile import SCORE_DIGITS, LockEntry, LockfileError
 
 __all__ = ["GateSession"]
 
 
-class GateSession(Mode):
-    @property
-    def record(self) -> bool:  # type: ignore[override]
-        return self.settings.record
-
-    @property
-    def label(self) -> str:  # type: ignore[override]
-        return "test, recording missing responses" if self.settings.record else "test, replay only"
-
+class GateSession(EndpointMode):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.record = settings.record  # before the cassettes are made
         super().__init__(config, settings)
-        self.problems: dict[str, str] = {}  # target -> why it fails the gate
-        self.passed: dict[str, str] = {}
-        self.fingerprints: dict[str, dict[str, str]] = {}
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.label = "test, recording missing responses" if settings.record else "test, replay only"
+        self.locks: dict[str, LockEntry] = {}
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
+        self._entries: dict[str, Any] | LockfileError | None = None
+        self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Before -k and -m deselect: a lock covers every instance of its target."""
-        self.fingerprints = {name: t.fingerprints() for name, t in collect_targets(items).items()}
+    # --- the lock ---------------------------------------------------------------------------------------------
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.collect(session.items)
+    def prepare(self, target: Target, session: pytest.Session) -> None:
+        if target.name in self.locks or target.name in self.refused:
+            return
+        if not self.selected(target, session):
+            self.refused[target.name] = Verdict("skipped", report.not_selected_words(target.name, "gated"))
+            return
+        fix = f"run `pytest --llm-tune {target.nodeid}` and commit {self.settings.lockfile.name}"
         try:
-            entries = lockfile.read(self.settings.lockfile)
-        except lockfile.LockfileError as error:
-            raise pytest.UsageError(str(error)) from None
-        for name, target in self.targets.items():
-            self.check_lock(target, entries.get(name))
-
-    def check_lock(self, target: Target, entry: dict[str, Any] | None) -> None:
-        fix = f"run `pytest --llm-tune {target.name}` and commit {self.settings.lockfile.name}"
+            entry = self.entry(target.name)
+        except LockfileError as error:
+            return self.refuse(target, str(error))
         if entry is None:
             return self.refuse(target, f"no lock in {self.settings.lockfile.name}: {fix}")
-        reasons = lockfile.stale_reasons(entry, self.fingerprints[target.name])
+        reasons = lockfile.stale_reasons(entry, target.fingerprints())
         if reasons:
             return self.refuse(target, f"the lock is stale ({', '.join(reasons)}): {fix}")
         try:
-            self.configs[target.name] = target.spec.space.decode(entry["config"])
+            self.configs[target.name] = target.spec.space.decode(entry.config)
         except InvalidSpaceError as error:
             return self.refuse(target, f"{error}: {fix}")
-        self.entries[target.name] = entry
-        self.split_n[target.name] = bool(entry.get("split_n", False))
+        self.locks[target.name] = entry
         return None
 
+    def entry(self, name: str) -> LockEntry | None:
+        if self._entries is None:
+            try:
+                self._entries = lockfile.read(self.settings.lockfile)
+            except LockfileError as error:
+                self._entries = error
+        if isinstance(self._entries, LockfileError):
+            raise self._entries
+        data = self._entries.get(name)
+        return None if data is None else LockEntry.from_json(name, data, self.settings.lockfile)
+
     def refuse(self, target: Target, why: str) -> None:
-        self.problems[target.name] = why
-        for item in target.items:
-            item.add_marker(pytest.mark.skip(reason=f"llmtune: {why}"))
+        self.refused.setdefault(target.name, Verdict("failed", why))
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        super().pytest_sessionfinish(session)
-        for name in self.entries:
-            self.judge(name)
-        if self.problems and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
+        if target.name not in self.locks:
+            verdict = self.refused[target.name]
+            why = verdict.message.split("\n", 1)[0]
+            where = "" if verdict.outcome == "skipped" else f" (the failure is reported on {target.name}{SUFFIX})"
+            item.add_marker(pytest.mark.skip(reason=f"llmtune: not gated: {why}{where}"))
+            return None
+        return Run(config=self.configs[target.name], split_n=self.locks[target.name].split_n)
 
-    def judge(self, name: str) -> None:
-        target, entry = self.targets[name], self.entries[name]
-        results = self.scores.get(name, {})
-        if len(results) < len(target.items):
-            self.passed[name] = f"not gated: {len(results)} of {len(target.items)} instances ran"
-            return
-        spec = target.spec
-        score = round(aggregate([results[item.nodeid].metric for item in target.items], spec.agg), SCORE_DIGITS)
-        misses = sum(not r.passed for r in results.values())
-        words = f"{spec.metric_name} {score:.3f} on {len(results)} instances ({misses} missed)"
+    # --- the verdict ------------------------------------------------------------------------------------------
+
+    def verdict(self, target: Target) -> Verdict:
+        if target.name not in self.locks:
+            return self.refused[target.name]
+        entry, spec = self.locks[target.name], target.spec
+        runs = self.results.setdefault(target.name, {})
+        for item in target.instances:  # instances that did not run in this session (deselected, or on another worker)
+            if item.nodeid not in runs:
+                runs[item.nodeid] = self.run_unlogged(item, Run(config=self.configs[target.name],
+                                                                 split_n=entry.split_n), target)
+        evaluations: list[Evaluation] = []
+        errors: list[EvaluationError] = []
+        for item in target.instances:
+            try:
+                evaluations.append(evaluation_of(runs[item.nodeid], spec, item))
+            except EvaluationError as error:
+                if runs[item.nodeid].logged:  # its own report shows the error
+                    error = EvaluationError(error.signature, "", error.where)
+                errors.append(error)
+        if errors:
+            return Verdict("failed", report.gate_error_words(target.name, errors, len(target.instances)))
+        metrics = [e.metric for e in evaluations]
+        score = round(aggregate(metrics, spec.agg), SCORE_DIGITS)
+        gate = report.Gate(
+            metric=spec.metric_name, score=score, interval=interval(metrics), instances=len(metrics),
+            misses=sum(not e.passed for e in evaluations), others=mean_by_key([e.others for e in evaluations]),
+            threshold=spec.threshold, locked=entry.score, tolerance=self.settings.tolerance,
+            cost=sum(e.cost for e in evaluations), tokens=sum(e.usage.tokens for e in evaluations),
+        )
         if spec.threshold is not None and not spec.beats(score, spec.threshold):
-            self.problems[name] = f"{words} is below the threshold {spec.threshold}: tune again or lower it"
-        elif not spec.beats(score, entry["score"], self.settings.tolerance):
-            self.problems[name] = (f"{words} is below the locked {entry['score']:.3f} by more than the tolerance "
-                                   f"{self.settings.tolerance}: find the change, or re-tune with `pytest --llm-tune`")
-        else:
-            self.passed[name] = f"{words}; locked {entry['score']:.3f}: ok"
+            return gate.verdict("failed", f"below the threshold {spec.threshold}: improve it and re-tune, or lower "
+                                          "the threshold")
+        if not spec.beats(score, entry.score, self.settings.tolerance):
+            return gate.verdict("failed", f"below the locked {entry.score:.3f} by more than the tolerance "
+                                          f"{self.settings.tolerance}: find the change, or re-tune with "
+                                          "`pytest --llm-tune`")
+        return gate.verdict("passed", "ok")
+
+    # --- the summary, from the reports (the controller's view under pytest-xdist) ------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        if TARGET_PROPERTY not in properties:
+            return
+        name = str(properties[TARGET_PROPERTY])
+        self.seen.setdefault(name, None)
+        if report.when == "call" and VERDICT_PROPERTY in properties:
+            self.seen[name] = ("FAILED " if report.failed else "") + f"{name}: {properties[VERDICT_PROPERTY]}"
+        elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
+            self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.targets:
+        if not self.seen:
             return
         terminalreporter.section("llmtune")
-        for name in self.targets:
-            if name in self.problems:
-                terminalreporter.write_line(f"FAILED {name}: {self.problems[name]}", red=True)
-            elif name in self.passed:
-                terminalreporter.write_line(f"{name}: {self.passed[name]}")
+        for name, line in self.seen.items():
+            if line is None:
+                line = f"{name}: {report.not_selected_words(name, 'gated')}"
+            for number, text in enumerate(line.splitlines()):
+                terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))

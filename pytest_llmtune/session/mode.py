@@ -1,25 +1,55 @@
-"""What both modes share: the endpoint, the cassettes, running an `@llm_eval` body under a config."""
+"""What both modes share: targets from collection, running a body under a config inside pytest's protocol.
+
+Every run of an `@llm_eval` body happens inside pytest's run protocol, so fixtures, async runners, capture and
+the other plugins do what they do in a plain run:
+- the logged run of an instance (its own test report) runs the target's config: the winner, or the lock;
+- an evaluation of the search or of a verdict is an unlogged run of the same protocol (`run_unlogged`);
+- a search whose test needs nothing per instance but its parameters runs inside one such run (see tune.py).
+The wrapper in `pytest_runtest_call` observes the body itself (body.py): no result is ever inferred from a run
+in which the body did not run.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
-from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
-from pytest_llmtune.search.evaluate import Scored, score_call
+from pytest_llmtune.session.body import BodyResult, observe
+from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import Target, call_kwargs, collect_targets, spec_of, target_name
-from pytest_llmtune.store.cassette import Cassettes
+from pytest_llmtune.session.targets import TARGET_PROPERTY, Target, TargetItem, add_target_item, spec_of, target_name
 
-__all__ = ["MISSES", "Mode", "start_local_server"]
+__all__ = ["MISS_PROPERTY", "RUN_KEY", "Mode", "Run", "rerun_error"]
 
-MISSES: tuple[type[BaseException], ...] = (AssertionError, pytest.fail.Exception)
-MISS_KEY = pytest.StashKey[Scored]()
 MISS_PROPERTY = "llmtune_miss"
+
+
+@dataclass
+class Run:
+    """One run of an instance's body under `config`: what the `llm` fixture serves, and what the body did."""
+
+    config: dict[str, Any]
+    split_n: bool | None = None
+    logged: bool = False  # the instance's own run, reported; evaluations are not
+    probe: Any = None  # set for the run that looks at a target's fixtures (tune.py)
+    fixtures: set[str] = field(default_factory=set)  # function-scoped fixtures set up for it, when probed
+    llm: LLM | None = None
+    result: BodyResult | None = None
+    error: BaseException | None = None  # raised by the body (not a failed assertion)
+    metric_error: str | None = None
+    reports: list[pytest.TestReport] = field(default_factory=list)
+
+    def record(self, result: BodyResult) -> None:
+        self.result = result
+
+
+RUN_KEY = pytest.StashKey[Run]()
 
 
 class Mode:
@@ -31,83 +61,163 @@ class Mode:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.local: LocalServer | None = None
-        if settings.local and self.record:
-            self.local = start_local_server(config, settings)
-        self.endpoint = settings.endpoint(self.local.base_url if self.local else None)
-        config.add_cleanup(self.endpoint.close)
-        # the optimization budget's gate sits where a request is known to go to the network
-        self.cassettes = Cassettes(settings.cassette_dir, record=self.record,
-                                   before_live=lambda: self.endpoint.spending.admit())
         self.targets: dict[str, Target] = {}
-        self.configs: dict[str, dict[str, Any]] = {}  # target name -> the config its items run with
-        self.split_n: dict[str, bool] = {}  # target name -> how its lock was recorded
-        self.scores: dict[str, dict[str, Scored]] = {}  # target name -> node id -> result
+        self.results: dict[str, dict[str, Run]] = {}  # target -> instance node id -> its logged run
 
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.cassettes.start()
+    # --- collection -----------------------------------------------------------------------------------------
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str,
+                                  obj: object) -> Generator[None, Any, Any]:
+        collected = yield
+        if isinstance(collected, list) and any(isinstance(node, pytest.Function) for node in collected):
+            add_target_item(collected, collector, name, obj, self.register)
+        return collected
+
+    def register(self, target: Target) -> None:
+        known = self.targets.get(target.name)
+        if known is not None and known.instances[0].function is not target.instances[0].function:
+            raise pytest.UsageError(f"two @llm_eval tests share the target name {target.name!r}; give each its own "
+                                    "name= (a lock holds one config per target)")
+        self.targets[target.name] = target
 
     def target_of(self, item: pytest.Item) -> Target | None:
+        if isinstance(item, TargetItem):
+            return item.target
+        if not isinstance(item, pytest.Function):
+            return None
         spec = spec_of(item)
         return None if spec is None else self.targets.get(target_name(item, spec))
 
-    def llm_for(self, item: pytest.Item) -> LLM:
+    def selected(self, target: Target, session: pytest.Session) -> bool:
+        return target.item is not None and target.item in set(session.items)
+
+    # --- running ----------------------------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
         target = self.target_of(item)
         if target is None:
-            return LLM({}, self.endpoint)
-        return LLM(self.configs.get(target.name, {}), self.endpoint, split_n=self.split_n.get(target.name))
+            return (yield)
+        if (TARGET_PROPERTY, target.name) not in item.user_properties:
+            item.user_properties.append((TARGET_PROPERTY, target.name))
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self.routing(target))
+            except LlmtuneError as error:  # a cassette that cannot be read: the target's verdict says so
+                self.refuse(target, f"{type(error).__name__}: {error}")
+            self.prepare(target, item.session)
+            if isinstance(item, TargetItem):
+                item.verdict = self.verdict(target)
+                return (yield)
+            run = self.logged_run(target, item)
+            if run is None:
+                return (yield)
+            run.logged = True
+            item.stash[RUN_KEY] = run
+            try:
+                return (yield)
+            finally:
+                del item.stash[RUN_KEY]
+                self.results.setdefault(target.name, {})[item.nodeid] = run
 
-    def collect(self, items: list[pytest.Item]) -> None:
-        self.targets = collect_targets(items)
-        if self.settings.local:
-            for target in self.targets.values():
-                if "best_of" in target.spec.space.spec:
-                    raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure "
-                                            "noise; remove it from the space (n with a vote does what it would)")
+    def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
+        """Where the target's requests go while its items run (its cassette)."""
+        return contextlib.nullcontext()
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
-        target = self.target_of(pyfuncitem)
-        if target is None:
-            return None
-        kwargs = call_kwargs(pyfuncitem)
-        problem: str | None = None
+    def refuse(self, target: Target, why: str) -> None:
+        """The target cannot be tuned or gated: its item fails with `why`, its instances are skipped."""
+        raise NotImplementedError
+
+    def prepare(self, target: Target, session: pytest.Session) -> None:
+        """Once per target, before its first item runs (the search, or reading the lock)."""
+
+    def verdict(self, target: Target) -> Any:
+        raise NotImplementedError
+
+    def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
+        """The config an instance's own (logged) run uses; None after adding a skip marker saying why."""
+        raise NotImplementedError
+
+    def run_unlogged(self, item: pytest.Function, run: Run, target: Target) -> Run:
+        """One evaluation of `item` under `run.config`, through pytest's protocol, reports kept off the terminal.
+
+        The target's item is the next item for the teardown: a sibling of every instance, so the fixtures broader
+        than a function stay up between evaluations, and the instance's own node is torn down after each.
+        """
+        item.stash[RUN_KEY] = run
         try:
-            with self.cassettes.use(target.name):
-                scored = score_call(lambda: pyfuncitem.obj(**kwargs), target.spec, MISSES)
-        except LlmtuneError as error:  # the message says what to do; a traceback through the SDK would bury it
-            problem = f"{type(error).__name__}: {error}"
-        if problem is not None:
-            pytest.fail(problem, pytrace=False)
-        self.scores.setdefault(target.name, {})[pyfuncitem.nodeid] = scored
-        if not scored.passed:
-            pyfuncitem.stash[MISS_KEY] = scored
-        return True  # handled: a returned dict is a metric, not a PytestReturnNotNoneWarning
+            run.reports = run_unlogged(item, target.item)
+        finally:
+            del item.stash[RUN_KEY]
+        return run
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        run = item.stash.get(RUN_KEY, None)
+        if run is None or not isinstance(item, pytest.Function):
+            return (yield)
+        body = item.obj
+        item.obj = observe(body, run.record)  # async runners see the body's own kind and run the wrapper
+        try:
+            yield
+        except BaseException as error:
+            run.error = error
+            raise
+        finally:
+            item.obj = body
+        if run.logged and run.result is not None and run.result.miss is not None:
+            item.user_properties.append((MISS_PROPERTY, run.result.miss))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         report = yield
-        miss = item.stash.get(MISS_KEY, None)
-        if miss is not None and report.when == "call" and report.passed:
-            report.user_properties.append((MISS_PROPERTY, miss.message))
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, LlmtuneError) and report.failed and RUN_KEY in item.stash:
+            report.longrepr = f"{type(error).__name__}: {error}"  # says what to do; a trace through the SDK would not
         return report
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        yield
+        run = item.stash.get(RUN_KEY, None)
+        if run is not None and run.probe is not None:
+            run.probe(item)  # with the item's fixtures set up and alive
+            pytest.skip("llmtune: the probe of a target's fixtures does not run the body")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+        run = request.node.stash.get(RUN_KEY, None)
+        if run is not None and run.probe is not None and fixturedef.scope == "function":
+            run.fixtures.add(fixturedef.argname)
+        return (yield)
+
+    def llm_for(self, item: pytest.Item) -> LLM:
+        run = item.stash.get(RUN_KEY, None)
+        if run is None:
+            raise LlmtuneError(f"{item.nodeid}: the llm fixture is served only while llmtune runs this test")
+        run.llm = self.make_llm(run)
+        return run.llm
+
+    def make_llm(self, run: Run) -> LLM:
+        raise NotImplementedError
+
+    # --- reporting --------------------------------------------------------------------------------------------
+
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        if report.when == "call" and any(name == MISS_PROPERTY for name, _ in report.user_properties):
+        if report.when == "call" and report.passed and any(name == MISS_PROPERTY for name, _ in
+                                                           report.user_properties):
             return "missed", "m", "MISS"
         return None
 
+    def write(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
 
-def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:
-    """Start llama-server for this session; it is stopped by its PID when pytest unconfigures, also after Ctrl-C."""
-    try:
-        model = settings.local_model or default_model_path()
-        server = LocalServer(model, slots=settings.local_slots, context=settings.local_context)
-        config.add_cleanup(server.stop)
-        server.start()
-    except LocalServerError as error:
-        raise pytest.UsageError(str(error)) from None
-    return server
+
+def rerun_error(run: Run) -> BaseException | None:
+    """An exception the protocol must not swallow (Ctrl-C, the budget), raised inside an unlogged run."""
+    from pytest_llmtune.search.budget import BudgetSpent
+
+    return run.error if isinstance(run.error, (BudgetSpent, KeyboardInterrupt)) else None

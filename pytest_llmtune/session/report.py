@@ -5,18 +5,47 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import interval, paired_difference
-from pytest_llmtune.search.tuner import Progress
+from pytest_llmtune.search.tuner import EvaluationError, Failure, Progress, SearchFailed, SearchResult
+from pytest_llmtune.session.fixtures import Sharing
+from pytest_llmtune.session.targets import SUFFIX, Verdict
+from pytest_llmtune.store.lockfile import LockEntry
 from pytest_llmtune.usage import Usage
 
-__all__ = ["comparison_line", "format_score", "leaderboard", "progress_line", "shorten", "usage_words"]
+__all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words", "format_score",
+           "gate_error_words", "leaderboard", "locked_words", "not_selected_words", "plan_line", "progress_line",
+           "shorten", "tune_lines", "usage_words"]
+
+RESUME = ("recorded responses are kept: after a fix, `pytest --llm-tune` resumes without requesting them again")
+
+
+@dataclass
+class TuneOutcome:
+    """What the tune of one target did, for its summary."""
+
+    name: str
+    spec: EvalSpec
+    spending: Spending = field(default_factory=lambda: Spending(None))
+    usage: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+    result: SearchResult | None = None
+    failed: SearchFailed | None = None
+    setup_error: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    sharing: Sharing | None = None
+    lock_changed: bool = False
+    locked: LockEntry | None = None
+
 
 WIDTH = 36
 
@@ -37,7 +66,7 @@ def budget_lines(budget: Budget | None, spent: float, stopped: str | None, skipp
     if skipped:
         lines.append(f"skipped before any request ({len(skipped)}): " + "; ".join(skipped[:3])
                      + (" ..." if len(skipped) > 3 else ""))
-    lines += [f"config #{t.index} {t.dropped}" for t in ranked if t.dropped]
+    lines += [f"config #{t.index} {t.dropped}" for t in ranked if t.dropped and not t.dropped.startswith("error")]
     return lines
 
 
@@ -84,14 +113,20 @@ def leaderboard(
         values = [trial.metrics[i] for i in sorted(trial.metrics)]
         rows.append([rank, *[shorten(config.get(k, "-")) for k in keys], len(values),
                      format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1),
-                     f"${trial.cost_per_instance:.6f}", "dropped: cost" if trial.dropped else ""])
+                     f"${trial.cost_per_instance:.6f}", _dropped_cell(trial)])
     headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst", "cost/inst", ""]
-    lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines()
+    lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines() if rows else []
     if len(ranked) > limit:
         lines.append(f"... and {len(ranked) - limit} more configs")
     if unevaluated:
         lines.append(f"{unevaluated} configs drawn but not evaluated before the search stopped")
     return lines
+
+
+def _dropped_cell(trial: Trial) -> str:
+    if not trial.dropped:
+        return ""
+    return "dropped: error" if trial.dropped.startswith("error") else "dropped: cost"
 
 
 def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str | None:
@@ -112,3 +147,149 @@ def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str 
         verdict = "within noise: these instances cannot tell them apart"
     return (f"winner vs runner-up on the same {len(shared)} instances: {diff:+.3f} "
             f"[95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]: {verdict}")
+
+
+def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int) -> str:
+    how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
+    return (f"llmtune: tuning {target}: {configs} configs, {instances} instances, "
+            f"rungs {[(r.configs, r.instances) for r in halving.rungs]}, evaluations {how}")
+
+
+def failed_search_words(outcome: TuneOutcome, url: str) -> str:
+    failed = outcome.failed
+    assert failed is not None
+    error = failed.failure.error
+    how = "its last config" if failed.configs == 1 else f"{failed.configs} configs in a row"
+    lines = [f"search stopped: {how} failed the same way, on {error.where}: {error.signature}"]
+    if any(word in error.signature for word in ("APIConnectionError", "APITimeoutError", "Connection")):
+        lines.append(f"requests go to {url}: check that it is up (ini llmtune_base_url, or OPENAI_BASE_URL)")
+    elif any(word in error.signature for word in ("AuthenticationError", "PermissionDenied", "401", "403")):
+        lines.append(f"{url} refused the key: check OPENAI_API_KEY")
+    elif any(word in error.signature for word in ("APIStatusError", "InternalServerError", "RateLimitError",
+                                                  "NotFoundError", "BadRequestError")):
+        lines.append(f"requests go to {url}: check the endpoint and the model name")
+    if failed.config is not None:
+        lines.append(f"config: {json.dumps(failed.config, sort_keys=True, default=repr)}")
+    if error.detail:
+        lines.append(error.detail.rstrip())
+    lines.append(RESUME)
+    return "\n".join(lines)
+
+
+def locked_words(entry: LockEntry) -> str:
+    bounds = f" [95% CI {entry.interval[0]:.2f}, {entry.interval[1]:.2f}]" if entry.interval else ""
+    return f"locked {entry.metric} {entry.score:.3f}{bounds} on {entry.instances} instances"
+
+
+def entry_properties(entry: LockEntry) -> tuple[tuple[str, Any], ...]:
+    """junit properties of a target's verdict."""
+    properties: list[tuple[str, Any]] = [("llmtune_metric", entry.metric), ("llmtune_score", round(entry.score, 6))]
+    if entry.interval:
+        properties.append(("llmtune_interval", f"{entry.interval[0]:.6f} {entry.interval[1]:.6f}"))
+    if entry.threshold is not None:
+        properties.append(("llmtune_threshold", entry.threshold))
+    properties += [("llmtune_instances", entry.instances), ("llmtune_tokens", entry.tokens_total),
+                   ("llmtune_cost_usd", round(entry.cost_total, 8))]
+    properties += [(f"llmtune_metric_{name}", round(value, 6)) for name, value in sorted(entry.metrics.items())]
+    return tuple(properties)
+
+
+def failure_lines(failures: Sequence[Failure], configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each config that raised, once, with its one traceback; the search went on without it."""
+    lines = []
+    for failure in failures:
+        known = failure.config < len(configs)
+        config = json.dumps(configs[failure.config], sort_keys=True, default=repr) if known else ""
+        lines.append(f"config #{failure.config} raised on {failure.error.where}, and was dropped: "
+                     f"{failure.error.signature}")
+        lines.append(f"  config: {shorten(config, 200)}")
+        lines += ["  " + line for line in failure.error.detail.rstrip().splitlines()]
+    return lines
+
+
+def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_name: str, cassette: Path,
+               name: str) -> list[str]:
+    if outcome is None:
+        return [f"{name}: {verdict.message if verdict else 'not run'}"]
+    if outcome.setup_error is not None or outcome.failed is not None:
+        assert verdict is not None
+        return [f"{name}: {verdict.message.splitlines()[0]}", f"  (the failure is reported on {name}[llmtune])"]
+    result = outcome.result
+    if result is None:
+        return [f"{name}: not tuned (interrupted)"]
+    lines = [f"{name}: {len(result.configs)} configs in {outcome.seconds:.1f}s; {usage_words(outcome.usage)}"]
+    if outcome.sharing is not None and outcome.sharing.reason is not None:
+        lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
+    lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,
+                          outcome.skipped, result.ranked)
+    lines += failure_lines(result.failures, result.configs)
+    lines += leaderboard(result.configs, result.ranked, result.halving)
+    comparison = comparison_line(result.ranked, result.halving)
+    if comparison:
+        lines.append(comparison)
+    if outcome.locked is None:
+        return lines + ["no config was scored on every instance, so nothing was locked: raise the budgets or "
+                        "widen the space"]
+    entry, spec = outcome.locked, outcome.spec
+    if spec.threshold is not None and not spec.beats(entry.score, spec.threshold):
+        lines.append(f"warning: the best score {entry.score:.3f} misses the threshold {spec.threshold}; "
+                     "`pytest --llm-test` will fail until it is met")
+    if entry.metrics:
+        lines.append("other metrics of the winner: "
+                     + ", ".join(f"{name} {value:.3f}" for name, value in sorted(entry.metrics.items())))
+    state = "updated" if outcome.lock_changed else "unchanged"
+    return lines + [f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
+
+
+def not_selected_words(name: str, done: str) -> str:
+    return (f"not {done}: {name}{SUFFIX} was not selected; a lock covers every instance of a target, so select "
+            "the whole test (its function's node id, or a -k/-m that keeps its [llmtune] item)")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A gated target's score against its lock and threshold."""
+
+    metric: str
+    score: float
+    interval: tuple[float, float] | None
+    instances: int
+    misses: int  # instances whose assertion failed (with a metric dict, the metric's value is no miss)
+    others: Mapping[str, float]
+    threshold: float | None
+    locked: float
+    tolerance: float
+    cost: float
+    tokens: int
+
+    def words(self) -> str:
+        bounds = f" [95% CI {self.interval[0]:.2f}, {self.interval[1]:.2f}]" if self.interval else ""
+        others = "".join(f", {name} {value:.3f}" for name, value in sorted(self.others.items()))
+        return (f"{self.metric} {self.score:.3f}{bounds} on {self.instances} instances ({self.misses} failed an "
+                f"assertion{others}); locked {self.locked:.3f}")
+
+    def verdict(self, outcome: str, judgement: str) -> Verdict:
+        return Verdict(outcome, f"{self.words()}: {judgement}", self.properties())
+
+    def properties(self) -> tuple[tuple[str, Any], ...]:
+        """junit properties of the verdict."""
+        properties: list[tuple[str, Any]] = [("llmtune_metric", self.metric), ("llmtune_score", self.score)]
+        if self.interval:
+            properties.append(("llmtune_interval", f"{self.interval[0]:.6f} {self.interval[1]:.6f}"))
+        if self.threshold is not None:
+            properties.append(("llmtune_threshold", self.threshold))
+        properties += [("llmtune_locked_score", self.locked), ("llmtune_tolerance", self.tolerance),
+                       ("llmtune_instances", self.instances), ("llmtune_misses", self.misses),
+                       ("llmtune_tokens", self.tokens), ("llmtune_cost_usd", round(self.cost, 8))]
+        properties += [(f"llmtune_metric_{name}", round(value, 6)) for name, value in sorted(self.others.items())]
+        return tuple(properties)
+
+
+def gate_error_words(name: str, errors: Sequence[EvaluationError], instances: int) -> str:
+    """Instances with no score: the gate cannot judge the target. The first error is shown, with its traceback."""
+    first = errors[0]
+    lines = [f"{len(errors)} of {instances} instances of {name} produced no score; the first, {first.where}: "
+             f"{first.signature}"]
+    if first.detail:
+        lines.append(first.detail.rstrip())
+    return "\n".join(lines)

@@ -1,10 +1,17 @@
-"""Targets: the parametrized instances of one `@llm_eval` test function, and their fingerprints."""
+"""Targets: the instances of one `@llm_eval` test function, and the item that carries the target's verdict.
+
+When a mode is on, each `@llm_eval` function collects one more item beside its instances,
+`test_x[llmtune]`. It is the target: selecting it (by default, or by the function's node id, `-k`, `-m` or
+`--lf`) tunes or gates the whole target on all of its instances, including instances deselected from their
+own reports; deselecting it (`-k 'Russia'`, `test_x.py::test_x[Russia]`) leaves the target untuned or
+ungated, and says so. Its outcome is the target's verdict, so junit, `--lf`, `-x` and xdist see it.
+"""
 
 from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,29 +21,80 @@ from pytest_llmtune.search.domains import describe
 from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.spec import EvalSpec
 
-__all__ = ["Target", "collect_targets", "spec_of", "call_kwargs"]
+__all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict", "spec_of",
+           "target_name"]
 
 MARKER = "llm_eval"
+SUFFIX = "[llmtune]"
+TARGET_PROPERTY = "llmtune_target"  # on the reports of a target's items: its instances and its verdict
+VERDICT_PROPERTY = "llmtune_verdict"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the target item reports: `outcome` is "passed", "failed" or "skipped"."""
+
+    outcome: str
+    message: str
+    properties: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
 class Target:
     name: str
     spec: EvalSpec
-    items: list[pytest.Function] = field(default_factory=list)
+    instances: list[pytest.Function] = field(default_factory=list)  # every instance collected, selected or not
+    item: TargetItem | None = None
+
+    @property
+    def nodeid(self) -> str:
+        """The test function's node id: `pytest --llm-tune <nodeid>` selects the whole target."""
+        return self.instances[0].nodeid.split("[", 1)[0]
 
     def fingerprints(self) -> dict[str, str]:
         return {
             "space": self.spec.space.fingerprint(),
-            "instances": instances_fingerprint(self.items),
-            "source": source_fingerprint(self.items[0]),
+            "instances": instances_fingerprint(self.instances),
+            "source": source_fingerprint(self.instances[0]),
         }
 
     def shuffled(self) -> list[pytest.Function]:
         """The instances in the seeded order the search uses, so that rungs are not biased by parametrize order."""
-        items = list(self.items)
+        items = list(self.instances)
         random.Random(self.spec.seed).shuffle(items)
         return items
+
+
+class TargetItem(pytest.Item):
+    """The verdict of one target; the mode computes it before this item runs (see `Mode.pytest_runtest_protocol`)."""
+
+    def __init__(self, *, target: Target, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.verdict: Verdict | None = None
+        self.lineno: int | None = None
+
+    def runtest(self) -> None:
+        verdict = self.verdict
+        if verdict is None:
+            raise TargetError(f"{self.target.name} was not run: no llmtune mode computed its verdict")
+        self.user_properties.extend([(VERDICT_PROPERTY, verdict.message.split("\n", 1)[0]), *verdict.properties])
+        if verdict.outcome == "skipped":
+            pytest.skip(verdict.message)
+        if verdict.outcome == "failed":
+            raise TargetError(verdict.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, TargetError):
+            return str(excinfo.value)  # the verdict says what to do; our traceback would bury it
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.lineno, f"{self.name}: the verdict of {self.target.name}"
+
+
+class TargetError(Exception):
+    """A target's failing verdict (a gate below threshold, a stale lock, a search that failed)."""
 
 
 def spec_of(item: pytest.Item) -> EvalSpec | None:
@@ -54,15 +112,29 @@ def target_name(item: pytest.Item, spec: EvalSpec) -> str:
     return spec.name or item.nodeid.split("[", 1)[0]
 
 
-def collect_targets(items: Sequence[pytest.Item]) -> dict[str, Target]:
-    targets: dict[str, Target] = {}
-    for item in items:
-        spec = spec_of(item)
-        if spec is None or not isinstance(item, pytest.Function):
-            continue
-        name = target_name(item, spec)
-        targets.setdefault(name, Target(name, spec)).items.append(item)
-    return targets
+def add_target_item(collected: list[Any], collector: pytest.Collector, name: str, obj: Any,
+                    register: Callable[[Target], None]) -> None:
+    """Append the target item to what pytest collected for one `@llm_eval` function."""
+    instances = [node for node in collected if isinstance(node, pytest.Function)]
+    if not instances:
+        return
+    spec = spec_of(instances[0])
+    if spec is None:
+        return
+    target = Target(target_name(instances[0], spec), spec, instances)
+    item = TargetItem.from_parent(collector, name=name + SUFFIX, target=target)
+    item.own_markers.extend(getattr(obj, "pytestmark", []))  # -m selects it as it selects the function
+    item.lineno = _lineno(obj)
+    target.item = item
+    collected.append(item)
+    register(target)
+
+
+def _lineno(obj: Any) -> int | None:
+    try:
+        return inspect.getsourcelines(obj)[1] - 1
+    except (OSError, TypeError):
+        return None
 
 
 def instances_fingerprint(items: Sequence[pytest.Function]) -> str:
@@ -75,9 +147,3 @@ def source_fingerprint(item: pytest.Function) -> str:
         return fingerprint(inspect.getsource(item.function))
     except (OSError, TypeError):
         return fingerprint(item.nodeid)
-
-
-def call_kwargs(item: pytest.Function) -> dict[str, Any]:
-    """The arguments pytest would pass to the test function, from its set-up fixtures."""
-    names = inspect.signature(item.obj).parameters
-    return {name: item.funcargs[name] for name in names if name in item.funcargs}

@@ -1,9 +1,14 @@
-"""`pytest --llm-tune`: search each target's space, lock the winner, then run every test once with it.
+"""`pytest --llm-tune`: search each target's space when its first item runs, lock the winner, then run every
+instance once with it (replayed: free) and report the target's verdict on its `[llmtune]` item.
 
-The search takes over `pytest_runtestloop`. Each instance's fixtures are set up once, then its test
-body runs in worker threads, once per config, with an `llm` bound to that config. After the search,
-every test runs through pytest's normal protocol with the winning config; those requests replay from
-the cassettes, so the per-instance results cost nothing.
+How evaluations run depends on what the test needs per instance, found by a probe: one unlogged run of an
+instance that sets up its fixtures, looks, and stops before the body.
+- Concurrent: when the body needs nothing per instance but its direct parameters and `llm` (its other fixtures
+  are module-, class- or session-scoped and not parametrized), the whole search runs inside the probe, with
+  those fixtures alive, evaluations in worker threads, `--llm-concurrency` requests at a time.
+- One at a time: otherwise (function-scoped fixtures such as tmp_path, monkeypatch, capsys, yield fixtures,
+  `request`, indirect parametrization, xunit setup_method, an `async def` body), each evaluation is its own run of
+  pytest's protocol: fixtures set up for it and torn down after it, exactly as in a plain run.
 """
 
 from __future__ import annotations
@@ -12,116 +17,163 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from pytest_llmtune.llm.client import LLM
 from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.evaluate import score_call
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.sampler import candidates
-from pytest_llmtune.search.stats import interval
-from pytest_llmtune.search.tuner import Evaluation, EvaluationError, Progress, SearchResult, merge, search
+from pytest_llmtune.search.stats import interval, mean_by_key
+from pytest_llmtune.search.tuner import (
+    Evaluation,
+    Executor,
+    InlineExecutor,
+    SearchFailed,
+    SearchResult,
+    merge,
+    search,
+)
 from pytest_llmtune.session import report
-from pytest_llmtune.session.mode import MISSES, Mode
+from pytest_llmtune.session.endpoint import EndpointMode
+from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
+from pytest_llmtune.session.mode import Run, rerun_error
+from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import Target, call_kwargs
+from pytest_llmtune.session.targets import Target, Verdict
 from pytest_llmtune.store import lockfile
+from pytest_llmtune.store.lockfile import LockEntry
 from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
 
 
-class TuneSession(Mode):
+class TuneSession(EndpointMode):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
-        self.results: dict[str, SearchResult] = {}
-        self.errors: dict[str, EvaluationError] = {}
-        self.lock_changed: dict[str, bool] = {}
-        self.seconds: dict[str, float] = {}
-        self.skipped: dict[str, list[str]] = {}
-        self.usage: dict[str, Usage] = {}
-        self.spending: dict[str, Spending] = {}
+        self.configs: dict[str, dict[str, Any]] = {}  # target -> its winner
+        self.verdicts: dict[str, Verdict] = {}
+        self.outcomes: dict[str, report.TuneOutcome] = {}
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        if session.testsfailed and not session.config.option.continue_on_collection_errors:
-            raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
-        if session.config.option.collectonly:
-            return True
-        self.collect(session.items)
-        for target in self.targets.values():
-            self.tune(target)
-        self.run_all(session)
-        return True
+    # --- the search ---------------------------------------------------------------------------------------------
 
-    def tune(self, target: Target) -> None:
-        kwargs = self.capture_kwargs(target.items)
-        instances = [item for item in target.shuffled() if item.nodeid in kwargs]
-        if not instances:
-            self.write(f"llmtune: {target.name}: no instance could be set up; see the reports below")
+    def prepare(self, target: Target, session: pytest.Session) -> None:
+        if target.name in self.verdicts:
             return
-        spec = target.spec
-        self.endpoint.spending = self.spending[target.name] = Spending(spec.optimization_budget)
-        self.endpoint.usage = self.usage[target.name] = Usage()  # every request of this target, finished or not
+        if not self.selected(target, session):
+            self.verdicts[target.name] = Verdict("skipped", report.not_selected_words(target.name, "tuned"))
+            return
+        outcome = self.outcomes[target.name] = report.TuneOutcome(target.name, target.spec)
+        started = time.monotonic()
+        self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
+        self.endpoint.usage = outcome.usage = Usage()  # every request of this target, finished or not
+        try:
+            self.search(target, outcome)
+        except SearchFailed as failed:
+            outcome.failed = failed
+        finally:
+            self.cassettes.save()
+            outcome.seconds = time.monotonic() - started
+            self.endpoint.usage = Usage()  # the logged runs of the instances replay; they are not the search's
+        self.verdicts[target.name] = self.conclude(target, outcome)
 
+    def search(self, target: Target, outcome: report.TuneOutcome) -> None:
+        instances = target.shuffled()
+        probe = Run(config={})
+        sharing: list[Sharing] = []
+        raised: list[Exception] = []
+
+        def look(item: pytest.Item) -> None:
+            assert isinstance(item, pytest.Function)
+            sharing.append(sharing_of(item, probe, target.instances))
+            if sharing[0].reason is None:  # the whole search, inside this run, while the fixtures are alive
+                try:
+                    self.brackets(target, outcome, self.concurrent(target, instances, item, sharing[0]))
+                except Exception as error:  # noqa: BLE001 - out of the setup phase, which would report it as its own
+                    raised.append(error)
+
+        probe.probe = look
+        self.run_unlogged(target.instances[0], probe, target)
+        if raised:
+            raise raised[0]
+        if not sharing:  # the probe could not set the instance up
+            outcome.setup_error = "\n".join(r.longreprtext for r in probe.reports if r.failed) or "setup failed"
+            return
+        outcome.sharing = sharing[0]
+        if sharing[0].reason is not None:
+            self.brackets(target, outcome, self.one_at_a_time(target, instances))
+
+    def concurrent(self, target: Target, instances: list[pytest.Function], probed: pytest.Function,
+                   sharing: Sharing) -> tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]:
         def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
-                llm = LLM(configs[config], self.endpoint)
-                call_args = {**kwargs[instances[instance].nodeid], "llm": llm}
-                scored = score_call(lambda: instances[instance].obj(**call_args), spec, MISSES)
-                return Evaluation(scored.metric, scored.passed, llm.usage, llm.usage.cost)
+                item = instances[instance]
+                run = Run(config=configs[config])
+                run.llm = self.make_llm(run)
+                kwargs = {**shared_kwargs(item, probed, sharing), "llm": run.llm}
+                from pytest_llmtune.session.body import observe
+
+                try:
+                    observe(item.obj, run.record)(**kwargs)
+                except Exception as error:  # noqa: BLE001 - the tuner drops the config and shows this once
+                    run.error = error
+                    if rerun_error(run):
+                        raise
+                return evaluation_of(run, target.spec, item)
 
             return evaluate
 
-        started = time.monotonic()
-        with self.cassettes.use(target.name):
-            try:
-                result = self.search_brackets(target, len(instances), evaluate_with)
-            except EvaluationError as error:
-                self.errors[target.name] = error
-                self.configs[target.name] = error.configs[error.config]  # the tests then show the error itself
-                return
-            finally:
-                self.cassettes.save()
-                self.seconds[target.name] = time.monotonic() - started
-                self.endpoint.usage = Usage()  # the final run of the tests, replayed, is not the search's
-        self.results[target.name] = result
-        if result.winner is not None:
-            self.configs[target.name] = result.configs[result.winner.index]
-            self.lock(target, result, result.winner)
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llmtune")
+        self.config.add_cleanup(lambda: pool.shutdown(wait=True, cancel_futures=True))
+        return pool, self.settings.concurrency, evaluate_with
 
-    def search_brackets(self, target: Target, n_instances: int,
-                        evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]]
-                        ) -> SearchResult:
+    def one_at_a_time(self, target: Target,
+                      instances: list[pytest.Function]) -> tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]:
+        def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+            def evaluate(config: int, instance: int) -> Evaluation:
+                item = instances[instance]
+                run = self.run_unlogged(item, Run(config=configs[config]), target)
+                error = rerun_error(run)
+                if error is not None:
+                    raise error
+                return evaluation_of(run, target.spec, item)
+
+            return evaluate
+
+        return InlineExecutor(), 1, evaluate_with
+
+    def brackets(self, target: Target, outcome: report.TuneOutcome,
+                 how: tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]) -> None:
         """One successive-halving bracket; with num_samples=-1, new brackets until the budget is spent."""
-        spec, seen = target.spec, set()
+        executor, concurrency, evaluate_with = how
+        spec, seen, n_instances = target.spec, set(), len(target.instances)
         count = spec.num_samples if spec.num_samples not in (None, -1) else self.settings.num_samples
         results: list[SearchResult] = []
-        for bracket in itertools.count():
-            configs = [c for c in self.draw(target, count, spec.seed + bracket) if _key(c) not in seen]
-            seen |= {_key(c) for c in configs}
-            configs, skipped = self.screen(target, configs)
-            self.skipped.setdefault(target.name, []).extend(skipped)
-            if not configs:
-                break
-            halving = SuccessiveHalving(len(configs), n_instances, eta=self.settings.eta,
-                                        min_instances=self.settings.min_instances, mode=spec.mode, agg=spec.agg)
-            self.write(f"llmtune: tuning {target.name}: {len(configs)} configs, {n_instances} instances, "
-                       f"rungs {[(r.configs, r.instances) for r in halving.rungs]}")
-            try:
-                result = search(configs, evaluate_with(configs), halving=halving,
-                                concurrency=self.settings.concurrency, inference_budget=spec.inference_budget,
-                                on_progress=self.progress(target))
-            except EvaluationError as error:
-                error.configs = configs
-                raise
-            results.append(result)
-            if spec.num_samples != -1 or result.stopped:
-                break
-        return merge(results) if results else SearchResult([], [], SuccessiveHalving(1, n_instances))
+        try:
+            for bracket in itertools.count():
+                configs = [c for c in self.draw(target, count, spec.seed + bracket) if _key(c) not in seen]
+                seen |= {_key(c) for c in configs}
+                configs, skipped = self.screen(target, configs)
+                outcome.skipped += skipped
+                if not configs:
+                    break
+                halving = SuccessiveHalving(len(configs), n_instances, eta=self.settings.eta,
+                                            min_instances=self.settings.min_instances, mode=spec.mode, agg=spec.agg)
+                self.write(report.plan_line(target.name, len(configs), n_instances, halving, concurrency))
+                try:
+                    results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
+                                          concurrency=concurrency, inference_budget=spec.inference_budget,
+                                          on_progress=lambda progress: self.write(
+                                              report.progress_line(target.name, progress))))
+                except SearchFailed as failed:
+                    failed.config = configs[failed.failure.config]
+                    raise
+                if spec.num_samples != -1 or results[-1].stopped:
+                    break
+        finally:
+            outcome.result = merge(results) if results else None
 
     def draw(self, target: Target, count: int, seed: int) -> list[dict[str, Any]]:
         model = self.endpoint.default_model  # the lock names the model a config ran on, also when the space did not
@@ -144,128 +196,65 @@ class TuneSession(Mode):
                 kept.append(config)
         return kept, skipped
 
-    def capture_kwargs(self, items: list[pytest.Function]) -> dict[str, dict[str, Any]]:
-        """Set up each instance's fixtures once, in collection order, and keep the arguments its body takes.
+    # --- the verdict and the lock -------------------------------------------------------------------------------
 
-        An instance whose setup fails or skips is left out of the search; the final run reports it.
-        """
-        kwargs: dict[str, dict[str, Any]] = {}
-        for position, item in enumerate(items):
-            nextitem = items[position + 1] if position + 1 < len(items) else None
-            try:
-                item.ihook.pytest_runtest_setup(item=item)
-                kwargs[item.nodeid] = call_kwargs(item)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:  # noqa: S110 - pytest's own run of this item reports it
-                pass
-            finally:
-                item.ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)
-                _forget_fixtures(item)
-        return kwargs
+    def conclude(self, target: Target, outcome: report.TuneOutcome) -> Verdict:
+        result = outcome.result
+        if outcome.setup_error is not None:
+            return Verdict("failed", f"could not set up {target.instances[0].nodeid} to tune it:\n"
+                                     f"{outcome.setup_error}")
+        if outcome.failed is not None:
+            return Verdict("failed", report.failed_search_words(outcome, self.endpoint_url))
+        if result is None or result.winner is None:
+            return Verdict("failed", "nothing was locked: no config was scored on every instance; raise the budgets "
+                                     "or widen the space")
+        winner = result.winner
+        self.configs[target.name] = result.configs[winner.index]
+        entry = self.lock_entry(target, result, winner)
+        outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
+        outcome.locked = entry
+        return Verdict("passed", report.locked_words(entry), report.entry_properties(entry))
 
-    def progress(self, target: Target) -> Any:
-        def show(progress: Progress) -> None:
-            self.write(report.progress_line(target.name, progress))
+    def lock_entry(self, target: Target, result: SearchResult, winner: Trial) -> LockEntry:
+        from pytest_llmtune import __version__
 
-        return show
+        spec, values = target.spec, [winner.metrics[i] for i in sorted(winner.metrics)]
+        return LockEntry(
+            config=spec.space.encode(result.configs[winner.index]), score=result.halving.score(winner),
+            interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
+            threshold=spec.threshold, instances=len(values), tokens_total=winner.tokens, cost_total=winner.cost,
+            seed=spec.seed, split_n=self.settings.split_n, plugin_version=__version__,
+            fingerprints=target.fingerprints(), metrics=mean_by_key(winner.others.values()),
+        )
 
-    def write(self, line: str) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(line)
+    def refuse(self, target: Target, why: str) -> None:
+        self.verdicts.setdefault(target.name, Verdict("failed", why))
 
-    def lock(self, target: Target, result: SearchResult, winner: Trial) -> None:
-        values = [winner.metrics[i] for i in sorted(winner.metrics)]
-        bounds = interval(values)
-        config = result.configs[winner.index]
-        entry = {
-            "config": target.spec.space.encode(config),
-            "score": round(result.halving.score(winner), lockfile.SCORE_DIGITS),
-            "interval": [round(b, lockfile.SCORE_DIGITS) for b in bounds] if bounds else None,
-            "metric": target.spec.metric_name,
-            "mode": target.spec.mode,
-            "agg": target.spec.agg_name,
-            "threshold": target.spec.threshold,
-            "instances": len(values),
-            "tokens": {"total": winner.tokens, "per_instance": round(winner.tokens_per_instance, 2)},
-            "cost": {"usd_per_instance": round(winner.cost_per_instance, 8), "usd_total": round(winner.cost, 8)},
-            "seed": target.spec.seed,
-            "split_n": self.settings.split_n,
-            "plugin_version": _version(),
-            "fingerprints": target.fingerprints(),
-        }
-        self.lock_changed[target.name] = lockfile.write_target(self.settings.lockfile, target.name, entry)
+    def verdict(self, target: Target) -> Verdict:
+        return self.verdicts[target.name]
 
-    def run_all(self, session: pytest.Session) -> None:
-        """Every collected test once, through pytest's protocol; llm_eval tests with their target's winner."""
-        for position, item in enumerate(session.items):
-            nextitem = session.items[position + 1] if position + 1 < len(session.items) else None
-            target = self.target_of(item)
-            if target is not None and target.name not in self.configs:
-                item.add_marker(pytest.mark.skip(reason=f"llmtune: {target.name} has no config to run: "
-                                                        "see the llmtune summary"))
-            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            if session.shouldfail:
-                raise session.Failed(session.shouldfail)
-            if session.shouldstop:
-                raise session.Interrupted(session.shouldstop)
+    def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
+        if target.name not in self.configs:
+            why = self.verdicts[target.name].message.split("\n", 1)[0]
+            item.add_marker(pytest.mark.skip(reason=f"llmtune: {target.name} has no tuned config: {why}"))
+            return None
+        return Run(config=self.configs[target.name])
+
+    # --- the summary --------------------------------------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.targets:
             return
         terminalreporter.section("llmtune")
         for name in self.targets:
-            for line in self.summary(name):
+            outcome = self.outcomes.get(name)
+            lines = report.tune_lines(outcome, self.verdicts.get(name), self.settings.lockfile.name,
+                                      self.cassettes.path_for(name).relative_to(self.config.rootpath), name)
+            for line in lines:
                 terminalreporter.write_line(line)
         for model in sorted(self.endpoint.prices.unknown):
             terminalreporter.write_line(f"warning: {unknown_price_words(model)}", yellow=True)
 
-    def summary(self, name: str) -> list[str]:
-        if name in self.errors:
-            error = self.errors[name]
-            return [f"{name}: search stopped: {error}",
-                    "  the test report above shows the error under that config; recorded responses are kept,",
-                    "  so after a fix `pytest --llm-tune` resumes without requesting them again"]
-        if name not in self.results:
-            return [f"{name}: not tuned (interrupted)"]
-        result, spec = self.results[name], self.targets[name].spec
-        lines = [f"{name}: {len(result.configs)} configs in {self.seconds[name]:.1f}s; "
-                 f"{report.usage_words(self.usage[name])}"]
-        lines += report.budget_lines(spec.optimization_budget, self.spending[name].spent, result.stopped,
-                                     self.skipped.get(name, []), result.ranked)
-        lines += report.leaderboard(result.configs, result.ranked, result.halving)
-        comparison = report.comparison_line(result.ranked, result.halving)
-        if comparison:
-            lines.append(comparison)
-        return lines + self.verdict(name, result)
-
-    def verdict(self, name: str, result: SearchResult) -> list[str]:
-        if result.winner is None:
-            return ["no config was scored on every instance, so nothing was locked: raise the budgets or "
-                    "widen the space"]
-        lines = []
-        spec, score = self.targets[name].spec, result.halving.score(result.winner)
-        if spec.threshold is not None and not spec.beats(score, spec.threshold):
-            lines.append(f"warning: the best score {score:.3f} misses the threshold {spec.threshold}; "
-                         "`pytest --llm-test` will fail until it is met")
-        state = "updated" if self.lock_changed.get(name) else "unchanged"
-        lines.append(f"locked in {self.settings.lockfile.name} ({state}); commit it with "
-                     f"{self.cassettes.path_for(name).relative_to(self.config.rootpath)}")
-        return lines
-
 
 def _key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=repr)
-
-
-def _forget_fixtures(item: pytest.Function) -> None:
-    """What pytest's runtestprotocol does after teardown, so the item's own run sets its fixtures up afresh."""
-    item._request = False  # type: ignore[assignment]  # no public API resets a request
-    item.funcargs = None  # type: ignore[assignment]
-
-
-def _version() -> str:
-    from pytest_llmtune import __version__
-
-    return __version__

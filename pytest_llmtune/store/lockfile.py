@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.store.atomic import write_atomically
 
-__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockfileError", "read", "stale_reasons", "write_target"]
+__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "read", "stale_reasons", "write_target"]
 
 LOCK_VERSION = 1
 SCORE_DIGITS = 6  # scores are locked, and compared, at this precision
@@ -22,6 +23,67 @@ FINGERPRINTS = {"space": "its search space", "instances": "its instances", "sour
 
 class LockfileError(LlmtuneError):
     """A lockfile that cannot be used; it is left untouched."""
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One target's lock: the winning config (JSON-able, as the space encodes it), its score and how sure it is,
+    what it costs, and the fingerprints that say when it is stale."""
+
+    config: dict[str, Any]
+    score: float
+    interval: tuple[float, float] | None
+    metric: str
+    mode: str
+    agg: str
+    threshold: float | None
+    instances: int
+    tokens_total: int
+    cost_total: float  # dollars
+    seed: int
+    split_n: bool
+    plugin_version: str
+    fingerprints: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)  # the other numbers a metric dict held, aggregated
+
+    def to_json(self) -> dict[str, Any]:
+        per_instance = self.instances or 1
+        entry: dict[str, Any] = {
+            "config": self.config,
+            "score": round(self.score, SCORE_DIGITS),
+            "interval": [round(b, SCORE_DIGITS) for b in self.interval] if self.interval else None,
+            "metric": self.metric, "mode": self.mode, "agg": self.agg, "threshold": self.threshold,
+            "instances": self.instances,
+            "tokens": {"total": self.tokens_total, "per_instance": round(self.tokens_total / per_instance, 2)},
+            "cost": {"usd_per_instance": round(self.cost_total / per_instance, 8),
+                     "usd_total": round(self.cost_total, 8)},
+            "seed": self.seed, "split_n": self.split_n, "plugin_version": self.plugin_version,
+            "fingerprints": dict(self.fingerprints),
+        }
+        if self.metrics:
+            entry["metrics"] = {name: round(value, SCORE_DIGITS) for name, value in sorted(self.metrics.items())}
+        return entry
+
+    @classmethod
+    def from_json(cls, name: str, data: Any, path: Path) -> LockEntry:
+        """Raises LockfileError naming the target and the field when `data` is not a lock entry."""
+        fix = f"run `pytest --llm-tune {name}` to rewrite it"
+        try:
+            interval = data.get("interval")
+            return cls(
+                config=dict(data["config"]), score=float(data["score"]),
+                interval=(float(interval[0]), float(interval[1])) if interval else None,
+                metric=str(data["metric"]), mode=str(data["mode"]), agg=str(data["agg"]),
+                threshold=None if data.get("threshold") is None else float(data["threshold"]),
+                instances=int(data["instances"]), tokens_total=int(data["tokens"]["total"]),
+                cost_total=float(data.get("cost", {}).get("usd_total", 0.0)), seed=int(data.get("seed", 0)),
+                split_n=bool(data.get("split_n", False)), plugin_version=str(data.get("plugin_version", "")),
+                fingerprints={str(k): str(v) for k, v in dict(data.get("fingerprints", {})).items()},
+                metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
+                                f"{fix}") from None
 
 
 def read(path: Path) -> dict[str, dict[str, Any]]:
@@ -45,10 +107,10 @@ def read(path: Path) -> dict[str, dict[str, Any]]:
     return targets
 
 
-def write_target(path: Path, name: str, entry: Mapping[str, Any]) -> bool:
+def write_target(path: Path, name: str, entry: LockEntry) -> bool:
     """Put `entry` under `name`, keeping the other targets; False if the file already said exactly this."""
     targets = read(path)
-    targets[name] = dict(entry)
+    targets[name] = entry.to_json()
     text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
@@ -56,7 +118,7 @@ def write_target(path: Path, name: str, entry: Mapping[str, Any]) -> bool:
     return True
 
 
-def stale_reasons(entry: Mapping[str, Any], fingerprints: Mapping[str, str]) -> list[str]:
+def stale_reasons(entry: LockEntry, fingerprints: Mapping[str, str]) -> list[str]:
     """What changed since the target was locked, in words; empty when the lock still holds."""
-    locked = entry.get("fingerprints", {})
+    locked = entry.fingerprints
     return [f"{words} changed" for key, words in FINGERPRINTS.items() if locked.get(key) != fingerprints.get(key)]
