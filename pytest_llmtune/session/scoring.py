@@ -44,14 +44,14 @@ def error_of(run: Run, item: pytest.Item) -> EvaluationError | None:
     failed = [report for report in run.reports if report.failed or (report.skipped and report.when != "teardown")]
     if run.result is not None and not failed and run.error is None:
         return None
+    if run.error is not None:  # raised by the body
+        return EvaluationError(signature(run.error), _traceback(run.error), item.nodeid)
     if failed:
         report = failed[0]
         phase = "" if report.when == "call" else f" in {report.when}"
         if report.skipped:
             return EvaluationError(f"skipped{phase}: {_skip_reason(report)}", report.longreprtext, item.nodeid)
-        return EvaluationError(_first_line(report.longreprtext, run.error) + phase, report.longreprtext, item.nodeid)
-    if run.error is not None:
-        return EvaluationError(signature(run.error), _traceback(item, run.error), item.nodeid)
+        return EvaluationError(_first_line(report.longreprtext) + phase, report.longreprtext, item.nodeid)
     return EvaluationError("the test body did not run", "", item.nodeid)
 
 
@@ -69,9 +69,7 @@ def other_metrics(returned: Any, spec: EvalSpec) -> dict[str, float]:
             and math.isfinite(value)}
 
 
-def _first_line(text: str, error: BaseException | None) -> str:
-    if error is not None:
-        return signature(error)
+def _first_line(text: str) -> str:
     lines = [line[2:] if line.startswith("E ") else line for line in text.splitlines() if line.startswith("E ")]
     return (lines[0] if lines else (text.strip().splitlines() or ["error"])[0]).strip()
 
@@ -81,7 +79,9 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
 
 
-def _traceback(item: pytest.Item, error: BaseException) -> str:
+def _traceback(error: BaseException) -> str:
+    """One short traceback: a line per frame. The SDK's errors without their chain (its transport's internals)."""
     if isinstance(error, LlmtuneError):
         return f"{type(error).__name__}: {error}"  # our errors say what to do
-    return str(item.repr_failure(pytest.ExceptionInfo.from_exception(error)))
+    from_sdk = type(error).__module__.split(".", 1)[0] == "openai"
+    return str(pytest.ExceptionInfo.from_exception(error).getrepr(style="short", chain=not from_sdk))

@@ -122,7 +122,10 @@ def add_target_item(collected: list[Any], collector: pytest.Collector, name: str
     if spec is None:
         return
     target = Target(target_name(instances[0], spec), spec, instances)
-    item = TargetItem.from_parent(collector, name=name + SUFFIX, target=target)
+    # the node id given as a string, so that pytest parses "[llmtune]" as parameters, as for the instances: --lf
+    # and the cache then know the item
+    item = TargetItem.from_parent(collector, name=name + SUFFIX, nodeid=f"{collector.nodeid}::{name}{SUFFIX}",
+                                  target=target)
     item.own_markers.extend(getattr(obj, "pytestmark", []))  # -m selects it as it selects the function
     item.lineno = _lineno(obj)
     target.item = item
