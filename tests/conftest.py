@@ -102,5 +102,6 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def read_lock(path: Path) -> dict:
-    return json.loads((path / "llmtune.lock").read_text())
+def read_lock(path: Path) -> dict[str, Any]:
+    lock: dict[str, Any] = json.loads((path / "llmtune.lock").read_text())
+    return lock

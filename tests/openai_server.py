@@ -80,7 +80,7 @@ class FakeOpenAI:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
         self.failures.extend(Failure(status, retry_after) for _ in range(count))

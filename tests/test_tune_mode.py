@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from openai_server import FakeOpenAI
@@ -121,10 +122,11 @@ def test_failing_endpoint_stops_the_tune_and_keeps_what_was_recorded(
     # the endpoint fails after 30 good answers
     original = openai_server.respond
 
-    def fail_after_30(*args: object) -> object:
+    def fail_after_30(path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any],
+                                                                                         dict[str, str]]:
         if openai_server.requests >= 30:
             openai_server.fail_next(1, status=500)
-        return original(*args)  # type: ignore[arg-type]
+        return original(path, body, headers)
 
     openai_server.respond = fail_after_30  # type: ignore[method-assign]
     result = project.runpytest("--llm-tune", "--llm-concurrency", "1", "-o", "llmtune_max_retries=0")
