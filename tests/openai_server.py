@@ -67,6 +67,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         self._lock = threading.Lock()
+        self._counted = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -82,6 +83,11 @@ class FakeOpenAI:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/v1"
 
+    def wait_for_requests(self, count: int, timeout: float = 60.0) -> bool:
+        """Block until `count` requests arrived (True), or `timeout` seconds passed (False)."""
+        with self._counted:
+            return self._counted.wait_for(lambda: self.requests >= count, timeout=timeout)
+
     def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
         self.failures.extend(Failure(status, retry_after) for _ in range(count))
 
@@ -90,6 +96,7 @@ class FakeOpenAI:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.requests += 1
+            self._counted.notify_all()
             self.bodies.append(body)
             self.auth_headers.append(headers.get("authorization", ""))
             self.sample_headers.append(headers.get("x-llmtune-sample", "0"))

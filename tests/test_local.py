@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -82,7 +81,10 @@ def test_local_server_is_stopped_after_ctrl_c(addition: pytest.Pytester) -> None
     while "llama-server pid" not in header:
         header = process.stdout.readline()
         assert header or process.poll() is None
-    time.sleep(1.0)
+    line = header
+    while "llmtune: tuning " not in line:  # the search has started: requests are in flight
+        line = process.stdout.readline()
+        assert line or process.poll() is None
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
 

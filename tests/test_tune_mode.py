@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -240,8 +239,7 @@ def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_s
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "--llm-concurrency", "2", "-p",
                                 "no:cacheprovider"], cwd=project.path, env=env, stdout=subprocess.PIPE, text=True)
-    while openai_server.requests < 20:
-        time.sleep(0.05)
+    assert openai_server.wait_for_requests(20, timeout=60)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
 
