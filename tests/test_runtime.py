@@ -378,3 +378,14 @@ def test_a_lock_recorded_with_split_n_samples_the_same_way(openai_server: FakeOp
     assert sorted(body["seed"] for body in openai_server.bodies) == [7, 8, 9]
     assert all("n" not in body and "split_n" not in body for body in openai_server.bodies)
     assert response.usage.completion_tokens == sum(len(t.split()) for t in response.texts)
+
+
+def test_create_draws_samples_as_the_tune_does_at_temperature_0(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    """One request path: at temperature 0 with split_n, one request stands for every sample, in both."""
+    path = tmp_path / "llmtune.lock"
+    write_target(path, "t.py::t", lock_entry({**SENTIMENT, "n": 3, "temperature": 0}, split_n=True))
+
+    response = create({"review": "great fun"}, **locked("t.py::t", lockfile=path), cache=False)
+
+    assert openai_server.requests == 1
+    assert response.texts == [response.texts[0]] * 3

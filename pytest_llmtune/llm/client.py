@@ -22,7 +22,7 @@ from pytest_llmtune.usage import Usage
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["LLM", "Endpoint", "Reply", "render_request"]
+__all__ = ["LLM", "Endpoint", "Reply", "render_request", "sample_requests", "send", "texts_of"]
 
 REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py)
 SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
@@ -95,22 +95,51 @@ class Endpoint:
         self._fanout.shutdown(wait=True)
 
     def _send(self, api: str, params: dict[str, Any], sample: int) -> Reply:
-        resource = self.client.chat.completions if api == "chat" else self.client.completions
-        known, extra = _split(params, resource.create)
-        headers = {SAMPLE_HEADER: str(sample)} if sample else {}
-        raw = resource.with_raw_response.create(**known, extra_body=extra or None, extra_headers=headers)
-        response = raw.parse()
-        choices = sorted(response.choices, key=lambda c: c.index)
-        texts = [(c.message.content or "") if api == "chat" else c.text for c in choices]
+        response, headers = send(self.client, api, params, sample=sample)
         prompt_tokens = response.usage.prompt_tokens if response.usage else 0
         completion_tokens = response.usage.completion_tokens if response.usage else 0
         return Reply(
-            texts=texts,
+            texts=texts_of(response, api),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            replayed=raw.headers.get(REPLAYED_HEADER) == "1",
+            replayed=headers.get(REPLAYED_HEADER) == "1",
             cost=self.prices.cost(str(params.get("model", "")), prompt_tokens, completion_tokens),
         )
+
+
+def send(client: openai.OpenAI, api: str, params: dict[str, Any], *, sample: int = 0,
+         timeout: float | None = None) -> tuple[Any, Mapping[str, str]]:
+    """The one request path of the tune, the gate and `create`: the parsed response and its HTTP headers.
+
+    `api` is "chat" or "completions"; fields the SDK does not name go in `extra_body`; `sample` (sample k of
+    an identical request) is sent as a header, so that recordings tell the samples apart.
+    """
+    resource: Any = client.chat.completions if api == "chat" else client.completions
+    known, extra = _split(params, resource.create)
+    options: dict[str, Any] = {"extra_headers": {SAMPLE_HEADER: str(sample)}} if sample else {}
+    if timeout is not None:
+        options["timeout"] = timeout
+    raw = resource.with_raw_response.create(**known, extra_body=extra or None, **options)
+    return raw.parse(), raw.headers
+
+
+def texts_of(response: Any, api: str) -> list[str]:
+    choices = sorted(response.choices, key=lambda c: c.index)
+    return [(c.message.content or "") if api == "chat" else c.text for c in choices]
+
+
+def sample_requests(params: Mapping[str, Any], *, split_n: bool,
+                    first: int = 0) -> tuple[list[tuple[dict[str, Any], int]], int]:
+    """The (request, sample number) pairs that draw a config's n samples, and how many samples each text is.
+
+    Without `split_n`, one request asks for n. With it, n single-sample requests (sample k with seed + k), so
+    samples are reused across n and llama-server counts tokens right; at temperature 0 one request serves every
+    sample (its text stands for n). `first` numbers the samples of the k-th identical call in one evaluation.
+    """
+    n = int(params.get("n", 1)) if split_n else 1
+    single = {key: value for key, value in params.items() if key != "n"} if split_n else dict(params)
+    draws = 1 if single.get("temperature") == 0 else n
+    return [(_nth_sample(single, first + k), first + k) for k in range(draws)], (n if draws == 1 else 1)
 
 
 _SIGNATURES: dict[Any, set[str]] = {}
@@ -178,16 +207,16 @@ class LLM:
             if not self.endpoint.default_model:
                 raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')
             params = {"model": self.endpoint.default_model, **params}
-        n = params.pop("n", 1) if self.split_n else 1
-        draws = 1 if params.get("temperature") == 0 else n  # greedy decoding gives the same text every time
-        key = json.dumps([api, params], sort_keys=True, default=str)
+        key = json.dumps([api, {k: v for k, v in params.items() if k != "n" or not self.split_n}], sort_keys=True,
+                         default=str)
         first = self._seen[key]  # the k-th identical call in this evaluation gets samples of its own
-        self._seen[key] += draws
-        replies = self.endpoint.complete_many(api, [(_nth_sample(params, first + k), first + k) for k in range(draws)])
+        requests, repeat = sample_requests(params, split_n=self.split_n, first=first)
+        self._seen[key] += len(requests)
+        replies = self.endpoint.complete_many(api, requests)
         for reply in replies:
             self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
         texts = [text for reply in replies for text in reply.texts]
-        return texts * n if draws == 1 and n > 1 else texts
+        return texts * repeat
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"

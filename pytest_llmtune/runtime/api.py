@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from pytest_llmtune.errors import LlmtuneError, TemplateError
-from pytest_llmtune.llm.client import _nth_sample, _split, render_request
+from pytest_llmtune.llm.client import render_request, sample_requests, send, texts_of
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
 from pytest_llmtune.store.lockfile import LockfileError
@@ -317,8 +317,9 @@ def _from_cache(response: Response, config: dict[str, Any], index: int | None) -
 
 def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict[str, Any],
            index: int | None) -> Response:
-    raws = [_send_with_retries(client, api, one, config) for one in _requests(params, bool(config.get("split_n")))]
-    texts = [text for raw in raws for text in _texts(raw, api)]
+    requests, repeat = sample_requests(params, split_n=bool(config.get("split_n")))
+    raws = [_send_with_retries(client, api, one, sample, config) for one, sample in requests]
+    texts = [text for raw in raws for text in texts_of(raw, api)] * repeat
     usage = TokenUsage(sum(raw.usage.prompt_tokens for raw in raws if raw.usage),
                        sum(raw.usage.completion_tokens for raw in raws if raw.usage))
     cost = _cost(str(params["model"]), usage, config.get("price"))
@@ -327,29 +328,10 @@ def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict
     return Response(texts, usage, cost, index, config, cached=False, raw=raws[0] if len(raws) == 1 else raws)
 
 
-def _send_with_retries(client: openai.OpenAI, api: str, params: dict[str, Any], config: Mapping[str, Any]) -> Any:
-    return with_retries(lambda timeout: _send(client, api, params, timeout), config)
-
-
-def _requests(params: dict[str, Any], split_n: bool) -> list[dict[str, Any]]:
-    """One request, or with `split_n` n single-sample ones (seed + k), as the tune sent them when it locked
-    the config: llama-server counts one choice's completion tokens when n > 1."""
-    n = int(params.get("n", 1))
-    if not split_n or n == 1:
-        return [params]
-    single = {key: value for key, value in params.items() if key != "n"}
-    return [_nth_sample(single, k) for k in range(n)]
-
-
-def _texts(raw: Any, api: str) -> list[str]:
-    choices = sorted(raw.choices, key=lambda c: c.index)
-    return [(c.message.content or "") if api == "chat" else c.text for c in choices]
-
-
-def _send(client: openai.OpenAI, api: str, params: dict[str, Any], timeout: float) -> Any:
-    resource: Any = client.chat.completions if api == "chat" else client.completions
-    known, extra = _split(params, resource.create)
-    return resource.create(**known, extra_body=extra or None, timeout=timeout)
+def _send_with_retries(client: openai.OpenAI, api: str, params: dict[str, Any], sample: int,
+                       config: Mapping[str, Any]) -> Any:
+    """The request path the tune uses (`send`), with `create`'s retries (`retry_timeout`, `Retry-After`)."""
+    return with_retries(lambda timeout: send(client, api, params, sample=sample, timeout=timeout)[0], config)
 
 
 def _cost(model: str, usage: TokenUsage, price: Any) -> float:
