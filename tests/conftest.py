@@ -9,7 +9,7 @@ from typing import Any
 import openai  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401  (pytester's in-process runs drop modules they import; numpy cannot load twice)
-import vcr  # noqa: F401
+import vcr  # noqa: F401  (imported once here, before pytester's in-process runs, as the others)
 from openai_server import FakeOpenAI
 
 from pytest_llmtune.store.lockfile import LockEntry

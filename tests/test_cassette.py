@@ -24,14 +24,15 @@ REVIEWS = ["great fun", "dull", "a masterpiece"]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest_llmtune.llm.cost.UnknownPriceWarning")  # model "m"
 
 
-def endpoint(server: FakeOpenAI) -> Endpoint:
-    return Endpoint(openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0))
+def endpoint(server: FakeOpenAI, cassettes: Cassettes) -> Endpoint:
+    """A client whose requests go through the cassettes' recording transport, as the plugin's does."""
+    http_client = openai.DefaultHttpxClient(transport=cassettes.transport())
+    return Endpoint(openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, http_client=http_client))
 
 
 @contextmanager
 def cassettes_in(directory: Path, *, record: bool) -> Iterator[Cassettes]:
     cassettes = Cassettes(directory, record=record)
-    cassettes.start()
     try:
         yield cassettes
     finally:
@@ -45,7 +46,7 @@ def ask(llm: LLM, cassettes: Cassettes, reviews: list[str], target: str = TARGET
 
 def record(directory: Path, server: FakeOpenAI, reviews: list[str] = REVIEWS) -> list[list[str]]:
     with cassettes_in(directory, record=True) as cassettes:
-        return ask(LLM(CONFIG, endpoint(server)), cassettes, reviews)
+        return ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, reviews)
 
 
 def interactions(path: Path) -> list[dict[str, object]]:
@@ -62,9 +63,9 @@ def server() -> Iterator[FakeOpenAI]:
 def test_replay_without_record_makes_no_requests(tmp_path: Path, server: FakeOpenAI) -> None:
     recorded = record(tmp_path, server)
     requests = server.requests
-    llm = LLM(CONFIG, endpoint(server))
 
     with cassettes_in(tmp_path, record=False) as cassettes:
+        llm = LLM(CONFIG, endpoint(server, cassettes))
         replayed = ask(llm, cassettes, REVIEWS)
 
     assert replayed == recorded
@@ -78,7 +79,7 @@ def test_replay_works_after_the_server_moved_to_another_port(tmp_path: Path, ser
     moved = FakeOpenAI().start()
     try:
         with cassettes_in(tmp_path, record=False) as cassettes:
-            replayed = ask(LLM(CONFIG, endpoint(moved)), cassettes, REVIEWS)
+            replayed = ask(LLM(CONFIG, endpoint(moved, cassettes)), cassettes, REVIEWS)
     finally:
         moved.stop()
 
@@ -91,7 +92,7 @@ def test_a_request_with_no_recording_raises_with_the_record_hint(tmp_path: Path,
     record(tmp_path, server, ["great fun"])
 
     with cassettes_in(tmp_path, record=False) as cassettes, pytest.raises(MissingRecordingError) as raised:
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["never recorded"])
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["never recorded"])
 
     assert "no recording of POST /v1/chat/completions" in str(raised.value)
     assert "pytest --llm-test --llm-record" in str(raised.value)
@@ -100,7 +101,7 @@ def test_a_request_with_no_recording_raises_with_the_record_hint(tmp_path: Path,
 
 def test_replay_without_any_cassette_makes_no_request(tmp_path: Path, server: FakeOpenAI) -> None:
     with cassettes_in(tmp_path, record=False) as cassettes, pytest.raises(MissingRecordingError):
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"])
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
 
     assert server.requests == 0
     assert list(tmp_path.iterdir()) == []
@@ -108,17 +109,16 @@ def test_replay_without_any_cassette_makes_no_request(tmp_path: Path, server: Fa
 
 def test_identical_calls_in_one_llm_get_distinct_samples(tmp_path: Path, server: FakeOpenAI) -> None:
     with cassettes_in(tmp_path, record=True) as cassettes:
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun", "great fun"])
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun", "great fun"])
 
     assert server.sample_headers == ["0", "1"]
     assert cassettes.recordings(TARGET) == 2
 
 
 def test_a_second_llm_replays_the_samples_of_the_first(tmp_path: Path, server: FakeOpenAI) -> None:
-    second = LLM(CONFIG, endpoint(server))
-
     with cassettes_in(tmp_path, record=True) as cassettes:
-        first_texts = ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun", "great fun"])
+        second = LLM(CONFIG, endpoint(server, cassettes))
+        first_texts = ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun", "great fun"])
         second_texts = ask(second, cassettes, ["great fun", "great fun"])
 
     assert second_texts == first_texts
@@ -153,9 +153,9 @@ def test_the_saved_cassette_holds_no_credentials(tmp_path: Path, server: FakeOpe
 
 def test_a_save_mid_run_keeps_recordings_replayable(tmp_path: Path, server: FakeOpenAI) -> None:
     with cassettes_in(tmp_path, record=True) as cassettes:
-        recorded = ask(LLM(CONFIG, endpoint(server)), cassettes, REVIEWS)
+        recorded = ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, REVIEWS)
         cassettes.save()
-        replayed = ask(LLM(CONFIG, endpoint(server)), cassettes, REVIEWS)
+        replayed = ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, REVIEWS)
 
     assert replayed == recorded
     assert server.requests == 3
@@ -163,13 +163,13 @@ def test_a_save_mid_run_keeps_recordings_replayable(tmp_path: Path, server: Fake
 
 def test_failed_responses_are_not_recorded(tmp_path: Path, server: FakeOpenAI) -> None:
     server.fail_next(1, status=500)
-    llm = LLM(CONFIG, endpoint(server))
 
     with cassettes_in(tmp_path, record=True) as cassettes:
+        llm = LLM(CONFIG, endpoint(server, cassettes))
         with pytest.raises(openai.InternalServerError):
             ask(llm, cassettes, ["great fun"])
         failed_recordings = cassettes.recordings(TARGET)
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"])  # a fresh LLM: sample 0 again
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])  # a fresh LLM: sample 0 again
 
     assert failed_recordings == 0
     assert server.requests == 2
@@ -178,30 +178,27 @@ def test_failed_responses_are_not_recorded(tmp_path: Path, server: FakeOpenAI) -
 
 
 def test_concurrent_recording_from_8_threads_loses_nothing(tmp_path: Path, server: FakeOpenAI) -> None:
-    shared = endpoint(server)
     reviews = [f"review number {n}" for n in range(32)]
-
-    def one(review: str) -> list[str]:
-        return LLM(CONFIG, shared)(review=review)
 
     with (
         cassettes_in(tmp_path, record=True) as cassettes,
         cassettes.use(TARGET),
         ThreadPoolExecutor(max_workers=8) as pool,
     ):
-        recorded = list(pool.map(one, reviews))
+        shared = endpoint(server, cassettes)
+        recorded = list(pool.map(lambda review: LLM(CONFIG, shared)(review=review), reviews))
 
     assert server.requests == 32
     assert len(interactions(cassettes.path_for(TARGET))) == 32
     with cassettes_in(tmp_path, record=False) as replay:
-        assert ask(LLM(CONFIG, endpoint(server)), replay, reviews) == recorded
+        assert ask(LLM(CONFIG, endpoint(server, replay)), replay, reviews) == recorded
     assert server.requests == 32
 
 
 def test_each_target_gets_its_own_cassette(tmp_path: Path, server: FakeOpenAI) -> None:
     with cassettes_in(tmp_path, record=True) as cassettes:
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"], target="tests/test_a.py::test_x")
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"], target="tests/test_b.py::test_y")
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"], target="tests/test_a.py::test_x")
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"], target="tests/test_b.py::test_y")
 
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.json")) == [
         "tests/test_a/test_x.json", "tests/test_b/test_y.json"
@@ -215,7 +212,7 @@ def test_a_corrupt_cassette_raises_and_is_left_untouched(tmp_path: Path, server:
     path.write_text('{"interactions": [')
 
     with cassettes_in(tmp_path, record=True) as cassettes, pytest.raises(CassetteError) as raised:
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"])
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
 
     assert f"{path} is not a readable cassette" in str(raised.value)
     assert f"restore it with `git checkout -- {path}`, or delete it" in str(raised.value)
@@ -229,6 +226,24 @@ def test_a_cassette_that_is_not_utf8_raises_and_is_left_untouched(tmp_path: Path
     path.write_bytes(b'\xff\xfe{"interactions": [')
 
     with cassettes_in(tmp_path, record=True) as cassettes, pytest.raises(CassetteError):
-        ask(LLM(CONFIG, endpoint(server)), cassettes, ["great fun"])
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
 
     assert path.read_bytes() == b'\xff\xfe{"interactions": ['
+
+
+def test_the_files_are_vcrpy_cassettes_that_vcrpy_replays(tmp_path: Path, server: FakeOpenAI) -> None:
+    """The format contract: vcrpy's public `use_cassette` replays what the recording transport wrote."""
+    import vcr
+
+    recorded = record(tmp_path, server)
+    requests = server.requests
+    path = Cassettes(tmp_path, record=False).path_for(TARGET)
+    client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0)
+
+    with vcr.use_cassette(str(path), record_mode="none", match_on=["method", "path", "body"],
+                          serializer="json") as cassette:
+        replayed = [LLM(CONFIG, Endpoint(client))(review=review) for review in REVIEWS]
+
+    assert replayed == recorded
+    assert cassette.play_count == 3
+    assert server.requests == requests

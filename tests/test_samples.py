@@ -27,8 +27,8 @@ def server() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def endpoint(server: FakeOpenAI, tmp_path: Path) -> Iterator[Endpoint]:
     cassettes = Cassettes(tmp_path, record=True)
-    cassettes.start()
-    endpoint = Endpoint(openai.OpenAI(base_url=server.base_url, api_key="sk-x"), split_n=True)
+    http_client = openai.DefaultHttpxClient(transport=cassettes.transport())
+    endpoint = Endpoint(openai.OpenAI(base_url=server.base_url, api_key="sk-x", http_client=http_client), split_n=True)
     with cassettes.use("test_x.py::test_x"):
         yield endpoint
     cassettes.stop()

@@ -21,11 +21,11 @@ class EndpointMode(Mode):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.local: LocalServer | None = None
-        self.endpoint: Endpoint = settings.endpoint()
-        config.add_cleanup(lambda: self.endpoint.close())
         # the optimization budget's gate sits where a request is known to go to the network
         self.cassettes = Cassettes(settings.cassette_dir, record=self.record,
                                    before_live=lambda: self.endpoint.spending.admit())
+        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport())
+        config.add_cleanup(lambda: self.endpoint.close())
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         return self.cassettes.use(target.name)
@@ -52,8 +52,7 @@ class EndpointMode(Mode):
         if self.settings.local and self.record:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = self.settings.endpoint(self.local.base_url)
-        self.cassettes.start()
+            self.endpoint = self.settings.endpoint(self.local.base_url, transport=self.cassettes.transport())
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved

@@ -8,6 +8,7 @@ then counts as "failed an assertion", never inferred from a metric's value.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,4 +85,8 @@ def _traceback(error: BaseException) -> str:
     if isinstance(error, LlmtuneError):
         return f"{type(error).__name__}: {error}"  # our errors say what to do
     from_sdk = type(error).__module__.split(".", 1)[0] == "openai"
-    return str(pytest.ExceptionInfo.from_exception(error).getrepr(style="short", chain=not from_sdk))
+    with _RENDERING:  # CPython 3.11's ast.parse, which renders the source lines, is not safe across threads
+        return str(pytest.ExceptionInfo.from_exception(error).getrepr(style="short", chain=not from_sdk))
+
+
+_RENDERING = threading.Lock()

@@ -14,6 +14,7 @@ from pytest_llmtune.llm.cost import PriceTable, parse_price_lines
 from pytest_llmtune.llm.local import ALIAS
 
 if TYPE_CHECKING:
+    import httpx2
     import openai
 
     from pytest_llmtune.llm.client import Endpoint
@@ -103,14 +104,16 @@ class Settings:
             prices=_prices(config),
         )
 
-    def endpoint(self, base_url: str | None = None) -> Endpoint:
+    def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None) -> Endpoint:
         from pytest_llmtune.llm.client import Endpoint
 
-        return Endpoint(self.client(base_url or self.base_url), concurrency=self.concurrency, split_n=self.split_n,
+        return Endpoint(self.client(base_url or self.base_url, transport), concurrency=self.concurrency,
+                        split_n=self.split_n,
                         default_model=self.model or (ALIAS if self.local else None),
                         prices=PriceTable.default().with_prices(self.prices, warn=False))
 
-    def client(self, base_url: str | None) -> openai.OpenAI:
+    def client(self, base_url: str | None, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
+        """The SDK's client; `transport` (the cassettes' recording transport) carries its requests."""
         import openai  # ~0.4 s to import: only when a mode is on
 
         return openai.OpenAI(
@@ -118,6 +121,7 @@ class Settings:
             api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
             max_retries=self.max_retries,
             timeout=self.timeout,
+            http_client=openai.DefaultHttpxClient(transport=transport) if transport is not None else None,
         )
 
 
