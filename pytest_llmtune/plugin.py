@@ -11,9 +11,9 @@ from pytest_llmtune.session.targets import spec_of
 
 if TYPE_CHECKING:
     from pytest_llmtune.llm.client import LLM
-    from pytest_llmtune.session.endpoint import EndpointMode
+    from pytest_llmtune.session.endpoint import EndpointSession
 
-MODE_KEY: pytest.StashKey[EndpointMode] = pytest.StashKey()
+MODE_KEY: pytest.StashKey[EndpointSession] = pytest.StashKey()
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
 
 

@@ -4,7 +4,7 @@
 """
 
 from pytest_llmtune.evals.code import (
-    Choice,
+    CodeChoice,
     CodeResult,
     Status,
     check_program,
@@ -16,7 +16,7 @@ from pytest_llmtune.evals.code import (
 from pytest_llmtune.evals.math import VoteResult, extract_answer, is_equiv, math_score, normalize, vote
 
 __all__ = [
-    "Choice",
+    "CodeChoice",
     "CodeResult",
     "Status",
     "VoteResult",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Choice", "CodeResult", "Status", "check_program", "choose", "extract_code", "pass_at_k", "run_code"]
+__all__ = ["CodeChoice", "CodeResult", "Status", "check_program", "choose", "extract_code", "pass_at_k", "run_code"]
 
 Status = Literal["passed", "failed", "timeout", "memory", "crashed"]
 
@@ -125,7 +125,7 @@ class CodeResult:
 
 
 @dataclass(frozen=True)
-class Choice:
+class CodeChoice:
     """The candidate that passed most tests (ties to the earliest), and how many each candidate passed."""
 
     index: int
@@ -298,7 +298,7 @@ def choose(
     timeout: float = 5.0,
     memory_mb: int = 512,
     workers: int = 4,
-) -> Choice:
+) -> CodeChoice:
     """Run every candidate against every test separately and pick the one that passes most.
 
     `tests` are Python snippets, usually one assertion each (`"assert add(2, 3) == 5"`). They may come from
@@ -316,4 +316,4 @@ def choose(
         results = list(pool.map(passes, [(candidate, test) for candidate in candidates for test in tests]))
     m = len(tests)
     passed = tuple(sum(results[i * m : (i + 1) * m]) for i in range(len(candidates)))
-    return Choice(passed.index(max(passed)), passed, m)
+    return CodeChoice(passed.index(max(passed)), passed, m)

@@ -120,7 +120,7 @@ class SearchResult:
 
 
 @dataclass
-class _Rung:
+class _RungRunner:
     """Runs one rung's evaluations, at most `concurrency` at a time, watching costs and errors."""
 
     executor: Executor
@@ -217,7 +217,7 @@ def search(
 ) -> SearchResult:
     """Every config through the rungs of `halving`. Raises `SearchFailed` when configs keep failing alike."""
     result = SearchResult(configs, [], halving)
-    rung = _Rung(executor, concurrency, evaluate, result, inference_budget)
+    rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget)
     try:
         result.ranked = halving.run(lambda number, pairs: rung.run(number, pairs, on_progress))
     except BudgetSpent as spent:

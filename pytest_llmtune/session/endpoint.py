@@ -9,15 +9,15 @@ import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
-from pytest_llmtune.session.mode import Mode, Run
+from pytest_llmtune.session.base import BaseSession, Run
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target
 from pytest_llmtune.store.cassette import Cassettes
 
-__all__ = ["EndpointMode"]
+__all__ = ["EndpointSession"]
 
 
-class EndpointMode(Mode):
+class EndpointSession(BaseSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.local: LocalServer | None = None

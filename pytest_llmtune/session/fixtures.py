@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.session.mode import Run
+from pytest_llmtune.session.base import Run
 
 __all__ = ["Sharing", "shared_kwargs", "sharing_of"]
 

@@ -17,8 +17,8 @@ from pytest_llmtune.search.domains import InvalidSpaceError
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session import report
-from pytest_llmtune.session.endpoint import EndpointMode
-from pytest_llmtune.session.mode import Run
+from pytest_llmtune.session.base import Run
+from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict
@@ -28,7 +28,7 @@ from pytest_llmtune.store.lockfile import SCORE_DIGITS, LockEntry, LockfileError
 __all__ = ["GateSession"]
 
 
-class GateSession(EndpointMode):
+class GateSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.record = settings.record  # before the cassettes are made
         super().__init__(config, settings)

@@ -17,7 +17,7 @@ import pytest
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
-from pytest_llmtune.session.mode import Run
+from pytest_llmtune.session.base import Run
 from pytest_llmtune.usage import Usage
 
 __all__ = ["error_of", "evaluation_of", "other_metrics"]

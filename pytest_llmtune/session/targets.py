@@ -66,7 +66,7 @@ class Target:
 
 
 class TargetItem(pytest.Item):
-    """The verdict of one target; the mode computes it before this item runs (see `Mode.pytest_runtest_protocol`)."""
+    """The verdict of one target, computed before this item runs (`BaseSession.pytest_runtest_protocol`)."""
 
     def __init__(self, *, target: Target, **kwargs: Any) -> None:
         super().__init__(**kwargs)

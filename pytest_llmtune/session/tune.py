@@ -37,9 +37,9 @@ from pytest_llmtune.search.tuner import (
     search,
 )
 from pytest_llmtune.session import report
-from pytest_llmtune.session.endpoint import EndpointMode
+from pytest_llmtune.session.base import Run, rerun_error
+from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
-from pytest_llmtune.session.mode import Run, rerun_error
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict
@@ -50,7 +50,7 @@ from pytest_llmtune.usage import Usage
 __all__ = ["TuneSession"]
 
 
-class TuneSession(EndpointMode):
+class TuneSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.configs: dict[str, dict[str, Any]] = {}  # target -> its winner

@@ -25,7 +25,7 @@ from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import TARGET_PROPERTY, Target, TargetItem, add_target_item, spec_of, target_name
 
-__all__ = ["MISS_PROPERTY", "RUN_KEY", "Mode", "Run", "rerun_error"]
+__all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
 
 MISS_PROPERTY = "llmtune_miss"
 
@@ -52,8 +52,8 @@ class Run:
 RUN_KEY = pytest.StashKey[Run]()
 
 
-class Mode:
-    """A session object for --llm-tune or --llm-test, registered as a plugin in pytest_configure."""
+class BaseSession:
+    """The session object of --llm-tune or --llm-test, registered as a plugin in pytest_configure."""
 
     record = True
     label = "tune"
