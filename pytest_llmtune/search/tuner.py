@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import itertools
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -25,10 +27,12 @@ from typing import Any, Protocol
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
+from pytest_llmtune.search.sampler import candidates
+from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "InlineExecutor", "Progress", "SearchFailed",
-           "SearchResult", "merge", "search"]
+           "SearchResult", "Tuner", "merge", "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
 SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
@@ -241,3 +245,76 @@ def merge(results: list[SearchResult]) -> SearchResult:
         merged.failures += [Failure(f.config + offset, f.instance, f.error) for f in result.failures]
     merged.ranked = merged.halving.rank(merged.ranked)
     return merged
+
+
+@dataclass
+class Tuner:
+    """A target's whole search: brackets of drawn configs through successive halving.
+
+    One bracket of `num_samples` configs; with `spec.num_samples == -1`, new brackets (new seeds, configs not
+    drawn before) until the optimization budget is spent. `result` holds what finished, also after an interrupt.
+    """
+
+    spec: EvalSpec
+    n_instances: int
+    num_samples: int  # when the spec gives none
+    eta: int
+    min_instances: int
+    default_model: str | None  # put in every config, so a lock names the model its config ran on
+    output_cost: Callable[[str, int], float]  # dollars of that many output tokens of a model
+    skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
+    results: list[SearchResult] = field(default_factory=list)
+
+    @property
+    def result(self) -> SearchResult | None:
+        return merge(self.results) if self.results else None
+
+    def run(self, evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]], *,
+            executor: Executor, concurrency: int, on_plan: Callable[[int, SuccessiveHalving], None],
+            on_progress: Callable[[Progress], None]) -> None:
+        """Raises `SearchFailed` (its `config` set) when configs keep failing alike."""
+        spec, seen = self.spec, set()
+        count = spec.num_samples if spec.num_samples not in (None, -1) else self.num_samples
+        for bracket in itertools.count():
+            configs = [c for c in self.draw(count, spec.seed + bracket) if _key(c) not in seen]
+            seen |= {_key(c) for c in configs}
+            configs = self.screen(configs)
+            if not configs:
+                return
+            halving = SuccessiveHalving(len(configs), self.n_instances, eta=self.eta,
+                                        min_instances=self.min_instances, mode=spec.mode, agg=spec.agg)
+            on_plan(len(configs), halving)
+            try:
+                self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
+                                           concurrency=concurrency, inference_budget=spec.inference_budget,
+                                           on_progress=on_progress))
+            except SearchFailed as failed:
+                failed.config = configs[failed.failure.config]
+                raise
+            if spec.num_samples != -1 or self.results[-1].stopped:
+                return
+
+    def draw(self, count: int, seed: int) -> list[dict[str, Any]]:
+        model = self.default_model
+        return [{"model": model, **c} if model and "model" not in c else c
+                for c in candidates(self.spec.space, count, seed)]
+
+    def screen(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Configs whose n x max_tokens alone is over the inference budget are skipped before any request."""
+        budget = self.spec.inference_budget
+        if budget is None:
+            return configs
+        kept = []
+        for config in configs:
+            most = config.get("n", 1) * config["max_tokens"] if "max_tokens" in config else 0
+            worst = budget.measure(most, self.output_cost(str(config.get("model", "")), most))
+            if worst > budget.amount:
+                self.skipped.append(f"n={config.get('n', 1)} x max_tokens={config['max_tokens']} can cost "
+                                    f"{budget.words(worst)} per instance, over the inference budget")
+            else:
+                kept.append(config)
+        return kept
+
+
+def _key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=repr)

@@ -13,8 +13,6 @@ instance that sets up its fixtures, looks, and stops before the body.
 
 from __future__ import annotations
 
-import itertools
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +22,7 @@ import pytest
 
 from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.halving import SuccessiveHalving, Trial
-from pytest_llmtune.search.sampler import candidates
+from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.stats import interval, mean_by_key
 from pytest_llmtune.search.tuner import (
     Evaluation,
@@ -33,8 +30,7 @@ from pytest_llmtune.search.tuner import (
     InlineExecutor,
     SearchFailed,
     SearchResult,
-    merge,
-    search,
+    Tuner,
 )
 from pytest_llmtune.session import report
 from pytest_llmtune.session.base import Run, rerun_error
@@ -146,55 +142,19 @@ class TuneSession(EndpointSession):
 
     def brackets(self, target: Target, outcome: report.TuneOutcome,
                  how: tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]) -> None:
-        """One successive-halving bracket; with num_samples=-1, new brackets until the budget is spent."""
         executor, concurrency, evaluate_with = how
-        spec, seen, n_instances = target.spec, set(), len(target.instances)
-        count = spec.num_samples if spec.num_samples not in (None, -1) else self.settings.num_samples
-        results: list[SearchResult] = []
+        prices = self.endpoint.prices
+        tuner = Tuner(target.spec, len(target.instances), num_samples=self.settings.num_samples,
+                      eta=self.settings.eta, min_instances=self.settings.min_instances,
+                      default_model=self.endpoint.default_model,
+                      output_cost=lambda model, tokens: prices.cost(model, 0, tokens), skipped=outcome.skipped)
         try:
-            for bracket in itertools.count():
-                configs = [c for c in self.draw(target, count, spec.seed + bracket) if _key(c) not in seen]
-                seen |= {_key(c) for c in configs}
-                configs, skipped = self.screen(target, configs)
-                outcome.skipped += skipped
-                if not configs:
-                    break
-                halving = SuccessiveHalving(len(configs), n_instances, eta=self.settings.eta,
-                                            min_instances=self.settings.min_instances, mode=spec.mode, agg=spec.agg)
-                self.write(report.plan_line(target.name, len(configs), n_instances, halving, concurrency))
-                try:
-                    results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
-                                          concurrency=concurrency, inference_budget=spec.inference_budget,
-                                          on_progress=lambda progress: self.write(
-                                              report.progress_line(target.name, progress))))
-                except SearchFailed as failed:
-                    failed.config = configs[failed.failure.config]
-                    raise
-                if spec.num_samples != -1 or results[-1].stopped:
-                    break
+            tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
+                      on_plan=lambda configs, halving: self.write(report.plan_line(
+                          target.name, configs, len(target.instances), halving, concurrency)),
+                      on_progress=lambda progress: self.write(report.progress_line(target.name, progress)))
         finally:
-            outcome.result = merge(results) if results else None
-
-    def draw(self, target: Target, count: int, seed: int) -> list[dict[str, Any]]:
-        model = self.endpoint.default_model  # the lock names the model a config ran on, also when the space did not
-        return [{"model": model, **c} if model and "model" not in c else c
-                for c in candidates(target.spec.space, count, seed)]
-
-    def screen(self, target: Target, configs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Configs whose n x max_tokens alone is over the inference budget are skipped before any request."""
-        budget = target.spec.inference_budget
-        if budget is None:
-            return configs, []
-        kept, skipped = [], []
-        for config in configs:
-            most = config.get("n", 1) * config["max_tokens"] if "max_tokens" in config else 0
-            worst = budget.measure(most, self.endpoint.prices.cost(str(config.get("model", "")), 0, most))
-            if worst > budget.amount:
-                skipped.append(f"n={config.get('n', 1)} x max_tokens={config['max_tokens']} can cost "
-                               f"{budget.words(worst)} per instance, over the inference budget")
-            else:
-                kept.append(config)
-        return kept, skipped
+            outcome.result = tuner.result
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
@@ -254,7 +214,3 @@ class TuneSession(EndpointSession):
                 terminalreporter.write_line(line)
         for model in sorted(self.endpoint.prices.unknown):
             terminalreporter.write_line(f"warning: {unknown_price_words(model)}", yellow=True)
-
-
-def _key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, default=repr)

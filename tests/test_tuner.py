@@ -1,0 +1,77 @@
+"""The pure tuner: brackets of drawn configs through successive halving, with errors, queues and budgets."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.domains import choice, uniform
+from pytest_llmtune.search.space import SearchSpace
+from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.search.tuner import Evaluation, EvaluationError, InlineExecutor, SearchFailed, Tuner
+from pytest_llmtune.usage import Usage
+
+SPACE = SearchSpace({"prompt": choice(["a", "b"]), "temperature": uniform(0, 1)})
+
+
+def tuner(spec: EvalSpec, n_instances: int = 12, num_samples: int = 8) -> Tuner:
+    return Tuner(spec, n_instances, num_samples=num_samples, eta=3, min_instances=3, default_model="m",
+                 output_cost=lambda model, tokens: tokens * 1e-6)
+
+
+def scored(metric: float, tokens: int = 10) -> Evaluation:
+    usage = Usage()
+    usage.record(tokens, 0, 0.0, replayed=False)
+    return Evaluation(metric, metric > 0, usage)
+
+
+def test_a_config_that_raises_is_dropped_and_the_others_go_on() -> None:
+    calls: Counter[str] = Counter()
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            calls[str(config)] += 1
+            if config == 0:
+                raise EvaluationError("ValueError: boom", "traceback", f"test[{instance}]")
+            return scored(float(configs[config]["temperature"] < 0.5))
+        return evaluate
+
+    run = tuner(EvalSpec(space=SPACE))
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+            on_progress=lambda p: None)
+
+    result = run.result
+    assert result is not None and result.winner is not None
+    assert [f.config for f in result.failures] == [0]
+    assert calls["0"] == 1  # its queued evaluations never started
+    assert result.halving.trials[0].dropped == "error on test[0]: ValueError: boom"
+    assert all(config["model"] == "m" for config in result.configs)
+
+
+def test_configs_failing_alike_stop_the_search_with_the_config() -> None:
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            raise EvaluationError("APIConnectionError: Connection error.", "", f"test[{instance}]")
+        return evaluate
+
+    run = tuner(EvalSpec(space=SPACE))
+    with pytest.raises(SearchFailed) as failed:
+        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+                on_progress=lambda p: None)
+
+    assert failed.value.configs == 3
+    assert failed.value.config is not None and failed.value.config["model"] == "m"
+
+
+def test_configs_over_the_inference_budget_in_the_worst_case_are_screened_out() -> None:
+    space = SearchSpace({"prompt": "a", "max_tokens": choice([10, 1000]), "n": 1})
+    run = tuner(EvalSpec(space=space, inference_budget=Budget.parse("100 tokens", "inference_budget")))
+
+    kept = run.screen(run.draw(8, 0))
+
+    assert {config["max_tokens"] for config in kept} == {10}
+    assert run.skipped and "max_tokens=1000 can cost 1,000 tokens per instance" in run.skipped[0]
