@@ -78,7 +78,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     local = (f"; local model {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
              if mode.local is not None and mode.local.process is not None else "")
     return (f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
-            f"endpoint {mode.endpoint.client.base_url}, concurrency {settings.concurrency}{local}")
+            f"endpoint {mode.endpoint_url}, concurrency {settings.concurrency}{local}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -462,7 +462,7 @@ def test_a_dead_endpoint_stops_the_tune_with_one_message_naming_it(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["search stopped: 3 configs in a row failed the same way, on test_sums.py::test_sum*: "
                                  "APIConnectionError: Connection error.",
-                                 "requests go to http://127.0.0.1:9/v1/: check that it is up*"])
+                                 "requests go to http://127.0.0.1:9/v1: check that it is up*"])
     assert len(result.outlines) < 150
     assert not (pytester.path / "llmtune.lock").exists()
 

@@ -46,9 +46,7 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
 
 
 def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
-    from scipy.stats import norm  # scipy.stats takes ~0.5 s to import: only when a score is shown
-
-    z = float(norm.ppf((1 + confidence) / 2))
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)

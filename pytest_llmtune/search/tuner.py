@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
-from pytest_llmtune.search.sampler import candidates
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
@@ -295,6 +294,8 @@ class Tuner:
                 return
 
     def draw(self, count: int, seed: int) -> list[dict[str, Any]]:
+        from pytest_llmtune.search.sampler import candidates  # scipy's qmc: imported only when a search draws
+
         model = self.default_model
         return [{"model": model, **c} if model and "model" not in c else c
                 for c in candidates(self.spec.space, count, seed)]

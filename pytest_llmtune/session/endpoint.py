@@ -24,7 +24,8 @@ class EndpointSession(BaseSession):
         # the optimization budget's gate sits where a request is known to go to the network
         self.cassettes = Cassettes(settings.cassette_dir, record=self.record,
                                    before_live=lambda: self.endpoint.spending.admit())
-        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport())
+        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(),
+                                                    recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
@@ -35,7 +36,7 @@ class EndpointSession(BaseSession):
 
     @property
     def endpoint_url(self) -> str:
-        return str(self.endpoint.client.base_url)
+        return self.endpoint.base_url
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.settings.local:
@@ -52,7 +53,8 @@ class EndpointSession(BaseSession):
         if self.settings.local and self.record:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = self.settings.endpoint(self.local.base_url, transport=self.cassettes.transport())
+            self.endpoint = self.settings.endpoint(self.local.base_url, transport=self.cassettes.transport(),
+                                                   recorded=self.cassettes.recorded)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved

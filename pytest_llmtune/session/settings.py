@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     import httpx2
     import openai
 
-    from pytest_llmtune.llm.client import Endpoint
+    from pytest_llmtune.llm.client import Endpoint, Recorded
 
 __all__ = ["INI", "Settings", "positive_int"]
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when neither the ini nor OPENAI_BASE_URL names one
 PLACEHOLDER_KEY = "llmtune-no-key"  # lets replay and keyless local servers work; never written anywhere
 
 # name -> (help, default); all read as strings and converted in Settings.from_config
@@ -104,11 +105,13 @@ class Settings:
             prices=_prices(config),
         )
 
-    def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None) -> Endpoint:
+    def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
+                 recorded: Recorded | None = None) -> Endpoint:
         from pytest_llmtune.llm.client import Endpoint
 
-        return Endpoint(self.client(base_url or self.base_url, transport), concurrency=self.concurrency,
-                        split_n=self.split_n,
+        url = base_url or self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return Endpoint(lambda: self.client(url, transport), base_url=url, concurrency=self.concurrency,
+                        split_n=self.split_n, recorded=recorded,
                         default_model=self.model or (ALIAS if self.local else None),
                         prices=PriceTable.default().with_prices(self.prices, warn=False))
 

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +44,11 @@ def request_key(method: str, uri: str, headers: dict[str, Any], body: bytes | st
     except ValueError:
         canonical = raw
     sample = next((str(_first(v)) for k, v in headers.items() if k.lower() == SAMPLE_HEADER.lower()), "0")
-    return f"{method.upper()} {urlsplit(uri).path} {sample} {hashlib.sha256(canonical).hexdigest()}"
+    return _key(method, urlsplit(uri).path, sample, canonical)
+
+
+def _key(method: str, path: str, sample: str, canonical: bytes) -> str:
+    return f"{method.upper()} {path} {sample} {hashlib.sha256(canonical).hexdigest()}"
 
 
 def _first(value: Any) -> Any:
@@ -181,6 +185,19 @@ class Cassettes:
     def transport(self, network: httpx2.BaseTransport | None = None) -> RecordingTransport:
         """The transport to give the openai client (`http_client=httpx2.Client(transport=...)`)."""
         return RecordingTransport(self, network)
+
+    def recorded(self, path: str, sample: int, body: Mapping[str, Any]) -> str | None:
+        """The recorded response body of a POST of this JSON `body` to `path`, in the cassette in use, if any."""
+        cassette = self.current
+        if cassette is None:
+            return None
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        found = cassette.find(_key("POST", path, str(sample), canonical))
+        if found is None or found["response"]["status"]["code"] != 200:
+            return None
+        recorded = found["response"]["body"]
+        text = recorded.get("string") if isinstance(recorded, dict) else recorded
+        return text if isinstance(text, str) else None
 
     def path_for(self, target: str) -> Path:
         module, _, function = target.partition("::")
