@@ -135,3 +135,18 @@ def test_plain_pytest_skips_llm_eval_tests_and_runs_the_rest(project: pytest.Pyt
     result.assert_outcomes(passed=1, skipped=24)
     result.stdout.fnmatch_lines(["*llm_eval test: run `pytest --llm-tune` to search its settings or "
                                  "`pytest --llm-test` to gate on them*"])
+
+
+def test_a_replay_only_gate_never_builds_the_sdk_client(tuned: pytest.Pytester) -> None:
+    """Replays are read from the cassette before a request is built: the openai package is not even imported."""
+    tuned.makeconftest('''
+import sys
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"openai imported: {'openai' in sys.modules}")
+''')
+
+    result = tuned.runpytest_subprocess("--llm-test")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["openai imported: False"])
