@@ -252,3 +252,43 @@ def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_s
     openai_server.requests = 0
     project.runpytest("--llm-tune").assert_outcomes(passed=26)
     assert openai_server.requests == total - recorded
+
+
+GRID_TEST = '''
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform
+
+@llm_eval(space={"model": "m", "prompt": choice(["What is {a} + {b}?", "Examples: What is {a} + {b}?"]),
+                 "temperature": TEMPERATURE}STRATEGY)
+@pytest.mark.parametrize("a,b", [(a, a + 3) for a in range(12)])
+def test_sum(llm, a, b):
+    assert llm(a=a, b=b)[0].split()[0] == str(a + b)
+'''
+
+
+def test_a_grid_evaluates_every_config_on_every_instance(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sums=GRID_TEST.replace("TEMPERATURE", "choice([0, 0.5, 1.0])")
+                        .replace("STRATEGY", ', strategy="grid"'))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 6 configs, 12 instances, rungs [[](6, 12)*"])
+    locked = read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]["config"]
+    assert locked["prompt"].startswith("Examples") and locked["temperature"] == 0
+
+
+def test_the_ini_strategy_applies_to_targets_without_one(pytester: pytest.Pytester,
+                                                         openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sums=GRID_TEST.replace("TEMPERATURE", "uniform(0, 1)").replace("STRATEGY", ""))
+
+    random = pytester.runpytest("--llm-tune", "-o", "llmtune_strategy=random", "-o", "llmtune_num_samples=5")
+    grid = pytester.runpytest("--llm-tune", "-o", "llmtune_strategy=grid")
+    bogus = pytester.runpytest("--llm-tune", "-o", "llmtune_strategy=best")
+
+    random.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 5 configs, 12 instances, rungs [[](5, 12)*"])
+    assert grid.ret == pytest.ExitCode.TESTS_FAILED
+    grid.stdout.fnmatch_lines(["could not tune test_sums.py::test_sum:",
+                               "uniform(0, 1) is continuous: strategy='grid' needs choice*llmtune_strategy = grid)"])
+    assert bogus.ret == pytest.ExitCode.USAGE_ERROR
+    bogus.stderr.fnmatch_lines(["*ini setting llmtune_strategy = 'best': use one of halving, random, grid*"])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.search.budget import Budget
-from pytest_llmtune.search.domains import choice, uniform
+from pytest_llmtune.search.domains import InvalidSpaceError, choice, qrandint, randint, uniform
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError, InlineExecutor, SearchFailed, Tuner
@@ -75,3 +75,46 @@ def test_configs_over_the_inference_budget_in_the_worst_case_are_screened_out() 
 
     assert {config["max_tokens"] for config in kept} == {10}
     assert run.skipped and "max_tokens=1000 can cost 1,000 tokens per instance" in run.skipped[0]
+
+
+def test_random_evaluates_every_drawn_config_on_every_instance() -> None:
+    asked: list[tuple[int, int]] = []
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            asked.append((config, instance))
+            return scored(float(configs[config]["temperature"] < 0.5))
+        return evaluate
+
+    run = tuner(EvalSpec(space=SPACE, strategy="random"), n_instances=12, num_samples=6)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+            on_progress=lambda p: None)
+
+    assert sorted(asked) == [(c, i) for c in range(6) for i in range(12)]
+    result = run.result
+    assert result is not None and result.winner is not None
+    assert result.configs[result.winner.index]["temperature"] < 0.5
+
+
+def test_grid_evaluates_every_config_of_a_discrete_space_once() -> None:
+    space = SearchSpace({"prompt": choice(["a", "b"]), "max_tokens": qrandint(8, 32, q=8), "n": randint(1, 3)})
+    configs: list[dict[str, Any]] = []
+
+    def evaluate_with(drawn: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        configs.extend(drawn)
+        return lambda config, instance: scored(1.0)
+
+    run = tuner(EvalSpec(space=space, strategy="grid", num_samples=-1,
+                         optimization_budget=Budget.parse("1000000 tokens", "optimization_budget")))
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+            on_progress=lambda p: None)
+
+    assert len(configs) == 2 * 4 * 2  # each config once, also when num_samples=-1 asks for more brackets
+    assert {c["max_tokens"] for c in configs} == {8, 16, 24, 32} and {c["n"] for c in configs} == {1, 2}
+
+
+def test_grid_refuses_a_continuous_space_when_the_test_is_collected() -> None:
+    with pytest.raises(InvalidSpaceError, match=r"uniform\(0, 1\) is continuous: strategy='grid' needs choice"):
+        EvalSpec(space=SPACE, strategy="grid")
+    with pytest.raises(ValueError, match="strategy='best'.*'halving', 'random', 'grid'"):
+        EvalSpec(space=SPACE, strategy="best")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -239,6 +240,32 @@ def sample(value: Any, coords: Sequence[float]) -> Any:
             offset += dims_of(value[key])
         return result
     return value
+
+
+GRID_LIMIT = 10_000  # configs a grid may have
+
+
+def grid_of(value: Any) -> list[Any]:
+    """Every value a field can take, for `strategy="grid"`; raises InvalidSpaceError for a continuous domain."""
+    if isinstance(value, Choice):
+        return [v for option in value.options for v in grid_of(option)]
+    if isinstance(value, QRandInt):
+        first = -(-int(value.low) // value.q) * value.q  # the first multiple of q from low
+        return list(range(first, int(value.high) + 1, value.q)) or [int(value.low)]
+    if isinstance(value, IntRange):
+        return _limited(list(range(int(value.low), int(value.high))), value)
+    if isinstance(value, Domain):
+        raise InvalidSpaceError(f"{value!r} is continuous: strategy='grid' needs choice([...]) or an int range")
+    if isinstance(value, Mapping):
+        keys = sorted(value)
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid_of(value[k]) for k in keys))]
+    return [value]
+
+
+def _limited(values: list[Any], domain: Domain) -> list[Any]:
+    if len(values) > GRID_LIMIT:
+        raise InvalidSpaceError(f"{domain!r} has {len(values):,} values: too many for strategy='grid'")
+    return values
 
 
 def describe(value: Any) -> Any:

@@ -90,10 +90,12 @@ class SuccessiveHalving:
         min_instances: int = 5,
         mode: str = "max",
         agg: str | Aggregate = "mean",
+        one_rung: bool = False,
     ) -> None:
+        """`one_rung`: every config on every instance (the random and grid strategies)."""
         if mode not in ("max", "min"):
             raise ValueError(f"The value of `mode` is {mode!r}, but must be 'max' or 'min'")
-        self.rungs = plan(n_configs, n_instances, eta, min_instances)
+        self.rungs = [Rung(n_configs, n_instances)] if one_rung else plan(n_configs, n_instances, eta, min_instances)
         self.n_instances = n_instances
         self.mode, self.agg = mode, agg
         self.trials = [Trial(index) for index in range(n_configs)]

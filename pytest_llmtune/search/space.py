@@ -10,11 +10,14 @@ never both (FLAML's convention).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_llmtune.search.domains import (
+    GRID_LIMIT,
     Choice,
     Domain,
     InvalidSpaceError,
@@ -22,6 +25,7 @@ from pytest_llmtune.search.domains import (
     choice,
     describe,
     dims_of,
+    grid_of,
     lograndint,
     sample,
     uniform,
@@ -122,6 +126,23 @@ class SearchSpace:
             else:
                 config[key] = value
         return dict(sorted(config.items()))
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every config of a discrete space, in a fixed order; raises InvalidSpaceError for a continuous one."""
+        per_key = [grid_of(self.spec[key]) for key in self.keys]
+        size = math.prod(len(values) for values in per_key)
+        if size > GRID_LIMIT:
+            raise InvalidSpaceError(f"the grid has {size:,} configs, over {GRID_LIMIT:,}: use strategy='halving'")
+        configs = []
+        for combo in itertools.product(*per_key):
+            config: dict[str, Any] = {}
+            for key, value in zip(self.keys, combo, strict=True):
+                if _is_group(self.spec[key]):
+                    config.update(value)
+                else:
+                    config[key] = value
+            configs.append(dict(sorted(config.items())))
+        return configs
 
     def fingerprint(self) -> str:
         return fingerprint(describe(self.spec))

@@ -12,9 +12,12 @@ from pytest_llmtune.search.budget import Budget
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
-__all__ = ["EvalSpec", "MetricError"]
+__all__ = ["STRATEGIES", "EvalSpec", "MetricError"]
 
 PASS_RATE = "pass_rate"
+# halving: successive halving over the instances; random: every drawn config on every instance; grid: every
+# config of a discrete space on every instance
+STRATEGIES = ("halving", "random", "grid")
 
 
 class MetricError(LlmtuneError):
@@ -35,9 +38,14 @@ class EvalSpec:
     num_samples: int | None = None
     inference_budget: Budget | None = None
     optimization_budget: Budget | None = None
+    strategy: str | None = None  # None: the ini setting llmtune_strategy
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ValueError(f"llm_eval(strategy={self.strategy!r}): use one of {', '.join(map(repr, STRATEGIES))}")
+        if self.strategy == "grid":
+            self.space.grid()  # a continuous or huge space fails here, at collection
         if self.mode not in ("max", "min"):
             raise ValueError(f"llm_eval(mode={self.mode!r}): use 'max' or 'min'")
         if self.threshold is not None and not _is_number(self.threshold):

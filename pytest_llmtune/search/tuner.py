@@ -261,6 +261,7 @@ class Tuner:
     min_instances: int
     default_model: str | None  # put in every config, so a lock names the model its config ran on
     output_cost: Callable[[str, int], float]  # dollars of that many output tokens of a model
+    strategy: str = "halving"  # when the spec gives none
     skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
     results: list[SearchResult] = field(default_factory=list)
 
@@ -281,7 +282,8 @@ class Tuner:
             if not configs:
                 return
             halving = SuccessiveHalving(len(configs), self.n_instances, eta=self.eta,
-                                        min_instances=self.min_instances, mode=spec.mode, agg=spec.agg)
+                                        min_instances=self.min_instances, mode=spec.mode, agg=spec.agg,
+                                        one_rung=self.chosen_strategy != "halving")
             on_plan(len(configs), halving)
             try:
                 self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
@@ -293,12 +295,17 @@ class Tuner:
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
 
+    @property
+    def chosen_strategy(self) -> str:
+        return self.spec.strategy or self.strategy
+
     def draw(self, count: int, seed: int) -> list[dict[str, Any]]:
+        """`count` Sobol candidates (halving, random), or the whole grid (grid: drawn again, it adds nothing)."""
         from pytest_llmtune.search.sampler import candidates  # scipy's qmc: imported only when a search draws
 
+        drawn = self.spec.space.grid() if self.chosen_strategy == "grid" else candidates(self.spec.space, count, seed)
         model = self.default_model
-        return [{"model": model, **c} if model and "model" not in c else c
-                for c in candidates(self.spec.space, count, seed)]
+        return [{"model": model, **c} if model and "model" not in c else c for c in drawn]
 
     def screen(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Configs whose n x max_tokens alone is over the inference budget are skipped before any request."""

@@ -27,6 +27,7 @@ def llm_eval(
     num_samples: int | None = None,
     inference_budget: float | str | None = None,
     optimization_budget: float | str | None = None,
+    strategy: str | None = None,
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -45,12 +46,15 @@ def llm_eval(
         A config whose n x max_tokens alone is over it is skipped unevaluated; one whose instances show, at 95%
         confidence, an average over it is dropped then.
     optimization_budget: the most the tune may spend on new requests, in dollars or tokens; replays are free.
+    strategy: "halving" (successive halving over the instances), "random" (every drawn config on every
+        instance) or "grid" (every config of a discrete space on every instance); default: the ini setting
+        llmtune_strategy, "halving".
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples,
                     inference_budget=_budget(inference_budget, "inference_budget"),
-                    optimization_budget=_budget(optimization_budget, "optimization_budget"))
+                    optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy)
     return pytest.mark.llm_eval(spec)
 
 

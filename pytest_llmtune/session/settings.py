@@ -32,6 +32,7 @@ INI: dict[str, tuple[str, str]] = {
     "llmtune_concurrency": ("requests in flight at once", "8"),
     "llmtune_num_samples": ("configs drawn per target", "16"),
     "llmtune_eta": ("successive halving keeps 1/eta of the configs per rung", "3"),
+    "llmtune_strategy": ("how targets without strategy= search: halving, random or grid", "halving"),
     "llmtune_min_instances": ("instances in the first rung, at least", "5"),
     "llmtune_tolerance": ("--llm-test fails when a score is below the locked score by more than this", "0.0"),
     "llmtune_max_retries": ("retries of a failed request (429, 5xx, timeouts), with backoff", "2"),
@@ -65,6 +66,7 @@ class Settings:
     concurrency: int
     num_samples: int
     eta: int
+    strategy: str
     min_instances: int
     tolerance: float
     max_retries: int
@@ -90,6 +92,7 @@ class Settings:
             concurrency=int(concurrency),
             num_samples=int(_ini_number(config, "llmtune_num_samples", int, 1)),
             eta=int(_ini_number(config, "llmtune_eta", int, 2)),
+            strategy=_strategy(config),
             min_instances=int(_ini_number(config, "llmtune_min_instances", int, 1)),
             tolerance=_ini_number(config, "llmtune_tolerance", float, 0),
             max_retries=int(_ini_number(config, "llmtune_max_retries", int, 0)),
@@ -135,6 +138,15 @@ def _ini_bool(config: pytest.Config, name: str, default: bool) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise pytest.UsageError(f"ini setting {name} = {text!r}: use true or false")
     return text in ("true", "1", "yes")
+
+
+def _strategy(config: pytest.Config) -> str:
+    from pytest_llmtune.search.spec import STRATEGIES
+
+    text = str(config.getini("llmtune_strategy")).strip()
+    if text not in STRATEGIES:
+        raise pytest.UsageError(f"ini setting llmtune_strategy = {text!r}: use one of {', '.join(STRATEGIES)}")
+    return text
 
 
 def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:

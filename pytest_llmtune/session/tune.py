@@ -22,6 +22,7 @@ import pytest
 
 from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.domains import InvalidSpaceError
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.stats import interval, mean_by_key
 from pytest_llmtune.search.tuner import (
@@ -69,6 +70,8 @@ class TuneSession(EndpointSession):
             self.search(target, outcome)
         except SearchFailed as failed:
             outcome.failed = failed
+        except InvalidSpaceError as error:  # the ini's strategy=grid on a continuous space
+            outcome.setup_error = f"{error} (ini llmtune_strategy = {self.settings.strategy})"
         finally:
             self.cassettes.save()
             outcome.seconds = time.monotonic() - started
@@ -146,7 +149,7 @@ class TuneSession(EndpointSession):
         prices = self.endpoint.prices
         tuner = Tuner(target.spec, len(target.instances), num_samples=self.settings.num_samples,
                       eta=self.settings.eta, min_instances=self.settings.min_instances,
-                      default_model=self.endpoint.default_model,
+                      default_model=self.endpoint.default_model, strategy=self.settings.strategy,
                       output_cost=lambda model, tokens: prices.cost(model, 0, tokens), skipped=outcome.skipped)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
@@ -161,8 +164,7 @@ class TuneSession(EndpointSession):
     def conclude(self, target: Target, outcome: report.TuneOutcome) -> Verdict:
         result = outcome.result
         if outcome.setup_error is not None:
-            return Verdict("failed", f"could not set up {target.instances[0].nodeid} to tune it:\n"
-                                     f"{outcome.setup_error}")
+            return Verdict("failed", f"could not tune {target.name}:\n{outcome.setup_error}")
         if outcome.failed is not None:
             return Verdict("failed", report.failed_search_words(outcome, self.endpoint_url))
         if result is None or result.winner is None:
