@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -292,3 +293,59 @@ def test_the_ini_strategy_applies_to_targets_without_one(pytester: pytest.Pytest
                                "uniform(0, 1) is continuous: strategy='grid' needs choice*llmtune_strategy = grid)"])
     assert bogus.ret == pytest.ExitCode.USAGE_ERROR
     bogus.stderr.fnmatch_lines(["*ini setting llmtune_strategy = 'best': use one of halving, random, grid*"])
+
+
+HOLDOUT_TEST = '''
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform
+
+@llm_eval(space={"model": "m", "prompt": choice(["What is {a} + {b}?", "Examples: What is {a} + {b}?"]),
+                 "temperature": uniform(0, 1)}HOLDOUT)
+@pytest.mark.parametrize("a,b", [(a, a + 3) for a in range(COUNT)])
+def test_sum(llm, a, b):
+    assert llm(a=a, b=b)[0].split()[0] == str(a + b)
+'''
+
+
+def test_a_quarter_of_40_instances_is_held_out_and_scores_the_finalists(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sums=HOLDOUT_TEST.replace("HOLDOUT", "").replace("COUNT", "40"))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 16 configs, 30 instances (+10 held out)*",
+                                 "*held-out [[]95% CI[]]*",
+                                 "held-out pass_rate * on the 10 instances the search never saw; * on the 30 it "
+                                 "tuned on"])
+    entry = read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]
+    assert entry["instances"] == 40 and entry["holdout"]["instances"] == 10 and entry["tuning"]["instances"] == 30
+    whole = (entry["holdout"]["score"] * 10 + entry["tuning"]["score"] * 30) / 40
+    assert entry["score"] == pytest.approx(whole, abs=1e-5)  # the gate replays all 40
+    assert pytester.runpytest("--llm-test").ret == pytest.ExitCode.OK
+
+
+def test_held_out_instances_are_never_seen_by_the_search(pytester: pytest.Pytester,
+                                                         openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sums=HOLDOUT_TEST.replace("HOLDOUT", ", holdout=0.5").replace("COUNT", "20"))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    askers: dict[int, set[str]] = {}
+    for body in openai_server.bodies:
+        content = body["messages"][0]["content"]
+        a = int(content.split("What is ")[1].split(" +")[0])
+        askers.setdefault(a, set()).add(json.dumps([content.split("What")[0], body.get("temperature")]))
+    counts = sorted(len(configs) for configs in askers.values())
+    assert counts[:10] == [counts[0]] * 10 and counts[0] <= 3  # 10 instances: only the finalists asked them
+    assert counts[-1] > 3  # the tuning instances saw the whole first rung
+
+
+def test_holdout_zero_tunes_on_every_instance(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sums=HOLDOUT_TEST.replace("HOLDOUT", ", holdout=0").replace("COUNT", "40"))
+
+    result = pytester.runpytest("--llm-tune")
+
+    result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 16 configs, 40 instances, rungs*"])
+    assert "holdout" not in read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]

@@ -18,6 +18,9 @@ PASS_RATE = "pass_rate"
 # halving: successive halving over the instances; random: every drawn config on every instance; grid: every
 # config of a discrete space on every instance
 STRATEGIES = ("halving", "random", "grid")
+# The default held-out share: a quarter of the instances, once there are 40. Fewer, and the held-out interval is
+# too wide to tell anything (10 pass/fail instances: about +-0.3) while the search loses instances it needs.
+HOLDOUT_FRACTION, HOLDOUT_FROM = 0.25, 40
 
 
 class MetricError(LlmtuneError):
@@ -39,9 +42,15 @@ class EvalSpec:
     inference_budget: Budget | None = None
     optimization_budget: Budget | None = None
     strategy: str | None = None  # None: the ini setting llmtune_strategy
+    holdout: float | int | None = None  # None: HOLDOUT_FRACTION once there are HOLDOUT_FROM instances
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
+        if self.holdout is not None and not (
+                (isinstance(self.holdout, int) and not isinstance(self.holdout, bool) and self.holdout >= 0)
+                or (isinstance(self.holdout, float) and 0 <= self.holdout < 1)):
+            raise ValueError(f"llm_eval(holdout={self.holdout!r}): give a fraction in [0, 1) or a count >= 0 of "
+                             "the instances to keep from the search")
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ValueError(f"llm_eval(strategy={self.strategy!r}): use one of {', '.join(map(repr, STRATEGIES))}")
         if self.strategy == "grid":
@@ -59,6 +68,19 @@ class EvalSpec:
         if self.num_samples == -1 and self.optimization_budget is None:
             raise ValueError("llm_eval(num_samples=-1) samples until the optimization_budget is spent: give one")
         resolve_agg(self.agg)
+
+    def held_out(self, instances: int) -> int:
+        """How many of `instances` are kept from the search and score its finalists at the end."""
+        if self.holdout is None:
+            count = int(instances * HOLDOUT_FRACTION) if instances >= HOLDOUT_FROM else 0
+        elif isinstance(self.holdout, float):
+            count = round(instances * self.holdout)
+        else:
+            count = self.holdout
+        if count >= instances:
+            raise ValueError(f"llm_eval(holdout={self.holdout!r}) keeps {count} of {instances} instances from the "
+                             "search: it needs at least one")
+        return count
 
     @property
     def metric_name(self) -> str:

@@ -30,8 +30,8 @@ from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
-__all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "InlineExecutor", "Progress", "SearchFailed",
-           "SearchResult", "Tuner", "merge", "search"]
+__all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "Progress",
+           "SearchFailed", "SearchResult", "Tuner", "merge", "score_held_out", "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
 SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
@@ -106,6 +106,17 @@ class Progress:
 
 
 @dataclass
+class HeldOut:
+    """A finalist on the instances the search never saw; `error` says why some have no result."""
+
+    metrics: dict[int, float] = field(default_factory=dict)  # instance -> metric
+    others: dict[int, Mapping[str, float]] = field(default_factory=dict)
+    tokens: int = 0
+    cost: float = 0.0
+    error: str | None = None
+
+
+@dataclass
 class SearchResult:
     configs: list[dict[str, Any]]
     ranked: list[Trial]
@@ -114,6 +125,7 @@ class SearchResult:
     passed: dict[tuple[int, int], bool] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)  # the first error of each config that raised one
     stopped: str | None = None  # why the search ended early (the optimization budget)
+    held_out: dict[int, HeldOut] = field(default_factory=dict)  # finalist trial index -> its held-out results
 
     @property
     def winner(self) -> Trial | None:
@@ -227,6 +239,39 @@ def search(
         result.stopped = str(spent)
         result.ranked = halving.rank(halving.trials)
     return result
+
+
+FINALISTS = 3  # the best complete configs scored on the held-out instances
+
+
+def score_held_out(result: SearchResult, evaluate: Callable[[int, int], Evaluation], instances: range, *,
+                   executor: Executor, finalists: int = FINALISTS) -> None:
+    """Score the best complete configs on `instances`, which the search never saw, into `result.held_out`.
+
+    For information only: the winner stays the best on the tuning instances, so its held-out score is an
+    honest estimate of what it does on new data (choosing by it would make that estimate optimistic too).
+    """
+    complete = [t for t in result.ranked if t.dropped is None and len(t.metrics) == result.halving.n_instances]
+    pending: dict[cf.Future[Evaluation], tuple[int, int]] = {}
+    for trial in complete[:finalists]:
+        result.held_out[trial.index] = HeldOut()
+        for instance in instances:
+            pending[executor.submit(evaluate, trial.index, instance)] = (trial.index, instance)
+    for future in cf.as_completed(pending):
+        config, instance = pending[future]
+        held, error = result.held_out[config], future.exception()
+        if isinstance(error, (EvaluationError, BudgetSpent)):
+            held.error = held.error or f"{error.where + ': ' if isinstance(error, EvaluationError) else ''}{error}"
+            continue
+        if error is not None:
+            raise error
+        evaluation = future.result()
+        held.metrics[instance] = evaluation.metric
+        if evaluation.others:
+            held.others[instance] = evaluation.others
+        held.tokens += evaluation.usage.tokens
+        held.cost += evaluation.cost
+        result.usage.merge(evaluation.usage)
 
 
 def merge(results: list[SearchResult]) -> SearchResult:

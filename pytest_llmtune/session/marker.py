@@ -28,6 +28,7 @@ def llm_eval(
     inference_budget: float | str | None = None,
     optimization_budget: float | str | None = None,
     strategy: str | None = None,
+    holdout: float | int | None = None,
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -49,12 +50,16 @@ def llm_eval(
     strategy: "halving" (successive halving over the instances), "random" (every drawn config on every
         instance) or "grid" (every config of a discrete space on every instance); default: the ini setting
         llmtune_strategy, "halving".
+    holdout: instances kept from the search (a fraction, or a count); its finalists are scored on them at the
+        end, and the lock records that held-out score beside the tuning score. Default: a quarter of the
+        instances once there are 40 or more, else none.
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples,
                     inference_budget=_budget(inference_budget, "inference_budget"),
-                    optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy)
+                    optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy,
+                    holdout=holdout)
     return pytest.mark.llm_eval(spec)
 
 

@@ -15,11 +15,11 @@ from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.stats import interval, paired_difference
-from pytest_llmtune.search.tuner import EvaluationError, Failure, Progress, SearchFailed, SearchResult
+from pytest_llmtune.search.stats import aggregate, interval, paired_difference
+from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, Progress, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.targets import SUFFIX, Verdict
-from pytest_llmtune.store.lockfile import LockEntry
+from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words", "format_score",
@@ -45,6 +45,7 @@ class TuneOutcome:
     sharing: Sharing | None = None
     lock_changed: bool = False
     locked: LockEntry | None = None
+    held_out: int = 0  # instances kept from the search
 
 
 WIDTH = 36
@@ -101,7 +102,8 @@ def varying_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def leaderboard(
-    configs: Sequence[Mapping[str, Any]], ranked: Sequence[Trial], halving: SuccessiveHalving, limit: int = 10
+    configs: Sequence[Mapping[str, Any]], ranked: Sequence[Trial], halving: SuccessiveHalving, limit: int = 10,
+    held_out: Mapping[int, HeldOut] | None = None,
 ) -> list[str]:
     """A table of the best `limit` configs: the keys that differ, instances, score with its 95% CI, cost."""
     keys = varying_keys(configs)
@@ -114,13 +116,26 @@ def leaderboard(
         rows.append([rank, *[shorten(config.get(k, "-")) for k in keys], len(values),
                      format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1),
                      f"${trial.cost_per_instance:.6f}", _dropped_cell(trial)])
+        if held_out:
+            rows[-1].insert(-3, _held_out_cell(held_out.get(trial.index), halving))
     headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst", "cost/inst", ""]
+    if held_out:
+        headers.insert(-3, "held-out [95% CI]")
     lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines() if rows else []
     if len(ranked) > limit:
         lines.append(f"... and {len(ranked) - limit} more configs")
     if unevaluated:
         lines.append(f"{unevaluated} configs drawn but not evaluated before the search stopped")
     return lines
+
+
+def _held_out_cell(held: HeldOut | None, halving: SuccessiveHalving) -> str:
+    if held is None:
+        return ""
+    if held.error:
+        return "error"
+    values = [held.metrics[i] for i in sorted(held.metrics)]
+    return format_score(values, aggregate(values, halving.agg))
 
 
 def _dropped_cell(trial: Trial) -> str:
@@ -149,10 +164,25 @@ def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str 
             f"[95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]: {verdict}")
 
 
-def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int) -> str:
+def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
+              held_out: int = 0) -> str:
     how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
-    return (f"llmtune: tuning {target}: {configs} configs, {instances} instances, "
+    kept = f" (+{held_out} held out)" if held_out else ""
+    return (f"llmtune: tuning {target}: {configs} configs, {instances} instances{kept}, "
             f"rungs {[(r.configs, r.instances) for r in halving.rungs]}, evaluations {how}")
+
+
+def held_out_line(entry: LockEntry) -> str | None:
+    """The winner's score where the search never looked, beside where it chose: the gap is its optimism."""
+    if entry.tuning is None or entry.held_out is None:
+        return None
+    return (f"held-out {entry.metric} {_split_words(entry.held_out)} on the {entry.held_out.instances} instances "
+            f"the search never saw; {_split_words(entry.tuning)} on the {entry.tuning.instances} it tuned on")
+
+
+def _split_words(split: Split) -> str:
+    bounds = f" [95% CI {split.interval[0]:.2f}, {split.interval[1]:.2f}]" if split.interval else ""
+    return f"{split.score:.3f}{bounds}"
 
 
 def failed_search_words(outcome: TuneOutcome, url: str) -> str:
@@ -223,7 +253,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,
                           outcome.skipped, result.ranked)
     lines += failure_lines(result.failures, result.configs)
-    lines += leaderboard(result.configs, result.ranked, result.halving)
+    lines += leaderboard(result.configs, result.ranked, result.halving, held_out=result.held_out)
     comparison = comparison_line(result.ranked, result.halving)
     if comparison:
         lines.append(comparison)
@@ -231,6 +261,9 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
         return lines + ["no config was scored on every instance, so nothing was locked: raise the budgets or "
                         "widen the space"]
     entry, spec = outcome.locked, outcome.spec
+    held = held_out_line(entry)
+    if held:
+        lines.append(held)
     if spec.threshold is not None and not spec.beats(entry.score, spec.threshold):
         lines.append(f"warning: the best score {entry.score:.3f} misses the threshold {spec.threshold}; "
                      "`pytest --llm-test` will fail until it is met")

@@ -24,14 +24,16 @@ from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.domains import InvalidSpaceError
 from pytest_llmtune.search.halving import Trial
-from pytest_llmtune.search.stats import interval, mean_by_key
+from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import (
     Evaluation,
     Executor,
+    HeldOut,
     InlineExecutor,
     SearchFailed,
     SearchResult,
     Tuner,
+    score_held_out,
 )
 from pytest_llmtune.session import report
 from pytest_llmtune.session.base import Run, rerun_error
@@ -41,7 +43,7 @@ from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict
 from pytest_llmtune.store import lockfile
-from pytest_llmtune.store.lockfile import LockEntry
+from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
@@ -63,6 +65,11 @@ class TuneSession(EndpointSession):
             self.verdicts[target.name] = Verdict("skipped", report.not_selected_words(target.name, "tuned"))
             return
         outcome = self.outcomes[target.name] = report.TuneOutcome(target.name, target.spec)
+        try:
+            outcome.held_out = target.spec.held_out(len(target.instances))
+        except ValueError as error:
+            self.verdicts[target.name] = Verdict("failed", str(error))
+            return
         started = time.monotonic()
         self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
         self.endpoint.usage = outcome.usage = Usage()  # every request of this target, finished or not
@@ -147,17 +154,21 @@ class TuneSession(EndpointSession):
                  how: tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]) -> None:
         executor, concurrency, evaluate_with = how
         prices = self.endpoint.prices
-        tuner = Tuner(target.spec, len(target.instances), num_samples=self.settings.num_samples,
+        n, held = len(target.instances), outcome.held_out
+        tuner = Tuner(target.spec, n - held, num_samples=self.settings.num_samples,
                       eta=self.settings.eta, min_instances=self.settings.min_instances,
                       default_model=self.endpoint.default_model, strategy=self.settings.strategy,
                       output_cost=lambda model, tokens: prices.cost(model, 0, tokens), skipped=outcome.skipped)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
                       on_plan=lambda configs, halving: self.write(report.plan_line(
-                          target.name, configs, len(target.instances), halving, concurrency)),
+                          target.name, configs, n - held, halving, concurrency, held)),
                       on_progress=lambda progress: self.write(report.progress_line(target.name, progress)))
         finally:
             outcome.result = tuner.result
+        if held and outcome.result is not None and outcome.result.winner is not None:
+            score_held_out(outcome.result, evaluate_with(outcome.result.configs), range(n - held, n),
+                           executor=executor)
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
@@ -171,22 +182,38 @@ class TuneSession(EndpointSession):
             return Verdict("failed", "nothing was locked: no config was scored on every instance; raise the budgets "
                                      "or widen the space")
         winner = result.winner
+        held = result.held_out.get(winner.index) if outcome.held_out else None
+        if outcome.held_out and (held is None or held.error or len(held.metrics) < outcome.held_out):
+            why = held.error if held is not None and held.error else "not evaluated"
+            return Verdict("failed", f"nothing was locked: the winner could not be scored on the {outcome.held_out} "
+                                     f"held-out instances ({why}); a lock needs every instance, for the gate")
         self.configs[target.name] = result.configs[winner.index]
-        entry = self.lock_entry(target, result, winner)
+        entry = self.lock_entry(target, result, winner, held)
         outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
         outcome.locked = entry
         return Verdict("passed", report.locked_words(entry), report.entry_properties(entry))
 
-    def lock_entry(self, target: Target, result: SearchResult, winner: Trial) -> LockEntry:
+    def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None) -> LockEntry:
+        """The winner on every instance (what the gate replays), with its tuning and held-out scores apart."""
         from pytest_llmtune import __version__
 
-        spec, values = target.spec, [winner.metrics[i] for i in sorted(winner.metrics)]
+        spec = target.spec
+        metrics = {**winner.metrics, **(held.metrics if held else {})}
+        values = [metrics[i] for i in sorted(metrics)]
+        others = {**winner.others, **(held.others if held else {})}
+        tuning = [winner.metrics[i] for i in sorted(winner.metrics)]
+        split = None
+        if held is not None:
+            held_values = [held.metrics[i] for i in sorted(held.metrics)]
+            split = (Split(result.halving.score(winner), interval(tuning), len(tuning)),
+                     Split(aggregate(held_values, spec.agg), interval(held_values), len(held_values)))
         return LockEntry(
-            config=spec.space.encode(result.configs[winner.index]), score=result.halving.score(winner),
+            config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
             interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
-            threshold=spec.threshold, instances=len(values), tokens_total=winner.tokens, cost_total=winner.cost,
-            seed=spec.seed, split_n=self.settings.split_n, plugin_version=__version__,
-            fingerprints=target.fingerprints(), metrics=mean_by_key(winner.others.values()),
+            threshold=spec.threshold, instances=len(values), tokens_total=winner.tokens + (held.tokens if held else 0),
+            cost_total=winner.cost + (held.cost if held else 0.0), seed=spec.seed, split_n=self.settings.split_n,
+            plugin_version=__version__, fingerprints=target.fingerprints(), metrics=mean_by_key(others.values()),
+            tuning=split[0] if split else None, held_out=split[1] if split else None,
         )
 
     def refuse(self, target: Target, why: str) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.store.atomic import write_atomically
 
-__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "read", "stale_reasons", "write_target"]
+__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "read", "stale_reasons",
+           "write_target"]
 
 LOCK_VERSION = 1
 SCORE_DIGITS = 6  # scores are locked, and compared, at this precision
@@ -23,6 +24,27 @@ FINGERPRINTS = {"space": "its search space", "instances": "its instances", "sour
 
 class LockfileError(LlmtuneError):
     """A lockfile that cannot be used; it is left untouched."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """The winner's score on part of the instances: those the search tuned on, or those it never saw."""
+
+    score: float
+    interval: tuple[float, float] | None
+    instances: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instances": self.instances, "score": round(self.score, SCORE_DIGITS),
+                "interval": [round(b, SCORE_DIGITS) for b in self.interval] if self.interval else None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Split | None:
+        if data is None:
+            return None
+        interval = data.get("interval")
+        return cls(float(data["score"]), (float(interval[0]), float(interval[1])) if interval else None,
+                   int(data["instances"]))
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,8 @@ class LockEntry:
     plugin_version: str
     fingerprints: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)  # the other numbers a metric dict held, aggregated
+    tuning: Split | None = None  # with a holdout: the score on the instances the search chose on
+    held_out: Split | None = None  # and on those it never saw: the honest estimate
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -62,6 +86,8 @@ class LockEntry:
         }
         if self.metrics:
             entry["metrics"] = {name: round(value, SCORE_DIGITS) for name, value in sorted(self.metrics.items())}
+        if self.tuning is not None and self.held_out is not None:
+            entry["tuning"], entry["holdout"] = self.tuning.to_json(), self.held_out.to_json()
         return entry
 
     @classmethod
@@ -80,6 +106,7 @@ class LockEntry:
                 split_n=bool(data.get("split_n", False)), plugin_version=str(data.get("plugin_version", "")),
                 fingerprints={str(k): str(v) for k, v in dict(data.get("fingerprints", {})).items()},
                 metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
+                tuning=Split.from_json(data.get("tuning")), held_out=Split.from_json(data.get("holdout")),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
