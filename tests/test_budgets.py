@@ -87,13 +87,13 @@ def test_replayed_responses_cost_nothing_so_a_rerun_goes_further(pytester: pytes
 
 
 def test_sampling_until_the_budget_is_spent(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    pytester.makepyfile(reviews('num_samples=-1, optimization_budget="2000 tokens"',
+    pytester.makepyfile(reviews('num_samples=-1, optimization_budget="5000 tokens"',
                                 max_tokens="randint(2, 30)"))
 
     result = pytester.runpytest("--llm-tune", "-o", "llmtune_num_samples=4")
 
     assert result.stdout.str().count("llmtune: tuning ") >= 2  # more than one batch of configs
-    result.stdout.fnmatch_lines(["*optimization budget 2,000 tokens: spent *; stopped: the optimization budget*"])
+    result.stdout.fnmatch_lines(["*optimization budget 5,000 tokens: spent *; stopped: the optimization budget*"])
 
 
 def test_prices_come_from_the_table_and_the_ini(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import InvalidSpaceError, choice, qrandint, randint, uniform
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
@@ -118,3 +118,47 @@ def test_grid_refuses_a_continuous_space_when_the_test_is_collected() -> None:
         EvalSpec(space=SPACE, strategy="grid")
     with pytest.raises(ValueError, match="strategy='best'.*'halving', 'random', 'grid'"):
         EvalSpec(space=SPACE, strategy="best")
+
+
+def test_a_budget_that_covers_one_config_on_every_instance_locks_one() -> None:
+    """Exploration keeps back what finishing its leader costs; when the budget stops it, the leader is finished."""
+    budget = Budget.parse("200 tokens", "optimization_budget")
+    spending = Spending(budget)
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            spending.admit()  # as the recording transport does before a live request
+            spending.settle(10, 0.0)
+            return scored(float(configs[config]["temperature"] < 0.5))
+        return evaluate
+
+    run = Tuner(EvalSpec(space=SPACE, optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
+                default_model="m", output_cost=lambda model, tokens: 0.0, spending=spending)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+            on_progress=lambda p: None)
+
+    result = run.result
+    assert result is not None and result.stopped is not None  # 8 configs x 4 + 3 x 8 would cost 560 tokens
+    assert result.winner is not None and len(result.winner.metrics) == 12
+    assert result.finished is not None and "was finished on its" in result.finished
+    assert spending.spent <= 200
+
+
+def test_results_of_a_rung_the_budget_cut_short_are_kept() -> None:
+    budget = Budget.parse("50 tokens", "optimization_budget")
+    spending = Spending(budget)
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            spending.admit()
+            spending.settle(10, 0.0)
+            return scored(1.0)
+        return evaluate
+
+    run = tuner(EvalSpec(space=SPACE, optimization_budget=budget))
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+            on_progress=lambda p: None)
+
+    result = run.result
+    assert result is not None
+    assert sum(len(trial.metrics) for trial in result.ranked) == 5  # every paid evaluation counts

@@ -6,7 +6,7 @@ import math
 import re
 import statistics
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pytest_llmtune.errors import LlmtuneError
@@ -71,13 +71,21 @@ class Spending:
         self._largest = 0.0
         self._lock = threading.Lock()
         self._holding = threading.local()
+        # what finishing the search's leader on every instance would cost: exploration stops short of it
+        self.reserve: Callable[[], float] = lambda: 0.0
+        self.finishing = False  # the leader is being finished: the whole budget is open
 
     def admit(self) -> None:
         with self._lock:
-            if self.budget is not None and self.spent + self._in_flight * self._largest >= self.budget.amount:
-                raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is spent "
-                                  f"({self.budget.words(self.spent)})")
-            self._in_flight += 1
+            if self.budget is None:
+                self._in_flight += 1
+            else:
+                kept = 0.0 if self.finishing else self.reserve()
+                if self.spent + self._in_flight * self._largest + kept >= self.budget.amount:
+                    why = f", {self.budget.words(kept)} kept to finish the leader" if kept else ""
+                    raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "
+                                      f"spent ({self.budget.words(self.spent)}{why})")
+                self._in_flight += 1
         self._holding.value = True
 
     def settle(self, tokens: int, dollars: float) -> None:

@@ -117,6 +117,10 @@ class SuccessiveHalving:
         outcomes = evaluate(number, pairs)
         for trial in alive:
             trial.rung = number
+        self.apply(outcomes)
+
+    def apply(self, outcomes: Mapping[tuple[int, int], Outcome]) -> None:
+        """Add finished evaluations to their trials (also those of a rung that a budget cut short)."""
         for (config, instance), outcome in outcomes.items():
             trial = self.trials[config]
             trial.metrics[instance] = outcome.metric

@@ -18,6 +18,7 @@ import collections
 import concurrent.futures as cf
 import itertools
 import json
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.search.budget import Budget, BudgetSpent, over_budget
+from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
@@ -126,6 +127,7 @@ class SearchResult:
     failures: list[Failure] = field(default_factory=list)  # the first error of each config that raised one
     stopped: str | None = None  # why the search ended early (the optimization budget)
     held_out: dict[int, HeldOut] = field(default_factory=dict)  # finalist trial index -> its held-out results
+    finished: str | None = None  # how the leader was finished after the budget stopped the search
 
     @property
     def winner(self) -> Trial | None:
@@ -143,6 +145,7 @@ class _RungRunner:
     evaluate: Callable[[int, int], Evaluation]
     result: SearchResult
     inference_budget: Budget | None
+    on_evaluation: Callable[[int, int, Evaluation], None] = lambda config, instance, evaluation: None
     costs: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     streak: list[Failure] = field(default_factory=list)  # failures of one signature since the last success
 
@@ -166,9 +169,14 @@ class _RungRunner:
                 if in_flight and time.monotonic() - last_report >= PROGRESS_EVERY:
                     last_report = time.monotonic()
                     on_progress(self.progress(number, len(outcomes), len(pairs)))
-        except BaseException:
+        except BaseException as stopped:
             queue.clear()
             cf.wait(in_flight)  # requests in flight are paid for: let them finish and be recorded
+            if isinstance(stopped, BudgetSpent):  # keep what finished: a cut-short rung still informs the leader
+                for future, pair in in_flight.items():
+                    if future.exception() is None:
+                        self.collect(future, pair, outcomes)
+                self.result.halving.apply(outcomes)
             raise
         on_progress(self.progress(number, len(outcomes), len(pairs), finished=True))
         return outcomes
@@ -186,6 +194,7 @@ class _RungRunner:
         outcomes[pair] = Outcome(evaluation.metric, evaluation.usage.tokens, evaluation.cost, evaluation.others)
         self.result.passed[pair] = evaluation.passed
         self.result.usage.merge(evaluation.usage)
+        self.on_evaluation(config, instance, evaluation)
         self.watch_cost(config, evaluation)
         return None
 
@@ -229,10 +238,11 @@ def search(
     concurrency: int,
     inference_budget: Budget | None = None,
     on_progress: Callable[[Progress], None] = lambda progress: None,
+    on_evaluation: Callable[[int, int, Evaluation], None] = lambda config, instance, evaluation: None,
 ) -> SearchResult:
     """Every config through the rungs of `halving`. Raises `SearchFailed` when configs keep failing alike."""
     result = SearchResult(configs, [], halving)
-    rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget)
+    rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget, on_evaluation)
     try:
         result.ranked = halving.run(lambda number, pairs: rung.run(number, pairs, on_progress))
     except BudgetSpent as spent:
@@ -307,19 +317,40 @@ class Tuner:
     default_model: str | None  # put in every config, so a lock names the model its config ran on
     output_cost: Callable[[str, int], float]  # dollars of that many output tokens of a model
     strategy: str = "halving"  # when the spec gives none
+    spending: Spending | None = None  # the optimization budget: exploration keeps in reserve what the leader needs
     skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
     results: list[SearchResult] = field(default_factory=list)
+    live: dict[tuple[int, int], tuple[dict[int, float], list[float]]] = field(default_factory=dict)
+    # (bracket, config) -> its metrics by instance and per-instance costs so far, as evaluations finish
+    protected: tuple[int, int] | None = None  # the (bracket, config) whose finishing the reserve kept room for
 
     @property
     def result(self) -> SearchResult | None:
-        return merge(self.results) if self.results else None
+        """The brackets as one result (merged once: merging renumbers the trials in place)."""
+        if len(self.results) > 1:
+            self.results = [merge(self.results)]
+        return self.results[0] if self.results else None
 
     def run(self, evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]], *,
             executor: Executor, concurrency: int, on_plan: Callable[[int, SuccessiveHalving], None],
             on_progress: Callable[[Progress], None]) -> None:
         """Raises `SearchFailed` (its `config` set) when configs keep failing alike."""
-        spec, seen = self.spec, set()
+        spec, seen = self.spec, set[str]()
         count = spec.num_samples if spec.num_samples not in (None, -1) else self.num_samples
+        if self.spending is not None and self.spending.budget is not None:
+            self.spending.reserve = self.reserve
+        try:
+            self._brackets(evaluate_with, count, seen, executor=executor, concurrency=concurrency, on_plan=on_plan,
+                           on_progress=on_progress)
+        finally:
+            if self.spending is not None:
+                self.spending.reserve = lambda: 0.0
+        self.finish(evaluate_with, executor)
+
+    def _brackets(self, evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
+                  count: int, seen: set[str], *, executor: Executor, concurrency: int,
+                  on_plan: Callable[[int, SuccessiveHalving], None], on_progress: Callable[[Progress], None]) -> None:
+        spec = self.spec
         for bracket in itertools.count():
             configs = [c for c in self.draw(count, spec.seed + bracket) if _key(c) not in seen]
             seen |= {_key(c) for c in configs}
@@ -330,15 +361,83 @@ class Tuner:
                                         min_instances=self.min_instances, mode=spec.mode, agg=spec.agg,
                                         one_rung=self.chosen_strategy != "halving")
             on_plan(len(configs), halving)
+            def observe(config: int, instance: int, evaluation: Evaluation, bracket: int = bracket) -> None:
+                metrics, costs = self.live.setdefault((bracket, config), ({}, []))
+                metrics[instance] = evaluation.metric
+                costs.append(self.measure(evaluation))
+
             try:
                 self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
                                            concurrency=concurrency, inference_budget=spec.inference_budget,
-                                           on_progress=on_progress))
+                                           on_progress=on_progress, on_evaluation=observe))
             except SearchFailed as failed:
                 failed.config = configs[failed.failure.config]
                 raise
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
+
+    def measure(self, evaluation: Evaluation) -> float:
+        budget = self.spending.budget if self.spending is not None else None
+        return budget.measure(evaluation.usage.tokens, evaluation.cost) if budget else evaluation.cost
+
+    def reserve(self) -> float:
+        """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
+        instances it has not been scored on, with a fifth more for noise. The leader is the config furthest on,
+        then best, among those the budget can still finish; when none can be, nothing is kept back."""
+        assert self.spending is not None and self.spending.budget is not None
+        left = self.spending.budget.amount - self.spending.spent
+        sign = 1 if self.spec.mode == "max" else -1
+        scored = sorted(((len(metrics), sign * statistics.fmean(metrics.values()), key, costs)
+                         for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
+                        key=lambda entry: entry[:2], reverse=True)
+        for seen, _, key, costs in scored:
+            need = 1.2 * statistics.fmean(costs) * (self.n_instances - seen)
+            if need < left:
+                self.protected = key
+                return need
+            if key == self.protected:  # its room is reached: exploration stops here, and finish() uses the rest
+                return need
+        return 0.0
+
+    def finish(self, evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
+               executor: Executor) -> None:
+        """When the budget stopped the search before any config was scored on every instance, finish the leader
+        on the rest with the budget kept for it: a tune that finished nothing ends with the best it could buy."""
+        offsets = list(itertools.accumulate([0] + [len(r.configs) for r in self.results]))  # before the merge
+        result = self.result
+        if result is None or result.winner is not None or result.stopped is None or self.spending is None:
+            return
+        protected = offsets[self.protected[0]] + self.protected[1] if self.protected else None
+        leader = next((t for t in result.ranked if t.metrics and t.dropped is None
+                       and (protected is None or t.index == protected)), None)
+        if leader is None:
+            return
+        self.spending.finishing = True
+        evaluate = evaluate_with(result.configs)
+        missing = [i for i in range(self.n_instances) if i not in leader.metrics]
+        pending = {executor.submit(evaluate, leader.index, instance): instance for instance in missing}
+        failed: BaseException | None = None
+        for future in cf.as_completed(pending):
+            error = future.exception()
+            if isinstance(error, (BudgetSpent, EvaluationError)):
+                failed = failed or error
+                continue
+            if error is not None:
+                raise error
+            evaluation = future.result()
+            leader.metrics[pending[future]] = evaluation.metric
+            if evaluation.others:
+                leader.others[pending[future]] = evaluation.others
+            leader.tokens += evaluation.usage.tokens
+            leader.cost += evaluation.cost
+            result.usage.merge(evaluation.usage)
+        if failed is None:
+            leader.rung = len(result.halving.rungs) - 1
+            result.ranked = result.halving.rank(result.ranked)
+            result.finished = (f"config #{leader.index}, the leader when the budget stopped the search, was finished "
+                               f"on its {len(missing)} remaining instances with the budget kept for it")
+        else:
+            result.finished = f"finishing the leader, config #{leader.index}, failed: {failed}"
 
     @property
     def chosen_strategy(self) -> str:

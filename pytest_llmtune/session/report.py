@@ -252,6 +252,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,
                           outcome.skipped, result.ranked)
+    if result.finished:
+        lines.append(result.finished)
     lines += failure_lines(result.failures, result.configs)
     lines += leaderboard(result.configs, result.ranked, result.halving, held_out=result.held_out)
     comparison = comparison_line(result.ranked, result.halving)
