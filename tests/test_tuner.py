@@ -162,3 +162,27 @@ def test_results_of_a_rung_the_budget_cut_short_are_kept() -> None:
     result = run.result
     assert result is not None
     assert sum(len(trial.metrics) for trial in result.ranked) == 5  # every paid evaluation counts
+
+
+def test_select_cheapest_locks_the_cheapest_config_the_data_cannot_call_worse() -> None:
+    space = SearchSpace({"prompt": choice(["short", "long and costly", "bad"]), "temperature": 0})
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            prompt = configs[config]["prompt"]
+            right = {"short": instance % 10 != 0, "long and costly": True, "bad": instance % 2 == 0}[prompt]
+            return scored(float(right), tokens=100 if prompt == "long and costly" else 10)
+        return evaluate
+
+    def locked(select: str) -> dict[str, Any]:
+        run = Tuner(EvalSpec(space=space, select=select, strategy="grid"), 20, num_samples=3, eta=3,
+                    min_instances=5, default_model=None, output_cost=lambda model, tokens: 0.0)
+        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+                on_progress=lambda p: None)
+        assert run.result is not None and run.result.winner is not None
+        return run.result.configs[run.result.winner.index]
+
+    assert locked("best")["prompt"] == "long and costly"  # 1.00 vs 0.90 on 20 instances
+    assert locked("cheapest")["prompt"] == "short"  # 2 misses in 20: within noise of the best, 10x cheaper
+    with pytest.raises(ValueError, match="select='fast'"):
+        EvalSpec(space=space, select="fast")

@@ -43,6 +43,7 @@ class EvalSpec:
     optimization_budget: Budget | None = None
     strategy: str | None = None  # None: the ini setting llmtune_strategy
     holdout: float | int | None = None  # None: HOLDOUT_FRACTION once there are HOLDOUT_FROM instances
+    select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
@@ -51,6 +52,8 @@ class EvalSpec:
                 or (isinstance(self.holdout, float) and 0 <= self.holdout < 1)):
             raise ValueError(f"llm_eval(holdout={self.holdout!r}): give a fraction in [0, 1) or a count >= 0 of "
                              "the instances to keep from the search")
+        if self.select not in ("best", "cheapest"):
+            raise ValueError(f"llm_eval(select={self.select!r}): use 'best' or 'cheapest'")
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ValueError(f"llm_eval(strategy={self.strategy!r}): use one of {', '.join(map(repr, STRATEGIES))}")
         if self.strategy == "grid":

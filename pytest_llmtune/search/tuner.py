@@ -29,6 +29,7 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
 from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.search.stats import paired_difference
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "Progress",
@@ -128,12 +129,37 @@ class SearchResult:
     stopped: str | None = None  # why the search ended early (the optimization budget)
     held_out: dict[int, HeldOut] = field(default_factory=dict)  # finalist trial index -> its held-out results
     finished: str | None = None  # how the leader was finished after the budget stopped the search
+    select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
+
+    @property
+    def complete(self) -> list[Trial]:
+        """The configs scored on every instance, best first."""
+        return [t for t in self.ranked if t.dropped is None and len(t.metrics) == self.halving.n_instances]
 
     @property
     def winner(self) -> Trial | None:
-        """The best config scored on every instance, if any was."""
-        complete = [t for t in self.ranked if t.dropped is None and len(t.metrics) == self.halving.n_instances]
-        return complete[0] if complete else None
+        """The best config scored on every instance; with select="cheapest", the cheapest of those the paired
+        comparison with the best on the same instances cannot call worse."""
+        complete = self.complete
+        if not complete:
+            return None
+        best = complete[0]
+        if self.select != "cheapest":
+            return best
+        tied = [t for t in complete if not significantly_worse(t, best, self.halving.mode)]
+        return min(tied, key=lambda t: (t.cost_per_instance, t.tokens_per_instance, complete.index(t)))
+
+
+def significantly_worse(trial: Trial, best: Trial, mode: str) -> bool:
+    """Whether `trial` is worse than `best` beyond noise: the 95% interval of their paired difference on the
+    instances both were scored on excludes 0."""
+    if trial is best:
+        return False
+    shared = sorted(set(trial.metrics) & set(best.metrics))
+    _, bounds = paired_difference([best.metrics[i] for i in shared], [trial.metrics[i] for i in shared])
+    if bounds is None or bounds == (0.0, 0.0):
+        return False
+    return bounds[0] > 0 if mode == "max" else bounds[1] < 0
 
 
 @dataclass
@@ -239,9 +265,10 @@ def search(
     inference_budget: Budget | None = None,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     on_evaluation: Callable[[int, int, Evaluation], None] = lambda config, instance, evaluation: None,
+    select: str = "best",
 ) -> SearchResult:
     """Every config through the rungs of `halving`. Raises `SearchFailed` when configs keep failing alike."""
-    result = SearchResult(configs, [], halving)
+    result = SearchResult(configs, [], halving, select=select)
     rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget, on_evaluation)
     try:
         result.ranked = halving.run(lambda number, pairs: rung.run(number, pairs, on_progress))
@@ -261,9 +288,10 @@ def score_held_out(result: SearchResult, evaluate: Callable[[int, int], Evaluati
     For information only: the winner stays the best on the tuning instances, so its held-out score is an
     honest estimate of what it does on new data (choosing by it would make that estimate optimistic too).
     """
-    complete = [t for t in result.ranked if t.dropped is None and len(t.metrics) == result.halving.n_instances]
+    winner = result.winner
+    chosen = ([winner] if winner else []) + [t for t in result.complete if t is not winner]  # the winner first
     pending: dict[cf.Future[Evaluation], tuple[int, int]] = {}
-    for trial in complete[:finalists]:
+    for trial in chosen[:finalists]:
         result.held_out[trial.index] = HeldOut()
         for instance in instances:
             pending[executor.submit(evaluate, trial.index, instance)] = (trial.index, instance)
@@ -288,7 +316,7 @@ def merge(results: list[SearchResult]) -> SearchResult:
     """Brackets as one result: configs and trials renumbered, ranked together (all brackets share one plan)."""
     if len(results) == 1:
         return results[0]
-    merged = SearchResult([], [], results[0].halving, stopped=results[-1].stopped)
+    merged = SearchResult([], [], results[0].halving, stopped=results[-1].stopped, select=results[0].select)
     for result in results:
         offset = len(merged.configs)
         merged.configs += result.configs
@@ -369,7 +397,7 @@ class Tuner:
             try:
                 self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
                                            concurrency=concurrency, inference_budget=spec.inference_budget,
-                                           on_progress=on_progress, on_evaluation=observe))
+                                           on_progress=on_progress, on_evaluation=observe, select=spec.select))
             except SearchFailed as failed:
                 failed.config = configs[failed.failure.config]
                 raise

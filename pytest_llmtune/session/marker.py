@@ -29,6 +29,7 @@ def llm_eval(
     optimization_budget: float | str | None = None,
     strategy: str | None = None,
     holdout: float | int | None = None,
+    select: str = "best",
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -53,13 +54,15 @@ def llm_eval(
     holdout: instances kept from the search (a fraction, or a count); its finalists are scored on them at the
         end, and the lock records that held-out score beside the tuning score. Default: a quarter of the
         instances once there are 40 or more, else none.
+    select: "best" locks the best config scored on every instance; "cheapest" the cheapest of those whose
+        paired comparison with the best, on the same instances, cannot call it worse (95% interval).
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples,
                     inference_budget=_budget(inference_budget, "inference_budget"),
                     optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy,
-                    holdout=holdout)
+                    holdout=holdout, select=select)
     return pytest.mark.llm_eval(spec)
 
 

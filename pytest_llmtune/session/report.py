@@ -164,6 +164,18 @@ def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str 
             f"[95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]: {verdict}")
 
 
+def cheapest_line(result: SearchResult) -> str | None:
+    """With select="cheapest", which config was locked instead of the best, and why that is fair."""
+    winner, complete = result.winner, result.complete
+    if result.select != "cheapest" or winner is None or winner is complete[0]:
+        return None
+    best = complete[0]
+    return (f"select='cheapest': locked config #{winner.index} (${winner.cost_per_instance:.6f}, "
+            f"{winner.tokens_per_instance:.1f} tokens per instance) over the best, config #{best.index} "
+            f"(${best.cost_per_instance:.6f}, {best.tokens_per_instance:.1f} tokens): on the same instances the data "
+            "cannot call it worse")
+
+
 def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
               held_out: int = 0) -> str:
     how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
@@ -259,6 +271,9 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     comparison = comparison_line(result.ranked, result.halving)
     if comparison:
         lines.append(comparison)
+    selected = cheapest_line(result)
+    if selected:
+        lines.append(selected)
     if outcome.locked is None:
         return lines + ["no config was scored on every instance, so nothing was locked: raise the budgets or "
                         "widen the space"]
