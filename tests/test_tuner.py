@@ -186,3 +186,38 @@ def test_select_cheapest_locks_the_cheapest_config_the_data_cannot_call_worse() 
     assert locked("cheapest")["prompt"] == "short"  # 2 misses in 20: within noise of the best, 10x cheaper
     with pytest.raises(ValueError, match="select='fast'"):
         EvalSpec(space=space, select="fast")
+
+
+def learned_brackets() -> list[list[float]]:
+    """The temperatures each bracket drew, on a landscape whose best configs have temperature near 0.3."""
+    budget = Budget.parse("3000 tokens", "optimization_budget")
+    spending = Spending(budget)
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            spending.admit()
+            spending.settle(10, 0.0)
+            return scored(1 - abs(float(configs[config]["temperature"]) - 0.3))
+        return evaluate
+
+    run = Tuner(EvalSpec(space=SearchSpace({"prompt": "a", "temperature": uniform(0, 1)}), num_samples=-1,
+                         metric="m", optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
+                default_model=None, output_cost=lambda model, tokens: 0.0, spending=spending)
+    sizes: list[int] = []
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: sizes.append(n),
+            on_progress=lambda p: None)
+    assert run.result is not None
+    temperatures = [float(c["temperature"]) for c in run.result.configs]  # the brackets, one after the other
+    starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    return [temperatures[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def test_later_brackets_draw_more_densely_near_the_leaders_and_keep_exploring() -> None:
+    brackets = learned_brackets()
+
+    assert len(brackets) >= 3
+    def near(temperatures: list[float]) -> float:
+        return sum(abs(t - 0.3) < 0.1 for t in temperatures) / len(temperatures)
+    assert near(brackets[2]) > near(brackets[0])
+    assert any(abs(t - 0.3) > 0.3 for t in brackets[2])  # a share still explores the whole range
+    assert learned_brackets() == brackets  # same seed, same candidates

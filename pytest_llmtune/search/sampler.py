@@ -1,16 +1,24 @@
-"""Candidate configs: scrambled Sobol points in the unit cube, mapped through the space."""
+"""Candidate configs: scrambled Sobol points in the unit cube, mapped through the space.
+
+A later bracket can draw part of its candidates in a box shrunk around the leaders so far (`around`): the same
+quasi-random points, scaled into a cube of side `width` centred on each leader's point, so the search looks
+more closely where it found good configs while the rest of its draws keep exploring the whole space.
+"""
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from scipy.stats import qmc
 
 from pytest_llmtune.search.space import SearchSpace
 
-__all__ = ["candidates"]
+__all__ = ["Candidate", "candidates", "draw"]
+
+Candidate = tuple[dict[str, Any], tuple[float, ...]]  # a config and its point in the unit cube
 
 
 def candidates(space: SearchSpace, num_samples: int, seed: int) -> list[dict[str, Any]]:
@@ -19,16 +27,26 @@ def candidates(space: SearchSpace, num_samples: int, seed: int) -> list[dict[str
     Points that map to a config already drawn (likely when the space is mostly `choice`) are dropped,
     so a small space yields fewer candidates rather than repeats.
     """
+    return [config for config, _ in draw(space, num_samples, seed)]
+
+
+def draw(space: SearchSpace, num_samples: int, seed: int, around: Sequence[Sequence[float]] = (),
+         width: float = 1.0) -> list[Candidate]:
+    """Distinct configs with their points: in the whole cube, or in cubes of side `width` around `around`."""
     if num_samples < 1:
         raise ValueError(f"The value of `num_samples` is {num_samples}, but must be `num_samples >= 1`")
     if space.dims == 0:
-        return [space.config_at([])]
+        return [(space.config_at([]), ())]
     sobol = qmc.Sobol(d=space.dims, scramble=True, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # balance needs a power of 2; any count is fine here
         points = sobol.random(num_samples)
-    configs: dict[str, dict[str, Any]] = {}
-    for point in points:
-        config = space.config_at([float(u) for u in point])
-        configs.setdefault(json.dumps(config, sort_keys=True, default=repr), config)
-    return list(configs.values())
+    found: dict[str, Candidate] = {}
+    for number, point in enumerate(points):
+        coords = [float(u) for u in point]
+        if around:
+            centre = around[number % len(around)]
+            coords = [min(max(c + (u - 0.5) * width, 0.0), 1.0 - 1e-9) for c, u in zip(centre, coords, strict=True)]
+        config = space.config_at(coords)
+        found.setdefault(json.dumps(config, sort_keys=True, default=repr), (config, tuple(coords)))
+    return list(found.values())

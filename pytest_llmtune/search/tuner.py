@@ -351,6 +351,7 @@ class Tuner:
     live: dict[tuple[int, int], tuple[dict[int, float], list[float]]] = field(default_factory=dict)
     # (bracket, config) -> its metrics by instance and per-instance costs so far, as evaluations finish
     protected: tuple[int, int] | None = None  # the (bracket, config) whose finishing the reserve kept room for
+    points: dict[str, tuple[float, ...]] = field(default_factory=dict)  # config -> its point in the unit cube
 
     @property
     def result(self) -> SearchResult | None:
@@ -380,7 +381,7 @@ class Tuner:
                   on_plan: Callable[[int, SuccessiveHalving], None], on_progress: Callable[[Progress], None]) -> None:
         spec = self.spec
         for bracket in itertools.count():
-            configs = [c for c in self.draw(count, spec.seed + bracket) if _key(c) not in seen]
+            configs = [c for c in self.draw(count, spec.seed + bracket, bracket) if _key(c) not in seen]
             seen |= {_key(c) for c in configs}
             configs = self.screen(configs)
             if not configs:
@@ -471,13 +472,39 @@ class Tuner:
     def chosen_strategy(self) -> str:
         return self.spec.strategy or self.strategy
 
-    def draw(self, count: int, seed: int) -> list[dict[str, Any]]:
-        """`count` Sobol candidates (halving, random), or the whole grid (grid: drawn again, it adds nothing)."""
-        from pytest_llmtune.search.sampler import candidates  # scipy's qmc: imported only when a search draws
+    def draw(self, count: int, seed: int, bracket: int = 0) -> list[dict[str, Any]]:
+        """`count` Sobol candidates, or the whole grid (grid: drawn again, it adds nothing).
 
-        drawn = self.spec.space.grid() if self.chosen_strategy == "grid" else candidates(self.spec.space, count, seed)
-        model = self.default_model
-        return [{"model": model, **c} if model and "model" not in c else c for c in drawn]
+        With halving, brackets after the first draw half of their candidates in a box around the two best
+        configs so far (side 0.5 in the unit cube, halved each bracket) and half in the whole space: later
+        brackets look closer where the search found good configs, and keep exploring. Same seed, same draws.
+        """
+        from pytest_llmtune.search.sampler import draw  # scipy's qmc: imported only when a search draws
+
+        space = self.spec.space
+        drawn: list[tuple[dict[str, Any], tuple[float, ...]]]
+        if self.chosen_strategy == "grid":
+            drawn = [(config, ()) for config in space.grid()]
+        else:
+            leaders = self.leaders(2) if self.chosen_strategy == "halving" and bracket else []
+            local = count // 2 if leaders else 0
+            drawn = draw(space, count - local, seed)
+            if local:
+                drawn += draw(space, local, seed + 10_000, around=leaders, width=0.5 ** bracket)
+        configs = []
+        for config, point in drawn:
+            if self.default_model and "model" not in config:
+                config = {"model": self.default_model, **config}
+            self.points.setdefault(_key(config), point)
+            configs.append(config)
+        return list({_key(c): c for c in configs}.values())
+
+    def leaders(self, count: int) -> list[tuple[float, ...]]:
+        """The points of the best configs so far: furthest on, then best."""
+        sign = -1 if self.spec.mode == "max" else 1
+        trials = [(-trial.rung, sign * result.halving.score(trial), _key(result.configs[trial.index]))
+                  for result in self.results for trial in result.ranked if trial.metrics and trial.dropped is None]
+        return [self.points[key] for *_, key in sorted(trials)[:count] if self.points.get(key)]
 
     def screen(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Configs whose n x max_tokens alone is over the inference budget are skipped before any request."""
