@@ -29,6 +29,18 @@ def scored(metric: float, tokens: int = 10) -> Evaluation:
     return Evaluation(metric, metric > 0, usage)
 
 
+def paying(spending: Spending, metric: Callable[[dict[str, Any]], float]) -> Callable[
+        [list[dict[str, Any]]], Callable[[int, int], Evaluation]]:
+    """An `evaluate_with` whose evaluations each pay 10 tokens through `spending`, as a live request does."""
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            spending.admit()  # as the recording transport does before a live request
+            spending.settle(10, 0.0)
+            return scored(metric(configs[config]))
+        return evaluate
+    return evaluate_with
+
+
 def test_a_config_that_raises_is_dropped_and_the_others_go_on() -> None:
     calls: Counter[str] = Counter()
 
@@ -125,13 +137,7 @@ def test_a_budget_that_covers_one_config_on_every_instance_locks_one() -> None:
     budget = Budget.parse("200 tokens", "optimization_budget")
     spending = Spending(budget)
 
-    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
-        def evaluate(config: int, instance: int) -> Evaluation:
-            spending.admit()  # as the recording transport does before a live request
-            spending.settle(10, 0.0)
-            return scored(float(configs[config]["temperature"] < 0.5))
-        return evaluate
-
+    evaluate_with = paying(spending, lambda config: float(config["temperature"] < 0.5))
     run = Tuner(EvalSpec(space=SPACE, optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
                 default_model="m", output_cost=lambda model, tokens: 0.0, spending=spending)
     run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
@@ -148,13 +154,7 @@ def test_results_of_a_rung_the_budget_cut_short_are_kept() -> None:
     budget = Budget.parse("50 tokens", "optimization_budget")
     spending = Spending(budget)
 
-    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
-        def evaluate(config: int, instance: int) -> Evaluation:
-            spending.admit()
-            spending.settle(10, 0.0)
-            return scored(1.0)
-        return evaluate
-
+    evaluate_with = paying(spending, lambda config: 1.0)
     run = tuner(EvalSpec(space=SPACE, optimization_budget=budget))
     run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
             on_progress=lambda p: None)
@@ -193,13 +193,7 @@ def learned_brackets() -> list[list[float]]:
     budget = Budget.parse("3000 tokens", "optimization_budget")
     spending = Spending(budget)
 
-    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
-        def evaluate(config: int, instance: int) -> Evaluation:
-            spending.admit()
-            spending.settle(10, 0.0)
-            return scored(1 - abs(float(configs[config]["temperature"]) - 0.3))
-        return evaluate
-
+    evaluate_with = paying(spending, lambda config: 1 - abs(float(config["temperature"]) - 0.3))
     run = Tuner(EvalSpec(space=SearchSpace({"prompt": "a", "temperature": uniform(0, 1)}), num_samples=-1,
                          metric="m", optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
                 default_model=None, output_cost=lambda model, tokens: 0.0, spending=spending)
