@@ -16,7 +16,8 @@ from pytest_llmtune import llm_eval, choice, uniform, randint
 REVIEWS = [f"{word} film number {i}" for i in range(12) for word in ("great", "dull", "brilliant", "boring")]
 
 @llm_eval(space={"model": "m", "temperature": uniform(0, 1), "max_tokens": randint(1, 16),
-                 "prompt": choice(["Review: {r}\\nSentiment:", "Examples: ...\\nReview: {r} ->"])})
+                 "prompt": choice(["Review: {r}\\nSentiment:", "Examples: ...\\nReview: {r} ->"])},
+          holdout=0)  # the same workload as the measurements before holdouts existed
 @pytest.mark.parametrize("r", REVIEWS)
 def test_sentiment(llm, r):
     assert llm(r=r)[0].startswith("positive" if r.startswith(("great", "brilliant")) else "negative")

@@ -215,3 +215,30 @@ def test_later_brackets_draw_more_densely_near_the_leaders_and_keep_exploring() 
     assert near(brackets[2]) > near(brackets[0])
     assert any(abs(t - 0.3) > 0.3 for t in brackets[2])  # a share still explores the whole range
     assert learned_brackets() == brackets  # same seed, same candidates
+
+
+def test_early_next_rung_evaluations_change_nothing_but_the_wait() -> None:
+    """Starting sure promotions early (metric_range) evaluates the same pairs and ranks the same way."""
+    import concurrent.futures as cf
+    import random
+    import threading
+
+    from pytest_llmtune.search.halving import SuccessiveHalving
+    from pytest_llmtune.search.tuner import search
+
+    def tune(metric_range: tuple[float, float] | None) -> tuple[list[tuple[int, int]], list[int]]:
+        asked: list[tuple[int, int]] = []
+        lock = threading.Lock()
+
+        def evaluate(config: int, instance: int) -> Evaluation:
+            with lock:
+                asked.append((config, instance))
+            return scored(float(random.Random(config * 1000 + instance).random() < config / 16))
+
+        halving = SuccessiveHalving(16, 48, eta=3, min_instances=5)
+        with cf.ThreadPoolExecutor(8) as pool:
+            result = search([{"c": k} for k in range(16)], evaluate, halving=halving, executor=pool, concurrency=8,
+                            metric_range=metric_range)
+        return sorted(asked), [t.index for t in result.ranked]
+
+    assert tune((0.0, 1.0)) == tune(None)

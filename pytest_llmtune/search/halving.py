@@ -99,6 +99,7 @@ class SuccessiveHalving:
         self.n_instances = n_instances
         self.mode, self.agg = mode, agg
         self.trials = [Trial(index) for index in range(n_configs)]
+        self.alive: list[Trial] = []  # the configs of the rung being evaluated
 
     def run(self, evaluate: Evaluate, on_rung: Callable[[int, Rung], None] | None = None) -> list[Trial]:
         """Every trial, best first: the winner, then by the rung reached, score and cost."""
@@ -107,6 +108,7 @@ class SuccessiveHalving:
             alive = [t for t in self.rank(alive) if t.dropped is None][: rung.configs]
             if not alive:
                 break
+            self.alive = alive
             self._evaluate(alive, rung, number, evaluate)
             if on_rung is not None:
                 on_rung(number, rung)

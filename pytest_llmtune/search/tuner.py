@@ -172,40 +172,87 @@ class _RungRunner:
     result: SearchResult
     inference_budget: Budget | None
     on_evaluation: Callable[[int, int, Evaluation], None] = lambda config, instance, evaluation: None
+    metric_range: tuple[float, float] | None = None  # bounds of a mean-aggregated metric: lets rungs overlap
     costs: defaultdict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     streak: list[Failure] = field(default_factory=list)  # failures of one signature since the last success
+    in_flight: dict[cf.Future[Evaluation], tuple[int, int]] = field(default_factory=dict)
+    ahead: dict[tuple[int, int], Outcome] = field(default_factory=dict)  # next-rung results, finished early
 
     def run(self, number: int, pairs: list[tuple[int, int]],
             on_progress: Callable[[Progress], None]) -> dict[tuple[int, int], Outcome]:
-        queue = collections.deque(pairs)
-        in_flight: dict[cf.Future[Evaluation], tuple[int, int]] = {}
-        outcomes: dict[tuple[int, int], Outcome] = {}
+        """The rung's evaluations. Slots the rung leaves idle (its last, slow evaluations) start the next rung's
+        evaluations of configs already sure to be promoted, whatever the rest of the rung gives; their results
+        wait for the next rung, so every rung still compares its configs on the same instances."""
+        current = set(pairs)
+        outcomes = {pair: self.ahead.pop(pair) for pair in pairs if pair in self.ahead}
+        started = set(self.in_flight.values())
+        queue = collections.deque(pair for pair in pairs if pair not in outcomes and pair not in started)
         last_report = time.monotonic()
         try:
-            while queue or in_flight:
-                while queue and len(in_flight) < self.concurrency:
+            while queue or current & set(self.in_flight.values()):
+                while queue and len(self.in_flight) < self.concurrency:
                     config, instance = queue.popleft()
                     if self.result.halving.trials[config].dropped is None:
-                        in_flight[self.executor.submit(self.evaluate, config, instance)] = (config, instance)
-                if not in_flight:
-                    continue
-                done, _ = cf.wait(in_flight, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                        self.submit((config, instance))
+                if len(self.in_flight) < self.concurrency and not queue:
+                    for pair in self.sure_next(number, outcomes)[: self.concurrency - len(self.in_flight)]:
+                        self.submit(pair)
+                done, _ = cf.wait(self.in_flight, timeout=1.0, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    self.collect(future, in_flight.pop(future), outcomes)
-                if in_flight and time.monotonic() - last_report >= PROGRESS_EVERY:
+                    pair = self.in_flight.pop(future)
+                    self.collect(future, pair, outcomes if pair in current else self.ahead)
+                if self.in_flight and time.monotonic() - last_report >= PROGRESS_EVERY:
                     last_report = time.monotonic()
                     on_progress(self.progress(number, len(outcomes), len(pairs)))
         except BaseException as stopped:
             queue.clear()
-            cf.wait(in_flight)  # requests in flight are paid for: let them finish and be recorded
+            cf.wait(self.in_flight)  # requests in flight are paid for: let them finish and be recorded
             if isinstance(stopped, BudgetSpent):  # keep what finished: a cut-short rung still informs the leader
-                for future, pair in in_flight.items():
+                for future, pair in self.in_flight.items():
                     if future.exception() is None:
                         self.collect(future, pair, outcomes)
-                self.result.halving.apply(outcomes)
+                self.in_flight.clear()
+                self.result.halving.apply({**outcomes, **self.ahead})
             raise
         on_progress(self.progress(number, len(outcomes), len(pairs), finished=True))
         return outcomes
+
+    def submit(self, pair: tuple[int, int]) -> None:
+        self.in_flight[self.executor.submit(self.evaluate, *pair)] = pair
+
+    def drain(self) -> None:
+        """Wait for early next-rung evaluations the search did not need (a config dropped meanwhile)."""
+        cf.wait(self.in_flight)
+        self.in_flight.clear()
+
+    def sure_next(self, number: int, outcomes: Mapping[tuple[int, int], Outcome]) -> list[tuple[int, int]]:
+        """Next-rung evaluations of configs that rank among the promoted even if every evaluation of this rung
+        still running gives them the worst value and their rivals the best (mean aggregates of bounded metrics
+        only); pairs already started or finished are left out."""
+        halving = self.result.halving
+        if self.metric_range is None or number + 1 >= len(halving.rungs):
+            return []
+        rung, following = halving.rungs[number], halving.rungs[number + 1]
+        low, high = self.metric_range
+        alive = [t for t in halving.alive if t.dropped is None]
+        bounds: dict[int, tuple[float, float]] = {}
+        for trial in alive:
+            known = {**{i: m for i, m in trial.metrics.items() if i < rung.instances},
+                     **{i: o.metric for (c, i), o in outcomes.items() if c == trial.index}}
+            missing = rung.instances - len(known)
+            total = sum(known.values())
+            bounds[trial.index] = ((total + missing * low) / rung.instances, (total + missing * high) / rung.instances)
+        sign = 1 if halving.mode == "max" else -1
+        busy = set(self.in_flight.values()) | set(self.ahead)
+        pairs = []
+        for trial in alive:
+            worst = min(sign * b for b in bounds[trial.index])
+            rivals = sum(1 for other in alive if other is not trial and max(sign * b for b in bounds[other.index])
+                         >= worst)
+            if rivals < following.configs:
+                pairs += [(trial.index, i) for i in range(rung.instances, following.instances)
+                          if i not in trial.metrics and (trial.index, i) not in busy]
+        return pairs
 
     def collect(self, future: cf.Future[Evaluation], pair: tuple[int, int],
                 outcomes: dict[tuple[int, int], Outcome]) -> None:
@@ -266,15 +313,18 @@ def search(
     on_progress: Callable[[Progress], None] = lambda progress: None,
     on_evaluation: Callable[[int, int, Evaluation], None] = lambda config, instance, evaluation: None,
     select: str = "best",
+    metric_range: tuple[float, float] | None = None,
 ) -> SearchResult:
     """Every config through the rungs of `halving`. Raises `SearchFailed` when configs keep failing alike."""
     result = SearchResult(configs, [], halving, select=select)
-    rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget, on_evaluation)
+    rung = _RungRunner(executor, concurrency, evaluate, result, inference_budget, on_evaluation, metric_range)
     try:
         result.ranked = halving.run(lambda number, pairs: rung.run(number, pairs, on_progress))
     except BudgetSpent as spent:
         result.stopped = str(spent)
         result.ranked = halving.rank(halving.trials)
+    finally:
+        rung.drain()
     return result
 
 
@@ -398,7 +448,9 @@ class Tuner:
             try:
                 self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
                                            concurrency=concurrency, inference_budget=spec.inference_budget,
-                                           on_progress=on_progress, on_evaluation=observe, select=spec.select))
+                                           on_progress=on_progress, on_evaluation=observe, select=spec.select,
+                                           metric_range=(0.0, 1.0) if spec.metric is None and spec.agg == "mean"
+                                           else None))
             except SearchFailed as failed:
                 failed.config = configs[failed.failure.config]
                 raise
