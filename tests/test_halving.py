@@ -180,3 +180,14 @@ def test_median_aggregate_ignores_an_outlier_instance() -> None:
     trials = SuccessiveHalving(3, 5, agg="median").run(Recorder(metric))
 
     assert winner(trials).index == 2
+
+
+def test_complete_configs_rank_by_score_whatever_the_rung_number_of_their_bracket() -> None:
+    """Brackets of different sizes number their rungs differently: a config complete in a one-rung bracket
+    (rung 0) must not rank below a worse one complete at rung 1 of a bigger bracket."""
+    halving = SuccessiveHalving(2, 4)
+    better = Trial(0, metrics=dict.fromkeys(range(4), 1.0), rung=0)
+    worse = Trial(1, metrics=dict.fromkeys(range(4), 0.5), rung=1)
+    partial = Trial(2, metrics={0: 1.0, 1: 1.0}, rung=1)
+
+    assert [t.index for t in halving.rank([worse, partial, better])] == [0, 1, 2]

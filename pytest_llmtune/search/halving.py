@@ -135,12 +135,15 @@ class SuccessiveHalving:
         return aggregate([trial.metrics[i] for i in sorted(trial.metrics)], self.agg)
 
     def rank(self, trials: Sequence[Trial]) -> list[Trial]:
-        """Dropped last; further rungs first; within a rung the better score, then the cheaper, then the earlier."""
+        """Dropped last; scored on more instances first (further on: rungs are prefixes of one instance order, and
+        brackets of different sizes number their rungs differently); then the better score, the cheaper, the
+        earlier."""
         sign = -1 if self.mode == "max" else 1
 
-        def key(trial: Trial) -> tuple[bool, float, float, float, int]:
+        def key(trial: Trial) -> tuple[bool, int, float, float, int]:
             score = self.score(trial) if trial.metrics else math.nan
             ranked_score = math.inf if math.isnan(score) else sign * score
-            return (trial.dropped is not None, -trial.rung, ranked_score, trial.tokens_per_instance, trial.index)
+            return (trial.dropped is not None, -len(trial.metrics), ranked_score, trial.tokens_per_instance,
+                    trial.index)
 
         return sorted(trials, key=key)

@@ -396,6 +396,7 @@ class Tuner:
     output_cost: Callable[[str, int], float]  # dollars of that many output tokens of a model
     strategy: str = "halving"  # when the spec gives none
     spending: Spending | None = None  # the optimization budget: exploration keeps in reserve what the leader needs
+    held_out: int = 0  # instances kept from the search: the leader's evaluation on them is reserved too
     skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
     results: list[SearchResult] = field(default_factory=list)
     live: dict[tuple[int, int], tuple[dict[int, float], list[float]]] = field(default_factory=dict)
@@ -463,8 +464,9 @@ class Tuner:
 
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
-        instances it has not been scored on, with a fifth more for noise. The leader is the config furthest on,
-        then best, among those the budget can still finish; when none can be, nothing is kept back."""
+        instances it has not been scored on (the held-out ones included), with a fifth more for noise. The leader
+        is the config furthest on, then best, among those the budget can still finish; when none can be, nothing
+        is kept back."""
         assert self.spending is not None and self.spending.budget is not None
         left = self.spending.budget.amount - self.spending.spent
         sign = 1 if self.spec.mode == "max" else -1
@@ -472,7 +474,7 @@ class Tuner:
                          for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
                         key=lambda entry: entry[:2], reverse=True)
         for seen, _, key, costs in scored:
-            need = 1.2 * statistics.fmean(costs) * (self.n_instances - seen)
+            need = 1.2 * statistics.fmean(costs) * (self.n_instances - seen + self.held_out)
             if need < left:
                 self.protected = key
                 return need

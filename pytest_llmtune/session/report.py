@@ -275,8 +275,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if selected:
         lines.append(selected)
     if outcome.locked is None:
-        return lines + ["no config was scored on every instance, so nothing was locked: raise the budgets or "
-                        "widen the space"]
+        why = verdict.message.split("\n", 1)[0] if verdict is not None else "nothing was locked"
+        return [*lines, why]
     entry, spec = outcome.locked, outcome.spec
     held = held_out_line(entry)
     if held:

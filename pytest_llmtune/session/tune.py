@@ -158,7 +158,7 @@ class TuneSession(EndpointSession):
         tuner = Tuner(target.spec, n - held, num_samples=self.settings.num_samples,
                       eta=self.settings.eta, min_instances=self.settings.min_instances,
                       default_model=self.endpoint.default_model, strategy=self.settings.strategy,
-                      spending=self.endpoint.spending,
+                      spending=self.endpoint.spending, held_out=held,
                       output_cost=lambda model, tokens: prices.cost(model, 0, tokens), skipped=outcome.skipped)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
