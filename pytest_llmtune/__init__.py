@@ -5,6 +5,9 @@ In application code: from pytest_llmtune import locked, create
 Evaluation helpers:  from pytest_llmtune.evals import check_program, extract_answer, vote
 
 Names are imported on first use, so application code that calls `create` loads neither pytest nor scipy.
+
+PYTEST_DONT_REWRITE: the plugin's own asserts are internal checks, not test assertions; an editable install is
+imported before pytest could rewrite it, and this marker keeps pytest from warning about it in nested runs.
 """
 
 from __future__ import annotations
