@@ -58,20 +58,41 @@ def test_n_times_max_tokens_over_the_budget_is_skipped_without_a_request(pyteste
     assert all(body["max_tokens"] == 3 for body in openai_server.bodies)
 
 
-def test_the_tune_stops_within_one_request_of_its_optimization_budget(pytester: pytest.Pytester,
-                                                                      openai_server: FakeOpenAI) -> None:
+def test_a_budget_that_cannot_finish_one_config_says_so_before_the_search_and_what_would(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     pytester.makepyfile(reviews('optimization_budget="200 tokens"'))
 
     result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
 
-    spent = re.search(r"optimization budget 200 tokens: spent (\d+) tokens; stopped: the optimization budget",
-                      result.stdout.str())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert openai_server.requests == 2  # one pilot evaluation per prompt template, then nothing
+    said = re.search(r"the optimization budget of 200 tokens cannot pay for one config on all 16 instances: the "
+                     r"cheapest of 2 candidates costs about (\d+) tokens an instance \(priced from 2 measured "
+                     r"evaluations\), so a lock needs about [\d,]+ tokens more; give "
+                     r'optimization_budget="(\d+) tokens" or more', result.stdout.str())
+    assert said, result.stdout.str()
+    assert not (pytester.path / "llmtune.lock").exists()
+
+    pytester.makepyfile(reviews(f'optimization_budget="{said.group(2)} tokens"'))
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()  # the budget it named is enough for a lock
+    (lock,) = read_lock(pytester.path)["targets"].values()
+    assert lock["instances"] == 16
+
+
+def test_the_tune_stops_within_one_request_of_its_optimization_budget(pytester: pytest.Pytester,
+                                                                      openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews('num_samples=-1, optimization_budget="1500 tokens"', max_tokens="randint(2, 30)"))
+
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "1", "-o", "llmtune_num_samples=4")
+
+    spent = re.search(r"optimization budget 1,500 tokens: spent ([\d,]+) tokens", result.stdout.str())
     assert spent, result.stdout.str()
-    largest_request = max(len(PADDING.split()) + 6, 10)
-    assert 200 <= int(spent.group(1)) < 200 + largest_request
-    assert result.ret == pytest.ExitCode.TESTS_FAILED  # nothing could be locked: the target's verdict fails
-    result.stdout.fnmatch_lines(["nothing was locked: no config was scored on every instance*",
-                                 "FAILED *test_reviews[[]llmtune[]]*"])
+    largest_request = len(PADDING.split()) + 6 + 30
+    assert int(spent.group(1).replace(",", "")) <= 1500 + largest_request
+    assert result.ret == pytest.ExitCode.OK  # a budget that covers a config on every instance always locks one
+    assert read_lock(pytester.path)["targets"]
 
 
 def test_replayed_responses_cost_nothing_so_a_rerun_goes_further(pytester: pytest.Pytester,

@@ -12,7 +12,14 @@ from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import InvalidSpaceError, choice, qrandint, randint, uniform
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.tuner import Evaluation, EvaluationError, InlineExecutor, SearchFailed, Tuner
+from pytest_llmtune.search.tuner import (
+    Evaluation,
+    EvaluationError,
+    InlineExecutor,
+    NothingFits,
+    SearchFailed,
+    Tuner,
+)
 from pytest_llmtune.usage import Usage
 
 SPACE = SearchSpace({"prompt": choice(["a", "b"]), "temperature": uniform(0, 1)})
@@ -20,7 +27,7 @@ SPACE = SearchSpace({"prompt": choice(["a", "b"]), "temperature": uniform(0, 1)}
 
 def tuner(spec: EvalSpec, n_instances: int = 12, num_samples: int = 8) -> Tuner:
     return Tuner(spec, n_instances, num_samples=num_samples, eta=3, min_instances=3, default_model="m",
-                 output_cost=lambda model, tokens: tokens * 1e-6)
+                 price=lambda model, prompt, completion: completion * 1e-6)
 
 
 def scored(metric: float, tokens: int = 10) -> Evaluation:
@@ -29,14 +36,16 @@ def scored(metric: float, tokens: int = 10) -> Evaluation:
     return Evaluation(metric, metric > 0, usage)
 
 
-def paying(spending: Spending, metric: Callable[[dict[str, Any]], float]) -> Callable[
+def paying(spending: Spending, metric: Callable[[dict[str, Any]], float],
+           tokens: Callable[[int], int] = lambda instance: 10) -> Callable[
         [list[dict[str, Any]]], Callable[[int, int], Evaluation]]:
-    """An `evaluate_with` whose evaluations each pay 10 tokens through `spending`, as a live request does."""
+    """An `evaluate_with` whose evaluations each pay `tokens(instance)` (10) through `spending`, as a live
+    request does."""
     def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
         def evaluate(config: int, instance: int) -> Evaluation:
             spending.admit()  # as the recording transport does before a live request
-            spending.settle(10, 0.0)
-            return scored(metric(configs[config]))
+            spending.settle(tokens(instance), 0.0)
+            return scored(metric(configs[config]), tokens(instance))
         return evaluate
     return evaluate_with
 
@@ -132,22 +141,65 @@ def test_grid_refuses_a_continuous_space_when_the_test_is_collected() -> None:
         EvalSpec(space=SPACE, strategy="best")
 
 
-def test_a_budget_that_covers_one_config_on_every_instance_locks_one() -> None:
-    """Exploration keeps back what finishing its leader costs; when the budget stops it, the leader is finished."""
-    budget = Budget.parse("200 tokens", "optimization_budget")
-    spending = Spending(budget)
-
-    evaluate_with = paying(spending, lambda config: float(config["temperature"] < 0.5))
-    run = Tuner(EvalSpec(space=SPACE, optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
-                default_model="m", output_cost=lambda model, tokens: 0.0, spending=spending)
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+def budgeted(budget: str, evaluate_with: Callable[[Spending], Callable[[list[dict[str, Any]]], Callable[
+        [int, int], Evaluation]]], *, num_samples: int | None = None, held_out: int = 0) -> tuple[Tuner, Spending]:
+    """A tune of SPACE (8 configs, 12 instances) under an optimization budget of `budget`."""
+    spending = Spending(Budget.parse(budget, "optimization_budget"))
+    run = Tuner(EvalSpec(space=SPACE, optimization_budget=spending.budget, num_samples=num_samples), 12,
+                num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out,
+                price=lambda model, prompt, completion: 0.0, spending=spending)
+    run.run(evaluate_with(spending), executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
             on_progress=lambda p: None)
+    return run, spending
+
+
+def test_the_plan_is_sized_to_the_budget_and_finishes() -> None:
+    """8 configs x 4 instances + 3 x 8 more would cost 560 tokens; 200 pays for fewer configs, all finished."""
+    run, spending = budgeted("200 tokens", lambda spending: paying(
+        spending, lambda config: float(config["temperature"] < 0.5)))
 
     result = run.result
-    assert result is not None and result.stopped is not None  # 8 configs x 4 + 3 x 8 would cost 560 tokens
+    assert result is not None and result.stopped is None  # not cut off: the plan fit
     assert result.winner is not None and len(result.winner.metrics) == 12
-    assert result.finished is not None and "was finished on its" in result.finished
+    drawn, fitted = run.fits[0]
+    assert drawn == 8 and 1 <= len(fitted.chosen) < 8
     assert spending.spent <= 200
+
+
+@pytest.mark.parametrize("budget", ["150 tokens", "300 tokens", "1000 tokens"])
+def test_a_budget_that_covers_one_config_on_every_instance_always_locks_one(budget: str) -> None:
+    """Even when the estimates run low (the first instance, where costs are measured, is the cheapest one), the
+    leader is finished with the room kept for it."""
+    run, spending = budgeted(budget, lambda spending: paying(
+        spending, lambda config: float(config["temperature"] < 0.5), tokens=lambda instance: 8 if instance else 4),
+        num_samples=-1)
+
+    result = run.result
+    assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
+    assert spending.spent <= float(budget.split()[0]) + 8  # within one request of the budget
+
+
+def test_a_budget_that_cannot_finish_one_config_is_refused_before_the_search() -> None:
+    calls: list[tuple[int, int]] = []
+
+    def counting(spending: Spending) -> Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]]:
+        pay = paying(spending, lambda config: 1.0)
+
+        def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+            evaluate = pay(configs)
+
+            def counted(config: int, instance: int) -> Evaluation:
+                calls.append((config, instance))
+                return evaluate(config, instance)
+            return counted
+        return evaluate_with
+
+    with pytest.raises(NothingFits, match=r'optimization budget of 100 tokens cannot pay for one config on all 12 '
+                                          r'instances: the cheapest of 8 candidates costs about 10 tokens an instance '
+                                          r'\(priced from 2 measured evaluations\), so a lock needs about 144 tokens '
+                                          r'more; give optimization_budget="170 tokens" or more'):
+        budgeted("100 tokens", counting)
+    assert calls == [(0, 0), (1, 0)]  # one pilot per prompt shape ("a", "b"), on the first instance
 
 
 def test_results_of_a_rung_the_budget_cut_short_are_kept() -> None:
@@ -176,7 +228,7 @@ def test_select_cheapest_locks_the_cheapest_config_the_data_cannot_call_worse() 
 
     def locked(select: str) -> dict[str, Any]:
         run = Tuner(EvalSpec(space=space, select=select, strategy="grid"), 20, num_samples=3, eta=3,
-                    min_instances=5, default_model=None, output_cost=lambda model, tokens: 0.0)
+                    min_instances=5, default_model=None, price=lambda model, prompt, completion: 0.0)
         run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
                 on_progress=lambda p: None)
         assert run.result is not None and run.result.winner is not None
@@ -196,7 +248,7 @@ def learned_brackets() -> list[list[float]]:
     evaluate_with = paying(spending, lambda config: 1 - abs(float(config["temperature"]) - 0.3))
     run = Tuner(EvalSpec(space=SearchSpace({"prompt": "a", "temperature": uniform(0, 1)}), num_samples=-1,
                          metric="m", optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
-                default_model=None, output_cost=lambda model, tokens: 0.0, spending=spending)
+                default_model=None, price=lambda model, prompt, completion: 0.0, spending=spending)
     sizes: list[int] = []
     run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: sizes.append(n),
             on_progress=lambda p: None)

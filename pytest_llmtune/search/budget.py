@@ -42,6 +42,10 @@ class Budget:
     def words(self, amount: float) -> str:
         return f"{amount:,.0f} tokens" if self.unit == "tokens" else f"${amount:.4f}"
 
+    def argument(self, amount: float) -> str:
+        """`amount` as the marker argument that gives it: '"3800 tokens"' or '0.25'."""
+        return f'"{amount:.0f} tokens"' if self.unit == "tokens" else f"{amount:.4g}"
+
 
 def over_budget(costs: Sequence[float], budget: float, confidence: float = CONFIDENCE) -> bool:
     """Whether the mean cost is over `budget` at this one-sided confidence (Student's t on what was seen)."""

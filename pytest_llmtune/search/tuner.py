@@ -18,6 +18,7 @@ import collections
 import concurrent.futures as cf
 import itertools
 import json
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -28,14 +29,16 @@ from typing import Any, Protocol
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
+from pytest_llmtune.search.plan import CostModel, Fit, fit, shape
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import paired_difference
 from pytest_llmtune.usage import Usage
 
-__all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "Progress",
-           "SearchFailed", "SearchResult", "Tuner", "merge", "score_held_out", "search"]
+__all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "NothingFits",
+           "Progress", "SearchFailed", "SearchResult", "Tuner", "merge", "score_held_out", "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
+PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
 
 
@@ -75,6 +78,10 @@ class SearchFailed(LlmtuneError):
         super().__init__(f"{configs} configs failed the same way: {failure.error.signature}")
         self.failure, self.configs = failure, configs
         self.config: dict[str, Any] | None = None  # the failing config, set by the caller that knows the configs
+
+
+class NothingFits(LlmtuneError):
+    """The optimization budget cannot pay for one config on every instance: said before the search spends it."""
 
 
 class Executor(Protocol):
@@ -393,8 +400,9 @@ class Tuner:
     eta: int
     min_instances: int
     default_model: str | None  # put in every config, so a lock names the model its config ran on
-    output_cost: Callable[[str, int], float]  # dollars of that many output tokens of a model
+    price: Callable[[str, float, float], float]  # dollars of (model, prompt tokens, completion tokens)
     strategy: str = "halving"  # when the spec gives none
+    split_n: bool = False  # n samples go out as n requests: the prompt is paid for each
     spending: Spending | None = None  # the optimization budget: exploration keeps in reserve what the leader needs
     held_out: int = 0  # instances kept from the search: the leader's evaluation on them is reserved too
     skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
@@ -403,6 +411,16 @@ class Tuner:
     # (bracket, config) -> its metrics by instance and per-instance costs so far, as evaluations finish
     protected: tuple[int, int] | None = None  # the (bracket, config) whose finishing the reserve kept room for
     points: dict[str, tuple[float, ...]] = field(default_factory=dict)  # config -> its point in the unit cube
+    costs: CostModel | None = None  # estimates of each candidate's cost per instance, from what was measured
+    fits: list[tuple[int, Fit]] = field(default_factory=list)  # per bracket: candidates drawn, what the budget paid
+    known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
+
+    def __post_init__(self) -> None:
+        budget = self.spending.budget if self.spending is not None else None
+        if budget is not None:
+            self.costs = CostModel(lambda model, prompt, completion: budget.measure(
+                round(prompt + completion), self.price(model, prompt, completion)), self.split_n,
+                self.default_model or "")
 
     @property
     def result(self) -> SearchResult | None:
@@ -435,19 +453,26 @@ class Tuner:
             configs = [c for c in self.draw(count, spec.seed + bracket, bracket) if _key(c) not in seen]
             seen |= {_key(c) for c in configs}
             configs = self.screen(configs)
+            if configs and self.costs is not None:
+                configs = self.afford(configs, evaluate_with, executor)
             if not configs:
                 return
             halving = SuccessiveHalving(len(configs), self.n_instances, eta=self.eta,
                                         min_instances=self.min_instances, mode=spec.mode, agg=spec.agg,
                                         one_rung=self.chosen_strategy != "halving")
             on_plan(len(configs), halving)
-            def observe(config: int, instance: int, evaluation: Evaluation, bracket: int = bracket) -> None:
+
+            def observe(config: int, instance: int, evaluation: Evaluation, bracket: int = bracket,
+                        configs: list[dict[str, Any]] = configs) -> None:
                 metrics, costs = self.live.setdefault((bracket, config), ({}, []))
                 metrics[instance] = evaluation.metric
                 costs.append(self.measure(evaluation))
+                if (_key(configs[config]), instance) not in self.known:  # the pilot was observed when it ran
+                    self.observe(configs[config], evaluation)
 
             try:
-                self.results.append(search(configs, evaluate_with(configs), halving=halving, executor=executor,
+                self.results.append(search(configs, self.with_known(configs, evaluate_with(configs)),
+                                           halving=halving, executor=executor,
                                            concurrency=concurrency, inference_budget=spec.inference_budget,
                                            on_progress=on_progress, on_evaluation=observe, select=spec.select,
                                            metric_range=(0.0, 1.0) if spec.metric is None and spec.agg == "mean"
@@ -455,8 +480,77 @@ class Tuner:
             except SearchFailed as failed:
                 failed.config = configs[failed.failure.config]
                 raise
+            self.known.clear()
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
+
+    def afford(self, configs: list[dict[str, Any]],
+               evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
+               executor: Executor) -> list[dict[str, Any]]:
+        """The candidates whose plan the budget left pays for (see `plan.fit`). Before anything was measured, one
+        pilot evaluation (the first candidate on the first instance, kept for the search) prices the rest. When
+        not one candidate can be finished: before the search has spent anything, `NothingFits` says what
+        budget would do; later, no new bracket starts."""
+        assert self.costs is not None and self.spending is not None and self.spending.budget is not None
+        self.pilot(configs, evaluate_with, executor)
+        if not self.costs.ready:  # every pilot failed: the search meets (and reports) the error
+            return configs
+        budget = self.spending.budget
+        estimates = [self.costs.estimate(config) for config in configs]
+        left = budget.amount - self.spending.spent
+        fitted = fit(estimates, self.n_instances, self.held_out, left, eta=self.eta,
+                     min_instances=self.min_instances, one_rung=self.chosen_strategy != "halving")
+        self.fits.append((len(configs), fitted))
+        if not fitted.chosen and not self.results:
+            cheapest = min(estimates)
+            enough = _round_up(self.spending.spent + fitted.needed)
+            raise NothingFits(
+                f"the optimization budget of {budget.words(budget.amount)} cannot pay for one config on all "
+                f"{self.n_instances + self.held_out} instances: the cheapest of {len(configs)} candidates costs about "
+                f"{budget.words(cheapest)} an instance (priced from {self.costs.evaluations} measured "
+                f"evaluation{'s' if self.costs.evaluations != 1 else ''}), so a lock needs about "
+                f"{budget.words(fitted.needed)} more; give optimization_budget={budget.argument(enough)} or more, "
+                "or a cheaper space (smaller n or max_tokens)")
+        return [configs[i] for i in fitted.chosen]
+
+    def pilot(self, configs: list[dict[str, Any]],
+              evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
+              executor: Executor) -> None:
+        """Measure each prompt shape not measured yet (at most PILOTS): its cheapest candidate (smallest
+        n x max_tokens) on the first instance. The evaluations are kept: the search uses them when it gets there."""
+        assert self.costs is not None
+        cheapest: dict[str, dict[str, Any]] = {}
+        for config in configs:
+            group = shape(config)
+            if group not in self.costs.seen and (group not in cheapest or _worst(config) < _worst(cheapest[group])):
+                cheapest[group] = config
+        chosen = list(cheapest.values())[:PILOTS]
+        if not chosen:
+            return
+        evaluate = evaluate_with(chosen)
+        futures = [executor.submit(evaluate, index, 0) for index in range(len(chosen))]
+        for config, future in zip(chosen, futures, strict=True):
+            if future.exception() is None:
+                evaluation = future.result()
+                self.known[(_key(config), 0)] = evaluation
+                self.observe(config, evaluation)
+            elif not isinstance(future.exception(), (EvaluationError, BudgetSpent)):
+                raise future.exception()  # type: ignore[misc]
+
+    def with_known(self, configs: list[dict[str, Any]],
+                   evaluate: Callable[[int, int], Evaluation]) -> Callable[[int, int], Evaluation]:
+        """`evaluate`, answering from the pilot where it already ran."""
+        def known_or_evaluate(config: int, instance: int) -> Evaluation:
+            known = self.known.get((_key(configs[config]), instance))
+            return known if known is not None else evaluate(config, instance)
+
+        return known_or_evaluate
+
+    def observe(self, config: dict[str, Any], evaluation: Evaluation) -> None:
+        if self.costs is not None:
+            usage = evaluation.usage
+            self.costs.observe(config, usage.live.requests + usage.replay.requests, usage.prompt_tokens,
+                               usage.completion_tokens, self.measure(evaluation))
 
     def measure(self, evaluation: Evaluation) -> float:
         budget = self.spending.budget if self.spending is not None else None
@@ -556,7 +650,7 @@ class Tuner:
     def leaders(self, count: int) -> list[tuple[float, ...]]:
         """The points of the best configs so far: furthest on, then best."""
         sign = -1 if self.spec.mode == "max" else 1
-        trials = [(-trial.rung, sign * result.halving.score(trial), _key(result.configs[trial.index]))
+        trials = [(-len(trial.metrics), sign * result.halving.score(trial), _key(result.configs[trial.index]))
                   for result in self.results for trial in result.ranked if trial.metrics and trial.dropped is None]
         return [self.points[key] for *_, key in sorted(trials)[:count] if self.points.get(key)]
 
@@ -568,7 +662,7 @@ class Tuner:
         kept = []
         for config in configs:
             most = config.get("n", 1) * config["max_tokens"] if "max_tokens" in config else 0
-            worst = budget.measure(most, self.output_cost(str(config.get("model", "")), most))
+            worst = budget.measure(most, self.price(str(config.get("model", "")), 0, most))
             if worst > budget.amount:
                 self.skipped.append(f"n={config.get('n', 1)} x max_tokens={config['max_tokens']} can cost "
                                     f"{budget.words(worst)} per instance, over the inference budget")
@@ -579,3 +673,16 @@ class Tuner:
 
 def _key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=repr)
+
+
+def _worst(config: dict[str, Any]) -> float:
+    most = config.get("max_tokens")
+    return config.get("n", 1) * most if isinstance(most, int) and isinstance(config.get("n", 1), int) else math.inf
+
+
+def _round_up(amount: float) -> float:
+    """Up to two significant figures: 3,712 -> 3,800."""
+    if amount <= 0:
+        return amount
+    step = 10 ** (math.floor(math.log10(amount)) - 1)
+    return float(math.ceil(amount / step) * step)

@@ -14,6 +14,7 @@ from tabulate import tabulate
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, interval, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, Progress, SearchFailed, SearchResult
@@ -177,11 +178,21 @@ def cheapest_line(result: SearchResult) -> str | None:
 
 
 def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
-              held_out: int = 0) -> str:
+              held_out: int = 0, fitted: str = "") -> str:
     how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
     kept = f" (+{held_out} held out)" if held_out else ""
-    return (f"llmtune: tuning {target}: {configs} configs, {instances} instances{kept}, "
+    plural = "s" if configs != 1 else ""
+    return (f"llmtune: tuning {target}: {configs} config{plural}{fitted}, {instances} instances{kept}, "
             f"rungs {[(r.configs, r.instances) for r in halving.rungs]}, evaluations {how}")
+
+
+def fit_words(drawn_and_fit: tuple[int, Fit], budget: Budget | None) -> str:
+    """What the optimization budget bought of the drawn candidates, and what the plan is expected to spend."""
+    drawn, fitted = drawn_and_fit
+    if budget is None:
+        return ""
+    of = f" of {drawn} drawn" if len(fitted.chosen) < drawn else ""
+    return f"{of}, a plan expected to spend about {budget.words(fitted.expected)}"
 
 
 def held_out_line(entry: LockEntry) -> str | None:

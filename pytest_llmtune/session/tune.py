@@ -30,6 +30,7 @@ from pytest_llmtune.search.tuner import (
     Executor,
     HeldOut,
     InlineExecutor,
+    NothingFits,
     SearchFailed,
     SearchResult,
     Tuner,
@@ -77,6 +78,8 @@ class TuneSession(EndpointSession):
             self.search(target, outcome)
         except SearchFailed as failed:
             outcome.failed = failed
+        except NothingFits as error:
+            outcome.setup_error = str(error)
         except InvalidSpaceError as error:  # the ini's strategy=grid on a continuous space
             outcome.setup_error = f"{error} (ini llmtune_strategy = {self.settings.strategy})"
         finally:
@@ -158,12 +161,14 @@ class TuneSession(EndpointSession):
         tuner = Tuner(target.spec, n - held, num_samples=self.settings.num_samples,
                       eta=self.settings.eta, min_instances=self.settings.min_instances,
                       default_model=self.endpoint.default_model, strategy=self.settings.strategy,
-                      spending=self.endpoint.spending, held_out=held,
-                      output_cost=lambda model, tokens: prices.cost(model, 0, tokens), skipped=outcome.skipped)
+                      spending=self.endpoint.spending, held_out=held, split_n=self.settings.split_n,
+                      price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)),
+                      skipped=outcome.skipped)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
                       on_plan=lambda configs, halving: self.write(report.plan_line(
-                          target.name, configs, n - held, halving, concurrency, held)),
+                          target.name, configs, n - held, halving, concurrency, held,
+                          report.fit_words(tuner.fits[-1], target.spec.optimization_budget) if tuner.fits else "")),
                       on_progress=lambda progress: self.write(report.progress_line(target.name, progress)))
         finally:
             outcome.result = tuner.result
