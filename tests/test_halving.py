@@ -191,3 +191,27 @@ def test_complete_configs_rank_by_score_whatever_the_rung_number_of_their_bracke
     partial = Trial(2, metrics={0: 1.0, 1: 1.0}, rung=1)
 
     assert [t.index for t in halving.rank([worse, partial, better])] == [0, 1, 2]
+
+
+def test_a_config_tied_with_the_cut_off_on_the_shared_instances_is_promoted_too() -> None:
+    """9 configs on 3 instances keep 3; on pass/fail results that close, the paired test calls no config worse
+    than the cut-off, so up to TIES x 3 = 2 more go on (the best of them): elimination is not decided by noise."""
+    right = {0: [1, 1, 1], 1: [1, 1, 1], 2: [1, 1, 0], 3: [1, 0, 1], 4: [0, 1, 1], 5: [0, 0, 1], 6: [0, 0, 0],
+             7: [0, 0, 0], 8: [0, 0, 0]}
+    halving = SuccessiveHalving(9, 9, eta=3, min_instances=3)
+    recorder = Recorder(lambda config, instance: float(right[config][instance]) if instance < 3 else 1.0)
+
+    halving.run(recorder)
+
+    promoted = sorted(recorder.instances_of(1))
+    assert promoted == [0, 1, 2, 3, 4]  # the top 3, and 2 more tied with config 2 (same score)
+    assert 5 not in promoted  # 1 of 3 vs 2 of 3: tied too, but the room for ties is full
+
+
+def test_a_config_significantly_worse_than_the_cut_off_is_eliminated() -> None:
+    halving = SuccessiveHalving(4, 24, eta=2, min_instances=12)
+    recorder = Recorder(lambda config, instance: 0.0 if config >= 2 else 1.0)
+
+    halving.run(recorder)
+
+    assert sorted(recorder.instances_of(1)) == [0, 1]  # 12 instances: 1.0 vs 0.0 everywhere is no tie

@@ -12,9 +12,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pytest_llmtune.search.stats import Aggregate, aggregate
+from pytest_llmtune.search.stats import Aggregate, aggregate, paired_difference
 
-__all__ = ["Outcome", "Rung", "SuccessiveHalving", "Trial", "plan"]
+__all__ = ["TIES", "Outcome", "Rung", "SuccessiveHalving", "Trial", "plan", "significantly_worse"]
+
+TIES = 0.5  # configs tied with the cut-off are promoted too, up to this share of a rung's configs more
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class SuccessiveHalving:
         """Every trial, best first: the winner, then by the rung reached, score and cost."""
         alive = list(self.trials)
         for number, rung in enumerate(self.rungs):
-            alive = [t for t in self.rank(alive) if t.dropped is None][: rung.configs]
+            alive = self.promote([t for t in self.rank(alive) if t.dropped is None], rung.configs)
             if not alive:
                 break
             self.alive = alive
@@ -113,6 +115,15 @@ class SuccessiveHalving:
             if on_rung is not None:
                 on_rung(number, rung)
         return self.rank(self.trials)
+
+    def promote(self, ranked: Sequence[Trial], count: int) -> list[Trial]:
+        """The best `count`, and those the paired comparison on their shared instances cannot call worse than the
+        last of them (at most TIES x count more, best first): a config is not eliminated on noise."""
+        kept = list(ranked[:count])
+        if not kept or len(ranked) <= count or not ranked[count].metrics:
+            return kept
+        cutoff, room = kept[-1], math.ceil(TIES * count)
+        return kept + [t for t in ranked[count:] if not significantly_worse(t, cutoff, self.mode)][:room]
 
     def _evaluate(self, alive: Sequence[Trial], rung: Rung, number: int, evaluate: Evaluate) -> None:
         pairs = [(t.index, i) for t in alive for i in range(rung.instances) if i not in t.metrics]
@@ -147,3 +158,15 @@ class SuccessiveHalving:
                     trial.index)
 
         return sorted(trials, key=key)
+
+
+def significantly_worse(trial: Trial, best: Trial, mode: str) -> bool:
+    """Whether `trial` is worse than `best` beyond noise: the 95% interval of their paired difference on the
+    instances both were scored on excludes 0."""
+    if trial is best:
+        return False
+    shared = sorted(set(trial.metrics) & set(best.metrics))
+    _, bounds = paired_difference([best.metrics[i] for i in shared], [trial.metrics[i] for i in shared])
+    if bounds is None or bounds == (0.0, 0.0):
+        return False
+    return bounds[0] > 0 if mode == "max" else bounds[1] < 0

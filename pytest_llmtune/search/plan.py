@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmtune.search.halving import Rung, plan
+from pytest_llmtune.search.halving import TIES, Rung, plan
 
 __all__ = ["MARGIN", "CostModel", "Fit", "fit", "plan_cost"]
 
@@ -109,13 +109,16 @@ class CostModel:
 
 def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float]) -> float:
     """The expected spend of a plan: every candidate on the first rung's instances, then the promoted ones
-    (priced at the candidates' mean: who is promoted is not known yet) on each later rung's new instances."""
+    (priced at the candidates' mean: who is promoted is not known yet; as many as ties can make them) on each
+    later rung's new instances."""
     if not rungs:
         return 0.0
     mean = statistics.fmean(estimates)
     cost = sum(estimates[: rungs[0].configs]) * rungs[0].instances
+    alive = rungs[0].configs
     for before, rung in itertools.pairwise(rungs):
-        cost += rung.configs * (rung.instances - before.instances) * mean
+        alive = min(alive, rung.configs + math.ceil(TIES * rung.configs))
+        cost += alive * (rung.instances - before.instances) * mean
     return cost
 
 

@@ -28,10 +28,9 @@ from typing import Any, Protocol
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
-from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial
+from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial, significantly_worse
 from pytest_llmtune.search.plan import CostModel, Fit, fit, shape
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.stats import paired_difference
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "NothingFits",
@@ -155,18 +154,6 @@ class SearchResult:
             return best
         tied = [t for t in complete if not significantly_worse(t, best, self.halving.mode)]
         return min(tied, key=lambda t: (t.cost_per_instance, t.tokens_per_instance, complete.index(t)))
-
-
-def significantly_worse(trial: Trial, best: Trial, mode: str) -> bool:
-    """Whether `trial` is worse than `best` beyond noise: the 95% interval of their paired difference on the
-    instances both were scored on excludes 0."""
-    if trial is best:
-        return False
-    shared = sorted(set(trial.metrics) & set(best.metrics))
-    _, bounds = paired_difference([best.metrics[i] for i in shared], [trial.metrics[i] for i in shared])
-    if bounds is None or bounds == (0.0, 0.0):
-        return False
-    return bounds[0] > 0 if mode == "max" else bounds[1] < 0
 
 
 @dataclass
@@ -511,6 +498,9 @@ class Tuner:
                 f"evaluation{'s' if self.costs.evaluations != 1 else ''}), so a lock needs about "
                 f"{budget.words(fitted.needed)} more; give optimization_budget={budget.argument(enough)} or more, "
                 "or a cheaper space (smaller n or max_tokens)")
+        if not fitted.chosen:
+            self.results[-1].stopped = (f"the {budget.words(left)} left of the optimization budget cannot finish "
+                                        f"another config (about {budget.words(fitted.needed)} needed)")
         return [configs[i] for i in fitted.chosen]
 
     def pilot(self, configs: list[dict[str, Any]],
