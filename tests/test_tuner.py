@@ -196,7 +196,7 @@ def test_a_budget_that_cannot_finish_one_config_is_refused_before_the_search() -
 
     with pytest.raises(NothingFits, match=r'optimization budget of 100 tokens cannot pay for one config on all 12 '
                                           r'instances: the cheapest of 8 candidates costs about 10 tokens an instance '
-                                          r'\(priced from 2 measured evaluations\), so a lock needs about 144 tokens '
+                                          r'\(priced from 2 measured evaluations\), so a lock needs about 120 tokens '
                                           r'more; give optimization_budget="170 tokens" or more'):
         budgeted("100 tokens", counting)
     assert calls == [(0, 0), (1, 0)]  # one pilot per prompt shape ("a", "b"), on the first instance

@@ -134,8 +134,9 @@ class Fit:
 def fit(estimates: Sequence[float], instances: int, held_out: int, left: float, *, eta: int, min_instances: int,
         one_rung: bool) -> Fit:
     """The longest prefix of the candidates whose plan, with room for the winner's held-out evaluation and
-    MARGIN for noise, fits in `left`; else the cheapest candidate alone when it fits; else nothing."""
-    needed = MARGIN * min(estimates) * (instances + held_out) if estimates else math.inf
+    MARGIN for noise, fits in `left`; else the cheapest candidate alone when its estimate fits (no margin: the
+    alternative is no lock at all); else nothing."""
+    needed = min(estimates) * (instances + held_out) if estimates else math.inf
     for count in range(len(estimates), 0, -1):
         prefix = list(estimates[:count])
         rungs = [Rung(count, instances)] if one_rung else plan(count, instances, eta, min_instances)
@@ -144,5 +145,5 @@ def fit(estimates: Sequence[float], instances: int, held_out: int, left: float, 
             return Fit(list(range(count)), expected, needed)
     if needed <= left:
         cheapest = min(range(len(estimates)), key=lambda i: (estimates[i], i))
-        return Fit([cheapest], needed / MARGIN, needed)
+        return Fit([cheapest], needed, needed)
     return Fit([], 0.0, needed)

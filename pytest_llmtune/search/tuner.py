@@ -19,6 +19,7 @@ import concurrent.futures as cf
 import itertools
 import json
 import math
+import random
 import statistics
 import time
 from collections import defaultdict
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial, significantly_worse
-from pytest_llmtune.search.plan import CostModel, Fit, fit, shape
+from pytest_llmtune.search.plan import MARGIN, CostModel, Fit, fit, shape
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
@@ -37,6 +38,7 @@ __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "I
            "Progress", "SearchFailed", "SearchResult", "Tuner", "merge", "score_held_out", "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
+CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
 
@@ -441,7 +443,7 @@ class Tuner:
             seen |= {_key(c) for c in configs}
             configs = self.screen(configs)
             if configs and self.costs is not None:
-                configs = self.afford(configs, evaluate_with, executor)
+                configs = self.afford(configs, evaluate_with, executor, spec.seed + bracket)
             if not configs:
                 return
             halving = SuccessiveHalving(len(configs), self.n_instances, eta=self.eta,
@@ -473,7 +475,7 @@ class Tuner:
 
     def afford(self, configs: list[dict[str, Any]],
                evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
-               executor: Executor) -> list[dict[str, Any]]:
+               executor: Executor, seed: int) -> list[dict[str, Any]]:
         """The candidates whose plan the budget left pays for (see `plan.fit`). Before anything was measured, one
         pilot evaluation (the first candidate on the first instance, kept for the search) prices the rest. When
         not one candidate can be finished: before the search has spent anything, `NothingFits` says what
@@ -487,10 +489,15 @@ class Tuner:
         left = budget.amount - self.spending.spent
         fitted = fit(estimates, self.n_instances, self.held_out, left, eta=self.eta,
                      min_instances=self.min_instances, one_rung=self.chosen_strategy != "halving")
+        if not fitted.chosen and not self.results:  # look further for one config the budget can finish
+            found = self.cheaper(left, seed)
+            if found is not None:
+                self.fits.append((len(configs), Fit([0], found[1], found[1])))
+                return [found[0]]
         self.fits.append((len(configs), fitted))
         if not fitted.chosen and not self.results:
             cheapest = min(estimates)
-            enough = _round_up(self.spending.spent + fitted.needed)
+            enough = _round_up(self.spending.spent + MARGIN * fitted.needed)
             raise NothingFits(
                 f"the optimization budget of {budget.words(budget.amount)} cannot pay for one config on all "
                 f"{self.n_instances + self.held_out} instances: the cheapest of {len(configs)} candidates costs about "
@@ -502,6 +509,21 @@ class Tuner:
             self.results[-1].stopped = (f"the {budget.words(left)} left of the optimization budget cannot finish "
                                         f"another config (about {budget.words(fitted.needed)} needed)")
         return [configs[i] for i in fitted.chosen]
+
+    def cheaper(self, left: float, seed: int) -> tuple[dict[str, Any], float] | None:
+        """The cheapest of CHEAPER_DRAWS more candidates when it can be finished on every instance (held-out ones
+        included) within `left`, with the cost estimated for it; no request is sent."""
+        assert self.costs is not None
+        if self.chosen_strategy == "grid":
+            return None
+        from pytest_llmtune.search.sampler import draw
+
+        drawn = self.screen(self.with_model([c for c, _ in draw(self.spec.space, CHEAPER_DRAWS, seed + 20_000)]))
+        if not drawn:
+            return None
+        priced = min(((self.costs.estimate(c) * (self.n_instances + self.held_out), n, c)
+                      for n, c in enumerate(drawn)), key=lambda entry: entry[:2])
+        return (priced[2], priced[0]) if priced[0] <= left else None
 
     def pilot(self, configs: list[dict[str, Any]],
               evaluate_with: Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]],
@@ -611,7 +633,7 @@ class Tuner:
         return self.spec.strategy or self.strategy
 
     def draw(self, count: int, seed: int, bracket: int = 0) -> list[dict[str, Any]]:
-        """`count` Sobol candidates, or the whole grid (grid: drawn again, it adds nothing).
+        """`count` Sobol candidates, or the whole grid in a seeded order (drawn again, it adds nothing).
 
         With halving, brackets after the first draw half of their candidates in a box around the two best
         configs so far (side 0.5 in the unit cube, halved each bracket) and half in the whole space: later
@@ -621,21 +643,25 @@ class Tuner:
 
         space = self.spec.space
         drawn: list[tuple[dict[str, Any], tuple[float, ...]]]
-        if self.chosen_strategy == "grid":
+        if self.chosen_strategy == "grid":  # shuffled: a part of the grid the budget pays for is a random part
             drawn = [(config, ()) for config in space.grid()]
+            random.Random(seed).shuffle(drawn)
         else:
             leaders = self.leaders(2) if self.chosen_strategy == "halving" and bracket else []
             local = count // 2 if leaders else 0
             drawn = draw(space, count - local, seed)
             if local:
                 drawn += draw(space, local, seed + 10_000, around=leaders, width=0.5 ** bracket)
-        configs = []
-        for config, point in drawn:
-            if self.default_model and "model" not in config:
-                config = {"model": self.default_model, **config}
+        configs = self.with_model([config for config, _ in drawn])
+        for config, (_, point) in zip(configs, drawn, strict=True):
             self.points.setdefault(_key(config), point)
-            configs.append(config)
         return list({_key(c): c for c in configs}.values())
+
+    def with_model(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each config naming the endpoint's model when the space names none, so a lock says what it ran on."""
+        if not self.default_model:
+            return configs
+        return [config if "model" in config else {"model": self.default_model, **config} for config in configs]
 
     def leaders(self, count: int) -> list[tuple[float, ...]]:
         """The points of the best configs so far: furthest on, then best."""

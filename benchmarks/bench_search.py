@@ -1,0 +1,237 @@
+"""Regret against the optimization budget, on simulated landscapes whose truth is known.
+
+    pip install -e ".[bench]"                 # Optuna, for its TPE baseline (never a runtime dependency)
+    python benchmarks/bench_search.py          # 20 seeds a point; --seeds N, --budgets 3000,12000,
+                                               # --strategies halving,random,grid,tpe
+
+Each seed is a landscape in FLAML's own space (3 templates, temperature in [0, 1.2], max_tokens 4-32 on a log
+scale, n 1-5, stop "\\n" or none): per-instance Bernoulli outcomes, p = sigmoid(quality(config) + ease of the
+instance), with the template, temperature, n and max_tokens interacting (votes help only at some temperature;
+a template needs its answer length; the completion template needs the stop), costs per instance from ~24 to
+~280 tokens, good-but-expensive configs (n=5), and a narrow very good region. A config's true score is its
+expected pass rate over the instance distribution; regret is the best true score in the space minus the
+locked config's. 60 tuning instances and 20 held out (the default quarter of 80).
+
+Every strategy runs the real search core (`Tuner`, `Spending`, `score_held_out`) with simulated evaluations that
+pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
+60 tuning instances until the budget is spent and locks its best complete trial (it gets the whole budget: no
+held-out share is kept for it). Columns: mean regret (its standard error), how often nothing was locked, and
+how often the locked config's true score is inside its reported held-out 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from tabulate import tabulate  # noqa: E402
+
+from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending  # noqa: E402
+from pytest_llmtune.search.domains import choice, lograndint, randint, uniform  # noqa: E402
+from pytest_llmtune.search.space import SearchSpace  # noqa: E402
+from pytest_llmtune.search.spec import EvalSpec  # noqa: E402
+from pytest_llmtune.search.stats import interval  # noqa: E402
+from pytest_llmtune.search.tuner import Evaluation, InlineExecutor, Tuner, score_held_out  # noqa: E402
+from pytest_llmtune.usage import Usage  # noqa: E402
+
+TUNING, HELD_OUT = 60, 20
+TEMPLATES = ["zero-shot", "system", "three-shot"]
+PROMPT_TOKENS = {"zero-shot": 20, "system": 32, "three-shot": 120}
+ANSWER_TOKENS = {"zero-shot": 9, "system": 5, "three-shot": 3}  # what an untruncated answer takes
+SPACE = {"prompt": choice(TEMPLATES), "temperature": uniform(0, 1.2), "max_tokens": lograndint(4, 33),
+         "n": randint(1, 6), "stop": choice(["\n", None])}
+GRID = {"prompt": choice(TEMPLATES), "temperature": choice([0.0, 0.6, 1.2]), "max_tokens": choice([4, 8, 32]),
+        "n": choice([1, 3, 5]), "stop": choice(["\n", None])}
+EASE = [statistics.NormalDist(0, 1.5).inv_cdf((k + 0.5) / 400) for k in range(400)]  # the instance distribution
+
+
+def quality(config: dict[str, Any]) -> float:
+    """The log-odds a config adds to every instance's ease."""
+    template, temperature = config["prompt"], float(config["temperature"])
+    n, most = int(config["n"]), int(config["max_tokens"])
+    base = {"zero-shot": 0.0, "system": 0.3, "three-shot": -0.2}[template]
+    best_temperature = {"zero-shot": 0.7, "system": 0.2, "three-shot": 0.4}[template]
+    score = base - 1.5 * (temperature - best_temperature) ** 2
+    score += 0.5 * math.log(n) * min(temperature, 1.0) ** 0.5  # votes need sampling to help
+    if most < ANSWER_TOKENS[template]:
+        score -= 2.0  # the answer is cut off
+    if template == "three-shot":
+        score += 0.6 if config["stop"] == "\n" else -1.0  # without the stop it runs on into the next example
+    if template == "system" and 0.1 <= temperature <= 0.3 and n >= 4 and most >= 12:
+        score += 1.2  # a narrow, very good region
+    return score
+
+
+def true_score(config: dict[str, Any]) -> float:
+    q = quality(config)
+    return statistics.fmean(1 / (1 + math.exp(-(q + ease))) for ease in EASE)
+
+
+def best_true_score() -> float:
+    """The best true score of the space, by dense search (quality is smooth but for the bump and the cut-off)."""
+    best = -math.inf
+    for template in TEMPLATES:
+        for stop in ("\n", None):
+            for n in range(1, 6):
+                for most in (4, 8, 12, 16, 24, 32):
+                    for step in range(121):
+                        config = {"prompt": template, "temperature": step / 100, "max_tokens": most, "n": n,
+                                  "stop": stop}
+                        best = max(best, quality(config))
+    return statistics.fmean(1 / (1 + math.exp(-(best + ease))) for ease in EASE)
+
+
+def tokens(config: dict[str, Any]) -> tuple[int, int]:
+    """Prompt and completion tokens of one instance."""
+    template, most, n = config["prompt"], int(config["max_tokens"]), int(config["n"])
+    natural = most if template == "three-shot" and config["stop"] is None else min(most, ANSWER_TOKENS[template])
+    return PROMPT_TOKENS[template], n * natural
+
+
+class Landscape:
+    """One seed: instance eases and the Bernoulli outcome of every (config, instance), fixed by the seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        rng = statistics.NormalDist(0, 1.5)
+        self.ease = rng.samples(TUNING + HELD_OUT, seed=seed)
+
+    def passed(self, config: dict[str, Any], instance: int) -> bool:
+        p = 1 / (1 + math.exp(-(quality(config) + self.ease[instance])))
+        digest = hashlib.blake2b(f"{self.seed}|{sorted(config.items())}|{instance}".encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "big") / 2**64 < p
+
+    def evaluate_with(self, spending: Spending) -> Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]]:
+        def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+            def evaluate(index: int, instance: int) -> Evaluation:
+                return self.pay(configs[index], instance, spending)
+            return evaluate
+        return evaluate_with
+
+    def pay(self, config: dict[str, Any], instance: int, spending: Spending) -> Evaluation:
+        prompt, completion = tokens(config)
+        spending.admit()  # as the recording transport does before a live request
+        spending.settle(prompt + completion, 0.0)
+        usage = Usage()
+        usage.record(prompt, completion, 0.0, replayed=False)
+        right = self.passed(config, instance)
+        return Evaluation(float(right), right, usage)
+
+
+def run_ours(strategy: str, landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None, bool | None]:
+    """The locked config, and whether its true score lies in its held-out interval."""
+    spending = Spending(Budget(budget, "tokens"))
+    grid = strategy == "grid"
+    spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
+                    optimization_budget=spending.budget, seed=landscape.seed)
+    tuner = Tuner(spec, TUNING, num_samples=16, eta=3, min_instances=5, default_model=None, held_out=HELD_OUT,
+                  price=lambda model, prompt, completion: 0.0, spending=spending)
+    evaluate_with = landscape.evaluate_with(spending)
+    try:
+        tuner.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
+                  on_progress=lambda p: None)
+    except Exception as error:  # noqa: BLE001 - NothingFits: no lock, counted as such
+        if type(error).__name__ != "NothingFits":
+            raise
+        return None, None
+    result = tuner.result
+    if result is None or result.winner is None:
+        return None, None
+    score_held_out(result, evaluate_with(result.configs), range(TUNING, TUNING + HELD_OUT),
+                   executor=InlineExecutor())
+    held = result.held_out.get(result.winner.index)
+    if held is None or len(held.metrics) < HELD_OUT:
+        return None, None  # the session locks nothing without the held-out score
+    config = result.configs[result.winner.index]
+    bounds = interval(list(held.metrics.values()))
+    return config, bounds is not None and bounds[0] <= true_score(config) <= bounds[1]
+
+
+def run_tpe(landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None, bool | None]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spending = Spending(Budget(budget, "tokens"))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=landscape.seed))
+    best: tuple[float, dict[str, Any]] | None = None
+    while True:
+        trial = study.ask()
+        config = {"prompt": trial.suggest_categorical("prompt", TEMPLATES),
+                  "temperature": trial.suggest_float("temperature", 0, 1.2),
+                  "max_tokens": trial.suggest_int("max_tokens", 4, 32, log=True),
+                  "n": trial.suggest_int("n", 1, 5),
+                  "stop": trial.suggest_categorical("stop", ["\n", None])}
+        try:
+            score = statistics.fmean(landscape.pay(config, i, spending).metric for i in range(TUNING))
+        except BudgetSpent:
+            break
+        study.tell(trial, score)
+        if best is None or score > best[0]:
+            best = (score, config)
+    return (best[1] if best else None), None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budgets", default="3000,6000,12000,25000,50000,100000")
+    parser.add_argument("--strategies", default="halving,random,grid,tpe")
+    args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",")]
+    strategies = args.strategies.split(",")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        print("optuna is not installed (pip install -e '.[bench]'): the TPE column is left out\n")
+        strategies = [s for s in strategies if s != "tpe"]
+    best = best_true_score()
+    started = time.perf_counter()
+    rows = []
+    pooled: dict[str, list[bool]] = {strategy: [] for strategy in strategies}
+    for budget in budgets:
+        row: list[Any] = [f"{budget:,.0f}"]
+        for strategy in strategies:
+            regrets, empty, covered = [], 0, []
+            for seed in range(args.seeds):
+                landscape = Landscape(seed)
+                config, inside = (run_tpe(landscape, budget) if strategy == "tpe"
+                                  else run_ours(strategy, landscape, budget))
+                if config is None:
+                    empty += 1
+                    continue
+                regrets.append(best - true_score(config))
+                if inside is not None:
+                    covered.append(inside)
+            mean = f"{statistics.fmean(regrets):.3f}" if regrets else "-"
+            error = f" ({statistics.stdev(regrets) / math.sqrt(len(regrets)):.3f})" if len(regrets) > 1 else ""
+            coverage = f"{sum(covered) / len(covered):.0%}" if covered else "-"
+            pooled[strategy] += covered
+            row += [mean + error, f"{empty}/{args.seeds}", coverage]
+        rows.append(row)
+    headers = ["budget (tokens)"] + [f"{s} {what}" for s in strategies
+                                     for what in ("regret (se)", "no lock", "held-out CI covers")]
+    print(f"best true score in the space: {best:.3f}; cheapest config on all {TUNING + HELD_OUT} instances: "
+          f"{min(sum(tokens(c)) for c in grid_configs()) * (TUNING + HELD_OUT):,} tokens; {args.seeds} seeds a cell")
+    print(tabulate(rows, headers=headers, disable_numparse=True))
+    print("held-out 95% interval covers the true score, all budgets pooled: " + "; ".join(
+        f"{strategy} {sum(found) / len(found):.1%} of {len(found)} locks"
+        for strategy, found in pooled.items() if found))
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def grid_configs() -> list[dict[str, Any]]:
+    return [{"prompt": t, "temperature": 0.0, "max_tokens": m, "n": 1, "stop": "\n"}
+            for t in TEMPLATES for m in (4, 8, 32)]
+
+
+if __name__ == "__main__":
+    main()
