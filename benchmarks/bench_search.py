@@ -152,7 +152,7 @@ def run_ours(strategy: str, landscape: Landscape, budget: float) -> tuple[dict[s
     if held is None or len(held.metrics) < HELD_OUT:
         return None, None  # the session locks nothing without the held-out score
     config = result.configs[result.winner.index]
-    bounds = interval(list(held.metrics.values()))
+    bounds = interval(list(held.metrics.values()), exact=True)  # as the lock records it
     return config, bounds is not None and bounds[0] <= true_score(config) <= bounds[1]
 
 

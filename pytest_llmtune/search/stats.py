@@ -28,8 +28,11 @@ def aggregate(values: Sequence[float], agg: str | Aggregate = "mean") -> float:
     return float(resolve_agg(agg)(values))
 
 
-def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """A confidence interval for the mean: Wilson's for pass/fail data, Student's t otherwise.
+def interval(values: Sequence[float], confidence: float = CONFIDENCE, *,
+             exact: bool = False) -> tuple[float, float] | None:
+    """A confidence interval for the mean: Wilson's for pass/fail data (Clopper-Pearson's with `exact`: at least
+    `confidence` coverage whatever the rate, where Wilson's dips a little below it at some rates on small samples),
+    Student's t otherwise.
 
     None when the data cannot bound the mean (fewer than two values of a non-binary metric).
     """
@@ -37,12 +40,21 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[f
     if n == 0:
         return None
     if all(v in (0.0, 1.0) for v in values):
-        return _wilson(sum(values), n, confidence)
+        return _clopper_pearson(int(sum(values)), n, confidence) if exact else _wilson(sum(values), n, confidence)
     if n < 2:
         return None
     mean = statistics.fmean(values)
     half = _t_quantile(confidence, n - 1) * statistics.stdev(values) / math.sqrt(n)
     return (mean - half, mean + half)
+
+
+def _clopper_pearson(successes: int, n: int, confidence: float) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    low = float(beta.ppf(tail, successes, n - successes + 1)) if successes > 0 else 0.0
+    high = float(beta.ppf(1 - tail, successes + 1, n - successes)) if successes < n else 1.0
+    return (low, high)
 
 
 def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:

@@ -88,8 +88,8 @@ def shorten(value: Any, width: int = WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_score(values: Sequence[float], score: float) -> str:
-    bounds = interval(values)
+def format_score(values: Sequence[float], score: float, *, exact: bool = False) -> str:
+    bounds = interval(values, exact=exact)
     if math.isnan(score):
         return "-"
     if bounds is None:
@@ -134,9 +134,9 @@ def _held_out_cell(held: HeldOut | None, halving: SuccessiveHalving) -> str:
     if held is None:
         return ""
     if held.error:
-        return "error"
+        return "not scored: budget" if "budget" in held.error else "error"
     values = [held.metrics[i] for i in sorted(held.metrics)]
-    return format_score(values, aggregate(values, halving.agg))
+    return format_score(values, aggregate(values, halving.agg), exact=True)
 
 
 def _dropped_cell(trial: Trial) -> str:

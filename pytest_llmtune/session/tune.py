@@ -212,7 +212,8 @@ class TuneSession(EndpointSession):
         if held is not None:
             held_values = [held.metrics[i] for i in sorted(held.metrics)]
             split = (Split(result.halving.score(winner), interval(tuning), len(tuning)),
-                     Split(aggregate(held_values, spec.agg), interval(held_values), len(held_values)))
+                     Split(aggregate(held_values, spec.agg), interval(held_values, exact=True),
+                           len(held_values)))
         return LockEntry(
             config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
             interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
