@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import itertools
-import json
 import math
 import random
 import statistics
@@ -31,6 +30,7 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending, over_budget
 from pytest_llmtune.search.halving import Outcome, SuccessiveHalving, Trial, significantly_worse
 from pytest_llmtune.search.plan import MARGIN, CostModel, Fit, fit, shape
+from pytest_llmtune.search.plan import key_of as _key
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
@@ -687,8 +687,6 @@ class Tuner:
         return kept
 
 
-def _key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, default=repr)
 
 
 def _worst(config: dict[str, Any]) -> float:
