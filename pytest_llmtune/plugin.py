@@ -24,6 +24,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "recorded responses; fail on a stale lock or a score below its threshold")
     group.addoption("--llm-record", action="store_true", help="with --llm-test: call the endpoint for requests "
                     "that have no recording, and record them")
+    group.addoption("--llm-live", action="store_true", help="with --llm-test: send every request of the locked "
+                    "configs to the endpoint (nothing replayed, recordings untouched) and fail a target whose live "
+                    "score is significantly worse than its lock")
+    group.addoption("--llm-repeat", type=positive_int, default=None, metavar="K", help="with --llm-live: sample "
+                    "each instance K times, for more power (default 1)")
     group.addoption("--llm-local", action="store_true", help="start llama.cpp's llama-server with SmolLM2-135M on "
                     "127.0.0.1 for this session and send requests to it (ini llmtune_local)")
     group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for --llm-local")
@@ -40,6 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--llm-tune and --llm-test are separate steps: tune, commit the lockfile, then test")
     if config.getoption("llm_record") and not test:
         raise pytest.UsageError("--llm-record goes with --llm-test (--llm-tune always records)")
+    if config.getoption("llm_live") and not test:
+        raise pytest.UsageError("--llm-live goes with --llm-test: it checks the locked configs against the endpoint")
+    if config.getoption("llm_live") and config.getoption("llm_record"):
+        raise pytest.UsageError("--llm-live and --llm-record are separate: --llm-live never touches the recordings; "
+                                "--llm-record scores the lock again from them, recording what is missing")
+    if config.getoption("llm_repeat") and not config.getoption("llm_live"):
+        raise pytest.UsageError("--llm-repeat goes with --llm-live (recordings hold one sample per request)")
     if not (tune or test):
         return
     refuse_distribution(config, tune)
@@ -63,6 +75,9 @@ def refuse_distribution(config: pytest.Config, tune: bool) -> None:
     if config.getoption("llm_record"):
         raise pytest.UsageError("--llm-record does not run under pytest-xdist (-n/--dist): workers would record into "
                                 "the same cassettes; record without -n, then gate with -n")
+    if config.getoption("llm_live"):
+        raise pytest.UsageError("--llm-live does not run under pytest-xdist (-n/--dist): each verdict runs the "
+                                "instances other workers ran once more, paying twice; run it without -n")
 
 
 def _distributed(config: pytest.Config) -> bool:

@@ -6,7 +6,7 @@ has real signal to find:
 - "What is A + B?" or "A + B =" -> the sum.
 It errs with probability 0.1 + 0.5 * temperature (+ 0.3 without "Examples" in the prompt), drawn
 from a hash of the request, the sample header and the choice index: the same request gets the same
-answer, a repeated sample a fresh one.
+answer, a repeated sample a fresh one. `drift` adds to that probability: the model behind the name got worse.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class FakeOpenAI:
     """Start with `start()`; `base_url` is what the openai client needs."""
 
     latency: float = 0.0
+    drift: float = 0.0
     requests: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -111,14 +112,14 @@ class FakeOpenAI:
         if failure is not None:
             extra = {"retry-after": str(failure.retry_after)} if failure.retry_after is not None else {}
             return failure.status, {"error": {"message": f"injected {failure.status}", "type": "server_error"}}, extra
-        return 200, complete(path, body, headers.get("x-llmtune-sample", "0")), {}
+        return 200, complete(path, body, headers.get("x-llmtune-sample", "0"), self.drift), {}
 
 
-def complete(path: str, body: dict[str, Any], sample: str) -> dict[str, Any]:
+def complete(path: str, body: dict[str, Any], sample: str, drift: float = 0.0) -> dict[str, Any]:
     chat = path.endswith("/chat/completions")
     prompt = "\n".join(m["content"] for m in body["messages"]) if chat else body["prompt"]
     temperature = body.get("temperature", 1.0)
-    p_error = min(0.95, 0.1 + 0.5 * temperature + (0.0 if "Examples" in prompt else 0.3))
+    p_error = min(0.95, 0.1 + 0.5 * temperature + (0.0 if "Examples" in prompt else 0.3) + drift)
     answer = correct_answer(prompt)
     texts = []
     for index in range(body.get("n", 1)):

@@ -31,7 +31,7 @@ def test_gate_passes_offline_with_the_locked_config(tuned: pytest.Pytester, open
     score = read_lock(tuned.path)["targets"][TARGET]["score"]
     result.stdout.fnmatch_lines([f"*{TARGET}[[]llmtune[]] PASSED*",
                                  f"{TARGET}: pass_rate {score:.3f} [[]95% CI *] on 24 instances (* failed an "
-                                 f"assertion); locked {score:.3f}: ok"])
+                                 f"assertion); locked {score:.3f}; all 24 results as locked: ok"])
 
 
 def test_a_failed_assertion_is_a_miss_not_a_failure(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
@@ -62,8 +62,9 @@ def test_gate_fails_on_a_stale_lock(tuned: pytest.Pytester) -> None:
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: the lock is stale (its test source changed): run "
-                                 f"`pytest --llm-tune {TARGET}`*"])
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: the lock is stale (its test body changed): score the locked "
+                                 f"config again with `pytest --llm-test --llm-record {TARGET}` (records only "
+                                 f"missing responses), or re-tune: `pytest --llm-tune {TARGET}`*"])
 
 
 def test_gate_fails_below_the_threshold(tuned: pytest.Pytester) -> None:
@@ -81,13 +82,14 @@ def test_gate_fails_below_the_threshold(tuned: pytest.Pytester) -> None:
 def test_gate_fails_below_the_locked_score(tuned: pytest.Pytester) -> None:
     lock = read_lock(tuned.path)
     lock["targets"][TARGET]["score"] = 1.5  # as if the locked config had done better than it now does
+    del lock["targets"][TARGET]["results"]  # (a lock without per-instance results: tested against its score)
     (tuned.path / "llmtune.lock").write_text(json.dumps(lock))
 
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * below the locked 1.500 by more than the "
-                                 "tolerance 0.0*"])
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * locked 1.500; difference -0.* p = 0 (one-sided, "
+                                 "against the locked score *): significantly worse than the lock*"])
 
 
 def test_missing_recording_says_how_to_record_it(tuned: pytest.Pytester, openai_server: FakeOpenAI,

@@ -15,11 +15,12 @@ from pytest_llmtune.store.lockfile import (
     LockEntry,
     LockfileError,
     read,
-    stale_reasons,
+    staleness,
     write_target,
 )
 
-FINGERPRINTS = {"space": "sha256:aaa", "instances": "sha256:bbb", "source": "sha256:ccc"}
+FINGERPRINTS = {"space": "sha256:aaa", "instances": "sha256:bbb", "body": "sha256:ccc",
+                "module:helpers/text.py": "sha256:ddd"}
 ENTRY = LockEntry(config={"temperature": 0.2, "prompt": "Review: {review}"}, score=0.875, interval=(0.5, 0.97),
                   metric="pass_rate", mode="max", agg="mean", threshold=0.8, instances=8, tokens_total=800,
                   cost_total=0.0012, seed=0, split_n=False, plugin_version="0.1.0", fingerprints=FINGERPRINTS)
@@ -124,24 +125,67 @@ def test_writing_into_a_corrupt_lockfile_raises_and_leaves_it_untouched(lock: Pa
     assert lock.read_text() == "{not json"
 
 
+def stale_reasons(entry: LockEntry, fingerprints: dict[str, str], metric: str = "pass_rate", mode: str = "max",
+                  agg: str = "mean") -> list[str]:
+    stale = staleness(entry, fingerprints, metric=metric, mode=mode, agg=agg)
+    return [] if stale is None else stale.reasons
+
+
 def test_a_lock_with_the_same_fingerprints_is_not_stale() -> None:
-    assert stale_reasons(ENTRY, FINGERPRINTS) == []
+    assert staleness(ENTRY, FINGERPRINTS, metric="pass_rate", mode="max", agg="mean") is None
 
 
 def test_stale_reasons_name_what_changed_in_words() -> None:
-    now = {**FINGERPRINTS, "space": "sha256:new", "source": "sha256:new"}
+    now = {**FINGERPRINTS, "space": "sha256:new", "body": "sha256:new"}
 
-    assert stale_reasons(ENTRY, now) == ["its search space changed", "its test source changed"]
+    assert stale_reasons(ENTRY, now) == ["its search space changed", "its test body changed"]
+
+
+def test_a_changed_helper_module_is_named_and_so_is_one_added_or_dropped() -> None:
+    changed = {**FINGERPRINTS, "module:helpers/text.py": "sha256:new"}
+    swapped = {**{k: v for k, v in FINGERPRINTS.items() if not k.startswith("module:")},
+               "module:helpers/other.py": "sha256:eee"}
+
+    assert stale_reasons(ENTRY, changed) == ["helpers/text.py changed"]
+    assert stale_reasons(ENTRY, swapped) == ["it now uses helpers/other.py", "it no longer uses helpers/text.py"]
 
 
 def test_a_changed_instance_set_makes_the_lock_stale() -> None:
     assert stale_reasons(ENTRY, {**FINGERPRINTS, "instances": "sha256:new"}) == ["its instances changed"]
 
 
+def test_code_and_data_changes_can_be_rescored_but_the_space_and_metric_need_a_new_search() -> None:
+    code = staleness(ENTRY, {**FINGERPRINTS, "body": "x", "instances": "y"}, metric="pass_rate", mode="max",
+                     agg="mean")
+    metric = staleness(ENTRY, FINGERPRINTS, metric="accuracy", mode="max", agg="median")
+    space = staleness(ENTRY, {**FINGERPRINTS, "space": "z"}, metric="pass_rate", mode="max", agg="mean")
+
+    assert code is not None and not code.retune
+    assert metric is not None and metric.retune
+    assert metric.reasons == ["its metric changed (pass_rate -> accuracy)", "its agg changed (mean -> median)"]
+    assert space is not None and space.retune
+
+
+def test_an_entry_from_an_older_fingerprint_scheme_is_stale_and_says_so() -> None:
+    old = dataclasses.replace(ENTRY, fingerprints={"space": "sha256:aaa", "instances": "sha256:bbb",
+                                                   "source": "sha256:old"})
+
+    assert stale_reasons(old, FINGERPRINTS) == ["its fingerprints are from an older pytest-llmtune"]
+
+
 def test_an_entry_without_fingerprints_is_stale_for_every_reason() -> None:
     assert stale_reasons(dataclasses.replace(ENTRY, fingerprints={}), FINGERPRINTS) == [
-        "its search space changed", "its instances changed", "its test source changed"
+        "its search space changed", "its fingerprints are from an older pytest-llmtune", "its instances changed"
     ]
+
+
+def test_per_instance_results_are_kept_sorted_compact_and_round_trip(lock: Path) -> None:
+    entry = dataclasses.replace(ENTRY, results={"b": 1.0, "a": 0.0, "c": 0.123456789})
+    write_target(lock, "t", entry)
+
+    text = lock.read_text()
+    assert '"results": {\n        "a": 0,\n        "b": 1,\n        "c": 0.123457\n      }' in text
+    assert LockEntry.from_json("t", read(lock)["t"], lock).results == {"a": 0.0, "b": 1.0, "c": 0.123457}
 
 
 def test_the_other_metrics_of_a_metric_dict_are_kept_rounded_and_sorted(lock: Path) -> None:

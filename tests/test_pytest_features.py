@@ -343,14 +343,15 @@ def test_the_gate_item_alone_judges_every_instance(tuned: pytest.Pytester) -> No
 def test_last_failed_reruns_a_failed_gate_on_the_whole_target(tuned: pytest.Pytester) -> None:
     lock = read_lock(tuned.path)
     lock["targets"]["test_sums.py::test_sum"]["score"] = 1.5
+    del lock["targets"]["test_sums.py::test_sum"]["results"]  # tested against its score
     (tuned.path / "llmtune.lock").write_text(json.dumps(lock))
     assert tuned.runpytest("--llm-test").ret == pytest.ExitCode.TESTS_FAILED
 
     result = tuned.runpytest("--llm-test", "--lf")
 
     result.assert_outcomes(failed=1)  # the instances' own runs passed: only the verdict reruns
-    result.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: pass_rate * on 12 instances *below the locked "
-                                 "1.500*"])
+    result.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: pass_rate * on 12 instances *locked 1.500*"
+                                 "significantly worse than the lock*"])
 
 
 # --- pytest-xdist ------------------------------------------------------------------------------------------------
@@ -363,14 +364,15 @@ def test_the_gate_under_xdist_gives_the_same_verdicts_and_exit_status(tuned: pyt
     assert verdict in spread.outlines
 
     lock = read_lock(tuned.path)
-    lock["targets"]["test_sums.py::test_sum"]["score"] = 1.5  # now it must fail, spread or not
+    lock["targets"]["test_sums.py::test_sum"]["score"] = 1.5
+    del lock["targets"]["test_sums.py::test_sum"]["results"]  # now it must fail, spread or not
     (tuned.path / "llmtune.lock").write_text(json.dumps(lock))
     alone, spread = tuned.runpytest("--llm-test"), tuned.runpytest("--llm-test", "-n", "2")
 
     assert alone.ret == spread.ret == pytest.ExitCode.TESTS_FAILED
     assert passed(alone) == passed(spread) == 12
     assert alone.parseoutcomes()["failed"] == spread.parseoutcomes()["failed"] == 1
-    spread.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: *below the locked 1.500*"])
+    spread.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: *locked 1.500*significantly worse than the lock*"])
 
 
 def test_a_stale_lock_fails_under_xdist(tuned: pytest.Pytester) -> None:
@@ -380,7 +382,7 @@ def test_a_stale_lock_fails_under_xdist(tuned: pytest.Pytester) -> None:
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=1, skipped=12)
-    result.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: the lock is stale (its test source changed)*"])
+    result.stdout.fnmatch_lines(["FAILED test_sums.py::test_sum: the lock is stale (its test body changed)*"])
 
 
 @pytest.mark.parametrize("options", [["--llm-tune"], ["--llm-test", "--llm-record"]])
@@ -402,6 +404,7 @@ def test_junit_sees_a_failed_gate_with_its_numbers(tuned: pytest.Pytester) -> No
         "threshold=0.1", "threshold=0.1"))
     lock = read_lock(tuned.path)
     lock["targets"]["test_sums.py::test_sum"]["score"] = 1.5
+    del lock["targets"]["test_sums.py::test_sum"]["results"]  # tested against its score
     (tuned.path / "llmtune.lock").write_text(json.dumps(lock))
 
     tuned.runpytest("--llm-test", "--junitxml=junit.xml")

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from pytest_llmtune.search.stats import aggregate, interval, paired_difference, resolve_agg
+from pytest_llmtune.search.stats import aggregate, drift, interval, paired_difference, resolve_agg
 
 SCORES = [0.2, 0.4, 0.6, 0.5, 0.3]
 
@@ -146,3 +146,107 @@ def test_paired_difference_of_no_instances_is_nan() -> None:
 def test_paired_difference_refuses_unpaired_lists() -> None:
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
+
+
+# the live check's test: new samples per instance against the lock's one result per instance
+
+
+def _ids(values: list[float]) -> dict[str, float]:
+    return {f"i{index}": value for index, value in enumerate(values)}
+
+
+def _samples(values: list[list[float]]) -> dict[str, list[float]]:
+    return {f"i{index}": value for index, value in enumerate(values)}
+
+
+def test_drift_of_the_very_results_the_lock_holds_is_no_drift() -> None:
+    locked = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+
+    result = drift(_samples([[value] for value in locked]), _ids(locked), statistics.fmean(locked))
+
+    assert (result.difference, result.p_value, result.worse) == (0.0, 1.0, False)
+    assert result.words() == "all 6 results as locked"
+
+
+@pytest.mark.parametrize(("worse", "better"), [(10, 0), (9, 1), (8, 2), (7, 3), (5, 5)])
+def test_drift_on_pass_fail_with_one_sample_is_the_exact_sign_test_on_the_discordant_instances(
+        worse: int, better: int) -> None:
+    """With one new sample per instance, only instances whose result flipped carry information, and under no drift
+    each flip is a fair coin: the permutation p-value is McNemar's exact one-sided p-value, whatever the number of
+    unchanged instances."""
+    from scipy.stats import binomtest
+
+    locked = [1.0] * worse + [0.0] * better + [1.0] * 15 + [0.0] * 5
+    new = [[0.0]] * worse + [[1.0]] * better + [[1.0]] * 15 + [[0.0]] * 5
+
+    result = drift(_samples(new), _ids(locked), statistics.fmean(locked))
+
+    exact = binomtest(worse, worse + better, 0.5, alternative="greater").pvalue
+    assert result.p_value == pytest.approx(exact, abs=0.01)
+    assert result.worse == (exact < 0.05)
+    assert result.paired == result.instances == 30
+    assert result.difference == pytest.approx((better - worse) / 30)
+
+
+def test_drift_is_seeded_the_same_results_give_the_same_p_value() -> None:
+    locked = _ids([1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0] * 3)
+    new = _samples([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]] * 3)
+
+    assert drift(new, locked, 0.75).p_value == drift(new, locked, 0.75).p_value
+
+
+def test_drift_in_mode_min_calls_a_higher_metric_worse() -> None:
+    locked = [1.0, 2.0, 1.5, 1.0, 2.0, 1.5, 1.0, 2.0] * 2
+    higher = [[value + 1.0] for value in locked]
+
+    assert drift(_samples(higher), _ids(locked), statistics.fmean(locked), mode="min").worse
+    assert not drift(_samples(higher), _ids(locked), statistics.fmean(locked), mode="max").worse
+
+
+def test_drift_smaller_than_the_margin_does_not_fail() -> None:
+    locked = [1.0] * 40
+    dropped = [[0.0]] * 6 + [[1.0]] * 34  # 0.15 worse, every change a loss
+
+    assert drift(_samples(dropped), _ids(locked), 1.0).worse
+    within = drift(_samples(dropped), _ids(locked), 1.0, margin=0.3)
+    assert not within.worse
+    assert "margin 0.3" in within.words()
+
+
+def test_drift_uses_every_sample_of_an_instance() -> None:
+    """Repeats add power: two losses in three samples per instance read as a drop one sample would not show."""
+    locked = [1.0] * 12
+    one = _samples([[0.0]] * 4 + [[1.0]] * 8)
+    three = _samples([[0.0, 0.0, 1.0]] * 4 + [[1.0, 0.0, 1.0]] * 8)
+
+    assert drift(three, _ids(locked), 1.0).p_value < drift(one, _ids(locked), 1.0).p_value
+    assert drift(three, _ids(locked), 1.0).difference == pytest.approx(-(4 * 2 + 8) / 36)
+
+
+def test_drift_words_give_the_difference_its_interval_and_the_p_value() -> None:
+    locked = [1.0] * 20
+    result = drift(_samples([[0.0]] * 10 + [[1.0]] * 10), _ids(locked), 1.0)
+
+    assert re.fullmatch(r"difference -0\.500 \[-0\.\d{3}, -0\.\d{3}\] \(90%\), p = \S+ \(one-sided, paired on 20 "
+                        r"instances, alpha 0\.05\)", result.words()), result.words()
+    assert result.interval is not None and result.interval[1] < 0
+
+
+def test_drift_without_per_instance_results_in_the_lock_tests_against_the_locked_score() -> None:
+    new = _samples([[0.0]] * 12 + [[1.0]] * 8)
+
+    result = drift(new, {}, 0.9)
+
+    assert result.paired == 0 and result.instances == 20
+    assert result.worse and result.p_value < 0.001
+    assert "against the locked score (no per-instance results in the lock)" in result.words()
+    assert not drift(new, {}, 0.4).worse
+
+
+def test_drift_pairs_only_the_instances_both_have() -> None:
+    locked = {"a": 1.0, "b": 0.0, "gone": 1.0}
+    new = {"a": [1.0], "b": [0.0], "added": [0.0]}
+
+    result = drift(new, locked, 2 / 3)
+
+    assert (result.paired, result.instances, result.worse) == (2, 3, False)

@@ -242,8 +242,12 @@ def _nth_sample(params: dict[str, Any], sample: int) -> dict[str, Any]:
 class LLM:
     """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
 
-    def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None,
+                 first_sample: int = 0) -> None:
+        """`first_sample` numbers this evaluation's samples from there: a repeated evaluation (`--llm-repeat`)
+        draws samples of its own (with a seed in the config, seed + its number)."""
         self.config = dict(config)
+        self.first_sample = first_sample
         self.endpoint = endpoint
         self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
         self.usage = Usage()
@@ -258,7 +262,7 @@ class LLM:
             params = {"model": self.endpoint.default_model, **params}
         key = json.dumps([api, {k: v for k, v in params.items() if k != "n" or not self.split_n}], sort_keys=True,
                          default=str)
-        first = self._seen[key]  # the k-th identical call in this evaluation gets samples of its own
+        first = self.first_sample + self._seen[key]  # the k-th identical call in this evaluation: samples of its own
         requests, repeat = sample_requests(params, split_n=self.split_n, first=first)
         self._seen[key] += len(requests)
         replies = self.endpoint.complete_many(api, requests)

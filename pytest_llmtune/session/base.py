@@ -36,6 +36,7 @@ class Run:
 
     config: dict[str, Any]
     split_n: bool | None = None
+    repeat: int = 0  # the repeat's number, under --llm-live --llm-repeat: it draws samples of its own
     logged: bool = False  # the instance's own run, reported; evaluations are not
     probe: Any = None  # set for the run that looks at a target's fixtures (tune.py)
     fixtures: set[str] = field(default_factory=set)  # function-scoped fixtures set up for it, when probed

@@ -16,8 +16,12 @@ from pytest_llmtune.store.cassette import Cassettes
 
 __all__ = ["EndpointSession"]
 
+REPEAT_STRIDE = 1000  # repeat k of an evaluation numbers its samples from k x this
+
 
 class EndpointSession(BaseSession):
+    calls_out = True  # sends requests to the endpoint (else replays only): --llm-local starts its server
+
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.local: LocalServer | None = None
@@ -32,7 +36,7 @@ class EndpointSession(BaseSession):
         return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run) -> LLM:
-        return LLM(run.config, self.endpoint, split_n=run.split_n)
+        return LLM(run.config, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE)
 
     @property
     def endpoint_url(self) -> str:
@@ -50,7 +54,7 @@ class EndpointSession(BaseSession):
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.option.collectonly:
             return
-        if self.settings.local and self.record:
+        if self.settings.local and self.calls_out:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
             self.endpoint = self.settings.endpoint(self.local.base_url, transport=self.cassettes.transport(),

@@ -1,27 +1,37 @@
-"""`pytest --llm-test`: run every `@llm_eval` test with its locked config, replaying the recordings, and gate.
+"""`pytest --llm-test`: run every `@llm_eval` test with its locked config and judge it against the lock.
 
-Each instance runs once with the locked config (a failed assertion is a miss: reported, not fatal). The target's
-`[llmtune]` item is the gate: it fails when the lock is missing, unreadable or stale, when an instance raised,
-or when the score is below the threshold or below the locked score by more than the tolerance. Instances that
-were not selected (`-k`, `--lf`) are evaluated for the verdict too, so the gate always judges the whole target.
+Three ways to run, one verdict. Each instance runs once with the locked config (a failed assertion is a miss:
+reported, not fatal), then the target's `[llmtune]` item gives the verdict:
+- offline (default): the recordings are replayed; a stale lock fails, naming what changed and what to run;
+- `--llm-record`: a lock made stale by the test's code or data (not its space or metric) is scored again,
+  recording only the missing responses; when the new score is not significantly worse, the lock is updated;
+- `--llm-live`: every request goes to the endpoint (nothing replayed, recordings untouched), K times per instance
+  with `--llm-repeat K`: the scheduled check that the model behind a name still does what was locked.
+The verdict fails when an instance raised, when the score (or with ini `llmtune_threshold_on = lower`, the worse
+bound of its interval) misses the threshold, or when a one-sided test at ini `llmtune_alpha`, paired on the
+instances whose results the lock keeps, finds it worse than the lock by more than ini `llmtune_margin`. Instances
+that were not selected (`-k`, `--lf`) are evaluated for the verdict too, so the gate always judges the whole target.
 The summary is built from the reports, so it is the same under pytest-xdist, where workers run the items.
 """
 
 from __future__ import annotations
 
+import contextlib
+import statistics
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from pytest_llmtune.search.domains import InvalidSpaceError
-from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
+from pytest_llmtune.search.stats import aggregate, drift, interval, mean_by_key
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session import report
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict
+from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.lockfile import SCORE_DIGITS, LockEntry, LockfileError
 
@@ -31,33 +41,47 @@ __all__ = ["GateSession"]
 class GateSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.record = settings.record  # before the cassettes are made
+        self.calls_out = settings.record or settings.live
         super().__init__(config, settings)
-        self.label = "test, recording missing responses" if settings.record else "test, replay only"
+        self.label = ("test live, nothing replayed" if settings.live else
+                      "test, recording missing responses" if settings.record else "test, replay only")
         self.locks: dict[str, LockEntry] = {}
         self.configs: dict[str, dict[str, Any]] = {}
+        self.rescoring: dict[str, dict[str, str]] = {}  # stale targets scored again -> their new fingerprints
         self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
         self._entries: dict[str, Any] | LockfileError | None = None
         self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
+
+    def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
+        if self.settings.live:
+            return contextlib.nullcontext()  # straight to the endpoint: no cassette is read or written
+        return super().routing(target)
 
     # --- the lock ---------------------------------------------------------------------------------------------
 
     def prepare(self, target: Target, session: pytest.Session) -> None:
         if target.name in self.locks or target.name in self.refused:
             return
-        fix = f"run `pytest --llm-tune {target.nodeid}` and commit {self.settings.lockfile.name}"
+        tune = f"`pytest --llm-tune {target.nodeid}` and commit {self.settings.lockfile.name}"
         try:
             entry = self.entry(target.name)
         except LockfileError as error:
             return self.refuse(target, str(error))
         if entry is None:
-            return self.refuse(target, f"no lock in {self.settings.lockfile.name}: {fix}")
-        reasons = lockfile.stale_reasons(entry, target.fingerprints())
-        if reasons:
-            return self.refuse(target, f"the lock is stale ({', '.join(reasons)}): {fix}")
+            return self.refuse(target, f"no lock in {self.settings.lockfile.name}: run {tune}")
+        spec, fingerprints = target.spec, target.fingerprints()
+        stale = lockfile.staleness(entry, fingerprints, metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name)
+        if stale is not None and (stale.retune or not self.record):
+            what = (f"re-tune: {tune}" if stale.retune else
+                    f"score the locked config again with `pytest --llm-test --llm-record {target.nodeid}` (records "
+                    f"only missing responses), or re-tune: {tune}")
+            return self.refuse(target, f"the lock is stale ({stale.words()}): {what}")
         try:
-            self.configs[target.name] = target.spec.space.decode(entry.config)
+            self.configs[target.name] = spec.space.decode(entry.config)
         except InvalidSpaceError as error:
-            return self.refuse(target, f"{error}: {fix}")
+            return self.refuse(target, f"{error}: re-tune: {tune}")
+        if stale is not None:
+            self.rescoring[target.name] = fingerprints
         self.locks[target.name] = entry
         return None
 
@@ -82,7 +106,10 @@ class GateSession(EndpointSession):
             where = "" if verdict.outcome == "skipped" else f" (the failure is reported on {target.name}{SUFFIX})"
             item.add_marker(pytest.mark.skip(reason=f"llmtune: not gated: {why}{where}"))
             return None
-        return Run(config=self.configs[target.name], split_n=self.locks[target.name].split_n)
+        return self.run_of(target)
+
+    def run_of(self, target: Target, repeat: int = 0) -> Run:
+        return Run(config=self.configs[target.name], split_n=self.locks[target.name].split_n, repeat=repeat)
 
     # --- the verdict ------------------------------------------------------------------------------------------
 
@@ -90,38 +117,75 @@ class GateSession(EndpointSession):
         if target.name not in self.locks:
             return self.refused[target.name]
         entry, spec = self.locks[target.name], target.spec
+        repeat = self.settings.repeat if self.settings.live else 1
         runs = self.results.setdefault(target.name, {})
         for item in target.instances:  # instances that did not run in this session (deselected, or on another worker)
             if item.nodeid not in runs:
-                runs[item.nodeid] = self.run_unlogged(item, Run(config=self.configs[target.name],
-                                                                 split_n=entry.split_n), target)
-        evaluations: list[Evaluation] = []
+                runs[item.nodeid] = self.run_unlogged(item, self.run_of(target), target)
+        evaluations: dict[str, list[Evaluation]] = {}
         errors: list[EvaluationError] = []
         for item in target.instances:
-            try:
-                evaluations.append(evaluation_of(runs[item.nodeid], spec, item))
-            except EvaluationError as error:
-                if runs[item.nodeid].logged:  # its own report shows the error
-                    error = EvaluationError(error.signature, "", error.where)
-                errors.append(error)
+            found = evaluations.setdefault(instance_id(item), [])
+            for number in range(repeat):
+                run = runs[item.nodeid] if number == 0 else self.run_unlogged(item, self.run_of(target, number), target)
+                try:
+                    found.append(evaluation_of(run, spec, item))
+                except EvaluationError as error:
+                    if run.logged:  # its own report shows the error
+                        error = EvaluationError(error.signature, "", error.where)
+                    errors.append(error)
+                    break
         if errors:
             return Verdict("failed", report.gate_error_words(target.name, errors, len(target.instances)))
-        metrics = [e.metric for e in evaluations]
-        score = round(aggregate(metrics, spec.agg), SCORE_DIGITS)
+        results = {key: statistics.fmean(e.metric for e in found) for key, found in evaluations.items()}
+        every = [e for found in evaluations.values() for e in found]
+        values = list(results.values())
+        score = round(aggregate(values, spec.agg), SCORE_DIGITS)
+        bounds = interval(values)
+        settings = self.settings
+        samples = {key: [e.metric for e in found] for key, found in evaluations.items()}
+        change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.alpha,
+                       margin=settings.margin)
         gate = report.Gate(
-            metric=spec.metric_name, score=score, interval=interval(metrics), instances=len(metrics),
-            misses=sum(not e.passed for e in evaluations), others=mean_by_key([e.others for e in evaluations]),
-            threshold=spec.threshold, locked=entry.score, tolerance=self.settings.tolerance,
-            cost=sum(e.cost for e in evaluations), tokens=sum(e.usage.tokens for e in evaluations),
+            metric=spec.metric_name, score=score, interval=bounds, instances=len(values),
+            misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
+            threshold=spec.threshold, locked=entry.score, drift=change,
+            cost=sum(e.cost for e in every), tokens=sum(e.usage.tokens for e in every),
+            how="live" if settings.live else "re-scored" if target.name in self.rescoring else "", repeat=repeat,
         )
-        if spec.threshold is not None and not spec.beats(score, spec.threshold):
-            return gate.verdict("failed", f"below the threshold {spec.threshold}: improve it and re-tune, or lower "
-                                          "the threshold")
-        if not spec.beats(score, entry.score, self.settings.tolerance):
-            return gate.verdict("failed", f"below the locked {entry.score:.3f} by more than the tolerance "
-                                          f"{self.settings.tolerance}: find the change, or re-tune with "
-                                          "`pytest --llm-tune`")
+        judged = score
+        if settings.threshold_on == "lower" and bounds is not None:
+            judged = bounds[0] if spec.mode == "max" else bounds[1]
+        if spec.threshold is not None and not spec.beats(judged, spec.threshold):
+            which = "the score" if judged == score else "the worse bound of its 95% interval"
+            return gate.verdict("failed", f"{which} is below the threshold {spec.threshold}: improve it and re-tune, "
+                                          "or lower the threshold")
+        if change.worse:
+            fix = ("the lock is left as it was; find the change, or re-tune with `pytest --llm-tune`"
+                   if target.name in self.rescoring else
+                   "the model behind the endpoint may have changed; re-tune with `pytest --llm-tune`"
+                   if settings.live else "find the change, or re-tune with `pytest --llm-tune`")
+            return gate.verdict("failed", f"significantly worse than the lock: {fix}")
+        if target.name in self.rescoring:
+            self.relock(target, entry, results, every, score, bounds)
+            return gate.verdict("passed", f"not significantly worse than the lock: re-scored lock written to "
+                                          f"{self.settings.lockfile.name}; commit it with the recordings")
         return gate.verdict("passed", "ok")
+
+    def relock(self, target: Target, entry: LockEntry, results: dict[str, float], every: list[Evaluation],
+               score: float, bounds: tuple[float, float] | None) -> None:
+        """The locked config with its new score: new results and fingerprints; the tune's split scores go, since
+        they described the code before the change."""
+        from pytest_llmtune import __version__
+
+        relocked = replace(
+            entry, score=score, interval=bounds, instances=len(results), threshold=target.spec.threshold,
+            tokens_total=sum(e.usage.tokens for e in every), cost_total=sum(e.cost for e in every),
+            plugin_version=__version__, fingerprints=self.rescoring[target.name],
+            metrics=mean_by_key([e.others for e in every]), tuning=None, held_out=None, results=results,
+            scored_by="rescore",
+        )
+        lockfile.write_target(self.settings.lockfile, target.name, relocked)
 
     # --- the summary, from the reports (the controller's view under pytest-xdist) ------------------------------
 

@@ -16,7 +16,7 @@ from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.stats import aggregate, interval, paired_difference
+from pytest_llmtune.search.stats import Drift, aggregate, interval, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, Progress, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.targets import SUFFIX, Verdict
@@ -319,15 +319,19 @@ class Gate:
     others: Mapping[str, float]
     threshold: float | None
     locked: float
-    tolerance: float
+    drift: Drift
     cost: float
     tokens: int
+    how: str = ""  # "live", "re-scored" or "" (replayed)
+    repeat: int = 1  # samples per instance
 
     def words(self) -> str:
         bounds = f" [95% CI {self.interval[0]:.2f}, {self.interval[1]:.2f}]" if self.interval else ""
         others = "".join(f", {name} {value:.3f}" for name, value in sorted(self.others.items()))
-        return (f"{self.metric} {self.score:.3f}{bounds} on {self.instances} instances ({self.misses} failed an "
-                f"assertion{others}); locked {self.locked:.3f}")
+        samples = f" x {self.repeat} samples" if self.repeat > 1 else ""
+        how = f"{self.how} " if self.how else ""
+        return (f"{how}{self.metric} {self.score:.3f}{bounds} on {self.instances} instances{samples} ({self.misses} "
+                f"failed an assertion{others}); locked {self.locked:.3f}; {self.drift.words()}")
 
     def verdict(self, outcome: str, judgement: str) -> Verdict:
         return Verdict(outcome, f"{self.words()}: {judgement}", self.properties())
@@ -339,9 +343,11 @@ class Gate:
             properties.append(("llmtune_interval", f"{self.interval[0]:.6f} {self.interval[1]:.6f}"))
         if self.threshold is not None:
             properties.append(("llmtune_threshold", self.threshold))
-        properties += [("llmtune_locked_score", self.locked), ("llmtune_tolerance", self.tolerance),
-                       ("llmtune_instances", self.instances), ("llmtune_misses", self.misses),
-                       ("llmtune_tokens", self.tokens), ("llmtune_cost_usd", round(self.cost, 8))]
+        properties += [("llmtune_locked_score", self.locked), ("llmtune_difference", round(self.drift.difference, 6)),
+                       ("llmtune_p_value", round(self.drift.p_value, 6)), ("llmtune_alpha", self.drift.alpha),
+                       ("llmtune_margin", self.drift.margin), ("llmtune_instances", self.instances),
+                       ("llmtune_misses", self.misses), ("llmtune_tokens", self.tokens),
+                       ("llmtune_cost_usd", round(self.cost, 8))]
         properties += [(f"llmtune_metric_{name}", round(value, 6)) for name, value in sorted(self.others.items())]
         return tuple(properties)
 

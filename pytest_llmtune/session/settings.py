@@ -34,7 +34,12 @@ INI: dict[str, tuple[str, str]] = {
     "llmtune_eta": ("successive halving keeps 1/eta of the configs per rung", "3"),
     "llmtune_strategy": ("how targets without strategy= search: halving, random or grid", "halving"),
     "llmtune_min_instances": ("instances in the first rung, at least", "5"),
-    "llmtune_tolerance": ("--llm-test fails when a score is below the locked score by more than this", "0.0"),
+    "llmtune_alpha": ("--llm-test: significance level of the one-sided test that a score is worse than its lock",
+                      "0.05"),
+    "llmtune_margin": ("--llm-test: a drop below the locked score within this margin never fails the gate", "0"),
+    "llmtune_threshold_on": ("--llm-test: what must clear a target's threshold: score (the point estimate) or "
+                             "lower (the worse bound of its 95% interval)", "score"),
+    "llmtune_tolerance": ("replaced by llmtune_margin and llmtune_alpha (a statistical test)", ""),
     "llmtune_max_retries": ("retries of a failed request (429, 5xx, timeouts), with backoff", "2"),
     "llmtune_timeout": ("seconds before a request times out", "120"),
     "llmtune_model": ("the model of configs whose space names none (default with --llm-local: smollm2)", ""),
@@ -68,11 +73,15 @@ class Settings:
     eta: int
     strategy: str
     min_instances: int
-    tolerance: float
+    alpha: float
+    margin: float
+    threshold_on: str
     max_retries: int
     timeout: float
     base_url: str | None
     record: bool
+    live: bool
+    repeat: int
     model: str | None
     local: bool
     local_model: Path | None
@@ -94,11 +103,15 @@ class Settings:
             eta=int(_ini_number(config, "llmtune_eta", int, 2)),
             strategy=_strategy(config),
             min_instances=int(_ini_number(config, "llmtune_min_instances", int, 1)),
-            tolerance=_ini_number(config, "llmtune_tolerance", float, 0),
+            alpha=_alpha(config),
+            margin=_ini_number(config, "llmtune_margin", float, 0),
+            threshold_on=_choice(config, "llmtune_threshold_on", ("score", "lower")),
             max_retries=int(_ini_number(config, "llmtune_max_retries", int, 0)),
             timeout=_ini_number(config, "llmtune_timeout", float, 0.001),
             base_url=str(config.getini("llmtune_base_url")) or None,
             record=bool(config.getoption("llm_record")),
+            live=bool(config.getoption("llm_live")),
+            repeat=int(config.getoption("llm_repeat") or 1),
             model=str(config.getini("llmtune_model")) or None,
             local=local,
             local_model=_local_model(config),
@@ -138,6 +151,24 @@ def _ini_bool(config: pytest.Config, name: str, default: bool) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise pytest.UsageError(f"ini setting {name} = {text!r}: use true or false")
     return text in ("true", "1", "yes")
+
+
+def _alpha(config: pytest.Config) -> float:
+    if str(config.getini("llmtune_tolerance")).strip():
+        raise pytest.UsageError("ini setting llmtune_tolerance is replaced: the gate fails when a score is "
+                                "significantly worse than its lock (llmtune_alpha, default 0.05) by more than "
+                                "llmtune_margin (default 0); set llmtune_margin instead")
+    alpha = _ini_number(config, "llmtune_alpha", float, 0)
+    if not 0 < alpha < 0.5:
+        raise pytest.UsageError(f"ini setting llmtune_alpha = {alpha!r} must be between 0 and 0.5 (e.g. 0.05)")
+    return alpha
+
+
+def _choice(config: pytest.Config, name: str, allowed: tuple[str, ...]) -> str:
+    text = str(config.getini(name)).strip()
+    if text not in allowed:
+        raise pytest.UsageError(f"ini setting {name} = {text!r}: use one of {', '.join(allowed)}")
+    return text
 
 
 def _strategy(config: pytest.Config) -> str:

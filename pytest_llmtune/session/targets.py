@@ -20,9 +20,10 @@ import pytest
 from pytest_llmtune.search.domains import describe
 from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.session.fingerprints import code_fingerprints
 
-__all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict", "spec_of",
-           "target_name"]
+__all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict",
+           "instance_id", "spec_of", "target_name"]
 
 MARKER = "llm_eval"
 SUFFIX = "[llmtune]"
@@ -52,10 +53,12 @@ class Target:
         return self.instances[0].nodeid.split("[", 1)[0]
 
     def fingerprints(self) -> dict[str, str]:
+        """What decides the target's result (fingerprints.py); the lock is stale when one of them changed."""
+        first = self.instances[0]
         return {
             "space": self.spec.space.fingerprint(),
             "instances": instances_fingerprint(self.instances),
-            "source": source_fingerprint(self.instances[0]),
+            **code_fingerprints(first.function, first.config.rootpath),
         }
 
     def shuffled(self) -> list[pytest.Function]:
@@ -145,8 +148,7 @@ def instances_fingerprint(items: Sequence[pytest.Function]) -> str:
     return fingerprint(sorted(params, key=repr))
 
 
-def source_fingerprint(item: pytest.Function) -> str:
-    try:
-        return fingerprint(inspect.getsource(item.function))
-    except (OSError, TypeError):
-        return fingerprint(item.nodeid)
+def instance_id(item: pytest.Function) -> str:
+    """The instance's parameter id (`France` in `test_capital[France]`): its key in the lock's results."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.id if callspec is not None else item.name

@@ -42,7 +42,7 @@ from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import Target, Verdict
+from pytest_llmtune.session.targets import Target, Verdict, instance_id
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
@@ -203,7 +203,7 @@ class TuneSession(EndpointSession):
         """The winner on every instance (what the gate replays), with its tuning and held-out scores apart."""
         from pytest_llmtune import __version__
 
-        spec = target.spec
+        spec, instances = target.spec, target.shuffled()  # the search's instance numbers index this order
         metrics = {**winner.metrics, **(held.metrics if held else {})}
         values = [metrics[i] for i in sorted(metrics)]
         others = {**winner.others, **(held.others if held else {})}
@@ -221,6 +221,7 @@ class TuneSession(EndpointSession):
             cost_total=winner.cost + (held.cost if held else 0.0), seed=spec.seed, split_n=self.settings.split_n,
             plugin_version=__version__, fingerprints=target.fingerprints(), metrics=mean_by_key(others.values()),
             tuning=split[0] if split else None, held_out=split[1] if split else None,
+            results={instance_id(instances[i]): value for i, value in metrics.items()},
         )
 
     def refuse(self, target: Target, why: str) -> None:

@@ -14,12 +14,12 @@ from typing import Any
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.store.atomic import write_atomically
 
-__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "read", "stale_reasons",
+__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "read", "staleness",
            "write_target"]
 
 LOCK_VERSION = 1
 SCORE_DIGITS = 6  # scores are locked, and compared, at this precision
-FINGERPRINTS = {"space": "its search space", "instances": "its instances", "source": "its test source"}
+MODULE_PREFIX = "module:"  # fingerprints of the project's modules a test uses (session/fingerprints.py)
 
 
 class LockfileError(LlmtuneError):
@@ -69,6 +69,8 @@ class LockEntry:
     metrics: dict[str, float] = field(default_factory=dict)  # the other numbers a metric dict held, aggregated
     tuning: Split | None = None  # with a holdout: the score on the instances the search chose on
     held_out: Split | None = None  # and on those it never saw: the honest estimate
+    results: dict[str, float] = field(default_factory=dict)  # instance id -> its metric: what the gate pairs on
+    scored_by: str = "tune"  # or "rescore": `pytest --llm-test --llm-record` scored the locked config again
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -88,6 +90,10 @@ class LockEntry:
             entry["metrics"] = {name: round(value, SCORE_DIGITS) for name, value in sorted(self.metrics.items())}
         if self.tuning is not None and self.held_out is not None:
             entry["tuning"], entry["holdout"] = self.tuning.to_json(), self.held_out.to_json()
+        if self.results:
+            entry["results"] = {key: _compact(value) for key, value in sorted(self.results.items())}
+        if self.scored_by != "tune":
+            entry["scored_by"] = self.scored_by
         return entry
 
     @classmethod
@@ -107,10 +113,18 @@ class LockEntry:
                 fingerprints={str(k): str(v) for k, v in dict(data.get("fingerprints", {})).items()},
                 metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
                 tuning=Split.from_json(data.get("tuning")), held_out=Split.from_json(data.get("holdout")),
+                results={str(k): float(v) for k, v in dict(data.get("results", {})).items()},
+                scored_by=str(data.get("scored_by", "tune")),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
                                 f"{fix}") from None
+
+
+def _compact(value: float) -> float | int:
+    """1 and 0 for pass/fail results (a lock of 1,000 instances stays small), else rounded."""
+    rounded = round(value, SCORE_DIGITS)
+    return int(rounded) if rounded in (0, 1) else rounded
 
 
 def read(path: Path) -> dict[str, dict[str, Any]]:
@@ -145,7 +159,44 @@ def write_target(path: Path, name: str, entry: LockEntry) -> bool:
     return True
 
 
-def stale_reasons(entry: LockEntry, fingerprints: Mapping[str, str]) -> list[str]:
-    """What changed since the target was locked, in words; empty when the lock still holds."""
+@dataclass(frozen=True)
+class Stale:
+    """Why a lock no longer describes its target. `retune`: a change only a new search answers (the space, the
+    metric, its direction or aggregate); otherwise the code or the data changed, and the locked config can be
+    scored again (`pytest --llm-test --llm-record`)."""
+
+    reasons: list[str]
+    retune: bool
+
+    def words(self) -> str:
+        return ", ".join(self.reasons)
+
+
+def staleness(entry: LockEntry, fingerprints: Mapping[str, str], *, metric: str, mode: str,
+              agg: str) -> Stale | None:
+    """What changed since the target was locked, in words; None when the lock still holds. The threshold and
+    comments are not part of it."""
     locked = entry.fingerprints
-    return [f"{words} changed" for key, words in FINGERPRINTS.items() if locked.get(key) != fingerprints.get(key)]
+    retune = [f"its {what} changed ({was} -> {now})" for what, was, now in
+              (("metric", entry.metric, metric), ("mode", entry.mode, mode), ("agg", entry.agg, agg)) if was != now]
+    if locked.get("space") != fingerprints.get("space"):
+        retune.insert(0, "its search space changed")
+    rescore = []
+    if "body" not in locked:
+        rescore.append("its fingerprints are from an older pytest-llmtune")
+    elif locked["body"] != fingerprints.get("body"):
+        rescore.append("its test body changed")
+    if locked.get("instances") != fingerprints.get("instances"):
+        rescore.append("its instances changed")
+    if "body" in locked:
+        for key in sorted({k for k in (*locked, *fingerprints) if k.startswith(MODULE_PREFIX)}):
+            path = key.removeprefix(MODULE_PREFIX)
+            if key not in fingerprints:
+                rescore.append(f"it no longer uses {path}")
+            elif key not in locked:
+                rescore.append(f"it now uses {path}")
+            elif locked[key] != fingerprints[key]:
+                rescore.append(f"{path} changed")
+    if not retune and not rescore:
+        return None
+    return Stale(retune + rescore, bool(retune))
