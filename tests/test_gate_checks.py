@@ -182,11 +182,30 @@ def test_live_sends_every_request_and_passes_on_an_unchanged_model(tuned: pytest
     result = gate(tuned, "--llm-live", "--llm-repeat", "2")
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    assert openai_server.requests == requests + 24 * 2  # nothing replayed, each instance sampled twice
+    # nothing replayed: each distinct request sampled twice (the 24 instances are 8 reviews three times, and an
+    # identical request is sent once, as in the tune)
+    assert openai_server.requests == requests + 8 * 2
     assert (tuned.path / CASSETTE).read_text() == cassette
     line = verdict_line(result)
     assert line.startswith(f"{TARGET}: live pass_rate ")
     assert "on 24 instances x 2 samples" in line and line.endswith(": ok")
+
+
+def test_live_sends_the_requests_of_a_body_that_shares_its_fixtures_concurrently(pytester: pytest.Pytester,
+                                                                                openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(helpers=HELPERS, **project_files(test=TEST.replace(", expected):", "):").replace(
+        "expected(case)", 'case["label"]')))
+    pytester.runpytest("--llm-tune").assert_outcomes(passed=25)
+    openai_server.latency, openai_server.max_in_flight, requests = 0.05, 0, openai_server.requests
+
+    # the margin: the lock is the luckiest of the configs tried, and fresh samples of it score lower (bench_gate's
+    # winner's curse); this test is about how the requests go out
+    result = gate(pytester, "--llm-live", "--llm-repeat", "3", "--llm-concurrency", "4", "-o", "llmtune_margin=0.5")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert openai_server.requests == requests + 8 * 3
+    assert openai_server.max_in_flight == 4
+    assert "on 24 instances x 3 samples" in verdict_line(result)
 
 
 def test_live_fails_when_the_model_behind_the_name_got_worse(tuned: pytest.Pytester,

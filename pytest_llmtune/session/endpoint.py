@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
-from pytest_llmtune.session.base import BaseSession, Run
+from pytest_llmtune.session.base import BaseSession, Run, rerun_error
+from pytest_llmtune.session.body import observe
+from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target
 from pytest_llmtune.store.cassette import Cassettes
@@ -26,17 +31,72 @@ class EndpointSession(BaseSession):
         super().__init__(config, settings)
         self.local: LocalServer | None = None
         # the optimization budget's gate sits where a request is known to go to the network
-        self.cassettes = Cassettes(settings.cassette_dir, record=self.record,
+        self.cassettes = Cassettes(self.cassette_dir(), record=self.record,
                                    before_live=lambda: self.endpoint.spending.admit())
         self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(),
                                                     recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
+
+    def cassette_dir(self) -> Path:
+        return self.settings.cassette_dir
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run) -> LLM:
         return LLM(run.config, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE)
+
+    def probe(self, target: Target, inside: Callable[[pytest.Function, Sharing], None]) -> Sharing | str:
+        """Set up the target's first instance without running its body, find what its body needs per instance,
+        and call `inside(probed item, sharing)` while that setup's fixtures are alive; when the setup failed, its
+        error. An exception from `inside` is raised here, after the probe's teardown."""
+        probe = Run(config={})
+        sharing: list[Sharing] = []
+        raised: list[Exception] = []
+
+        def look(item: pytest.Item) -> None:
+            assert isinstance(item, pytest.Function)
+            sharing.append(sharing_of(item, probe, target.instances))
+            try:
+                inside(item, sharing[0])
+            except Exception as error:  # noqa: BLE001 - out of the setup phase, which would report it as its own
+                raised.append(error)
+
+        probe.probe = look
+        self.run_unlogged(target.instances[0], probe, target)
+        if raised:
+            raise raised[0]
+        return sharing[0] if sharing else "\n".join(r.longreprtext for r in probe.reports if r.failed) or "setup failed"
+
+    def call_shared(self, item: pytest.Function, probed: pytest.Function, sharing: Sharing, run: Run) -> Run:
+        """One evaluation of `item` in a worker thread, with the fixtures of the probe's setup (`sharing` says
+        the body needs nothing else per instance)."""
+        run.llm = self.make_llm(run)
+        kwargs = {**shared_kwargs(item, probed, sharing), "llm": run.llm}
+        try:
+            observe(item.obj, run.record)(**kwargs)
+        except Exception as error:  # noqa: BLE001 - the caller judges it
+            run.error = error
+            if rerun_error(run):
+                raise
+        return run
+
+    def warm(self, target: Target, runs: Sequence[tuple[pytest.Function, Run]]) -> None:
+        """Send the requests of `runs` concurrently (`--llm-concurrency` at a time) into the target's cassette, so
+        that the items, which run one at a time, find them recorded. Only for a body that needs nothing per
+        instance (as the tune's concurrent path); otherwise the items send their requests themselves. Errors are
+        left for the items to meet and report."""
+
+        def inside(probed: pytest.Function, sharing: Sharing) -> None:
+            if sharing.reason is not None:
+                return
+            with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llmtune") as pool:
+                futures = [pool.submit(self.call_shared, item, probed, sharing, run) for item, run in runs]
+                for future in futures:
+                    with contextlib.suppress(Exception):
+                        future.result()
+
+        self.probe(target, inside)
 
     @property
     def endpoint_url(self) -> str:

@@ -16,9 +16,11 @@ The summary is built from the reports, so it is the same under pytest-xdist, whe
 
 from __future__ import annotations
 
-import contextlib
+import shutil
 import statistics
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +42,8 @@ __all__ = ["GateSession"]
 
 class GateSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
-        self.record = settings.record  # before the cassettes are made
-        self.calls_out = settings.record or settings.live
+        # before the cassettes are made: live, every response is new, recorded only in a cassette of this session
+        self.record = self.calls_out = settings.record or settings.live
         super().__init__(config, settings)
         self.label = ("test live, nothing replayed" if settings.live else
                       "test, recording missing responses" if settings.record else "test, replay only")
@@ -52,10 +54,14 @@ class GateSession(EndpointSession):
         self._entries: dict[str, Any] | LockfileError | None = None
         self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
 
-    def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
-        if self.settings.live:
-            return contextlib.nullcontext()  # straight to the endpoint: no cassette is read or written
-        return super().routing(target)
+    def cassette_dir(self) -> Path:
+        if not self.settings.live:
+            return super().cassette_dir()
+        # the session's own responses: each instance and repeat is sent once, and its item and the verdict read
+        # the same answer; nothing is replayed from, or written to, the recordings the offline gate uses
+        directory = Path(tempfile.mkdtemp(prefix="llmtune-live-"))
+        self.config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+        return directory
 
     # --- the lock ---------------------------------------------------------------------------------------------
 
@@ -83,6 +89,10 @@ class GateSession(EndpointSession):
         if stale is not None:
             self.rescoring[target.name] = fingerprints
         self.locks[target.name] = entry
+        if self.calls_out and self.selected(target, session):
+            repeat = self.settings.repeat if self.settings.live else 1
+            self.warm(target, [(item, self.run_of(target, number)) for number in range(repeat)
+                               for item in target.instances])
         return None
 
     def entry(self, name: str) -> LockEntry | None:

@@ -39,7 +39,7 @@ from pytest_llmtune.search.tuner import (
 from pytest_llmtune.session import report
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
-from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
+from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
@@ -90,28 +90,17 @@ class TuneSession(EndpointSession):
 
     def search(self, target: Target, outcome: report.TuneOutcome) -> None:
         instances = target.shuffled()
-        probe = Run(config={})
-        sharing: list[Sharing] = []
-        raised: list[Exception] = []
 
-        def look(item: pytest.Item) -> None:
-            assert isinstance(item, pytest.Function)
-            sharing.append(sharing_of(item, probe, target.instances))
-            if sharing[0].reason is None:  # the whole search, inside this run, while the fixtures are alive
-                try:
-                    self.brackets(target, outcome, self.concurrent(target, instances, item, sharing[0]))
-                except Exception as error:  # noqa: BLE001 - out of the setup phase, which would report it as its own
-                    raised.append(error)
+        def inside(probed: pytest.Function, sharing: Sharing) -> None:
+            if sharing.reason is None:  # the whole search, inside this run, while the fixtures are alive
+                self.brackets(target, outcome, self.concurrent(target, instances, probed, sharing))
 
-        probe.probe = look
-        self.run_unlogged(target.instances[0], probe, target)
-        if raised:
-            raise raised[0]
-        if not sharing:  # the probe could not set the instance up
-            outcome.setup_error = "\n".join(r.longreprtext for r in probe.reports if r.failed) or "setup failed"
+        sharing = self.probe(target, inside)
+        if isinstance(sharing, str):  # the probe could not set the instance up
+            outcome.setup_error = sharing
             return
-        outcome.sharing = sharing[0]
-        if sharing[0].reason is not None:
+        outcome.sharing = sharing
+        if sharing.reason is not None:
             self.brackets(target, outcome, self.one_at_a_time(target, instances))
 
     def concurrent(self, target: Target, instances: list[pytest.Function], probed: pytest.Function,
@@ -119,18 +108,8 @@ class TuneSession(EndpointSession):
         def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = Run(config=configs[config])
-                run.llm = self.make_llm(run)
-                kwargs = {**shared_kwargs(item, probed, sharing), "llm": run.llm}
-                from pytest_llmtune.session.body import observe
-
-                try:
-                    observe(item.obj, run.record)(**kwargs)
-                except Exception as error:  # noqa: BLE001 - the tuner drops the config and shows this once
-                    run.error = error
-                    if rerun_error(run):
-                        raise
-                return evaluation_of(run, target.spec, item)
+                return evaluation_of(self.call_shared(item, probed, sharing, Run(config=configs[config])),
+                                     target.spec, item)
 
             return evaluate
 
