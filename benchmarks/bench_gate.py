@@ -51,15 +51,24 @@ def rate(runs: int, seed: int, n: int, drop: float, repeat: int, configs: int = 
     return fails / runs
 
 
+def with_interval(share: float, runs: int) -> str:
+    from scipy.stats import binomtest
+
+    low, high = binomtest(round(share * runs), runs).proportion_ci(method="exact")
+    return f"{share:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000, help="simulated runs per cell (default 1000)")
     args = parser.parse_args()
     started = time.perf_counter()
-    alarms = [[f"{n}", *[f"{rate(2 * args.runs, 1, n, 0.0, k):.3f}" for k in REPEATS]] for n in SIZES]
-    print(f"false-alarm rate of the live check on an unchanged config ({2 * args.runs} runs a cell; alpha {ALPHA})")
+    alarms = [[f"{n}", *[with_interval(rate(2 * args.runs, 1, n, 0.0, k), 2 * args.runs) for k in REPEATS]]
+              for n in SIZES]
+    print(f"false-alarm rate of the live check on an unchanged config ({2 * args.runs} runs a cell, with the exact "
+          f"95% interval of the rate; alpha {ALPHA})")
     print(tabulate(alarms, headers=["instances", *[f"K={k}" for k in REPEATS]], disable_numparse=True))
-    power = [[f"{drop:.0%}", f"{n}", *[f"{rate(args.runs, 2, n, drop, k):.3f}" for k in REPEATS]]
+    power = [[f"{drop * 100:.0f} points", f"{n}", *[f"{rate(args.runs, 2, n, drop, k):.3f}" for k in REPEATS]]
              for drop in DROPS for n in SIZES]
     print(f"\npower: share of runs where the check fails a config whose pass rate dropped ({args.runs} runs a cell)")
     print(tabulate(power, headers=["drop", "instances", *[f"K={k}" for k in REPEATS]], disable_numparse=True))
