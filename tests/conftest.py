@@ -105,3 +105,11 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def read_lock(path: Path) -> dict[str, Any]:
     lock: dict[str, Any] = json.loads((path / "llmtune.lock").read_text())
     return lock
+
+
+def assert_ran(result: pytest.RunResult, total: int) -> None:
+    """Every item ran and none failed or errored: each instance passed or missed (a failed assertion, which the
+    locked config's samples may give), and the target's verdict passed."""
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) + outcomes.get("missed", 0) == total, outcomes

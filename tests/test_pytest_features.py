@@ -62,14 +62,16 @@ def events(pytester: pytest.Pytester) -> list[str]:
 
 
 def evaluations(result: pytest.RunResult) -> int:
-    """The evaluations a tune ran, from its rung lines: configs x new instances per rung."""
+    """The evaluations a tune ran, from its rung lines: configs x new instances per rung, and the confirmation
+    run of a sampled winner on every instance."""
     plan = next(line for line in result.outlines if "llmtune: tuning " in line)
     rungs = json.loads(plan.split("rungs ", 1)[1].split("]", 1)[0].replace("(", "[").replace(")", "]") + "]")
     total, seen = 0, 0
     for configs, instances in rungs:
         total += configs * (instances - seen)
         seen = instances
-    return total
+    confirmed = [line for line in result.outlines if line.startswith("confirmed with fresh samples")]
+    return total + (int(confirmed[0].split(" on all ")[1].split()[0]) if confirmed else 0)
 
 
 YIELD_FIXTURE = '''

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from openai_server import FakeOpenAI
 
-from conftest import API_KEY, read_lock
+from conftest import API_KEY, assert_ran, read_lock
 
 
 def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     result = project.runpytest("--llm-tune")
 
-    result.assert_outcomes(passed=26)
+    assert_ran(result, 26)
     lock = read_lock(project.path)["targets"]["test_sentiment.py::test_sentiment"]
     assert lock["instances"] == 24
     assert lock["config"]["prompt"].startswith("Examples:")  # the few-shot template is the better one here
@@ -31,13 +31,13 @@ def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai
 
 
 def test_rerun_with_same_seed_makes_no_requests(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
     first_requests = openai_server.requests
     lock_before = (project.path / "llmtune.lock").read_text()
 
     result = project.runpytest("--llm-tune")
 
-    result.assert_outcomes(passed=26)
+    assert_ran(result, 26)
     assert first_requests > 0
     assert openai_server.requests == first_requests
     assert (project.path / "llmtune.lock").read_text() == lock_before
@@ -60,7 +60,7 @@ def test_same_seed_gives_the_same_lock_from_scratch(project: pytest.Pytester, op
 def test_evaluations_run_concurrently(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     openai_server.latency = 0.05
 
-    project.runpytest("--llm-tune", "--llm-concurrency", "4").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune", "--llm-concurrency", "4"), 26)
 
     assert openai_server.max_in_flight == 4
 
@@ -80,11 +80,12 @@ def test_identical_calls_in_one_test_get_distinct_samples(pytester: pytest.Pytes
     pytester.runpytest("--llm-tune").assert_outcomes(passed=2)  # the instance and its target's verdict
     pytester.runpytest("--llm-tune").assert_outcomes(passed=2)  # the instance and its target's verdict
 
-    assert openai_server.sample_headers == ["0", "1"]  # two distinct recordings, then both replayed
+    # two distinct recordings, and the two of the confirmation (temperature 0.9), then all replayed
+    assert openai_server.sample_headers == ["0", "1", "1000", "1001"]
 
 
 def test_api_key_is_sent_but_never_written(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
 
     assert openai_server.auth_headers[0] == f"Bearer {API_KEY}"
     written = [p.read_text() for p in project.path.rglob("*") if p.is_file() and p.suffix in (".json", ".lock")]
@@ -137,14 +138,14 @@ def test_failing_endpoint_stops_the_tune_and_keeps_what_was_recorded(
     assert cassette.read_text().count('"request"') == 30
     openai_server.respond = original  # type: ignore[method-assign]
     openai_server.requests = 0
-    project.runpytest("--llm-tune", "--llm-concurrency", "1").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune", "--llm-concurrency", "1"), 26)
     assert openai_server.requests == total - 30  # the 30 recorded responses were not requested again
 
 
 def test_rate_limited_requests_are_retried(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     openai_server.fail_next(2, status=429, retry_after=0.01)
 
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
 
     assert read_lock(project.path)["targets"]
 
@@ -230,7 +231,7 @@ def test_tune_and_test_together_is_a_usage_error(project: pytest.Pytester) -> No
 
 
 def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
     total = openai_server.requests
     (project.path / "llmtune.lock").unlink()
     cassette = project.path / "llmtune_cassettes/test_sentiment/test_sentiment.json"
@@ -252,7 +253,7 @@ def test_ctrl_c_keeps_every_recorded_response(project: pytest.Pytester, openai_s
     assert recorded == sent  # the requests in flight at Ctrl-C finished and were saved too
     openai_server.latency = 0
     openai_server.requests = 0
-    project.runpytest("--llm-tune").assert_outcomes(passed=26)
+    assert_ran(project.runpytest("--llm-tune"), 26)
     assert openai_server.requests == total - recorded
 
 
@@ -321,8 +322,11 @@ def test_a_quarter_of_40_instances_is_held_out_and_scores_the_finalists(
                                  "tuned on"])
     entry = read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]
     assert entry["instances"] == 40 and entry["holdout"]["instances"] == 10 and entry["tuning"]["instances"] == 30
-    whole = (entry["holdout"]["score"] * 10 + entry["tuning"]["score"] * 30) / 40
-    assert entry["score"] == pytest.approx(whole, abs=1e-5)  # the gate replays all 40
+    # the locked score is the confirmation run's, on all 40 (what the gate replays), beside what the search measured
+    result.stdout.fnmatch_lines(["confirmed with fresh samples of the winner on all 40 instances: pass_rate "
+                                 f"{entry['score']:.3f} (the search measured * on them)*"])
+    assert entry["repeat"] == 1 and len(entry["results"]) == 40
+    assert entry["score"] == pytest.approx(sum(entry["results"].values()) / 40, abs=1e-5)
     assert pytester.runpytest("--llm-test").ret == pytest.ExitCode.OK
 
 

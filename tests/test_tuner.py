@@ -19,6 +19,7 @@ from pytest_llmtune.search.tuner import (
     NothingFits,
     SearchFailed,
     Tuner,
+    confirm,
 )
 from pytest_llmtune.usage import Usage
 
@@ -142,11 +143,12 @@ def test_grid_refuses_a_continuous_space_when_the_test_is_collected() -> None:
 
 
 def budgeted(budget: str, evaluate_with: Callable[[Spending], Callable[[list[dict[str, Any]]], Callable[
-        [int, int], Evaluation]]], *, num_samples: int | None = None, held_out: int = 0) -> tuple[Tuner, Spending]:
+        [int, int], Evaluation]]], *, num_samples: int | None = None, held_out: int = 0,
+             confirm: int = 0) -> tuple[Tuner, Spending]:
     """A tune of SPACE (8 configs, 12 instances) under an optimization budget of `budget`."""
     spending = Spending(Budget.parse(budget, "optimization_budget"))
     run = Tuner(EvalSpec(space=SPACE, optimization_budget=spending.budget, num_samples=num_samples), 12,
-                num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out,
+                num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out, confirm=confirm,
                 price=lambda model, prompt, completion: 0.0, spending=spending)
     run.run(evaluate_with(spending), executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
             on_progress=lambda p: None)
@@ -177,6 +179,40 @@ def test_a_budget_that_covers_one_config_on_every_instance_always_locks_one(budg
     result = run.result
     assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
     assert spending.spent <= float(budget.split()[0]) + 8  # within one request of the budget
+
+
+@pytest.mark.parametrize("budget", ["1000 tokens", "400 tokens"])
+def test_the_budget_keeps_room_to_confirm_the_winner_when_it_can(budget: str) -> None:
+    """A confirmation run (the winner again on every instance, fresh samples) is planned and reserved like the
+    held-out instances, so the search leaves room for it."""
+    pay: list[Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]]] = []
+
+    def evaluate_with(spending: Spending) -> Callable[[list[dict[str, Any]]], Callable[[int, int], Evaluation]]:
+        pay.append(paying(spending, lambda config: float(config["temperature"] < 0.5),
+                          tokens=lambda instance: 8 if instance else 4))
+        return pay[0]
+
+    run, spending = budgeted(budget, evaluate_with, num_samples=-1, confirm=12)
+    result = run.result
+    assert result is not None and result.winner is not None and run.can_confirm(result.winner)
+
+    confirmed = confirm(result, pay[0](result.configs), range(12), executor=InlineExecutor())
+
+    assert confirmed.error is None and len(confirmed.metrics) == 12
+    assert spending.spent <= float(budget.split()[0]) + 8  # within one request of the budget
+
+
+def test_a_budget_that_cannot_also_confirm_the_winner_still_locks_one_unconfirmed() -> None:
+    """150 tokens pay for one config on all 12 instances (92), not for two runs of it: the confirmation gives way
+    (here after the search, whose estimates ran low: the first instance is the cheapest), and the promise holds."""
+    run, spending = budgeted("150 tokens", lambda spending: paying(
+        spending, lambda config: float(config["temperature"] < 0.5), tokens=lambda instance: 8 if instance else 4),
+        num_samples=-1, confirm=12)
+
+    result = run.result
+    assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
+    assert not run.can_confirm(result.winner)
+    assert spending.spent <= 150 + 8
 
 
 def test_a_budget_that_cannot_finish_one_config_is_refused_before_the_search() -> None:

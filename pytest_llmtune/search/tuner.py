@@ -35,7 +35,8 @@ from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "InlineExecutor", "NothingFits",
-           "Progress", "SearchFailed", "SearchResult", "Tuner", "merge", "score_held_out", "search"]
+           "Progress", "SearchFailed", "SearchResult", "Tuner", "confirm", "merge", "score_held_out",
+           "search"]
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
 CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
@@ -336,14 +337,33 @@ def score_held_out(result: SearchResult, evaluate: Callable[[int, int], Evaluati
     """
     winner = result.winner
     chosen = ([winner] if winner else []) + [t for t in result.complete if t is not winner]  # the winner first
-    pending: dict[cf.Future[Evaluation], tuple[int, int]] = {}
     for trial in chosen[:finalists]:
         result.held_out[trial.index] = HeldOut()
+    score_on(result, evaluate, {index: (held, instances) for index, held in result.held_out.items()},
+             executor=executor)
+
+
+def confirm(result: SearchResult, evaluate: Callable[[int, int], Evaluation], instances: range, *,
+            executor: Executor) -> HeldOut:
+    """The winner again on every instance, with samples of its own (`evaluate` draws them): what the search
+    measured of the config it picked is the luckiest of the configs it tried, and fresh samples are not. These
+    results are what the lock keeps, so that a live check compares like with like."""
+    assert result.winner is not None
+    confirmed = HeldOut()
+    score_on(result, evaluate, {result.winner.index: (confirmed, instances)}, executor=executor)
+    return confirmed
+
+
+def score_on(result: SearchResult, evaluate: Callable[[int, int], Evaluation],
+             into: Mapping[int, tuple[HeldOut, range]], *, executor: Executor) -> None:
+    """Evaluate each config of `into` on its instances, concurrently, into its `HeldOut`."""
+    pending: dict[cf.Future[Evaluation], tuple[int, int]] = {}
+    for config, (_, instances) in into.items():
         for instance in instances:
-            pending[executor.submit(evaluate, trial.index, instance)] = (trial.index, instance)
+            pending[executor.submit(evaluate, config, instance)] = (config, instance)
     for future in cf.as_completed(pending):
         config, instance = pending[future]
-        held, error = result.held_out[config], future.exception()
+        held, error = into[config][0], future.exception()
         if isinstance(error, (EvaluationError, BudgetSpent)):
             held.error = held.error or f"{error.where + ': ' if isinstance(error, EvaluationError) else ''}{error}"
             continue
@@ -394,6 +414,7 @@ class Tuner:
     split_n: bool = False  # n samples go out as n requests: the prompt is paid for each
     spending: Spending | None = None  # the optimization budget: exploration keeps in reserve what the leader needs
     held_out: int = 0  # instances kept from the search: the leader's evaluation on them is reserved too
+    confirm: int = 0  # instances of a confirmation run of the winner, reserved too while the budget allows it
     skipped: list[str] = field(default_factory=list)  # configs ruled out before any request, in words
     results: list[SearchResult] = field(default_factory=list)
     live: dict[tuple[int, int], tuple[dict[int, float], list[float]]] = field(default_factory=dict)
@@ -487,8 +508,12 @@ class Tuner:
         budget = self.spending.budget
         estimates = [self.costs.estimate(config) for config in configs]
         left = budget.amount - self.spending.spent
-        fitted = fit(estimates, self.n_instances, self.held_out, left, eta=self.eta,
+        fitted = fit(estimates, self.n_instances, self.held_out + self.confirm, left, eta=self.eta,
                      min_instances=self.min_instances, one_rung=self.chosen_strategy != "halving")
+        if not fitted.chosen and not self.results and self.confirm:
+            self.confirm = 0  # the budget cannot also confirm the winner: the lock keeps the search's results
+            fitted = fit(estimates, self.n_instances, self.held_out, left, eta=self.eta,
+                         min_instances=self.min_instances, one_rung=self.chosen_strategy != "halving")
         if not fitted.chosen and not self.results:  # look further for one config the budget can finish
             found = self.cheaper(left, seed)
             if found is not None:
@@ -568,6 +593,17 @@ class Tuner:
         budget = self.spending.budget if self.spending is not None else None
         return budget.measure(evaluation.usage.tokens, evaluation.cost) if budget else evaluation.cost
 
+    def can_confirm(self, winner: Trial) -> bool:
+        """Whether what is left of the optimization budget pays for the winner's confirmation run, priced at
+        what the winner cost per instance in the search (the plan reserved it, but estimates can run low)."""
+        if not self.confirm:
+            return False
+        budget = self.spending.budget if self.spending is not None else None
+        if budget is None or self.spending is None:
+            return True
+        per_instance = budget.measure(winner.tokens, winner.cost) / max(1, len(winner.metrics))
+        return per_instance * self.confirm <= budget.amount - self.spending.spent
+
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
         instances it has not been scored on (the held-out ones included), with a fifth more for noise. The leader
@@ -580,7 +616,7 @@ class Tuner:
                          for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
                         key=lambda entry: entry[:2], reverse=True)
         for seen, _, key, costs in scored:
-            need = 1.2 * statistics.fmean(costs) * (self.n_instances - seen + self.held_out)
+            need = 1.2 * statistics.fmean(costs) * (self.n_instances - seen + self.held_out + self.confirm)
             if need < left:
                 self.protected = key
                 return need

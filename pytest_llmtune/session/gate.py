@@ -119,7 +119,10 @@ class GateSession(EndpointSession):
         return self.run_of(target)
 
     def run_of(self, target: Target, repeat: int = 0) -> Run:
-        return Run(config=self.configs[target.name], split_n=self.locks[target.name].split_n, repeat=repeat)
+        """Repeat `repeat` of the locked samples: repeat 0 replays (or, live, asks again for) those the lock
+        holds the results of."""
+        entry = self.locks[target.name]
+        return Run(config=self.configs[target.name], split_n=entry.split_n, repeat=entry.repeat + repeat)
 
     # --- the verdict ------------------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class TuneOutcome:
     lock_changed: bool = False
     locked: LockEntry | None = None
     held_out: int = 0  # instances kept from the search
+    confirmed: HeldOut | None = None  # a sampled winner's confirmation run (fresh samples on every instance)
 
 
 WIDTH = 36
@@ -260,6 +261,22 @@ def failure_lines(failures: Sequence[Failure], configs: Sequence[Mapping[str, An
     return lines
 
 
+def confirmation_line(outcome: TuneOutcome, entry: LockEntry) -> str | None:
+    """What the confirmation run of a sampled winner found, beside what the search measured on the same
+    instances; or why the lock keeps the search's results."""
+    confirmed, result = outcome.confirmed, outcome.result
+    if confirmed is None or result is None or result.winner is None:
+        return None
+    if not entry.repeat:
+        return (f"not confirmed ({confirmed.error or 'incomplete'}): the lock keeps the search's results, which "
+                "flatter the config it picked; `--llm-live` may fail it unchanged (README: the winner's curse)")
+    held = result.held_out.get(result.winner.index)
+    searched = [*result.winner.metrics.values(), *(held.metrics.values() if held else ())]
+    return (f"confirmed with fresh samples of the winner on all {entry.instances} instances: {entry.metric} "
+            f"{entry.score:.3f} (the search measured {aggregate(searched, outcome.spec.agg):.3f} on them); the "
+            "locked score, what the gate and `--llm-live` compare with")
+
+
 def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_name: str, cassette: Path,
                name: str) -> list[str]:
     if outcome is None:
@@ -292,6 +309,9 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     held = held_out_line(entry)
     if held:
         lines.append(held)
+    confirmed = confirmation_line(outcome, entry)
+    if confirmed:
+        lines.append(confirmed)
     if spec.threshold is not None and not spec.beats(entry.score, spec.threshold):
         lines.append(f"warning: the best score {entry.score:.3f} misses the threshold {spec.threshold}; "
                      "`pytest --llm-test` will fail until it is met")

@@ -34,6 +34,7 @@ from pytest_llmtune.search.tuner import (
     SearchFailed,
     SearchResult,
     Tuner,
+    confirm,
     score_held_out,
 )
 from pytest_llmtune.session import report
@@ -49,11 +50,24 @@ from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
 
+CONFIRMATION = 1  # the repeat whose samples confirm a sampled winner (numbered from REPEAT_STRIDE): what is locked
+
+
+def sampled(config: dict[str, Any]) -> bool:
+    """Whether the config's answers are samples, which a search picking the best of them flatters."""
+    temperature = config.get("temperature", 1.0)
+    return not isinstance(temperature, (int, float)) or temperature > 0
+
+
+def may_sample(space: dict[str, Any]) -> bool:
+    return sampled(space)  # a domain for temperature, or none (the API's default 1), may sample
+
 
 class TuneSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.configs: dict[str, dict[str, Any]] = {}  # target -> its winner
+        self.repeats: dict[str, int] = {}  # target -> the repeat whose samples are locked
         self.verdicts: dict[str, Verdict] = {}
         self.outcomes: dict[str, report.TuneOutcome] = {}
 
@@ -104,12 +118,12 @@ class TuneSession(EndpointSession):
             self.brackets(target, outcome, self.one_at_a_time(target, instances))
 
     def concurrent(self, target: Target, instances: list[pytest.Function], probed: pytest.Function,
-                   sharing: Sharing) -> tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]:
-        def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+                   sharing: Sharing) -> tuple[Executor, int, Callable[..., Any]]:
+        def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                return evaluation_of(self.call_shared(item, probed, sharing, Run(config=configs[config])),
-                                     target.spec, item)
+                run = Run(config=configs[config], repeat=repeat)
+                return evaluation_of(self.call_shared(item, probed, sharing, run), target.spec, item)
 
             return evaluate
 
@@ -118,11 +132,11 @@ class TuneSession(EndpointSession):
         return pool, self.settings.concurrency, evaluate_with
 
     def one_at_a_time(self, target: Target,
-                      instances: list[pytest.Function]) -> tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]:
-        def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+                      instances: list[pytest.Function]) -> tuple[Executor, int, Callable[..., Any]]:
+        def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = self.run_unlogged(item, Run(config=configs[config]), target)
+                run = self.run_unlogged(item, Run(config=configs[config], repeat=repeat), target)
                 error = rerun_error(run)
                 if error is not None:
                     raise error
@@ -133,7 +147,7 @@ class TuneSession(EndpointSession):
         return InlineExecutor(), 1, evaluate_with
 
     def brackets(self, target: Target, outcome: report.TuneOutcome,
-                 how: tuple[Executor, int, Callable[[list[dict[str, Any]]], Any]]) -> None:
+                 how: tuple[Executor, int, Callable[..., Any]]) -> None:
         executor, concurrency, evaluate_with = how
         prices = self.endpoint.prices
         n, held = len(target.instances), outcome.held_out
@@ -141,6 +155,7 @@ class TuneSession(EndpointSession):
                       eta=self.settings.eta, min_instances=self.settings.min_instances,
                       default_model=self.endpoint.default_model, strategy=self.settings.strategy,
                       spending=self.endpoint.spending, held_out=held, split_n=self.settings.split_n,
+                      confirm=n if may_sample(target.spec.space.spec) else 0,
                       price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)),
                       skipped=outcome.skipped)
         try:
@@ -151,9 +166,15 @@ class TuneSession(EndpointSession):
                       on_progress=lambda progress: self.write(report.progress_line(target.name, progress)))
         finally:
             outcome.result = tuner.result
-        if held and outcome.result is not None and outcome.result.winner is not None:
-            score_held_out(outcome.result, evaluate_with(outcome.result.configs), range(n - held, n),
-                           executor=executor)
+        result = outcome.result
+        if held and result is not None and result.winner is not None:
+            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
+        if result is not None and result.winner is not None and sampled(result.configs[result.winner.index]):
+            if not tuner.can_confirm(result.winner):
+                outcome.confirmed = HeldOut(error="the optimization budget could not pay for it")
+                return
+            outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
+                                        executor=executor)
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
@@ -173,19 +194,28 @@ class TuneSession(EndpointSession):
             return Verdict("failed", f"nothing was locked: the winner could not be scored on the {outcome.held_out} "
                                      f"held-out instances ({why}); a lock needs every instance, for the gate")
         self.configs[target.name] = result.configs[winner.index]
-        entry = self.lock_entry(target, result, winner, held)
+        entry = self.lock_entry(target, result, winner, held, outcome.confirmed)
         outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
         outcome.locked = entry
+        self.repeats[target.name] = entry.repeat  # the instances' own runs replay the locked samples
         return Verdict("passed", report.locked_words(entry), report.entry_properties(entry))
 
-    def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None) -> LockEntry:
-        """The winner on every instance (what the gate replays), with its tuning and held-out scores apart."""
+    def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None,
+                   confirmed: HeldOut | None) -> LockEntry:
+        """The winner on every instance (what the gate replays), with its tuning and held-out scores apart. A
+        sampled winner's confirmation run, when complete, gives the locked results: fresh samples, not the lucky
+        ones the search picked it by."""
         from pytest_llmtune import __version__
 
         spec, instances = target.spec, target.shuffled()  # the search's instance numbers index this order
         metrics = {**winner.metrics, **(held.metrics if held else {})}
-        values = [metrics[i] for i in sorted(metrics)]
         others = {**winner.others, **(held.others if held else {})}
+        tokens, cost = winner.tokens + (held.tokens if held else 0), winner.cost + (held.cost if held else 0.0)
+        repeat = 0
+        if confirmed is not None and len(confirmed.metrics) == len(instances):
+            metrics, others, tokens, cost = confirmed.metrics, confirmed.others, confirmed.tokens, confirmed.cost
+            repeat = CONFIRMATION
+        values = [metrics[i] for i in sorted(metrics)]
         tuning = [winner.metrics[i] for i in sorted(winner.metrics)]
         split = None
         if held is not None:
@@ -196,11 +226,12 @@ class TuneSession(EndpointSession):
         return LockEntry(
             config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
             interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
-            threshold=spec.threshold, instances=len(values), tokens_total=winner.tokens + (held.tokens if held else 0),
-            cost_total=winner.cost + (held.cost if held else 0.0), seed=spec.seed, split_n=self.settings.split_n,
-            plugin_version=__version__, fingerprints=target.fingerprints(), metrics=mean_by_key(others.values()),
-            tuning=split[0] if split else None, held_out=split[1] if split else None,
+            threshold=spec.threshold, instances=len(values), tokens_total=tokens, cost_total=cost, seed=spec.seed,
+            split_n=self.settings.split_n, plugin_version=__version__, fingerprints=target.fingerprints(),
+            metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
+            held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
+            repeat=repeat,
         )
 
     def refuse(self, target: Target, why: str) -> None:
@@ -214,7 +245,7 @@ class TuneSession(EndpointSession):
             why = self.verdicts[target.name].message.split("\n", 1)[0]
             item.add_marker(pytest.mark.skip(reason=f"llmtune: {target.name} has no tuned config: {why}"))
             return None
-        return Run(config=self.configs[target.name])
+        return Run(config=self.configs[target.name], repeat=self.repeats.get(target.name, 0))
 
     # --- the summary --------------------------------------------------------------------------------------------
 

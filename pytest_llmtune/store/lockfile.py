@@ -71,6 +71,7 @@ class LockEntry:
     held_out: Split | None = None  # and on those it never saw: the honest estimate
     results: dict[str, float] = field(default_factory=dict)  # instance id -> its metric: what the gate pairs on
     scored_by: str = "tune"  # or "rescore": `pytest --llm-test --llm-record` scored the locked config again
+    repeat: int = 0  # whose samples `results` are: 1 for a sampled winner's confirmation run (fresh samples)
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -94,6 +95,8 @@ class LockEntry:
             entry["results"] = {key: _compact(value) for key, value in sorted(self.results.items())}
         if self.scored_by != "tune":
             entry["scored_by"] = self.scored_by
+        if self.repeat:
+            entry["repeat"] = self.repeat
         return entry
 
     @classmethod
@@ -114,7 +117,7 @@ class LockEntry:
                 metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
                 tuning=Split.from_json(data.get("tuning")), held_out=Split.from_json(data.get("holdout")),
                 results={str(k): float(v) for k, v in dict(data.get("results", {})).items()},
-                scored_by=str(data.get("scored_by", "tune")),
+                scored_by=str(data.get("scored_by", "tune")), repeat=int(data.get("repeat", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
