@@ -337,10 +337,9 @@ def score_held_out(result: SearchResult, evaluate: Callable[[int, int], Evaluati
     """
     winner = result.winner
     chosen = ([winner] if winner else []) + [t for t in result.complete if t is not winner]  # the winner first
-    for trial in chosen[:finalists]:
-        result.held_out[trial.index] = HeldOut()
-    score_on(result, evaluate, {index: (held, instances) for index, held in result.held_out.items()},
-             executor=executor)
+    new = {trial.index: HeldOut() for trial in chosen[:finalists] if trial.index not in result.held_out}
+    result.held_out.update(new)  # a finalist already scored (the winner, before its confirmation) is not again
+    score_on(result, evaluate, {index: (held, instances) for index, held in new.items()}, executor=executor)
 
 
 def confirm(result: SearchResult, evaluate: Callable[[int, int], Evaluation], instances: range, *,

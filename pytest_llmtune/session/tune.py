@@ -167,14 +167,20 @@ class TuneSession(EndpointSession):
         finally:
             outcome.result = tuner.result
         result = outcome.result
-        if held and result is not None and result.winner is not None:
-            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
-        if result is not None and result.winner is not None and sampled(result.configs[result.winner.index]):
-            if not tuner.can_confirm(result.winner):
+        if result is None or result.winner is None:
+            return
+        # what the lock needs first (the budget reserved it): the winner's held-out score and its confirmation;
+        # then the other finalists' held-out scores, while the budget lasts
+        if held:
+            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)
+        if sampled(result.configs[result.winner.index]):
+            if tuner.can_confirm(result.winner):
+                outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
+                                            executor=executor)
+            else:
                 outcome.confirmed = HeldOut(error="the optimization budget could not pay for it")
-                return
-            outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
-                                        executor=executor)
+        if held:
+            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
