@@ -354,3 +354,24 @@ def test_holdout_zero_tunes_on_every_instance(pytester: pytest.Pytester, openai_
 
     result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 16 configs, 40 instances, rungs*"])
     assert "holdout" not in read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]
+
+
+def test_a_winner_at_temperature_0_is_not_confirmed(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """Greedy answers are no samples: the search's results are what a rerun gets, so no confirmation is sent."""
+    pytester.makepyfile(test_greedy='''
+        import pytest
+        from pytest_llmtune import llm_eval, choice
+
+        @llm_eval(space={"model": "m", "prompt": choice(["Review: {r}", "Examples: Review: {r}"]), "temperature": 0},
+                  holdout=0)
+        @pytest.mark.parametrize("r", ["great fun", "dull", "loved it"])
+        def test_greedy(llm, r):
+            assert llm(r=r)
+    ''')
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert not [line for line in result.outlines if line.startswith(("confirmed", "not confirmed"))]
+    assert "repeat" not in read_lock(pytester.path)["targets"]["test_greedy.py::test_greedy"]
+    assert set(openai_server.sample_headers) == {"0"}
