@@ -253,3 +253,39 @@ def test_gate_options_that_do_not_fit_are_refused(pytester: pytest.Pytester, opt
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_a_fresh_lock_of_a_continuous_metric_replays_as_locked(pytester: pytest.Pytester,
+                                                                openai_server: FakeOpenAI) -> None:
+    """The lock keeps results to 6 digits; the gate compares at that precision, so 2/3 is not 'worse' than the
+    0.666667 it was locked as."""
+    pytester.makepyfile(test_thirds='''
+import pytest
+from pytest_llmtune import llm_eval, uniform
+
+@llm_eval(space={"model": "m", "prompt": "Examples: Review: {r} ->", "temperature": uniform(0, 0.2)},
+          metric="score", holdout=0)
+@pytest.mark.parametrize("r", ["great fun", "dull", "loved it", "awful", "great cast", "boring"])
+def test_thirds(llm, r):
+    return {"score": 2 / 3 if llm(r=r)[0].startswith(("positive", "negative")) else 1 / 3}
+''')
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+
+    result = gate(pytester)
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["test_thirds.py::test_thirds: score * on 6 instances *; all 6 results as locked: ok"])
+
+
+def test_live_refuses_a_stale_lock_and_writes_nothing(tuned: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    tuned.makepyfile(helpers=HELPERS + "\n\nUNUSED = 1\n")  # a helper module changed: re-scoring is --llm-record's
+    lock = (tuned.path / "llmtune.lock").read_text()
+    requests = openai_server.requests
+
+    result = gate(tuned, "--llm-live")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: the lock is stale (helpers.py changed): score the locked config "
+                                 "again with `pytest --llm-test --llm-record*"])
+    assert (tuned.path / "llmtune.lock").read_text() == lock
+    assert openai_server.requests == requests

@@ -250,3 +250,10 @@ def test_drift_pairs_only_the_instances_both_have() -> None:
     result = drift(new, locked, 2 / 3)
 
     assert (result.paired, result.instances, result.worse) == (2, 3, False)
+
+
+def test_drift_says_when_the_lock_kept_results_of_other_instances_only() -> None:
+    result = drift({"new": [0.0], "other": [1.0]}, {"renamed": 1.0}, 0.9)
+
+    assert result.paired == 0
+    assert "none of the lock's per-instance results is of these instances" in result.words()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["Aggregate", "Drift", "aggregate", "drift", "interval", "mean_by_key", "paired_difference", "resolve_agg"]
 
@@ -92,6 +92,7 @@ class Drift:
     margin: float
     paired: int  # instances compared pairwise; 0 when the lock kept no per-instance results
     instances: int
+    unmatched: bool = False  # the lock kept results, but of none of these instances (renamed ids)
 
     @property
     def worse(self) -> bool:
@@ -102,8 +103,9 @@ class Drift:
             return f"all {self.instances} results as locked"
         bounds = (f" [{self.interval[0]:+.3f}, {self.interval[1]:+.3f}] ({1 - 2 * self.alpha:.0%})"
                   if self.interval else "")
-        basis = (f"paired on {self.paired} instances" if self.paired else "against the locked score (no "
-                 "per-instance results in the lock)")
+        basis = (f"paired on {self.paired} instances" if self.paired else
+                 "against the locked score (none of the lock's per-instance results is of these instances)"
+                 if self.unmatched else "against the locked score (no per-instance results in the lock)")
         margin = f", margin {self.margin:g}" if self.margin else ""
         return (f"difference {self.difference:+.3f}{bounds}, p = {self.p_value:.3g} (one-sided, {basis}, "
                 f"alpha {self.alpha:g}{margin})")
@@ -130,7 +132,8 @@ def drift(new: Mapping[str, Sequence[float]], locked: Mapping[str, float], locke
     shared = sorted(set(new) & set(locked))
     means = {key: statistics.fmean(values) for key, values in new.items()}
     if not shared:
-        return _against_score([sign * (value - locked_score) for value in means.values()], alpha, margin, len(new))
+        return replace(_against_score([sign * (value - locked_score) for value in means.values()], alpha, margin,
+                                      len(new)), unmatched=bool(locked))
     diffs = [sign * (means[key] - locked[key]) for key in shared]
     mean = statistics.fmean(diffs)
     bounds = _t_bounds(diffs, alpha)

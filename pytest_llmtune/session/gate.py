@@ -77,7 +77,7 @@ class GateSession(EndpointSession):
             return self.refuse(target, f"no lock in {self.settings.lockfile.name}: run {tune}")
         spec, fingerprints = target.spec, target.fingerprints()
         stale = lockfile.staleness(entry, fingerprints, metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name)
-        if stale is not None and (stale.retune or not self.record):
+        if stale is not None and (stale.retune or not self.settings.record):  # live judges fresh locks only
             what = (f"re-tune: {tune}" if stale.retune else
                     f"score the locked config again with `pytest --llm-test --llm-record {target.nodeid}` (records "
                     f"only missing responses), or re-tune: {tune}")
@@ -156,7 +156,8 @@ class GateSession(EndpointSession):
         score = round(aggregate(values, spec.agg), SCORE_DIGITS)
         bounds = interval(values)
         settings = self.settings
-        samples = {key: [e.metric for e in found] for key, found in evaluations.items()}
+        # as precise as the lock keeps its results: a replay of an unchanged lock compares equal values
+        samples = {key: [round(e.metric, SCORE_DIGITS) for e in found] for key, found in evaluations.items()}
         change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.alpha,
                        margin=settings.margin)
         gate = report.Gate(

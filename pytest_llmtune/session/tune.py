@@ -173,7 +173,9 @@ class TuneSession(EndpointSession):
         # then the other finalists' held-out scores, while the budget lasts
         if held:
             score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)
-        if sampled(result.configs[result.winner.index]):
+        winner_held = result.held_out.get(result.winner.index)
+        lockable = not held or (winner_held is not None and not winner_held.error and len(winner_held.metrics) == held)
+        if lockable and sampled(result.configs[result.winner.index]):
             if tuner.can_confirm(result.winner):
                 outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
                                             executor=executor)
