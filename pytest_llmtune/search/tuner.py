@@ -593,15 +593,14 @@ class Tuner:
         return budget.measure(evaluation.usage.tokens, evaluation.cost) if budget else evaluation.cost
 
     def can_confirm(self, winner: Trial) -> bool:
-        """Whether what is left of the optimization budget pays for the winner's confirmation run, priced at
-        what the winner cost per instance in the search (the plan reserved it, but estimates can run low)."""
-        if not self.confirm:
-            return False
+        """Whether what is left of the optimization budget pays for the winner's confirmation run on every
+        instance, priced at what the winner cost per instance in the search: the plan reserved it while it could,
+        but estimates can run low, and a search that cost less than planned may leave room after all."""
         budget = self.spending.budget if self.spending is not None else None
         if budget is None or self.spending is None:
             return True
         per_instance = budget.measure(winner.tokens, winner.cost) / max(1, len(winner.metrics))
-        return per_instance * self.confirm <= budget.amount - self.spending.spent
+        return per_instance * (self.n_instances + self.held_out) <= budget.amount - self.spending.spent
 
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
