@@ -41,6 +41,7 @@ from pytest_llmtune.search.space import SearchSpace  # noqa: E402
 from pytest_llmtune.search.spec import EvalSpec  # noqa: E402
 from pytest_llmtune.search.stats import interval  # noqa: E402
 from pytest_llmtune.search.tuner import Evaluation, InlineExecutor, Tuner, score_held_out  # noqa: E402
+from pytest_llmtune.search.tuner import confirm as confirm_run  # noqa: E402
 from pytest_llmtune.usage import Usage  # noqa: E402
 
 TUNING, HELD_OUT = 60, 20
@@ -127,14 +128,18 @@ class Landscape:
         return Evaluation(float(right), right, usage)
 
 
-def run_ours(strategy: str, landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None, bool | None]:
-    """The locked config, and whether its true score lies in its held-out interval."""
+def run_ours(strategy: str, landscape: Landscape, budget: float,
+             confirm: bool = True) -> tuple[dict[str, Any] | None, bool | None]:
+    """The locked config, and whether its true score lies in its held-out interval. As the session does: the
+    plan reserves a confirmation run of the winner (the space samples: temperature above 0), which runs after
+    the winner's held-out instances and before the other finalists', when what is left pays for it."""
     spending = Spending(Budget(budget, "tokens"))
     grid = strategy == "grid"
     spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
                     optimization_budget=spending.budget, seed=landscape.seed)
     tuner = Tuner(spec, TUNING, num_samples=16, eta=3, min_instances=5, default_model=None, held_out=HELD_OUT,
-                  price=lambda model, prompt, completion: 0.0, spending=spending)
+                  price=lambda model, prompt, completion: 0.0, spending=spending,
+                  confirm=TUNING + HELD_OUT if confirm else 0)
     evaluate_with = landscape.evaluate_with(spending)
     try:
         tuner.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
@@ -146,6 +151,10 @@ def run_ours(strategy: str, landscape: Landscape, budget: float) -> tuple[dict[s
     result = tuner.result
     if result is None or result.winner is None:
         return None, None
+    score_held_out(result, evaluate_with(result.configs), range(TUNING, TUNING + HELD_OUT),
+                   executor=InlineExecutor(), finalists=1)
+    if confirm and result.configs[result.winner.index]["temperature"] > 0 and tuner.can_confirm(result.winner):
+        confirm_run(result, evaluate_with(result.configs), range(TUNING + HELD_OUT), executor=InlineExecutor())
     score_held_out(result, evaluate_with(result.configs), range(TUNING, TUNING + HELD_OUT),
                    executor=InlineExecutor())
     held = result.held_out.get(result.winner.index)
@@ -185,6 +194,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", default="3000,6000,12000,25000,50000,100000")
     parser.add_argument("--strategies", default="halving,random,grid,tpe")
+    parser.add_argument("--no-confirm", action="store_true", help="the tune as it was before the confirmation run")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     strategies = args.strategies.split(",")
@@ -204,7 +214,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 landscape = Landscape(seed)
                 config, inside = (run_tpe(landscape, budget) if strategy == "tpe"
-                                  else run_ours(strategy, landscape, budget))
+                                  else run_ours(strategy, landscape, budget, not args.no_confirm))
                 if config is None:
                     empty += 1
                     continue
