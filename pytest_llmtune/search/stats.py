@@ -137,6 +137,8 @@ def drift(new: Mapping[str, Sequence[float]], locked: Mapping[str, float], locke
     diffs = [sign * (means[key] - locked[key]) for key in shared]
     mean = statistics.fmean(diffs)
     bounds = _t_bounds(diffs, alpha)
+    if all(value == locked[key] for key in shared for value in new[key]):  # a replay of an unchanged lock
+        return Drift(mean, bounds, 1.0, alpha, margin, len(shared), len(new))
     import numpy as np
 
     # rows: the locked result, then the samples, in the direction where higher is better; the margin shifts the new.
@@ -172,9 +174,10 @@ def _against_score(diffs: list[float], alpha: float, margin: float, instances: i
 
 def _t_bounds(diffs: Sequence[float], alpha: float) -> tuple[float, float]:
     mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
+    spread = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    if spread == 0:  # every difference alike (a replay of an unchanged lock): no need to import scipy.stats
         return (mean, mean)
-    half = _t_quantile(1 - 2 * alpha, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = _t_quantile(1 - 2 * alpha, len(diffs) - 1) * spread / math.sqrt(len(diffs))
     return (mean - half, mean + half)
 
 
