@@ -8,6 +8,7 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import read_lock
+from pytest_llmtune.llm.cost import PRICES_DATE
 
 PADDING = " ".join(["Please read the following review with great care before you answer."] * 6)
 
@@ -135,8 +136,10 @@ def test_an_unknown_model_costs_nothing_with_one_warning(pytester: pytest.Pytest
 
     result = pytester.runpytest("--llm-tune")
 
-    assert result.stdout.str().count("no price for model 'my-model': its cost counts as 0") == 1
+    assert result.stdout.str().count("no price for model 'my-model' (the built-in table holds OpenAI's prices of "
+                                     f"{PRICES_DATE}): its cost counts as 0") == 1
     result.stdout.fnmatch_lines(["*llmtune_prices = my-model <dollars per 1K input tokens>*"])
+    result.stdout.fnmatch_lines(["*in create(): price=(input_per_1k, output_per_1k); or give the budget in tokens"])
 
 
 def test_a_bad_budget_fails_at_collection(pytester: pytest.Pytester) -> None:

@@ -7,9 +7,11 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["PRICES", "PriceTable", "UnknownPriceWarning", "parse_price_lines", "unknown_price_words"]
+__all__ = ["PRICES", "PRICES_DATE", "PriceTable", "UnknownPriceWarning", "parse_price_lines", "unknown_price_words"]
 
-# OpenAI's list prices, dollars per 1K tokens (input, output). Override with the ini llmtune_prices.
+# OpenAI's list prices on PRICES_DATE (https://openai.com/api/pricing), dollars per 1K tokens (input, output).
+# Prices change: override them with the ini llmtune_prices, or create(price=...).
+PRICES_DATE = "2025-08-07"
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-5": (0.00125, 0.01),
     "gpt-5-mini": (0.00025, 0.002),
@@ -76,8 +78,10 @@ class PriceTable:
 
 
 def unknown_price_words(model: str) -> str:
-    return (f"no price for model {model!r}: its cost counts as 0. Set it in the ini: "
-            f"llmtune_prices = {model} <dollars per 1K input tokens> <dollars per 1K output tokens>")
+    return (f"no price for model {model!r} (the built-in table holds OpenAI's prices of {PRICES_DATE}): its cost "
+            f"counts as 0, and a budget in dollars does not see it. Price it in the ini: llmtune_prices = {model} "
+            "<dollars per 1K input tokens> <dollars per 1K output tokens>; in create(): price=(input_per_1k, "
+            "output_per_1k); or give the budget in tokens")
 
 
 def parse_price_lines(lines: Iterable[str]) -> dict[str, tuple[float, float]]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_llmtune.llm.cost import PriceTable, parse_price_lines
+from pytest_llmtune.llm.cost import PRICES_DATE, PriceTable, parse_price_lines
 from pytest_llmtune.llm.local import ALIAS
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ INI: dict[str, Ini] = {
     "llmtune_local_slots": Ini("llama-server parallel slots (-np), >= 1", int, 8),
     "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
     "llmtune_prices": Ini("lines `model input_per_1k output_per_1k` in dollars, over the built-in prices",
-                          "linelist", [], "the built-in table"),
+                          "linelist", [], f"the built-in table of OpenAI's prices on {PRICES_DATE}"),
     "llmtune_split_n": Ini("send n samples as n single-sample requests so samples are reused across n: true, "
                            "false, or auto (true with --llm-local)", bool | Literal["auto"], "auto"),
 }
