@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import types
 import typing
@@ -15,6 +14,7 @@ import pytest
 
 from pytest_llmtune.llm.cost import PRICES_DATE, PriceTable, parse_price_lines
 from pytest_llmtune.llm.local import ALIAS
+from pytest_llmtune.llm.resolve import resolve_endpoint
 
 if TYPE_CHECKING:
     import httpx2
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from pytest_llmtune.llm.client import Endpoint, Recorded
 
 __all__ = ["INI", "Settings", "positive_int"]
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when neither the ini nor OPENAI_BASE_URL names one
-PLACEHOLDER_KEY = "llmtune-no-key"  # lets replay and keyless local servers work; never written anywhere
 
 Strategy = Literal["halving", "random", "grid"]  # search.spec.STRATEGIES (a test keeps them equal)
 
@@ -150,19 +147,22 @@ class Settings:
                  recorded: Recorded | None = None) -> Endpoint:
         from pytest_llmtune.llm.client import Endpoint
 
-        url = base_url or self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        # a local server's URL, else the ini's, else as create resolves it: OPENAI_BASE_URL, else OpenAI's
+        url = resolve_endpoint(base_url or self.base_url).base_url
         return Endpoint(lambda: self.client(url, transport), base_url=url, concurrency=self.concurrency,
                         split_n=self.split_n, recorded=recorded,
                         default_model=self.model or (ALIAS if self.local else None),
                         prices=PriceTable.default().with_prices(self.prices, warn=False))
 
     def client(self, base_url: str | None, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
-        """The SDK's client; `transport` (the cassettes' recording transport) carries its requests."""
+        """The SDK's client; `transport` (the cassettes' recording transport) carries its requests. The key is
+        OPENAI_API_KEY, else a placeholder (a keyless local server, a replay), as for `create`."""
         import openai  # ~0.4 s to import: only when a mode is on
 
+        endpoint = resolve_endpoint(base_url)
         return openai.OpenAI(
-            base_url=base_url,  # None: the SDK reads OPENAI_BASE_URL itself
-            api_key=os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
             max_retries=self.max_retries,
             timeout=self.timeout,
             http_client=openai.DefaultHttpxClient(transport=transport) if transport is not None else None,
