@@ -1,7 +1,7 @@
 """pytest-llmtune: tune, lock and gate LLM inference settings from pytest.
 
 In tests:            from pytest_llmtune import llm_eval, choice, uniform, randint
-In application code: from pytest_llmtune import locked, create
+In application code: from pytest_llmtune import locked, create, config_list_from_json
 Evaluation helpers:  from pytest_llmtune.evals import check_program, extract_answer, vote
 
 Names are imported on first use, so application code that calls `create` loads neither pytest nor scipy.
@@ -25,13 +25,14 @@ _LAZY = {
     "LLM": "llm.client", "Usage": "usage",
     "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
     "locked": "runtime.api", "create": "runtime.api", "usage_summary": "runtime.api", "reset_usage": "runtime.api",
-    "CreateError": "runtime.api", "Response": "runtime.api",
+    "CreateError": "runtime.api", "Response": "runtime.api", "config_list_from_json": "runtime.config_list",
 }
 
 if TYPE_CHECKING:
     from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
     from pytest_llmtune.llm.client import LLM
     from pytest_llmtune.runtime.api import CreateError, Response, create, locked, reset_usage, usage_summary
+    from pytest_llmtune.runtime.config_list import config_list_from_json
     from pytest_llmtune.search.domains import (
         InvalidSpaceError,
         choice,
@@ -56,6 +57,7 @@ __all__ = [
     "Usage",
     "__version__",
     "choice",
+    "config_list_from_json",
     "create",
     "default_space",
     "llm_eval",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import email.utils
+import json
 import socket
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import API_KEY, lock_entry
-from pytest_llmtune.errors import TemplateError
+from pytest_llmtune import config_list_from_json
+from pytest_llmtune.errors import LlmtuneError, TemplateError
 from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.resolve import DEFAULT_BASE_URL, PLACEHOLDER_KEY, MissingKeyError, resolve_endpoint
 from pytest_llmtune.llm.retry import parse_retry_after
 from pytest_llmtune.runtime.api import (
     CreateError,
@@ -292,7 +296,8 @@ def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("retry_timeout", 0, "retry_timeout is 0, but must be a number of seconds > 0"),
     ("price", 0.01, r"price is 0.01, but must be \(dollars per 1K input tokens, per 1K output tokens\)"),
-    ("api_key", "sk-x", "pass api_key_env, the name of the environment variable holding the key, not api_key"),
+    ("cache", "yes", r"cache is 'yes', but must be True, False or None"),
+    ("api_type", "azure", r"the config has api_type='azure', but create calls OpenAI-compatible endpoints only"),
 ])
 def test_create_refuses_bad_runtime_keys(key: str, value: Any, message: str) -> None:
     with pytest.raises(CreateError, match=message):
@@ -389,3 +394,258 @@ def test_create_draws_samples_as_the_tune_does_at_temperature_0(openai_server: F
 
     assert openai_server.requests == 1
     assert response.texts == [response.texts[0]] * 3
+
+
+# --- create: the endpoint and its key, resolved as the plugin resolves them -----------------------------------
+
+AUTOGEN_KEY = "sk-autogen-0123-secret"
+
+
+class KeyEchoingServer(FakeOpenAI):
+    """Refuses every request with a 401 that quotes the Authorization header it got, as careless servers do."""
+
+    def respond(self, path: str, body: dict[str, Any],
+                headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        super().respond(path, body, headers)  # counted and recorded
+        message = f"Incorrect API key provided: {headers.get('authorization', '')}"
+        return 401, {"error": {"message": message, "type": "invalid_request_error"}}, {}
+
+
+def everything_shown(error: BaseException) -> str:
+    """What a user could see of an error: its message, its repr, the whole printed traceback with its causes."""
+    return "\n".join([str(error), repr(error), "".join(traceback.format_exception(error))])
+
+
+def test_the_endpoint_resolves_from_the_argument_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert resolve_endpoint() == resolve_endpoint(None) == resolve_endpoint("", api_key="", api_key_env="")
+    assert (resolve_endpoint().base_url, resolve_endpoint().api_key, resolve_endpoint().keyless) == (
+        DEFAULT_BASE_URL, PLACEHOLDER_KEY, True)
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://env/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("MY_LLM_KEY", "sk-named")
+    assert (resolve_endpoint().base_url, resolve_endpoint().api_key) == ("http://env/v1", "sk-env")
+    assert resolve_endpoint("http://given/v1", api_key_env="MY_LLM_KEY").api_key == "sk-named"
+    given = resolve_endpoint("http://given/v1", api_key="sk-given", api_key_env="MY_LLM_KEY")
+    assert (given.base_url, given.api_key, given.key_from) == ("http://given/v1", "sk-given", "api_key")
+    assert "sk-given" not in repr(given)
+    with pytest.raises(MissingKeyError, match="the environment variable LLMTUNE_NO_KEY .* is not set"):
+        resolve_endpoint(api_key_env="LLMTUNE_NO_KEY")
+
+
+def test_create_works_without_a_key_against_a_keyless_local_server(openai_server: FakeOpenAI,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+    response = create({"review": "great fun"}, **SENTIMENT)
+
+    assert response.texts == ["positive"]
+    assert openai_server.auth_headers == [f"Bearer {PLACEHOLDER_KEY}"]
+
+
+def test_a_server_that_wants_a_key_says_none_was_sent(openai_server: FakeOpenAI,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    openai_server.fail_next(1, 401)
+
+    with pytest.raises(CreateError, match=r"HTTP 401: .*; no API key was sent \(OPENAI_API_KEY is not set\): set "
+                                          "it, or give api_key_env or api_key"):
+        create({"review": "x"}, **SENTIMENT)
+
+
+def test_create_sends_to_openai_base_url(openai_server: FakeOpenAI, other_server: FakeOpenAI,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", other_server.base_url)
+
+    create({"review": "great fun"}, **SENTIMENT)
+    create({"review": "great fun"}, **SENTIMENT, base_url=openai_server.base_url)  # a config's base_url comes first
+
+    assert (other_server.requests, openai_server.requests) == (1, 1)
+
+
+# --- create: sampled calls are sampled ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0.123}, {"temperature": 0, "n": 3}, {}],
+                         ids=["temperature>0", "n>1", "temperature-unset"])
+def test_a_sampled_call_is_sent_every_time(openai_server: FakeOpenAI, sampling: dict[str, Any]) -> None:
+    config = {**{k: v for k, v in SENTIMENT.items() if k != "temperature"}, **sampling}
+
+    first = create({"review": "great fun"}, **config)
+    second = create({"review": "great fun"}, **config)
+
+    assert openai_server.requests == 2
+    assert (first.cached, second.cached) == (False, False)
+    assert usage_summary().cached_calls == 0
+
+
+def test_a_deterministic_call_is_answered_from_memory(openai_server: FakeOpenAI) -> None:
+    create({"review": "great fun"}, **SENTIMENT, n=1)
+    second = create({"review": "great fun"}, **SENTIMENT, n=1)
+
+    assert (openai_server.requests, second.cached) == (1, True)
+
+
+def test_cache_true_answers_a_sampled_call_from_memory(openai_server: FakeOpenAI) -> None:
+    config = {**SENTIMENT, "temperature": 0.123, "n": 3}
+
+    first = create({"review": "great fun"}, **config, cache=True)
+    second = create({"review": "great fun"}, **config, cache=True)
+
+    assert openai_server.requests == 1
+    assert (second.cached, second.texts) == (True, first.texts)
+
+
+# --- create: AutoGen's config_list ----------------------------------------------------------------------------
+
+
+def test_an_autogen_config_list_entry_sends_its_api_key(openai_server: FakeOpenAI, other_server: FakeOpenAI) -> None:
+    entry = {"model": "gpt-4o-mini", "base_url": other_server.base_url, "api_key": AUTOGEN_KEY,
+             "api_type": "openai", "api_version": "2024-02-01", "tags": ["mini", "cheap"]}
+
+    response = create({"review": "great fun"}, **SENTIMENT, config_list=[entry])
+
+    assert response.texts == ["positive"]
+    assert other_server.auth_headers == [f"Bearer {AUTOGEN_KEY}"]
+    assert openai_server.requests == 0
+    assert set(other_server.bodies[0]) == {"model", "messages", "temperature", "max_tokens"}
+    assert response.config["api_key"] == "***" and entry["api_key"] == AUTOGEN_KEY  # the caller's list untouched
+    cached = create({"review": "great fun"}, **SENTIMENT, config_list=[entry])
+    for text in (repr(response), str(response.config), repr(cached), *usage_summary().lines()):
+        assert AUTOGEN_KEY not in text
+
+
+def test_an_entry_with_its_own_key_replaces_the_shared_one(openai_server: FakeOpenAI,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_LLM_KEY", "sk-from-the-variable")
+
+    create({"review": "great fun"}, **SENTIMENT, api_key_env="MY_LLM_KEY", config_list=[{"api_key": AUTOGEN_KEY}])
+    create({"review": "a waste of time"}, **SENTIMENT, api_key=AUTOGEN_KEY, config_list=[{"api_key_env": "MY_LLM_KEY"}])
+
+    assert openai_server.auth_headers == [f"Bearer {AUTOGEN_KEY}", "Bearer sk-from-the-variable"]
+
+
+def test_a_key_a_server_echoes_appears_in_no_error(openai_server: FakeOpenAI) -> None:
+    server = KeyEchoingServer().start()
+    try:
+        with pytest.raises(CreateError) as raised:
+            create({"review": "x"}, **SENTIMENT, config_list=[{"base_url": server.base_url, "api_key": AUTOGEN_KEY}])
+    finally:
+        server.stop()
+
+    assert server.auth_headers == [f"Bearer {AUTOGEN_KEY}"]  # it was sent, and echoed back
+    assert "HTTP 401" in str(raised.value) and "Incorrect API key provided: Bearer ***" in str(raised.value)
+    assert AUTOGEN_KEY not in everything_shown(raised.value)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"api_type": "azure", "api_key": AUTOGEN_KEY},
+     r"config_list\[0\] has api_type='azure', but create calls OpenAI-compatible endpoints only \(api_type "
+     r"'openai'\); leave such entries out, e.g. with config_list_from_json\(filter_dict="),
+    ({"api_key": AUTOGEN_KEY, "api_key_env": "MY_LLM_KEY"},
+     "config_list\\[0\\] has both api_key and api_key_env: give the key, or the name of the variable holding it"),
+    ({"api_key": [AUTOGEN_KEY]}, r"config_list\[0\] has an api_key that is a list, but must be a string"),
+])
+def test_create_refuses_an_entry_it_cannot_use_without_showing_its_key(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(CreateError, match=message) as raised:
+        create({"review": "x"}, **SENTIMENT, config_list=[entry])
+
+    assert AUTOGEN_KEY not in everything_shown(raised.value)
+
+
+# --- config_list_from_json ------------------------------------------------------------------------------------
+
+OAI_CONFIG_LIST: list[dict[str, Any]] = [
+    {"model": "gpt-4o-mini", "api_key": AUTOGEN_KEY, "tags": ["mini", "cheap"]},
+    {"model": "gpt-4o", "api_key": AUTOGEN_KEY, "api_type": "openai"},
+    {"model": "gpt-4", "api_key": AUTOGEN_KEY, "api_type": "azure", "api_version": "2024-02-01",
+     "base_url": "https://example.openai.azure.com"},
+]
+
+
+def models(configs: list[dict[str, Any]]) -> list[str]:
+    return [config["model"] for config in configs]
+
+
+def test_config_list_from_json_reads_the_variable_holding_the_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAI_CONFIG_LIST", json.dumps(OAI_CONFIG_LIST))
+
+    assert config_list_from_json() == OAI_CONFIG_LIST
+    assert models(config_list_from_json(filter_dict={"model": ["gpt-4o", "gpt-4"]})) == ["gpt-4o", "gpt-4"]
+
+
+def test_config_list_from_json_reads_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OAI_CONFIG_LIST", raising=False)
+    (tmp_path / "OAI_CONFIG_LIST").write_text(json.dumps(OAI_CONFIG_LIST))
+    (tmp_path / "models.json").write_text(json.dumps(OAI_CONFIG_LIST[:1]))
+
+    assert config_list_from_json(file_location=tmp_path) == OAI_CONFIG_LIST
+    assert config_list_from_json("models.json", file_location=str(tmp_path)) == OAI_CONFIG_LIST[:1]
+    monkeypatch.setenv("MY_CONFIG_LIST", str(tmp_path / "models.json"))  # a variable naming the file
+    assert config_list_from_json("MY_CONFIG_LIST") == OAI_CONFIG_LIST[:1]
+
+
+def test_filter_dict_filters_as_autogen_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAI_CONFIG_LIST", json.dumps(OAI_CONFIG_LIST))
+
+    def kept(filter_dict: dict[str, Any]) -> list[str]:
+        return models(config_list_from_json(filter_dict=filter_dict))
+
+    assert kept({"tags": ["cheap"]}) == ["gpt-4o-mini"]  # a list field: any accepted item
+    assert kept({"api_type": ["openai"]}) == ["gpt-4o"]  # without the field: no match ...
+    assert kept({"api_type": ["openai", None]}) == ["gpt-4o-mini", "gpt-4o"]  # ... unless None is accepted
+    assert kept({"api_type": {"openai", None}, "model": ["gpt-4o"]}) == ["gpt-4o"]  # every field must match
+    assert kept({}) == models(OAI_CONFIG_LIST)
+    with pytest.raises(LlmtuneError, match=r"filter_dict\['model'\] is 'gpt-4o', but must be a list or set of the "
+                                           r"accepted values, e.g. \{'model': \['gpt-4o'\]\}"):
+        kept({"model": "gpt-4o"})
+
+
+def test_a_loaded_config_list_answers_through_create(openai_server: FakeOpenAI,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [{**entry, "base_url": openai_server.base_url} for entry in OAI_CONFIG_LIST]
+    monkeypatch.setenv("OAI_CONFIG_LIST", json.dumps(entries))
+
+    config_list = config_list_from_json(filter_dict={"api_type": ["openai", None]})
+    response = create({"review": "great fun"}, prompt=SENTIMENT["prompt"], temperature=0, max_tokens=1,
+                      config_list=config_list)
+
+    assert (response.config_index, response.texts) == (0, ["positive"])
+    assert openai_server.auth_headers == [f"Bearer {AUTOGEN_KEY}"]
+    assert openai_server.bodies[0]["model"] == "gpt-4o-mini" and "tags" not in openai_server.bodies[0]
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('[{"model": "gpt-4o", "api_key": "SECRET",}]', " is not valid JSON (Expecting property name enclosed in double "
+                                                  "quotes at line 1 column 42); it must hold a list such as [{"),
+    ('{"model": "gpt-4o", "api_key": "SECRET"}', " holds an object, but must hold a list of configs such as [{"),
+    ('[{"model": "gpt-4o", "api_key": "SECRET"}, "gpt-4"]', ": entry 1 is a string, but must be an object such as {"),
+])
+def test_a_bad_config_list_file_says_which_file_and_what_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  text: str, problem: str) -> None:
+    monkeypatch.delenv("OAI_CONFIG_LIST", raising=False)
+    (tmp_path / "OAI_CONFIG_LIST").write_text(text)
+
+    with pytest.raises(LlmtuneError) as raised:
+        config_list_from_json(file_location=tmp_path)
+
+    assert str(raised.value).startswith(f"the config list file {tmp_path / 'OAI_CONFIG_LIST'}{problem}")
+    assert "SECRET" not in str(raised.value)
+
+
+def test_a_missing_config_list_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OAI_CONFIG_LIST", raising=False)
+
+    with pytest.raises(LlmtuneError, match=r"no config list: the variable OAI_CONFIG_LIST is not set and there is no "
+                                           r"file .*OAI_CONFIG_LIST; set OAI_CONFIG_LIST to a JSON list such as"):
+        config_list_from_json(file_location=tmp_path)
+    monkeypatch.setenv("OAI_CONFIG_LIST", str(tmp_path / "nowhere.json"))
+    with pytest.raises(LlmtuneError, match=r"the variable OAI_CONFIG_LIST holds neither a JSON list nor the path of a "
+                                           r"file \(there is no file .*nowhere.json\)"):
+        config_list_from_json()
+    monkeypatch.setenv("OAI_CONFIG_LIST", '[{"api_key": "SECRET"')
+    with pytest.raises(LlmtuneError, match=r"the variable OAI_CONFIG_LIST is not valid JSON") as raised:
+        config_list_from_json()
+    assert "SECRET" not in str(raised.value)

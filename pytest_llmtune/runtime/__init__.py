@@ -1,4 +1,5 @@
-"""The runtime API for application code: `locked`, `create` and the usage summary (no pytest, no scipy)."""
+"""The runtime API for application code: `locked`, `create`, AutoGen's config lists and the usage summary (no
+pytest, no scipy)."""
 
 from pytest_llmtune.runtime.api import (
     CreateError,
@@ -12,6 +13,7 @@ from pytest_llmtune.runtime.api import (
     reset_usage,
     usage_summary,
 )
+from pytest_llmtune.runtime.config_list import config_list_from_json
 
-__all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache", "create",
-           "locked", "reset_usage", "usage_summary"]
+__all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache",
+           "config_list_from_json", "create", "locked", "reset_usage", "usage_summary"]

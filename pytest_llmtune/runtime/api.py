@@ -3,15 +3,15 @@
     from pytest_llmtune import create, locked
     response = create({"review": text}, **locked("test_sentiment.py::test_sentiment"))
 
-`create` tries alternatives in order, retries with backoff, caches identical requests, and counts what the
-process spent. No pytest here; openai is imported on the first call.
+`create` tries alternatives in order (AutoGen's `config_list` entries as they are), retries with backoff, answers
+identical deterministic requests from memory, and counts what the process spent. A key given as `api_key` stays in
+memory: it is masked in every response, message and repr. No pytest here; openai is imported on the first call.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +24,7 @@ from tabulate import tabulate
 from pytest_llmtune.errors import LlmtuneError, TemplateError
 from pytest_llmtune.llm.client import render_request, sample_requests, send, texts_of
 from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.resolve import KEY_VARIABLE, MissingKeyError, ResolvedEndpoint, resolve_endpoint
 from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
 from pytest_llmtune.store.lockfile import LockfileError
 from pytest_llmtune.store.lockfile import read as read_lockfile
@@ -36,8 +37,12 @@ __all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary"
 
 LOCKFILE_NAME = "llmtune.lock"
 # Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
-RUNTIME_KEYS = frozenset({"base_url", "api_key_env", "retry_timeout", "cache", "price", "timeout", "split_n"})
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# AutoGen's config_list keys are among them: `api_version` is Azure's (which create refuses), `tags` only select.
+RUNTIME_KEYS = frozenset({"base_url", "api_key", "api_key_env", "api_type", "api_version", "tags", "retry_timeout",
+                          "cache", "price", "timeout", "split_n"})
+KEY_FIELDS = ("api_key", "api_key_env")  # an alternative that names either replaces both of the shared config's
+OPENAI_API_TYPES = (None, "openai", "open_ai")  # AutoGen's spellings of an OpenAI-compatible endpoint
+MASK = "***"  # what responses and messages show instead of a key
 
 
 class CreateError(LlmtuneError):
@@ -118,7 +123,8 @@ class TokenUsage:
 
 @dataclass(frozen=True)
 class Response:
-    """One `create` answer. `cost` is 0 when `cached`; `config_index` is None without a config_list."""
+    """One `create` answer. `cost` is 0 when `cached`; `config_index` is None without a config_list; `config`
+    is the config that answered, with its `api_key`, if it had one, masked."""
 
     texts: list[str]
     usage: TokenUsage
@@ -230,22 +236,28 @@ def create(
 ) -> Response:
     """Fill the config's `prompt` or `messages` from `context`, call the endpoint, and return its `Response`.
 
-    `config` holds request fields (model, temperature, n, ...) and runtime keys, never sent: `base_url`;
-    `api_key_env`, the name of the environment variable holding the key (default OPENAI_API_KEY);
-    `retry_timeout`, the seconds one alternative may take, retries included (default 60); `timeout`, the
-    seconds one attempt may take; `cache` (default True: an identical request in this process is answered from
-    memory); `price`, (dollars per 1K input tokens, per 1K output tokens) instead of the built-in table.
-    Each entry of `config_list` is merged over `config` and tried in order until one answers and
-    `filter_func(context, response)` accepts it; 429, 5xx and connection errors are retried first.
-    Raises `CreateError` naming every alternative and why it failed.
+    `config` holds request fields (model, temperature, n, ...) and runtime keys, never sent: `base_url`
+    (default: OPENAI_BASE_URL, else OpenAI's); the key, as `api_key` (the key itself: kept in memory, masked
+    wherever it would show) or `api_key_env` (the name of the variable holding it), else OPENAI_API_KEY, else
+    none, for a keyless local server; `api_type` ("openai": AutoGen's other types are refused), `api_version`
+    and `tags` (AutoGen's, ignored); `retry_timeout`, the seconds one alternative may take, retries included
+    (default 60); `timeout`, the seconds one attempt may take; `cache`; `price`, (dollars per 1K input tokens,
+    per 1K output tokens) instead of the built-in table.
+
+    `cache` (default None): a deterministic call (temperature 0 and n 1) made before in this process is answered
+    from memory; a sampled one (any other temperature, unset included: the API's default is 1; or n > 1; a seed
+    changes nothing) is sent each time, for a fresh sample. `cache=True` answers sampled calls from memory too;
+    `cache=False` answers none.
+
+    Each entry of `config_list` (AutoGen's as they are: see `config_list_from_json`) is merged over `config` and
+    tried in order until one answers and `filter_func(context, response)` accepts it; 429, 5xx and connection
+    errors are retried first. Raises `CreateError` naming every alternative and why it failed.
     """
-    if any("api_key" in c for c in [config, *(config_list or [])]):
-        raise CreateError("pass api_key_env, the name of the environment variable holding the key, not api_key")
     if config_list is not None and not config_list:
         raise CreateError("config_list is empty: give at least one alternative, or leave it out")
-    alternatives = [{**config, **alternative} for alternative in config_list] if config_list else [dict(config)]
-    for alternative in alternatives:
-        _check_runtime_keys(alternative)
+    alternatives = [_merged(config, alternative) for alternative in config_list] if config_list else [dict(config)]
+    for index, alternative in enumerate(alternatives):
+        _check_runtime_keys(alternative, f"config_list[{index}]" if config_list else "the config")
     context = context or {}
     failures: list[tuple[dict[str, Any], RetryFailed]] = []
     for index, merged in enumerate(alternatives):
@@ -260,7 +272,13 @@ def create(
     raise _all_failed(failures, listed=config_list is not None)
 
 
-def _check_runtime_keys(config: Mapping[str, Any]) -> None:
+def _merged(config: Mapping[str, Any], alternative: Mapping[str, Any]) -> dict[str, Any]:
+    """`alternative` over `config`; an alternative that names its key replaces the shared one, in either form."""
+    own_key = any(name in alternative for name in KEY_FIELDS)
+    return {**{k: v for k, v in config.items() if not (own_key and k in KEY_FIELDS)}, **alternative}
+
+
+def _check_runtime_keys(config: Mapping[str, Any], where: str) -> None:
     retry_timeout = config.get("retry_timeout", DEFAULT_RETRY_TIMEOUT)
     if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or retry_timeout <= 0:
         raise CreateError(f"retry_timeout is {retry_timeout!r}, but must be a number of seconds > 0")
@@ -269,6 +287,24 @@ def _check_runtime_keys(config: Mapping[str, Any]) -> None:
                                   and all(isinstance(p, (int, float)) and p >= 0 for p in price)):
         raise CreateError(f"price is {price!r}, but must be (dollars per 1K input tokens, per 1K output tokens), "
                           "e.g. price=(0.00015, 0.0006)")
+    if config.get("cache") not in (None, True, False):
+        raise CreateError(f"cache is {config['cache']!r}, but must be True, False or None (None: only "
+                          "deterministic calls, temperature 0 and n 1, are answered from memory)")
+    _check_key_fields(config, where)
+
+
+def _check_key_fields(config: Mapping[str, Any], where: str) -> None:
+    """The AutoGen fields: an OpenAI-compatible endpoint, and one key. Messages name the key's type, never it."""
+    if config.get("api_type") not in OPENAI_API_TYPES:
+        raise CreateError(f"{where} has api_type={config['api_type']!r}, but create calls OpenAI-compatible "
+                          "endpoints only (api_type 'openai'); leave such entries out, e.g. with "
+                          "config_list_from_json(filter_dict={'api_type': ['openai', None]})")
+    if all(name in config for name in KEY_FIELDS):
+        raise CreateError(f"{where} has both api_key and api_key_env: give the key, or the name of the variable "
+                          "holding it, not both")
+    key = config.get("api_key")
+    if key is not None and not isinstance(key, str):
+        raise CreateError(f"{where} has an api_key that is a {type(key).__name__}, but must be a string")
 
 
 def _all_failed(failures: list[tuple[dict[str, Any], RetryFailed]], listed: bool) -> CreateError:
@@ -287,32 +323,56 @@ def _answer(config: dict[str, Any], context: Mapping[str, Any], index: int | Non
     api, params = render_request({k: v for k, v in config.items() if k not in RUNTIME_KEYS}, context)
     if "model" not in params:
         raise TemplateError('the config has no "model": add one, e.g. create(context, model="gpt-4o-mini", ...)')
-    base_url = config.get("base_url") or os.environ.get("OPENAI_BASE_URL") or None
-    client = _PROCESS.client(base_url, _api_key(config))
-    if not config.get("cache", True):
-        return _fetch(client, api, params, config, index)
-    key = json.dumps([str(client.base_url), api, params], sort_keys=True, default=str)
-    with _PROCESS.request_lock(key):  # an identical request in flight in another thread is sent once
-        if key in _PROCESS.cache:
-            return _from_cache(_PROCESS.cache[key], config, index)
-        response = _fetch(client, api, params, config, index)
-        _PROCESS.cache[key] = response
-        return response
+    endpoint = _endpoint(config)
+    client = _PROCESS.client(endpoint.base_url, endpoint.api_key)
+    try:
+        if not _answers_from_memory(config, params):
+            return _fetch(client, api, params, config, index)
+        key = json.dumps([str(client.base_url), api, params], sort_keys=True, default=str)
+        with _PROCESS.request_lock(key):  # an identical request in flight in another thread is sent once
+            if key in _PROCESS.cache:
+                return _from_cache(_PROCESS.cache[key], config, index)
+            response = _fetch(client, api, params, config, index)
+            _PROCESS.cache[key] = response
+            return response
+    except RetryFailed as failure:
+        raise _without_key(failure, endpoint) from None
 
 
-def _api_key(config: Mapping[str, Any]) -> str:
-    name = str(config.get("api_key_env", DEFAULT_KEY_ENV))
-    key = os.environ.get(name)
-    if not key:
-        raise RetryFailed(f"the environment variable {name} (its API key) is not set")
-    return key
+def _answers_from_memory(config: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
+    """`cache` when given; else only a deterministic call: a sampled one asks the endpoint for a fresh sample."""
+    if config.get("cache") is not None:
+        return bool(config["cache"])
+    return bool(params.get("temperature", 1) == 0 and params.get("n", 1) == 1)  # unset temperature: the API's 1
+
+
+def _endpoint(config: Mapping[str, Any]) -> ResolvedEndpoint:
+    try:
+        return resolve_endpoint(config.get("base_url") or None, api_key=config.get("api_key") or None,
+                                api_key_env=config.get("api_key_env") or None)
+    except MissingKeyError as error:
+        raise RetryFailed(str(error)) from None  # the next alternative may have its key
+
+
+def _without_key(failure: RetryFailed, endpoint: ResolvedEndpoint) -> RetryFailed:
+    """The failure with the key masked (a server may echo it) and, when none was sent but one was wanted, the fix."""
+    reason = failure.reason.replace(endpoint.api_key, MASK)
+    if endpoint.keyless and getattr(failure.cause, "status_code", None) == 401:
+        reason += f"; no API key was sent ({KEY_VARIABLE} is not set): set it, or give api_key_env or api_key"
+    cause = failure.cause if endpoint.api_key not in str(failure.cause) else None
+    return RetryFailed(reason, cause)
+
+
+def _shown(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as a `Response` holds it: the key masked."""
+    return {**config, "api_key": MASK} if config.get("api_key") else config
 
 
 def _from_cache(response: Response, config: dict[str, Any], index: int | None) -> Response:
     model = str(response.config["model"])
     saved = _cost(model, response.usage, config.get("price"))
     _PROCESS.count(model, ModelUsage(cached_calls=1, cached_cost=saved))
-    return replace(response, cost=0.0, cached=True, config=config, config_index=index)
+    return replace(response, cost=0.0, cached=True, config=_shown(config), config_index=index)
 
 
 def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict[str, Any],
@@ -325,7 +385,8 @@ def _fetch(client: openai.OpenAI, api: str, params: dict[str, Any], config: dict
     cost = _cost(str(params["model"]), usage, config.get("price"))
     _PROCESS.count(str(params["model"]),
                    ModelUsage(len(raws), 0, usage.prompt_tokens, usage.completion_tokens, cost))
-    return Response(texts, usage, cost, index, config, cached=False, raw=raws[0] if len(raws) == 1 else raws)
+    return Response(texts, usage, cost, index, _shown(config), cached=False,
+                    raw=raws[0] if len(raws) == 1 else raws)
 
 
 def _send_with_retries(client: openai.OpenAI, api: str, params: dict[str, Any], sample: int,
