@@ -27,6 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-live", action="store_true", help="with --llm-test: send every request of the locked "
                     "configs to the endpoint (nothing replayed, recordings untouched) and fail a target whose live "
                     "score is significantly worse than its lock")
+    group.addoption("--llm-prune", action="store_true", help="with --llm-test: rewrite the cassette of each target "
+                    "whose gate passed to the recordings it replayed (a tune keeps every response it paid for)")
     group.addoption("--llm-repeat", type=positive_int, default=None, metavar="K", help="with --llm-live: sample "
                     "each instance K times, for more power (default 1)")
     group.addoption("--llm-local", action="store_true", help="start llama.cpp's llama-server with SmolLM2-135M on "
@@ -50,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("llm_live") and config.getoption("llm_record"):
         raise pytest.UsageError("--llm-live and --llm-record are separate: --llm-live never touches the recordings; "
                                 "--llm-record scores the lock again from them, recording what is missing")
+    if config.getoption("llm_prune") and not test:
+        raise pytest.UsageError("--llm-prune goes with --llm-test: it keeps the recordings the gate replays")
+    if config.getoption("llm_prune") and config.getoption("llm_live"):
+        raise pytest.UsageError("--llm-prune and --llm-live are separate: --llm-live replays nothing, so there is "
+                                "nothing to keep; prune with `pytest --llm-test --llm-prune`")
     if config.getoption("llm_repeat") and not config.getoption("llm_live"):
         raise pytest.UsageError("--llm-repeat goes with --llm-live (recordings hold one sample per request)")
     if not (tune or test):
@@ -75,6 +82,9 @@ def refuse_distribution(config: pytest.Config, tune: bool) -> None:
     if config.getoption("llm_record"):
         raise pytest.UsageError("--llm-record does not run under pytest-xdist (-n/--dist): workers would record into "
                                 "the same cassettes; record without -n, then gate with -n")
+    if config.getoption("llm_prune"):
+        raise pytest.UsageError("--llm-prune does not run under pytest-xdist (-n/--dist): each worker replays only "
+                                "part of the recordings; prune without -n")
     if config.getoption("llm_live"):
         raise pytest.UsageError("--llm-live does not run under pytest-xdist (-n/--dist): each verdict runs the "
                                 "instances other workers ran once more, paying twice; run it without -n")

@@ -12,6 +12,7 @@ bound of its interval) misses the threshold, or when a one-sided test at ini `ll
 instances whose results the lock keeps, finds it worse than the lock by more than ini `llmtune_margin`. Instances
 that were not selected (`-k`, `--lf`) are evaluated for the verdict too, so the gate always judges the whole target.
 The summary is built from the reports, so it is the same under pytest-xdist, where workers run the items.
+With `--llm-prune`, each target whose verdict passed has its cassette cut to what this gate replayed (or recorded).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class GateSession(EndpointSession):
         self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
         self._entries: dict[str, Any] | LockfileError | None = None
         self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
+        self.passed: set[str] = set()  # targets whose verdict passed: every instance ran and was scored
+        self.prune = bool(config.getoption("llm_prune"))
+        self.pruned: dict[str, str] = {}  # target -> what --llm-prune did to its cassette, or why not
 
     def cassette_dir(self) -> Path:
         if not self.settings.live:
@@ -211,11 +215,30 @@ class GateSession(EndpointSession):
         self.seen.setdefault(name, None)
         if report.when == "call" and VERDICT_PROPERTY in properties:
             self.seen[name] = ("FAILED " if report.failed else "") + f"{name}: {properties[VERDICT_PROPERTY]}"
+            if report.passed:
+                self.passed.add(name)
         elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
             self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
 
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        super().pytest_sessionfinish(session)
+        if self.prune:  # refused with --llm-live and under pytest-xdist (plugin.py)
+            self.pruned = {name: self.prune_cassette(name) for name in self.targets}
+
+    def prune_cassette(self, name: str) -> str:
+        """Only a passing gate replayed every instance's recordings; anything else leaves the cassette as it is."""
+        path, root = self.cassettes.path_for(name), self.config.rootpath
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        if name in self.passed:
+            return self.cassettes.prune(name).words(shown)
+        if self.seen.get(name) is None:
+            return (f"not pruned {shown}: its gate did not run ({name}{SUFFIX} was not selected, or the session "
+                    "stopped before it)")
+        return (f"not pruned {shown}: its gate did not pass; fix it first (a re-tune replays the recordings "
+                "pruning would remove)")
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.seen:
+        if not self.seen and not self.pruned:
             return
         terminalreporter.section("llmtune")
         for name, line in self.seen.items():
@@ -223,3 +246,5 @@ class GateSession(EndpointSession):
                 line = f"{name}: {report.not_selected_words(name, 'gated')}"
             for number, text in enumerate(line.splitlines()):
                 terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
+        for line in self.pruned.values():
+            terminalreporter.write_line(line)

@@ -7,6 +7,9 @@ canonical JSON body, through a dict index: replay is linear in the number of rec
 cassette format (`{"interactions": [{"request": ..., "response": ...}], "version": 1}`), so vcrpy itself replays
 them (tests/test_cassette.py checks it with `vcr.use_cassette`). Credentials and other headers are never written;
 failed responses (4xx, 5xx) are never recorded.
+
+A cassette notes which of its recordings the session replayed or recorded: `pytest --llm-test --llm-prune` cuts
+it to those (`Cassette.prune`), since a tune keeps every response it paid for.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +30,7 @@ from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
 from pytest_llmtune.store.atomic import write_atomically
 
-__all__ = ["CassetteError", "Cassettes", "RecordingTransport", "request_key"]
+__all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
 FORMAT_VERSION = 1  # vcrpy's cassette format version
 KEPT_REQUEST_HEADERS = {"content-type", SAMPLE_HEADER.lower()}
@@ -63,6 +67,8 @@ class Cassette:
         self.interactions: dict[str, dict[str, Any]] = {}
         self.dirty = False
         self.lock = threading.Lock()
+        self.used: set[str] = set()  # keys replayed or recorded in this session: what --llm-prune keeps
+        self.missing: set[str] = set()  # keys of requests that found no recording (the SDK may retry one)
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
@@ -85,10 +91,15 @@ class Cassette:
         return cassette
 
     def find(self, key: str) -> dict[str, Any] | None:
-        return self.interactions.get(key)
+        found = self.interactions.get(key)
+        if found is not None:
+            with self.lock:
+                self.used.add(key)
+        return found
 
     def add(self, key: str, interaction: dict[str, Any]) -> None:
         with self.lock:
+            self.used.add(key)
             if key not in self.interactions:
                 self.interactions[key] = interaction
                 self.dirty = True
@@ -98,11 +109,62 @@ class Cassette:
         with self.lock:
             if not self.dirty:
                 return
-            interactions = [self.interactions[key] for key in sorted(self.interactions)]
+            text = self._text()
             self.dirty = False
-        text = json.dumps({"interactions": interactions, "version": FORMAT_VERSION}, indent=1, sort_keys=True,
-                          ensure_ascii=False) + "\n"
         write_atomically(self.path, text)
+
+    def prune(self) -> Pruned:
+        """Cut the file to the recordings this session replayed or recorded, written as `save` writes it.
+
+        Left as it is when a request found no recording (the session did not replay all it needed) or when
+        every recording was used.
+        """
+        self.save()  # first what this session recorded: the size before pruning includes it
+        size = self.path.stat().st_size if self.path.exists() else 0
+        with self.lock:
+            total, missing = len(self.interactions), len(self.missing)
+            if missing or len(self.used) == total:
+                return Pruned(total, total, size, size, missing)
+            self.interactions = {key: self.interactions[key] for key in self.used}
+            text = self._text()
+        write_atomically(self.path, text)
+        return Pruned(total, len(self.used), size, len(text.encode("utf-8")))
+
+    def _text(self) -> str:
+        interactions = [self.interactions[key] for key in sorted(self.interactions)]
+        return json.dumps({"interactions": interactions, "version": FORMAT_VERSION}, indent=1, sort_keys=True,
+                          ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `Cassette.prune` did: recordings and file sizes (bytes) before and after; with `missing` requests
+    that found no recording, nothing was removed."""
+
+    recordings: int
+    kept: int
+    size: int
+    kept_size: int
+    missing: int = 0
+
+    def words(self, shown: Path | str) -> str:
+        if self.missing:
+            requests = "1 request" if self.missing == 1 else f"{self.missing} requests"
+            return (f"not pruned {shown}: {requests} found no recording; record with "
+                    "`pytest --llm-test --llm-record --llm-prune`")
+        if self.kept == self.recordings:
+            return f"not pruned {shown}: the gate replays all {self.recordings} recordings"
+        return (f"pruned {shown}: {self.recordings} -> {self.kept} recordings "
+                f"({size_words(self.size)} -> {size_words(self.kept_size)})")
+
+
+def size_words(size: int) -> str:
+    """A file size in decimal units, two or three significant digits: 812 B, 52 kB, 1.6 MB."""
+    for unit, scale in (("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
 
 
 class RecordingTransport(httpx2.BaseTransport):
@@ -126,6 +188,8 @@ class RecordingTransport(httpx2.BaseTransport):
         if found is not None:
             return _replayed(found["response"], request)
         if not self.cassettes.record:
+            with cassette.lock:
+                cassette.missing.add(key)
             raise MissingRecordingError(
                 f"no recording of {request.method} {request.url.path} in {cassette.path}.\n"
                 "Record the missing responses with: pytest --llm-test --llm-record "
@@ -225,6 +289,10 @@ class Cassettes:
 
     def stop(self) -> None:
         self.save()
+
+    def prune(self, target: str) -> Pruned:
+        """Cut `target`'s cassette to the recordings this session replayed or recorded (`Cassette.prune`)."""
+        return self._load(target).prune()
 
     def recordings(self, target: str) -> int:
         return len(self._load(target).interactions)
