@@ -24,15 +24,16 @@ _LAZY = {
     "default_space": "search.space",
     "LLM": "llm.client", "Usage": "usage",
     "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
-    "locked": "runtime.api", "create": "runtime.api", "usage_summary": "runtime.api", "reset_usage": "runtime.api",
-    "CreateError": "runtime.api", "Response": "runtime.api", "config_list_from_json": "runtime.config_list",
+    **dict.fromkeys(["create", "usage_summary", "reset_usage", "CreateError", "Response"], "runtime.api"),
+    "locked": "runtime.locked_config", "config_list_from_json": "runtime.config_list",
 }
 
 if TYPE_CHECKING:
     from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
     from pytest_llmtune.llm.client import LLM
-    from pytest_llmtune.runtime.api import CreateError, Response, create, locked, reset_usage, usage_summary
+    from pytest_llmtune.runtime.api import CreateError, Response, create, reset_usage, usage_summary
     from pytest_llmtune.runtime.config_list import config_list_from_json
+    from pytest_llmtune.runtime.locked_config import locked
     from pytest_llmtune.search.domains import (
         InvalidSpaceError,
         choice,

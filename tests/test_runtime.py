@@ -27,10 +27,10 @@ from pytest_llmtune.runtime.api import (
     Response,
     clear_cache,
     create,
-    locked,
     reset_usage,
     usage_summary,
 )
+from pytest_llmtune.runtime.locked_config import locked
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.store.lockfile import LockfileError, write_target
 

@@ -9,11 +9,11 @@ from pytest_llmtune.runtime.api import (
     UsageSummary,
     clear_cache,
     create,
-    locked,
     reset_usage,
     usage_summary,
 )
 from pytest_llmtune.runtime.config_list import config_list_from_json
+from pytest_llmtune.runtime.locked_config import locked
 
 __all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache",
            "config_list_from_json", "create", "locked", "reset_usage", "usage_summary"]

@@ -1,4 +1,4 @@
-"""The runtime API for application code: the locked config of a target, and `create` calls that use it.
+"""The runtime API for application code: `create` calls, with a target's locked config (see `locked_config`).
 
     from pytest_llmtune import create, locked
     response = create({"review": text}, **locked("test_sentiment.py::test_sentiment"))
@@ -10,13 +10,11 @@ memory: it is masked in every response, message and repr. No pytest here; openai
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
@@ -26,16 +24,13 @@ from pytest_llmtune.llm.client import render_request, sample_requests, send, tex
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.llm.resolve import KEY_VARIABLE, MissingKeyError, ResolvedEndpoint, resolve_endpoint
 from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
-from pytest_llmtune.store.lockfile import LockfileError
-from pytest_llmtune.store.lockfile import read as read_lockfile
 
 if TYPE_CHECKING:
     import openai
 
 __all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache", "create",
-           "locked", "reset_usage", "usage_summary"]
+           "reset_usage", "usage_summary"]
 
-LOCKFILE_NAME = "llmtune.lock"
 # Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
 # AutoGen's config_list keys are among them: `api_version` is Azure's (which create refuses), `tags` only select.
 RUNTIME_KEYS = frozenset({"base_url", "api_key", "api_key_env", "api_type", "api_version", "tags", "retry_timeout",
@@ -47,69 +42,6 @@ MASK = "***"  # what responses and messages show instead of a key
 
 class CreateError(LlmtuneError):
     """No alternative answered; the message names each one and why it failed."""
-
-
-# --- locked -------------------------------------------------------------------------------------------------
-
-
-def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
-    """The locked config of target `name`, ready for `create(context, **config)`.
-
-    `lockfile` defaults to the `llmtune.lock` in the current directory or the nearest parent holding one.
-    A callable template is imported by its name. Raises `LockfileError` with the fix when it cannot.
-    """
-    path = Path(lockfile) if lockfile is not None else _find_lockfile(Path.cwd())
-    if not path.is_file():
-        raise LockfileError(f"{path} does not exist; run `pytest --llm-tune` to write it")
-    targets = read_lockfile(path)
-    if name not in targets:
-        known = ", ".join(sorted(targets)) or "none"
-        raise LockfileError(f"{path} has no target {name!r} (it has: {known}); "
-                            "run `pytest --llm-tune` to tune and lock it")
-    config = targets[name].get("config")
-    if not isinstance(config, dict):
-        raise LockfileError(f"{path}: target {name!r} has no \"config\" table; run `pytest --llm-tune` to rewrite it")
-    resolved = {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
-    if targets[name].get("split_n"):
-        resolved["split_n"] = True  # sample as the tune did: n single-sample requests (see create)
-    return resolved
-
-
-def _find_lockfile(start: Path) -> Path:
-    for folder in (start, *start.parents):
-        if (folder / LOCKFILE_NAME).is_file():
-            return folder / LOCKFILE_NAME
-    raise LockfileError(f"no {LOCKFILE_NAME} in {start} or its parents; run `pytest --llm-tune` in your project "
-                        "to write it, or pass lockfile=PATH")
-
-
-def _resolve(value: Any, where: str) -> Any:
-    if not (isinstance(value, dict) and set(value) == {"callable"}):
-        return value
-    try:
-        return _import_by_name(str(value["callable"]))
-    except (ImportError, AttributeError) as error:
-        raise LockfileError(
-            f"the locked template {where} is a callable, {value['callable']}, that could not be imported ({error}); "
-            "run where its module is importable, or define it at module level"
-        ) from error
-
-
-def _import_by_name(name: str) -> Any:
-    """`package.module.Class.function`: the longest importable module prefix, then attributes."""
-    parts = name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:cut])
-        try:
-            found: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and module_name.startswith(error.name):
-                continue  # that module (or its package) does not exist: try a shorter prefix
-            raise
-        for attribute in parts[cut:]:
-            found = getattr(found, attribute)
-        return found
-    raise ImportError(f"no module named {parts[0]!r}")
 
 
 # --- responses and usage ------------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""The locked config of a target, for application code: `create(context, **locked(name))`. No pytest here."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pytest_llmtune.store.lockfile import LockfileError
+from pytest_llmtune.store.lockfile import read as read_lockfile
+
+__all__ = ["locked"]
+
+LOCKFILE_NAME = "llmtune.lock"
+
+
+def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
+    """The locked config of target `name`, ready for `create(context, **config)`.
+
+    `lockfile` defaults to the `llmtune.lock` in the current directory or the nearest parent holding one.
+    A callable template is imported by its name. Raises `LockfileError` with the fix when it cannot.
+    """
+    path = Path(lockfile) if lockfile is not None else _find_lockfile(Path.cwd())
+    if not path.is_file():
+        raise LockfileError(f"{path} does not exist; run `pytest --llm-tune` to write it")
+    targets = read_lockfile(path)
+    if name not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise LockfileError(f"{path} has no target {name!r} (it has: {known}); "
+                            "run `pytest --llm-tune` to tune and lock it")
+    config = targets[name].get("config")
+    if not isinstance(config, dict):
+        raise LockfileError(f"{path}: target {name!r} has no \"config\" table; run `pytest --llm-tune` to rewrite it")
+    resolved = {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
+    if targets[name].get("split_n"):
+        resolved["split_n"] = True  # sample as the tune did: n single-sample requests (see create)
+    return resolved
+
+
+def _find_lockfile(start: Path) -> Path:
+    for folder in (start, *start.parents):
+        if (folder / LOCKFILE_NAME).is_file():
+            return folder / LOCKFILE_NAME
+    raise LockfileError(f"no {LOCKFILE_NAME} in {start} or its parents; run `pytest --llm-tune` in your project "
+                        "to write it, or pass lockfile=PATH")
+
+
+def _resolve(value: Any, where: str) -> Any:
+    if not (isinstance(value, dict) and set(value) == {"callable"}):
+        return value
+    try:
+        return _import_by_name(str(value["callable"]))
+    except (ImportError, AttributeError) as error:
+        raise LockfileError(
+            f"the locked template {where} is a callable, {value['callable']}, that could not be imported ({error}); "
+            "run where its module is importable, or define it at module level"
+        ) from error
+
+
+def _import_by_name(name: str) -> Any:
+    """`package.module.Class.function`: the longest importable module prefix, then attributes."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module_name.startswith(error.name):
+                continue  # that module (or its package) does not exist: try a shorter prefix
+            raise
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(f"no module named {parts[0]!r}")
