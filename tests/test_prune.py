@@ -84,6 +84,17 @@ def test_prune_keeps_what_the_gate_replays_and_the_gate_passes_offline_on_it(tun
     assert openai_server.requests == requests
 
 
+def test_a_selection_that_keeps_the_target_item_prunes_for_every_instance(tuned: pytest.Pytester) -> None:
+    """The verdict evaluates the deselected instances too, so what it replayed is what the whole gate needs."""
+    replayed = gate_replays(tuned)
+
+    result = tuned.runpytest("--llm-test", "--llm-prune", "-k", "case0 or llmtune")
+
+    assert_ran(result, 2)  # case0 and the verdict
+    result.stdout.fnmatch_lines([f"pruned {CASSETTE}: * -> {len(replayed)} recordings *"])
+    assert_ran(tuned.runpytest("--llm-test"), 26)
+
+
 def test_recordings_made_by_llm_record_count_as_replayed(tuned: pytest.Pytester, openai_server: FakeOpenAI,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     cassette = tuned.path / CASSETTE
