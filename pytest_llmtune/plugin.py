@@ -95,16 +95,17 @@ def _distributed(config: pytest.Config) -> bool:
     return bool(processes) or config.getoption("dist", "no") != "no" or bool(config.getoption("tx", None))
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     mode = config.stash.get(MODE_KEY, None)
     if mode is None:
         return None
     settings = mode.settings
-    local = (f"; local model {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
+    local = (f"; {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
              if mode.local is not None and mode.local.process is not None else "")
     where = (f"endpoint {mode.endpoint_url}, concurrency {settings.concurrency}{local}" if mode.calls_out
              else "no request leaves this machine")
-    return f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/; {where}"
+    return [f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",
+            f"llmtune: {where}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -60,12 +60,12 @@ def test_real_tune_on_the_local_model_locks_and_reruns_free(addition: pytest.Pyt
     assert first.ret == pytest.ExitCode.OK, first.stdout.str()
     lock = read_lock(addition.path)["targets"]["test_addition.py::test_addition"]
     assert lock["instances"] == 6 and lock["config"]["model"] == "smollm2"
-    assert re.search(r"test_addition: 4 configs in .*; [1-9]\d* requests \(", first.stdout.str())
+    assert re.search(r"test_addition: 4 configs in .*\n  [1-9]\d* requests \(", first.stdout.str())
     assert not is_running(server_pid(first.stdout.str()))
 
     rerun = addition.runpytest("--llm-tune", "--llm-local")
 
-    rerun.stdout.fnmatch_lines(["*test_addition: 4 configs in *; 0 requests (0 tokens, $0.0000); * replayed*",
+    rerun.stdout.fnmatch_lines(["*test_addition: 4 configs in *", "  0 requests (0 tokens, $0.0000); * replayed*",
                                 "*(unchanged)*"])
     gate = addition.runpytest("--llm-test")
     assert gate.ret == pytest.ExitCode.OK

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_llmtune.search.budget import Budget, Spending
-from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.stats import Drift, aggregate, interval, paired_difference
+from pytest_llmtune.search.stats import Drift, aggregate, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, Progress, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
+from pytest_llmtune.session.leaderboard import Board, config_lines, cut, value_text
 from pytest_llmtune.session.targets import SUFFIX, Verdict
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
-__all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words", "format_score",
-           "gate_error_words", "leaderboard", "locked_words", "not_selected_words", "plan_line", "progress_line",
+__all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words",
+           "gate_error_words", "locked_words", "not_selected_words", "plan_line", "progress_line",
            "shorten", "tune_lines", "usage_words"]
 
 RESUME = ("recorded responses are kept: after a fix, `pytest --llm-tune` resumes without requesting them again")
@@ -80,70 +77,7 @@ def progress_line(target: str, progress: Progress) -> str:
 
 
 def shorten(value: Any, width: int = WIDTH) -> str:
-    if callable(value):
-        text = callable_name(value).rsplit(".", 1)[-1]
-    elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-    else:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def format_score(values: Sequence[float], score: float, *, exact: bool = False) -> str:
-    bounds = interval(values, exact=exact)
-    if math.isnan(score):
-        return "-"
-    if bounds is None:
-        return f"{score:.3f}"
-    return f"{score:.3f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
-
-
-def varying_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
-    keys = sorted({key for config in configs for key in config})
-    return [k for k in keys if len({shorten(c.get(k, "-"), 10**6) for c in configs}) > 1]
-
-
-def leaderboard(
-    configs: Sequence[Mapping[str, Any]], ranked: Sequence[Trial], halving: SuccessiveHalving, limit: int = 10,
-    held_out: Mapping[int, HeldOut] | None = None,
-) -> list[str]:
-    """A table of the best `limit` configs: the keys that differ, instances, score with its 95% CI, cost."""
-    keys = varying_keys(configs)
-    unevaluated = sum(not trial.metrics for trial in ranked)
-    ranked = [trial for trial in ranked if trial.metrics]
-    rows = []
-    for rank, trial in enumerate(ranked[:limit], start=1):
-        config = configs[trial.index]
-        values = [trial.metrics[i] for i in sorted(trial.metrics)]
-        rows.append([rank, *[shorten(config.get(k, "-")) for k in keys], len(values),
-                     format_score(values, halving.score(trial)), round(trial.tokens_per_instance, 1),
-                     f"${trial.cost_per_instance:.6f}", _dropped_cell(trial)])
-        if held_out:
-            rows[-1].insert(-3, _held_out_cell(held_out.get(trial.index), halving))
-    headers = ["rank", *keys, "instances", "score [95% CI]", "tokens/inst", "cost/inst", ""]
-    if held_out:
-        headers.insert(-3, "held-out [95% CI]")
-    lines = tabulate(rows, headers=headers, tablefmt="simple").splitlines() if rows else []
-    if len(ranked) > limit:
-        lines.append(f"... and {len(ranked) - limit} more configs")
-    if unevaluated:
-        lines.append(f"{unevaluated} configs drawn but not evaluated before the search stopped")
-    return lines
-
-
-def _held_out_cell(held: HeldOut | None, halving: SuccessiveHalving) -> str:
-    if held is None:
-        return ""
-    if held.error:
-        return "not scored: budget" if "budget" in held.error else "error"
-    values = [held.metrics[i] for i in sorted(held.metrics)]
-    return format_score(values, aggregate(values, halving.agg), exact=True)
-
-
-def _dropped_cell(trial: Trial) -> str:
-    if not trial.dropped:
-        return ""
-    return "dropped: error" if trial.dropped.startswith("error") else "dropped: cost"
+    return cut(value_text(value), width)
 
 
 def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str | None:
@@ -278,7 +212,7 @@ def confirmation_line(outcome: TuneOutcome, entry: LockEntry) -> str | None:
 
 
 def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_name: str, cassette: Path,
-               name: str) -> list[str]:
+               name: str, width: int = 100, verbose: bool = False) -> list[str]:
     if outcome is None:
         return [f"{name}: {verdict.message if verdict else 'not run'}"]
     if outcome.setup_error is not None or outcome.failed is not None:
@@ -287,7 +221,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     result = outcome.result
     if result is None:
         return [f"{name}: not tuned (interrupted)"]
-    lines = [f"{name}: {len(result.configs)} configs in {outcome.seconds:.1f}s; {usage_words(outcome.usage)}"]
+    lines = [f"{name}: {len(result.configs)} configs in {outcome.seconds:.1f}s", f"  {usage_words(outcome.usage)}"]
     if outcome.sharing is not None and outcome.sharing.reason is not None:
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,
@@ -295,7 +229,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if result.finished:
         lines.append(result.finished)
     lines += failure_lines(result.failures, result.configs)
-    lines += leaderboard(result.configs, result.ranked, result.halving, held_out=result.held_out)
+    lines += Board(result.configs, result.ranked, result.halving, result.held_out, width, verbose).lines()
     comparison = comparison_line(result.ranked, result.halving)
     if comparison:
         lines.append(comparison)
@@ -319,7 +253,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
         lines.append("other metrics of the winner: "
                      + ", ".join(f"{name} {value:.3f}" for name, value in sorted(entry.metrics.items())))
     state = "updated" if outcome.lock_changed else "unchanged"
-    return lines + [f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
+    return [*lines, f"locked config #{result.winner.index if result.winner else '?'}, as {lockfile_name} holds it:",
+            *config_lines(entry.config, width), f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
 
 
 def not_selected_words(name: str, done: str) -> str:

@@ -41,6 +41,7 @@ from pytest_llmtune.session import report
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
+from pytest_llmtune.session.leaderboard import wrap
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
@@ -261,11 +262,18 @@ class TuneSession(EndpointSession):
         if not self.targets:
             return
         terminalreporter.section("llmtune")
+        width = self.config.get_terminal_writer().fullwidth
+        verbose = self.config.get_verbosity() > 0
+        # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)
+        fold = (lambda line: wrap(line, width)) if terminalreporter.isatty() else (lambda line: [line])
         for name in self.targets:
             outcome = self.outcomes.get(name)
             lines = report.tune_lines(outcome, self.verdicts.get(name), self.settings.lockfile.name,
-                                      self.cassettes.path_for(name).relative_to(self.config.rootpath), name)
+                                      self.cassettes.path_for(name).relative_to(self.config.rootpath), name,
+                                      width=width, verbose=verbose)
             for line in lines:
-                terminalreporter.write_line(line)
+                for part in fold(line):
+                    terminalreporter.write_line(part)
         for model in sorted(self.endpoint.prices.unknown):
-            terminalreporter.write_line(f"warning: {unknown_price_words(model)}", yellow=True)
+            for part in fold(f"warning: {unknown_price_words(model)}"):
+                terminalreporter.write_line(part, yellow=True)

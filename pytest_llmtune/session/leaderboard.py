@@ -1,0 +1,213 @@
+"""The tune's leaderboard: the ranked configs in a table that fits the terminal, long values (templates) shown as
+labels with a legend of the text that tells them apart, and the winner's whole config as it is locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_llmtune.search.domains import callable_name
+from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.stats import aggregate, interval
+from pytest_llmtune.search.tuner import HeldOut
+
+__all__ = ["ORDER", "Board", "config_lines", "format_score", "value_text", "wrap"]
+
+TEMPLATES = ("prompt", "messages")  # a config has one or the other: one column, "template"
+ROWS = 10  # rows without -v; -v shows every config
+LONG = 16  # a value whose text is longer is shown as a label (`prompt #2`) with a legend
+CONTEXT = 12  # characters of the shared text kept before the first difference, in a legend
+SHORT = {"temperature": "temp", "max_tokens": "max_tok", "frequency_penalty": "freq_pen",
+         "presence_penalty": "pres_pen", "instances": "inst", "tokens/inst": "tok/inst",
+         "score [95% CI]": "score [CI]", "held-out [95% CI]": "held-out [CI]"}
+ORDER = ("order: configs that reached a later rung (more instances) first, then by score on their instances, then "
+         "the cheaper; # numbers the configs as the report does")
+
+
+def value_text(value: Any) -> str:
+    """A config value as one line: JSON, a callable by its name."""
+    if callable(value):
+        return callable_name(value).rsplit(".", 1)[-1]
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def format_score(values: Sequence[float], score: float, *, exact: bool = False) -> str:
+    bounds = interval(values, exact=exact)
+    if score != score:  # NaN: nothing scored
+        return "-"
+    if bounds is None:
+        return f"{score:.3f}"
+    return f"{score:.3f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def wrap(line: str, width: int) -> list[str]:
+    """A prose line wrapped to the terminal, its continuation indented; tables are fitted, never wrapped."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+@dataclass
+class Board:
+    """The leaderboard of one target's search."""
+
+    configs: Sequence[Mapping[str, Any]]
+    ranked: Sequence[Trial]
+    halving: SuccessiveHalving
+    held_out: Mapping[int, HeldOut]
+    width: int = 100
+    verbose: bool = False
+
+    def lines(self) -> list[str]:
+        scored = [trial for trial in self.ranked if trial.metrics]
+        shown = scored if self.verbose else scored[:ROWS]
+        keys = self.varying_keys()
+        labels = self.labels(keys, shown)
+        lines = [ORDER, *self.table(shown, keys, labels)]
+        if len(scored) > len(shown):
+            lines.append(f"... and {len(scored) - len(shown)} more configs (-v shows them all)")
+        if len(scored) < len(self.ranked):
+            lines.append(f"{len(self.ranked) - len(scored)} configs drawn but not evaluated before the search stopped")
+        return lines + self.legend(labels)
+
+    def varying_keys(self) -> list[str]:
+        keys = list(dict.fromkeys(key for config in self.configs for key in config))
+        keys = [k for k in keys if len({value_text(c.get(k)) if k in c else "-" for c in self.configs}) > 1]
+        if set(TEMPLATES) <= set(keys) and not any(set(TEMPLATES) <= set(c) for c in self.configs):
+            first = min(keys.index(k) for k in TEMPLATES)  # one column: each config has a prompt or messages
+            keys = [*keys[:first], "template", *(k for k in keys[first:] if k not in TEMPLATES)]
+        return keys
+
+    def labels(self, keys: Sequence[str], shown: Sequence[Trial]) -> dict[str, dict[str, str]]:
+        """key -> value text -> its label, for keys with a long value; numbered in the order the rows show them."""
+        labels = {}
+        for key in [k for k in keys if k != "template"] + (list(TEMPLATES) if "template" in keys else []):
+            values = [self.configs[t.index][key] for t in shown if key in self.configs[t.index]]
+            texts = [value_text(value) for value in values if not isinstance(value, (int, float, type(None)))]
+            if any(len(text) > LONG for text in texts):
+                labels[key] = {text: f"{key} #{number}" for number, text in enumerate(dict.fromkeys(texts), 1)}
+        return labels
+
+    def legend(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
+        lines = []
+        for named in labels.values():
+            shared = len(os.path.commonprefix(list(named))) if len(named) > 1 else 0
+            start = max(shared - CONTEXT, 0)
+            for text, label in named.items():
+                shown = ("…" if start else "") + text[start:]
+                lines.append(cut(f"  {label}: {shown}", self.width))
+        return ["legend (the text that tells them apart):", *lines] if lines else []
+
+    def cell(self, config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, str]]) -> str:
+        if key == "template":
+            key = next(k for k in TEMPLATES if k in config)
+        if key not in config:
+            return "-"
+        value = config[key]
+        if key in labels:
+            return labels[key][value_text(value)]
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        return cut(value if isinstance(value, str) else value_text(value), LONG)
+
+    def table(self, shown: Sequence[Trial], keys: Sequence[str],
+              labels: Mapping[str, Mapping[str, str]]) -> list[str]:
+        if not shown:
+            return []
+        score_headers = self.score_headers(shown)
+        cells = [self.score_cells(rank, trial) for rank, trial in enumerate(shown, 1)]
+        scores = [[row[header] for header in score_headers] for row in cells]
+        settings = [[self.cell(self.configs[t.index], key, labels) for key in keys] for t in shown]
+        # one table at full names, else at short names, else split into tables of columns that fit, each
+        # beginning with rank and #
+        for short in (False, True):
+            names = [SHORT.get(h, h) if short else h for h in (*score_headers[:2], *keys, *score_headers[2:])]
+            rows = [[*s[:2], *c, *s[2:]] for s, c in zip(scores, settings, strict=True)]
+            lines = render(rows, names)
+            if max(map(len, lines)) <= self.width:
+                return lines
+        first = [s[:2] for s in scores]
+        return [*self.split(first, [s[2:] for s in scores], [SHORT.get(h, h) for h in score_headers[2:]]), "",
+                *self.split(first, settings, [SHORT.get(k, k) for k in keys])]
+
+    def split(self, first: list[list[str]], rows: list[list[str]], names: list[str]) -> list[str]:
+        """Tables of as many columns as fit, each beginning with the `first` columns (rank and #)."""
+        chunks: list[list[int]] = [[]]
+        for column in range(len(names)):
+            wider = self.chunk(first, rows, names, [*chunks[-1], column])
+            if chunks[-1] and max(map(len, wider)) > self.width:
+                chunks.append([])
+            chunks[-1].append(column)
+        tables = [self.chunk(first, rows, names, chunk) for chunk in chunks if chunk]
+        return [line for number, table in enumerate(tables) for line in ([""] if number else []) + table]
+
+    @staticmethod
+    def chunk(first: list[list[str]], rows: list[list[str]], names: list[str], columns: Sequence[int]) -> list[str]:
+        return render([[*f, *(row[c] for c in columns)] for f, row in zip(first, rows, strict=True)],
+                      ["rank", "#", *(names[c] for c in columns)])
+
+    def score_headers(self, shown: Sequence[Trial]) -> list[str]:
+        headers = ["rank", "#", "instances", "score [95% CI]"]
+        if self.held_out:
+            headers.append("held-out [95% CI]")
+        headers.append("tokens/inst")
+        if any(trial.cost for trial in shown):
+            headers.append("$/inst")
+        if any(trial.dropped for trial in shown):
+            headers.append("note")
+        return headers
+
+    def score_cells(self, rank: int, trial: Trial) -> dict[str, str]:
+        values = [trial.metrics[i] for i in sorted(trial.metrics)]
+        return {"rank": str(rank), "#": str(trial.index), "instances": str(len(values)),
+                "score [95% CI]": format_score(values, self.halving.score(trial)),
+                "held-out [95% CI]": self.held_out_cell(self.held_out.get(trial.index)),
+                "tokens/inst": f"{trial.tokens_per_instance:.1f}", "$/inst": f"{trial.cost_per_instance:.6f}",
+                "note": dropped_note(trial)}
+
+    def held_out_cell(self, held: HeldOut | None) -> str:
+        if held is None:
+            return ""
+        if held.error:
+            return "not scored: budget" if "budget" in held.error else "error"
+        values = [held.metrics[i] for i in sorted(held.metrics)]
+        return format_score(values, aggregate(values, self.halving.agg), exact=True)
+
+
+NUMBERS = {"rank", "#", "instances", "inst", "tokens/inst", "tok/inst", "$/inst"}
+
+
+def render(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:
+    """A plain table: numbers right-aligned, two spaces between columns, a dash rule under the headers."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.rjust(width) if header in NUMBERS else cell.ljust(width)
+                         for cell, width, header in zip(cells, widths, headers, strict=True)).rstrip()
+
+    return [line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)]
+
+
+def dropped_note(trial: Trial) -> str:
+    if not trial.dropped:
+        return ""
+    return "dropped: error" if trial.dropped.startswith("error") else "dropped: cost"
+
+
+def config_lines(encoded: Mapping[str, Any], width: int) -> list[str]:
+    """The locked config, one setting a line, in full (as the lockfile holds it)."""
+    lines = []
+    for key, value in encoded.items():
+        text = f"  {key}: {json.dumps(value, ensure_ascii=False)}"
+        lines += textwrap.wrap(text, width, subsequent_indent="    ", drop_whitespace=False,
+                               break_on_hyphens=False) or [text]
+    return lines
