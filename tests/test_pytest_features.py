@@ -9,6 +9,7 @@ earn must never reach the lock.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def evaluations(result: pytest.RunResult) -> int:
     """The evaluations a tune ran, from its rung lines: configs x new instances per rung, and the confirmation
     run of a sampled winner on every instance."""
     plan = next(line for line in result.outlines if "llmtune: tuning " in line)
-    rungs = json.loads(plan.split("rungs ", 1)[1].split("]", 1)[0].replace("(", "[").replace(")", "]") + "]")
+    rungs = [(int(c), int(i)) for c, i in re.findall(r"(\d+) x (\d+)", plan.split("(configs x instances) ", 1)[1])]
     total, seen = 0, 0
     for configs, instances in rungs:
         total += configs * (instances - seen)

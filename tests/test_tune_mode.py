@@ -277,7 +277,8 @@ def test_a_grid_evaluates_every_config_on_every_instance(pytester: pytest.Pytest
     result = pytester.runpytest("--llm-tune")
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 6 configs, 12 instances, rungs [[](6, 12)*"])
+    result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 6 configs, 12 instances, "
+                                 "rungs (configs x instances) 6 x 12,*"])
     locked = read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]["config"]
     assert locked["prompt"].startswith("Examples") and locked["temperature"] == 0
 
@@ -290,7 +291,8 @@ def test_the_ini_strategy_applies_to_targets_without_one(pytester: pytest.Pytest
     grid = pytester.runpytest("--llm-tune", "-o", "llmtune_strategy=grid")
     bogus = pytester.runpytest("--llm-tune", "-o", "llmtune_strategy=best")
 
-    random.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 5 configs, 12 instances, rungs [[](5, 12)*"])
+    random.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 5 configs, 12 instances, "
+                                 "rungs (configs x instances) 5 x 12,*"])
     assert grid.ret == pytest.ExitCode.TESTS_FAILED
     grid.stdout.fnmatch_lines(["could not tune test_sums.py::test_sum:",
                                "uniform(0, 1) is continuous: strategy='grid' needs choice*llmtune_strategy = grid)"])

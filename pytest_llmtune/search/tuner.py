@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import dataclasses
 import itertools
 import math
 import random
 import statistics
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +38,6 @@ __all__ = ["Evaluation", "EvaluationError", "Executor", "Failure", "HeldOut", "I
            "Progress", "SearchFailed", "SearchResult", "Tuner", "confirm", "merge", "score_held_out",
            "search"]
 
-PROGRESS_EVERY = 10.0  # seconds between progress lines within a long rung
 CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 SAME_FAILURES_TO_STOP = 3  # distinct configs failing the same way in a row, with no success between them
@@ -106,14 +105,26 @@ class InlineExecutor:
 
 @dataclass
 class Progress:
+    """Where a bracket's search is: sent on every finished evaluation and about once a second; the caller decides
+    what to show."""
+
     rung: int
     rungs: int
-    configs: int
+    configs: int  # alive: not dropped
     instances: int
-    done: int
+    done: int  # evaluations of this rung
     total: int
     usage: Usage
     finished: bool = False
+    planned: int = 0  # evaluations of the bracket's whole plan
+    before: int = 0  # of those, in the rungs before this one
+    offset: int = 0  # the bracket's first config's number, as the merged result numbers them
+    scores: tuple[tuple[int, tuple[float, ...], int], ...] = ()  # with finished: (config, its metrics, tokens)
+
+    @property
+    def fraction(self) -> float:
+        """How much of the bracket's plan is done, by evaluations."""
+        return min((self.before + self.done) / self.planned, 1.0) if self.planned else 0.0
 
 
 @dataclass
@@ -184,7 +195,6 @@ class _RungRunner:
         outcomes = {pair: self.ahead.pop(pair) for pair in pairs if pair in self.ahead}
         started = set(self.in_flight.values())
         queue = collections.deque(pair for pair in pairs if pair not in outcomes and pair not in started)
-        last_report = time.monotonic()
         try:
             while queue or current & set(self.in_flight.values()):
                 while queue and len(self.in_flight) < self.concurrency:
@@ -198,8 +208,7 @@ class _RungRunner:
                 for future in done:
                     pair = self.in_flight.pop(future)
                     self.collect(future, pair, outcomes if pair in current else self.ahead)
-                if self.in_flight and time.monotonic() - last_report >= PROGRESS_EVERY:
-                    last_report = time.monotonic()
+                if self.in_flight:
                     on_progress(self.progress(number, len(outcomes), len(pairs)))
         except BaseException as stopped:
             queue.clear()
@@ -211,7 +220,7 @@ class _RungRunner:
                 self.in_flight.clear()
                 self.result.halving.apply({**outcomes, **self.ahead})
             raise
-        on_progress(self.progress(number, len(outcomes), len(pairs), finished=True))
+        on_progress(self.progress(number, len(outcomes), len(pairs), outcomes))
         return outcomes
 
     def submit(self, pair: tuple[int, int]) -> None:
@@ -292,11 +301,23 @@ class _RungRunner:
         trial.dropped = (f"dropped for cost after {len(seen)} instances: mean {budget.words(sum(seen) / len(seen))} "
                          f"per instance, over the inference budget of {budget.words(budget.amount)} at 95% confidence")
 
-    def progress(self, number: int, done: int, total: int, finished: bool = False) -> Progress:
+    def progress(self, number: int, done: int, total: int,
+                 outcomes: Mapping[tuple[int, int], Outcome] | None = None) -> Progress:
+        """`outcomes`: the rung finished with these; each of its configs' scores so far goes with it."""
         halving = self.result.halving
         rung = halving.rungs[number]
-        return Progress(number, len(halving.rungs), rung.configs, rung.instances, done, total, self.result.usage,
-                        finished)
+        sizes = [r.configs * (r.instances - (halving.rungs[k - 1].instances if k else 0))
+                 for k, r in enumerate(halving.rungs)]
+        scores = []
+        for trial in ([t for t in halving.alive if t.dropped is None] if outcomes is not None else []):
+            mine = {i: o for (c, i), o in outcomes.items() if c == trial.index} if outcomes else {}
+            metrics = {**trial.metrics, **{i: o.metric for i, o in mine.items()}}
+            tokens = trial.tokens + sum(o.tokens for o in mine.values())
+            scores.append((trial.index, tuple(metrics[i] for i in sorted(metrics)), tokens))
+        alive = sum(trial.dropped is None for trial in halving.alive)
+        return Progress(number, len(halving.rungs), alive, rung.instances, done, total, self.result.usage,
+                        outcomes is not None, sum(sizes[:number]) + total + sum(sizes[number + 1:]),
+                        sum(sizes[:number]), scores=tuple(scores))
 
 
 def search(
@@ -375,6 +396,11 @@ def score_on(result: SearchResult, evaluate: Callable[[int, int], Evaluation],
         held.tokens += evaluation.usage.tokens
         held.cost += evaluation.cost
         result.usage.merge(evaluation.usage)
+
+
+def numbered(on_progress: Callable[[Progress], None], offset: int) -> Callable[[Progress], None]:
+    """`on_progress` with the bracket's configs numbered as the merged result numbers them."""
+    return lambda progress: on_progress(dataclasses.replace(progress, offset=offset))
 
 
 def merge(results: list[SearchResult]) -> SearchResult:
@@ -470,6 +496,7 @@ class Tuner:
                                         min_instances=self.min_instances, mode=spec.mode, agg=spec.agg,
                                         one_rung=self.chosen_strategy != "halving")
             on_plan(len(configs), halving)
+            offset = sum(len(result.configs) for result in self.results)  # merge numbers the configs this way
 
             def observe(config: int, instance: int, evaluation: Evaluation, bracket: int = bracket,
                         configs: list[dict[str, Any]] = configs) -> None:
@@ -483,7 +510,8 @@ class Tuner:
                 self.results.append(search(configs, self.with_known(configs, evaluate_with(configs)),
                                            halving=halving, executor=executor,
                                            concurrency=concurrency, inference_budget=spec.inference_budget,
-                                           on_progress=on_progress, on_evaluation=observe, select=spec.select,
+                                           on_progress=numbered(on_progress, offset),
+                                           on_evaluation=observe, select=spec.select,
                                            metric_range=(0.0, 1.0) if spec.metric is None and spec.agg == "mean"
                                            else None))
             except SearchFailed as failed:

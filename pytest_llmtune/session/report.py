@@ -13,7 +13,7 @@ from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import Drift, aggregate, paired_difference
-from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, Progress, SearchFailed, SearchResult
+from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.leaderboard import Board, config_lines, cut, value_text
 from pytest_llmtune.session.targets import SUFFIX, Verdict
@@ -21,7 +21,7 @@ from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words",
-           "gate_error_words", "locked_words", "not_selected_words", "plan_line", "progress_line",
+           "gate_error_words", "locked_words", "not_selected_words", "plan_line",
            "shorten", "tune_lines", "usage_words"]
 
 RESUME = ("recorded responses are kept: after a fix, `pytest --llm-tune` resumes without requesting them again")
@@ -70,12 +70,6 @@ def budget_lines(budget: Budget | None, spent: float, stopped: str | None, skipp
     return lines
 
 
-def progress_line(target: str, progress: Progress) -> str:
-    state = "done" if progress.finished else f"{progress.done}/{progress.total} evaluations"
-    return (f"llmtune: {target} rung {progress.rung + 1}/{progress.rungs}: {progress.configs} configs x "
-            f"{progress.instances} instances, {state}; {usage_words(progress.usage)}")
-
-
 def shorten(value: Any, width: int = WIDTH) -> str:
     return cut(value_text(value), width)
 
@@ -118,7 +112,8 @@ def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalv
     kept = f" (+{held_out} held out)" if held_out else ""
     plural = "s" if configs != 1 else ""
     return (f"llmtune: tuning {target}: {configs} config{plural}{fitted}, {instances} instances{kept}, "
-            f"rungs {[(r.configs, r.instances) for r in halving.rungs]}, evaluations {how}")
+            f"rungs (configs x instances) {', then '.join(f'{r.configs} x {r.instances}' for r in halving.rungs)}, "
+            f"evaluations {how}")
 
 
 def fit_words(drawn_and_fit: tuple[int, Fit], budget: Budget | None) -> str:

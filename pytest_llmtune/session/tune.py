@@ -42,6 +42,7 @@ from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.leaderboard import wrap
+from pytest_llmtune.session.progress import ProgressDisplay
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
@@ -159,13 +160,17 @@ class TuneSession(EndpointSession):
                       confirm=n if may_sample(target.spec.space.spec) else 0,
                       price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)),
                       skipped=outcome.skipped)
+        display = ProgressDisplay(self.config.pluginmanager.get_plugin("terminalreporter"),
+                                  self.config.get_verbosity(), target.name, target.spec, outcome.spending,
+                                  outcome.usage)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
-                      on_plan=lambda configs, halving: self.write(report.plan_line(
+                      on_plan=lambda configs, halving: display.plan(report.plan_line(
                           target.name, configs, n - held, halving, concurrency, held,
                           report.fit_words(tuner.fits[-1], target.spec.optimization_budget) if tuner.fits else "")),
-                      on_progress=lambda progress: self.write(report.progress_line(target.name, progress)))
+                      on_progress=display.update)
         finally:
+            display.close()
             outcome.result = tuner.result
         result = outcome.result
         if result is None or result.winner is None:
@@ -173,16 +178,19 @@ class TuneSession(EndpointSession):
         # what the lock needs first (the budget reserved it): the winner's held-out score and its confirmation;
         # then the other finalists' held-out scores, while the budget lasts
         if held:
+            display.plan(f"llmtune: {target.name}: scoring the winner on the {held} held-out instances")
             score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)
         winner_held = result.held_out.get(result.winner.index)
         lockable = not held or (winner_held is not None and not winner_held.error and len(winner_held.metrics) == held)
         if lockable and sampled(result.configs[result.winner.index]):
             if tuner.can_confirm(result.winner):
+                display.plan(f"llmtune: {target.name}: confirming the winner with fresh samples on all {n} instances")
                 outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
                                             executor=executor)
             else:
                 outcome.confirmed = HeldOut(error="the optimization budget could not pay for it")
-        if held:
+        if held and len(result.complete) > 1:
+            display.plan(f"llmtune: {target.name}: scoring the other finalists on the {held} held-out instances")
             score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
 
     # --- the verdict and the lock -------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""The tune's progress as it runs. On a terminal: one line per target, rewritten in place (rung, configs alive,
+evaluations, requests, tokens, spending against the budget, ETA). In a log (CI, no terminal): a line per rung,
+and at most one a minute between. `-q`: nothing until the summary. `-v`: also a line per config that finished a
+rung, with its score so far."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.search.stats import aggregate
+from pytest_llmtune.search.tuner import Progress
+from pytest_llmtune.session.leaderboard import cut, format_score, wrap
+from pytest_llmtune.usage import Usage
+
+__all__ = ["ProgressDisplay", "duration"]
+
+REDRAW = 0.2  # seconds between redraws of the line on a terminal
+LOG_EVERY = 60.0  # seconds between lines in a log, within a rung
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressDisplay:
+    """Shows one target's search; `reporter` is pytest's terminal reporter (None: show nothing)."""
+
+    def __init__(self, reporter: Any, verbosity: int, target: str, spec: EvalSpec, spending: Spending,
+                 usage: Usage, clock: Callable[[], float] = time.monotonic) -> None:
+        self.reporter: Any = None if verbosity < 0 else reporter
+        self.tty = bool(reporter is not None and reporter.isatty())
+        self.verbose = verbosity > 0
+        self.width = reporter.config.get_terminal_writer().fullwidth if reporter is not None else 100
+        self.target, self.spec, self.spending, self.usage, self.clock = target, spec, spending, usage, clock
+        self.started = clock()
+        self.shown = float("-inf")  # when the last line was written
+        self.drawn = ""  # the line in place, on a terminal
+
+    def plan(self, line: str) -> None:
+        self.above(wrap(line, self.width) if self.tty else [line])
+
+    def update(self, progress: Progress) -> None:
+        if self.reporter is None:
+            return
+        now = self.clock()
+        if progress.finished and self.verbose:
+            self.above(self.config_lines(progress))
+        if self.tty:
+            if progress.finished or now - self.shown >= REDRAW:
+                self.draw(self.line(progress, now))
+                self.shown = now
+        elif progress.finished or now - self.shown >= LOG_EVERY:
+            self.reporter.write_line(self.line(progress, now, log=True))
+            self.shown = now
+
+    def close(self) -> None:
+        """The search is over: the line in place stays as it last read."""
+        if self.drawn and self.reporter is not None:
+            self.reporter.write("\n")
+            self.drawn = ""
+
+    def above(self, lines: list[str]) -> None:
+        """Lines written above the line in place."""
+        if self.reporter is None:
+            return
+        drawn = self.drawn
+        if drawn:
+            self.reporter.rewrite("", erase=True)
+            self.reporter.write("\r")
+        for line in lines:
+            self.reporter.write_line(line)
+        if drawn:
+            self.draw(drawn)
+
+    def draw(self, line: str) -> None:
+        self.reporter.rewrite(line, erase=True)
+        self.drawn = line
+
+    def line(self, progress: Progress, now: float, log: bool = False) -> str:
+        """In a log, the state in words; on a terminal, in short parts, dropping the least telling until it fits:
+        `test_x  rung 1/2  12 configs x 10  48/120 evals  48 req  5,760 tok  $0.0012  budget 58%  5s ETA 4s`."""
+        usage, budget, eta = self.usage, self.spending.budget, self.eta(progress, now)
+        elapsed = duration(now - self.started)
+        if log:
+            state = "done" if progress.finished else f"{progress.done}/{progress.total} evaluations"
+            spent = f"; {budget.words(self.spending.spent)} of {budget.words(budget.amount)}" if budget else ""
+            return (f"llmtune: {self.target} rung {progress.rung + 1}/{progress.rungs}: {progress.configs} configs x "
+                    f"{progress.instances} instances, {state}; {plural(usage.requests, 'request')}, "
+                    f"{usage.live.tokens:,} tokens, ${usage.live.cost:.4f}{spent}; {elapsed} elapsed"
+                    + (f", ETA {eta}" if eta else ""))
+        parts = {"rung": f"rung {progress.rung + 1}/{progress.rungs}",
+                 "configs": f"{progress.configs} configs x {progress.instances}",
+                 "evals": "rung done" if progress.finished else f"{progress.done}/{progress.total} evals",
+                 "req": f"{usage.requests:,} req", "tok": f"{usage.live.tokens:,} tok",
+                 "cost": f"${usage.live.cost:.4f}" if usage.live.cost else "",
+                 "budget": f"budget {self.spending.spent / budget.amount:.0%}" if budget else "",
+                 "time": elapsed + (f" ETA {eta}" if eta else "")}
+        name = self.target.rsplit("::", 1)[-1]
+        for drop in ("req", "tok", "cost", "configs", ""):  # the least telling first: rung, evals, budget, time stay
+            line = "  ".join([name, *(text for text in parts.values() if text)])
+            if len(line) < self.width:
+                break
+            parts.pop(drop, None)
+        return cut(line, self.width - 1)
+
+    def eta(self, progress: Progress, now: float) -> str | None:
+        """From the share of the plan done, or of the optimization budget spent, whichever is further on."""
+        budget = self.spending.budget
+        done = max(progress.fraction, self.spending.spent / budget.amount if budget is not None else 0.0)
+        elapsed = now - self.started
+        if done < 0.02 or elapsed < 1:
+            return None
+        return duration(elapsed * (1 - done) / done) if done < 1 else None
+
+    def config_lines(self, progress: Progress) -> list[str]:
+        lines = []
+        for index, values, tokens in progress.scores:
+            score = format_score(values, aggregate(list(values), self.spec.agg))
+            lines.append(f"  config #{progress.offset + index} after rung {progress.rung + 1}/{progress.rungs}: "
+                         f"{self.spec.metric_name} {score} on {len(values)} instances, "
+                         f"{tokens / max(len(values), 1):.1f} tokens/instance")
+        return lines
