@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -114,6 +115,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if spec_of(item) is not None:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Generator[None, None, None]:
+    """Misses (`MISS`) after pytest's short test summary, with -rA or -rm: a miss is a test that passed as a test
+    and scored 0 as an instance, which pytest's own summary lists under neither."""
+    yield
+    config = terminalreporter.config
+    chars = str(config.getoption("reportchars", "") or "")
+    missed = terminalreporter.stats.get("missed", [])
+    if MODE_KEY not in config.stash or not missed or not ("A" in chars or "m" in chars):
+        return
+    from pytest_llmtune.session.instances import miss_lines
+
+    terminalreporter.write_sep("=", "llmtune misses: tests that passed, instances that scored 0")
+    width = config.get_terminal_writer().fullwidth if terminalreporter.isatty() else None
+    for line in miss_lines(missed, width):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

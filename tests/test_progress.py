@@ -113,8 +113,8 @@ def test_in_a_log_a_line_per_rung_and_at_most_one_a_minute() -> None:
         shown.update(progress(done, total=300))
     shown.update(progress(300, total=300, finished=True))
 
-    assert len(screen.lines) == 6  # 300 s: five a minute, then the rung's end
-    assert screen.lines[0].startswith(f"llmtune: {TARGET} rung 1/2: 12 configs x 10 instances, 1/300 evaluations")
+    assert len(screen.lines) == 6  # 300 s: one a minute, then the rung's end
+    assert screen.lines[0].startswith(f"llmtune: {TARGET} rung 1/2: 12 configs x 10 instances, 60/300 evaluations")
     assert screen.lines[-1].startswith(f"llmtune: {TARGET} rung 1/2: 12 configs x 10 instances, done")
     assert screen.redraws == 0
 

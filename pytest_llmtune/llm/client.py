@@ -251,6 +251,7 @@ class LLM:
         self.endpoint = endpoint
         self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
         self.usage = Usage()
+        self.answers: list[str] = []  # every text served, in order: the first one is the instance's answer
         self._seen: Counter[str] = Counter()
 
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
@@ -269,6 +270,7 @@ class LLM:
         for reply in replies:
             self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
         texts = [text for reply in replies for text in reply.texts]
+        self.answers += texts
         return texts * repeat
 
     def __repr__(self) -> str:

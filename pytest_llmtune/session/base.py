@@ -21,13 +21,13 @@ import pytest
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
 from pytest_llmtune.session.body import BodyResult, observe
+from pytest_llmtune.session.instances import MISS_PROPERTY, instance_properties, instance_table
 from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import TARGET_PROPERTY, Target, TargetItem, add_target_item, spec_of, target_name
 
 __all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
 
-MISS_PROPERTY = "llmtune_miss"
 
 
 @dataclass
@@ -167,8 +167,9 @@ class BaseSession:
             raise
         finally:
             item.obj = body
-        if run.logged and run.result is not None and run.result.miss is not None:
-            item.user_properties.append((MISS_PROPERTY, run.result.miss))
+        target = self.target_of(item)
+        if run.logged and run.result is not None and target is not None:  # junitxml writes them at teardown
+            item.user_properties += instance_properties(run.result, run.llm, target.spec)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
@@ -210,6 +211,13 @@ class BaseSession:
                                                            report.user_properties):
             return "missed", "m", "MISS"
         return None
+
+    def instance_lines(self, name: str, width: int) -> list[str]:
+        """With -v: each instance of the target under the config its own run used."""
+        if self.config.get_verbosity() <= 0 or not self.results.get(name):
+            return []
+        runs = [(nodeid, run.result, run.llm) for nodeid, run in self.results[name].items()]
+        return ["each instance under the locked config (its own run, reported above):", *instance_table(runs, width)]
 
     def write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -246,5 +246,7 @@ class GateSession(EndpointSession):
                 line = f"{name}: {report.not_selected_words(name, 'gated')}"
             for number, text in enumerate(line.splitlines()):
                 terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
+            for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):
+                terminalreporter.write_line(text)
         for line in self.pruned.values():
             terminalreporter.write_line(line)

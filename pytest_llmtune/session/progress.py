@@ -46,7 +46,7 @@ class ProgressDisplay:
         self.width = reporter.config.get_terminal_writer().fullwidth if reporter is not None else 100
         self.target, self.spec, self.spending, self.usage, self.clock = target, spec, spending, usage, clock
         self.started = clock()
-        self.shown = float("-inf")  # when the last line was written
+        self.shown = float("-inf") if self.tty else self.started  # when the last line was written
         self.drawn = ""  # the line in place, on a terminal
 
     def plan(self, line: str) -> None:

@@ -279,7 +279,7 @@ class TuneSession(EndpointSession):
             lines = report.tune_lines(outcome, self.verdicts.get(name), self.settings.lockfile.name,
                                       self.cassettes.path_for(name).relative_to(self.config.rootpath), name,
                                       width=width, verbose=verbose)
-            for line in lines:
+            for line in [*lines, *self.instance_lines(name, width)]:
                 for part in fold(line):
                     terminalreporter.write_line(part)
         for model in sorted(self.endpoint.prices.unknown):

@@ -1,0 +1,70 @@
+"""Each instance under the locked (or winning) config: its score, answer and miss reason, as junit properties,
+as a table with -v, and as "MISS" lines after pytest's short test summary (-rA, -rm)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.search.spec import EvalSpec, MetricError
+from pytest_llmtune.session.body import BodyResult
+from pytest_llmtune.session.leaderboard import cut, render
+
+__all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "answer_line", "instance_properties", "instance_table", "miss_lines"]
+
+MISS_PROPERTY = "llmtune_miss"
+ANSWER_PROPERTY = "llmtune_answer"
+
+
+def answer_line(answers: Sequence[str]) -> str:
+    """The model's first answer, its first non-empty line."""
+    for text in answers[:1]:
+        for line in text.strip().splitlines():
+            if line.strip():
+                return line.strip()
+    return ""
+
+
+def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> list[tuple[str, Any]]:
+    """junit properties of an instance's own run: its score, miss reason, answer, tokens and cost."""
+    properties: list[tuple[str, Any]] = []
+    try:
+        score = spec.metric_of(result.returned) if result.passed else spec.miss_value(result.miss or "")
+        properties.append(("llmtune_score", round(score, 6)))
+    except MetricError:
+        pass  # the target's verdict reports it
+    if result.miss is not None:
+        properties.append((MISS_PROPERTY, result.miss))
+    if llm is not None:
+        properties += [(ANSWER_PROPERTY, answer_line(llm.answers)), ("llmtune_tokens", llm.usage.tokens),
+                       ("llmtune_cost_usd", round(llm.usage.cost, 8))]
+    return properties
+
+
+def instance_table(runs: Iterable[tuple[str, BodyResult | None, LLM | None]], width: int) -> list[str]:
+    """One row per instance (-v): its id, outcome, the model's first answer line and why it missed, cut to fit."""
+    rows = []
+    for nodeid, result, llm in runs:
+        instance = nodeid.split("[", 1)[1][:-1] if "[" in nodeid else nodeid.rsplit("::", 1)[-1]
+        outcome = "error" if result is None else "pass" if result.passed else "MISS"
+        why = "no result: see the test's report" if result is None else result.miss or ""
+        rows.append([instance, outcome, answer_line(llm.answers) if llm is not None else "", why])
+    if not rows:
+        return []
+    first = max(len(row[0]) for row in rows + [["instance"]])
+    room = max(width - 1 - min(first, 30) - len("outcome") - 6, 20)  # for the answer and the reason
+    answer = min(max(len(row[2]) for row in rows), max(room // 2, room - max(len(row[3]) for row in rows)), 40)
+    for row in rows:
+        row[0], row[2], row[3] = cut(row[0], 30), cut(row[2], answer), cut(row[3], room - answer)
+    return render(rows, ["instance", "outcome", "answer (first line)", "why it missed"])
+
+
+def miss_lines(reports: Iterable[Any], width: int | None) -> list[str]:
+    """`MISS nodeid - reason`, as pytest's short summary writes its lines (cut to the terminal's width)."""
+    lines = []
+    for report in reports:
+        reason = dict(report.user_properties).get(MISS_PROPERTY, "")
+        line = f"MISS {report.nodeid} - {reason}"
+        lines.append(cut(line, width) if width else line)
+    return lines
