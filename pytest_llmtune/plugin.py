@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for --llm-local")
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
                     help="requests in flight at once (default: ini llmtune_concurrency, 8)")
+    group.addoption("--llm-report", action="append", default=[], metavar="PATH", help="write what the tune or gate "
+                    "did to PATH: .json (every config, instance and verdict) or .html (one page); repeatable "
+                    "(ini llmtune_report)")
     for name, ini in INI.items():
         parser.addini(name, ini.help_text(), type=ini.type, default=ini.default)
 

@@ -31,6 +31,8 @@ class Outcome:
     tokens: int
     cost: float = 0.0
     others: Mapping[str, float] = field(default_factory=dict)  # the other numbers a metric dict held
+    answer: str = ""  # the model's first answer line
+    miss: str | None = None  # why the instance missed
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Trial:
     others: dict[int, Mapping[str, float]] = field(default_factory=dict)  # instance -> other metrics
     rung: int = 0
     dropped: str | None = None  # why the search stopped evaluating it early
+    answers: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # instance -> (answer, miss)
 
     @property
     def tokens_per_instance(self) -> float:
@@ -137,6 +140,7 @@ class SuccessiveHalving:
         for (config, instance), outcome in outcomes.items():
             trial = self.trials[config]
             trial.metrics[instance] = outcome.metric
+            trial.answers[instance] = (outcome.answer, outcome.miss)
             if outcome.others:
                 trial.others[instance] = outcome.others
             trial.tokens += outcome.tokens

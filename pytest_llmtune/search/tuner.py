@@ -52,6 +52,8 @@ class Evaluation:
     usage: Usage
     cost: float = 0.0  # dollars, at list price
     others: Mapping[str, float] = field(default_factory=dict)
+    answer: str = ""  # the model's first answer line, for reports
+    miss: str | None = None  # why the instance missed (its failed assertion)
 
 
 class EvaluationError(LlmtuneError):
@@ -136,6 +138,7 @@ class HeldOut:
     tokens: int = 0
     cost: float = 0.0
     error: str | None = None
+    answers: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # instance -> (answer, miss)
 
 
 @dataclass
@@ -270,7 +273,8 @@ class _RungRunner:
             raise error
         evaluation = future.result()
         self.streak.clear()
-        outcomes[pair] = Outcome(evaluation.metric, evaluation.usage.tokens, evaluation.cost, evaluation.others)
+        outcomes[pair] = Outcome(evaluation.metric, evaluation.usage.tokens, evaluation.cost, evaluation.others,
+                                 evaluation.answer, evaluation.miss)
         self.result.passed[pair] = evaluation.passed
         self.result.usage.merge(evaluation.usage)
         self.on_evaluation(config, instance, evaluation)
@@ -391,6 +395,7 @@ def score_on(result: SearchResult, evaluate: Callable[[int, int], Evaluation],
             raise error
         evaluation = future.result()
         held.metrics[instance] = evaluation.metric
+        held.answers[instance] = (evaluation.answer, evaluation.miss)
         if evaluation.others:
             held.others[instance] = evaluation.others
         held.tokens += evaluation.usage.tokens

@@ -29,7 +29,7 @@ import pytest
 from pytest_llmtune.search.domains import InvalidSpaceError
 from pytest_llmtune.search.stats import aggregate, drift, interval, mean_by_key
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
-from pytest_llmtune.session import report
+from pytest_llmtune.session import export, report
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
@@ -53,6 +53,8 @@ class GateSession(EndpointSession):
         self.rescoring: dict[str, dict[str, str]] = {}  # stale targets scored again -> their new fingerprints
         self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
         self._entries: dict[str, Any] | LockfileError | None = None
+        self.verdicts_seen: dict[str, dict[str, Any]] = {}  # target -> its verdict and instances, for reports
+        self.reported: list[str] = []  # where --llm-report wrote
         self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
         self.passed: set[str] = set()  # targets whose verdict passed: every instance ran and was scored
         self.prune = bool(config.getoption("llm_prune"))
@@ -219,11 +221,18 @@ class GateSession(EndpointSession):
                 self.passed.add(name)
         elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
             self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            export.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
         if self.prune:  # refused with --llm-live and under pytest-xdist (plugin.py)
             self.pruned = {name: self.prune_cassette(name) for name in self.targets}
+        if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller
+            data = export.header("gate" + (" live" if self.settings.live else ""), self.settings,
+                                 self.endpoint_url if self.calls_out else None)
+            data["targets"] = {name: self.verdicts_seen.get(name, {}) for name in sorted(self.seen)}
+            self.reported = export.write_reports(self.settings.reports, data)
 
     def prune_cassette(self, name: str) -> str:
         """Only a passing gate replayed every instance's recordings; anything else leaves the cassette as it is."""
@@ -248,5 +257,5 @@ class GateSession(EndpointSession):
                 terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
             for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):
                 terminalreporter.write_line(text)
-        for line in self.pruned.values():
+        for line in [*self.pruned.values(), *self.reported]:
             terminalreporter.write_line(line)

@@ -15,7 +15,8 @@ from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.search.tuner import HeldOut
 
-__all__ = ["ORDER", "Board", "config_lines", "format_score", "value_text", "wrap"]
+__all__ = ["ORDER", "Board", "cell", "config_lines", "format_score", "labels_for", "legend", "render", "value_text",
+           "varying_keys", "wrap"]
 
 TEMPLATES = ("prompt", "messages")  # a config has one or the other: one column, "template"
 ROWS = 10  # rows without -v; -v shows every config
@@ -80,44 +81,16 @@ class Board:
         return lines + self.legend(labels)
 
     def varying_keys(self) -> list[str]:
-        keys = list(dict.fromkeys(key for config in self.configs for key in config))
-        keys = [k for k in keys if len({value_text(c.get(k)) if k in c else "-" for c in self.configs}) > 1]
-        if set(TEMPLATES) <= set(keys) and not any(set(TEMPLATES) <= set(c) for c in self.configs):
-            first = min(keys.index(k) for k in TEMPLATES)  # one column: each config has a prompt or messages
-            keys = [*keys[:first], "template", *(k for k in keys[first:] if k not in TEMPLATES)]
-        return keys
+        return varying_keys(self.configs)
 
     def labels(self, keys: Sequence[str], shown: Sequence[Trial]) -> dict[str, dict[str, str]]:
-        """key -> value text -> its label, for keys with a long value; numbered in the order the rows show them."""
-        labels = {}
-        for key in [k for k in keys if k != "template"] + (list(TEMPLATES) if "template" in keys else []):
-            values = [self.configs[t.index][key] for t in shown if key in self.configs[t.index]]
-            texts = [value_text(value) for value in values if not isinstance(value, (int, float, type(None)))]
-            if any(len(text) > LONG for text in texts):
-                labels[key] = {text: f"{key} #{number}" for number, text in enumerate(dict.fromkeys(texts), 1)}
-        return labels
+        return labels_for([self.configs[t.index] for t in shown], keys)
 
     def legend(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
-        lines = []
-        for named in labels.values():
-            shared = len(os.path.commonprefix(list(named))) if len(named) > 1 else 0
-            start = max(shared - CONTEXT, 0)
-            for text, label in named.items():
-                shown = ("…" if start else "") + text[start:]
-                lines.append(cut(f"  {label}: {shown}", self.width))
-        return ["legend (the text that tells them apart):", *lines] if lines else []
+        return legend(labels, self.width)
 
     def cell(self, config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, str]]) -> str:
-        if key == "template":
-            key = next(k for k in TEMPLATES if k in config)
-        if key not in config:
-            return "-"
-        value = config[key]
-        if key in labels:
-            return labels[key][value_text(value)]
-        if isinstance(value, float):
-            return f"{value:.3g}"
-        return cut(value if isinstance(value, str) else value_text(value), LONG)
+        return cell(config, key, labels)
 
     def table(self, shown: Sequence[Trial], keys: Sequence[str],
               labels: Mapping[str, Mapping[str, str]]) -> list[str]:
@@ -184,6 +157,52 @@ class Board:
 
 
 NUMBERS = {"rank", "#", "instances", "inst", "tokens/inst", "tok/inst", "$/inst"}
+
+
+def varying_keys(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The settings that differ between `configs`, in the space's order; prompt and messages as one column,
+    "template", when each config has one or the other."""
+    keys = list(dict.fromkeys(key for config in configs for key in config))
+    keys = [k for k in keys if len({value_text(c.get(k)) if k in c else "-" for c in configs}) > 1]
+    if set(TEMPLATES) <= set(keys) and not any(set(TEMPLATES) <= set(c) for c in configs):
+        first = min(keys.index(k) for k in TEMPLATES)
+        keys = [*keys[:first], "template", *(k for k in keys[first:] if k not in TEMPLATES)]
+    return keys
+
+
+def labels_for(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, dict[str, str]]:
+    """key -> value text -> its label, for keys with a long value; numbered in the order of `rows`."""
+    labels = {}
+    for key in [k for k in keys if k != "template"] + (list(TEMPLATES) if "template" in keys else []):
+        texts = [value_text(row[key]) for row in rows if key in row and not isinstance(row[key], (int, float))
+                 and row[key] is not None]
+        if any(len(text) > LONG for text in texts):
+            labels[key] = {text: f"{key} #{number}" for number, text in enumerate(dict.fromkeys(texts), 1)}
+    return labels
+
+
+def legend(labels: Mapping[str, Mapping[str, str]], width: int) -> list[str]:
+    """Each label with the text that tells it apart from the others of its key (their shared start elided)."""
+    lines = []
+    for named in labels.values():
+        shared = len(os.path.commonprefix(list(named))) if len(named) > 1 else 0
+        start = max(shared - CONTEXT, 0)
+        for text, label in named.items():
+            lines.append(cut(f"  {label}: " + ("…" if start else "") + text[start:], width))
+    return ["legend (the text that tells them apart):", *lines] if lines else []
+
+
+def cell(config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, str]]) -> str:
+    if key == "template":
+        key = next(k for k in TEMPLATES if k in config)
+    if key not in config:
+        return "-"
+    value = config[key]
+    if key in labels:
+        return labels[key][value_text(value)]
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return cut(value if isinstance(value, str) else value_text(value), LONG)
 
 
 def render(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:

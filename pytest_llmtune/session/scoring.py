@@ -18,6 +18,7 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session.base import Run
+from pytest_llmtune.session.instances import answer_line
 from pytest_llmtune.usage import Usage
 
 __all__ = ["error_of", "evaluation_of", "other_metrics"]
@@ -37,7 +38,8 @@ def evaluation_of(run: Run, spec: EvalSpec, item: pytest.Item) -> Evaluation:
     except MetricError as problem:
         raise EvaluationError(f"MetricError: {problem}", where=item.nodeid) from None
     usage = run.llm.usage if run.llm is not None else Usage()
-    return Evaluation(metric, run.result.passed, usage, usage.cost, others)
+    answer = answer_line(run.llm.answers) if run.llm is not None else ""
+    return Evaluation(metric, run.result.passed, usage, usage.cost, others, answer, run.result.miss)
 
 
 def error_of(run: Run, item: pytest.Item) -> EvaluationError | None:

@@ -70,6 +70,8 @@ INI: dict[str, Ini] = {
     "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
     "llmtune_prices": Ini("lines `model input_per_1k output_per_1k` in dollars, over the built-in prices",
                           "linelist", [], f"the built-in table of OpenAI's prices on {PRICES_DATE}"),
+    "llmtune_report": Ini("report files written by each --llm-tune and --llm-test run (.json or .html), relative "
+                          "to the ini file", "paths", [], "none"),
     "llmtune_split_n": Ini("send n samples as n single-sample requests so samples are reused across n: true, "
                            "false, or auto (true with --llm-local)", bool | Literal["auto"], "auto"),
 }
@@ -111,6 +113,7 @@ class Settings:
     local_context: int
     split_n: bool
     prices: dict[str, tuple[float, float]]
+    reports: tuple[Path, ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -141,6 +144,7 @@ class Settings:
             local_context=_at_least(config, "llmtune_local_context", 256),
             split_n=local if split_n == "auto" else bool(split_n),
             prices=_prices(config),
+            reports=_reports(config),
         )
 
     def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
@@ -169,7 +173,8 @@ class Settings:
         )
 
 
-EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false", "linelist": "lines"}
+EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false", "linelist": "lines",
+            "paths": "paths"}
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
@@ -221,6 +226,16 @@ def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
         return parse_price_lines(_ini(config, "llmtune_prices"))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _reports(config: pytest.Config) -> tuple[Path, ...]:
+    """--llm-report paths (relative to where pytest was invoked), else the ini's (relative to the ini file)."""
+    given = config.getoption("llm_report") or []
+    paths = [config.invocation_params.dir / path for path in given] if given else list(_ini(config, "llmtune_report"))
+    for path in paths:
+        if path.suffix not in (".json", ".html"):
+            raise pytest.UsageError(f"report {path}: give a path ending in .json (the data) or .html (one page)")
+    return tuple(paths)
 
 
 def _local_model(config: pytest.Config) -> Path | None:

@@ -14,7 +14,7 @@ instance that sets up its fixtures, looks, and stops before the body.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +23,7 @@ import pytest
 from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.domains import InvalidSpaceError
-from pytest_llmtune.search.halving import Trial
+from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import (
     Evaluation,
@@ -37,7 +37,7 @@ from pytest_llmtune.search.tuner import (
     confirm,
     score_held_out,
 )
-from pytest_llmtune.session import report
+from pytest_llmtune.session import export, preview, report
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
@@ -47,6 +47,7 @@ from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
 from pytest_llmtune.store import lockfile
+from pytest_llmtune.store.cassette import Cassette, CassetteError
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
@@ -72,6 +73,8 @@ class TuneSession(EndpointSession):
         self.repeats: dict[str, int] = {}  # target -> the repeat whose samples are locked
         self.verdicts: dict[str, Verdict] = {}
         self.outcomes: dict[str, report.TuneOutcome] = {}
+        self.reported: list[str] = []  # where --llm-report wrote
+        self.plans: list[str] = []  # with --co: each selected target's plan
 
     # --- the search ---------------------------------------------------------------------------------------------
 
@@ -264,9 +267,81 @@ class TuneSession(EndpointSession):
             return None
         return Run(config=self.configs[target.name], repeat=self.repeats.get(target.name, 0))
 
-    # --- the summary --------------------------------------------------------------------------------------------
+    # --- the plan, with --co ------------------------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        super().pytest_collection_finish(session)
+        if self.config.option.collectonly:
+            width = self.config.get_terminal_writer().fullwidth
+            self.plans = [line for target in self.targets.values() if self.selected(target, session)
+                          for line in self.plan(target, width)]
+
+    def plan(self, target: Target, width: int) -> list[str]:
+        """What `pytest --llm-tune` would do for the target: no request, no server (see preview.py)."""
+        spec, settings = target.spec, self.settings
+        n = len(target.instances)
+        try:
+            held = spec.held_out(n)
+        except ValueError as error:
+            return [f"{target.name}: {error}"]
+        tuner = Tuner(spec, n - held, num_samples=settings.num_samples, eta=settings.eta,
+                      min_instances=settings.min_instances, default_model=self.endpoint.default_model,
+                      strategy=settings.strategy, split_n=settings.split_n, price=lambda *_: 0.0)
+        count = spec.num_samples if spec.num_samples not in (None, -1) else settings.num_samples
+        try:
+            candidates = tuner.draw(count, spec.seed)
+        except InvalidSpaceError as error:
+            return [f"{target.name}: {error}"]
+        model = self.endpoint.default_model or ""
+        prices = self.endpoint.prices
+
+        def cost(config: Mapping[str, Any], prompt: float, completion: float) -> float:
+            return prices.cost(str(config.get("model", model)), round(prompt), round(completion))
+
+        try:
+            sizes = preview.recorded_sizes(Cassette.load(self.cassettes.path_for(target.name)))
+        except CassetteError:
+            sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
+        tokens = [preview.tokens_per_evaluation(c, sizes, settings.split_n) for c in candidates]
+        over = 0
+        if spec.inference_budget is not None:
+            over = sum(1 for c, t in zip(candidates, tokens, strict=True) if t.worst_completion is not None and
+                       spec.inference_budget.measure(round(t.prompt + t.worst_completion), cost(
+                           c, t.prompt, t.worst_completion)) > spec.inference_budget.amount)
+        fitting: dict[str, Any] = {"over": over}
+        one_rung = tuner.chosen_strategy != "halving"
+        if spec.optimization_budget is not None:
+            budget = spec.optimization_budget
+            estimates = [budget.measure(round(t.prompt + t.completion), cost(c, t.prompt, t.completion))
+                         for c, t in zip(candidates, tokens, strict=True)]
+            fitting.update(preview.fit_words(estimates, n - held, held, budget.amount, settings.eta,
+                                             settings.min_instances, one_rung))
+            candidates = candidates[: max(fitting["chosen"], 1)]
+        rungs = SuccessiveHalving(len(candidates), n - held, eta=settings.eta, min_instances=settings.min_instances,
+                                  one_rung=one_rung).rungs
+        confirm = n if may_sample(spec.space.spec) else 0
+        return preview.plan_lines(target.name, spec, candidates, rungs, n - held, held, confirm, sizes,
+                                  settings.split_n, cost, width, fitting)
+
+    # --- the summary and the reports ----------------------------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        super().pytest_sessionfinish(session)
+        if not self.settings.reports or not self.outcomes:
+            return
+        data = export.header("tune", self.settings, self.endpoint_url)
+        for name, outcome in self.outcomes.items():
+            ids = [instance_id(item) for item in self.targets[name].shuffled()]
+            data["targets"][name] = export.tune_target(outcome, self.verdicts.get(name), ids)
+        self.reported = export.write_reports(self.settings.reports, data)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.config.option.collectonly:
+            if self.plans:
+                terminalreporter.section("llmtune plan: what `pytest --llm-tune` would do (no request sent)")
+                for line in self.plans:
+                    terminalreporter.write_line(line)
+            return
         if not self.targets:
             return
         terminalreporter.section("llmtune")
@@ -282,6 +357,8 @@ class TuneSession(EndpointSession):
             for line in [*lines, *self.instance_lines(name, width)]:
                 for part in fold(line):
                     terminalreporter.write_line(part)
+        for line in self.reported:
+            terminalreporter.write_line(line)
         for model in sorted(self.endpoint.prices.unknown):
             for part in fold(f"warning: {unknown_price_words(model)}"):
                 terminalreporter.write_line(part, yellow=True)

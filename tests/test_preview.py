@@ -1,0 +1,69 @@
+"""`pytest --llm-tune --co`: each target's plan, with no request sent and no server started."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from openai_server import FakeOpenAI
+
+from conftest import sentiment_test
+from pytest_llmtune.search.halving import TIES, Rung
+from pytest_llmtune.session.preview import Sizes, evaluations, tokens_per_evaluation
+
+
+def test_the_plan_before_a_tune_sends_nothing(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test().replace("threshold=", 'optimization_budget="3000 tokens", '
+                                                                              "threshold="))
+
+    result = pytester.runpytest("--llm-tune", "--co")
+
+    assert result.ret == pytest.ExitCode.OK
+    assert openai_server.requests == 0
+    assert not (pytester.path / "llmtune.lock").exists() and not (pytester.path / "llmtune_cassettes").exists()
+    result.stdout.fnmatch_lines([
+        "*llmtune plan: what `pytest --llm-tune` would do (no request sent)*",
+        "test_sentiment.py::test_sentiment: * candidates, 24 instances searched",
+        "  rungs (configs x instances): *; * evaluations planned*",
+        "  no recordings to measure from: *",
+        "  expected: * tokens, $*; worst case: * tokens, $*",
+        "  optimization budget 3,000 tokens: pays for about * of the 16 candidates (expected * tokens)*",
+        "#*tok/eval*worst"])
+
+
+def test_the_plan_measures_from_recordings_and_is_near_what_the_tune_spent(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    tuned = pytester.runpytest("--llm-tune")
+    spent = re.search(r"(\d[\d,]*) requests \(([\d,]+) tokens", tuned.stdout.str())
+    assert spent is not None
+    requests = openai_server.requests
+
+    result = pytester.runpytest("--llm-tune", "--co")
+
+    assert openai_server.requests == requests
+    result.stdout.fnmatch_lines(["  tokens measured on * recordings of this target: * a prompt, * an answer*"])
+    expected = re.search(r"expected: ([\d,]+) tokens", result.stdout.str())
+    assert expected is not None
+    ratio = int(expected.group(1).replace(",", "")) / int(spent.group(2).replace(",", ""))
+    assert 0.5 < ratio < 2, ratio  # an estimate, from the same plan and the recorded sizes
+
+
+def test_tokens_per_evaluation_bound_the_worst_case_by_max_tokens() -> None:
+    sizes = Sizes(prompt=30, sample=8, measured=10)
+
+    split = tokens_per_evaluation({"prompt": "x", "n": 3, "max_tokens": 5, "temperature": 0.5}, sizes, True)
+    whole = tokens_per_evaluation({"prompt": "x", "n": 3, "max_tokens": 5, "temperature": 0.5}, sizes, False)
+    unbounded = tokens_per_evaluation({"prompt": "x"}, Sizes(None, None), False)
+
+    assert (split.prompt, split.completion, split.worst_completion) == (90, 15, 15)  # answers capped at max_tokens
+    assert (whole.prompt, whole.completion) == (30, 15)
+    assert unbounded.worst_completion is None and unbounded.prompt == len('"x"') / 4
+
+
+def test_evaluations_count_rungs_held_out_and_the_confirmation() -> None:
+    planned, most = evaluations([Rung(9, 10), Rung(3, 30)], held_out=10, confirm=40)
+
+    assert planned == 9 * 10 + 3 * 20 + 10 + 40
+    assert most == 9 * 10 + (3 + math.ceil(TIES * 3)) * 20 + 3 * 10 + 40
