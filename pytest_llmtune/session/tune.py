@@ -339,8 +339,10 @@ class TuneSession(EndpointSession):
         if self.config.option.collectonly:
             if self.plans:
                 terminalreporter.section("llmtune plan: what `pytest --llm-tune` would do (no request sent)")
+                width = self.config.get_terminal_writer().fullwidth
                 for line in self.plans:
-                    terminalreporter.write_line(line)
+                    for part in wrap(line, width) if terminalreporter.isatty() else [line]:
+                        terminalreporter.write_line(part)
             return
         if not self.targets:
             return
