@@ -188,7 +188,7 @@ def legend(labels: Mapping[str, Mapping[str, str]], width: int) -> list[str]:
         shared = len(os.path.commonprefix(list(named))) if len(named) > 1 else 0
         start = max(shared - CONTEXT, 0)
         for text, label in named.items():
-            lines.append(cut(f"  {label}: " + ("…" if start else "") + text[start:], width))
+            lines.append(cut(f"  {label}: " + ("…" if start else "") + text[start:], width - 1))
     return ["legend (the text that tells them apart):", *lines] if lines else []
 
 
