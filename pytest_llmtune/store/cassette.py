@@ -153,8 +153,8 @@ class Pruned:
             return (f"not pruned {shown}: {requests} found no recording; record with "
                     "`pytest --llm-test --llm-record --llm-prune`")
         if self.kept == self.recordings:
-            return f"not pruned {shown}: the gate replays all {self.recordings} recordings"
-        return (f"pruned {shown}: {self.recordings} -> {self.kept} recordings "
+            return f"not pruned {shown}: the gate replays all {self.recordings:,} recordings"
+        return (f"pruned {shown}: {self.recordings:,} -> {self.kept:,} recordings "
                 f"({size_words(self.size)} -> {size_words(self.kept_size)})")
 
 
