@@ -84,7 +84,7 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
     data["winner"] = result.winner.index if result.winner is not None else None
     data["stopped"] = result.stopped
     if outcome.confirmed is not None:
-        data["confirmation"] = held_json(outcome.confirmed, instance_ids, spec.agg)
+        data["confirmation"] = held_json(outcome.confirmed, instance_ids, spec.agg, exact=False)
     if outcome.locked is not None:
         data["locked"] = outcome.locked.to_json()
     return data
@@ -119,9 +119,11 @@ def results_json(metrics: Mapping[int, float], answers: Mapping[int, tuple[str, 
     return results
 
 
-def held_json(held: HeldOut, ids: Sequence[str], agg: Any) -> dict[str, Any]:
+def held_json(held: HeldOut, ids: Sequence[str], agg: Any, *, exact: bool = True) -> dict[str, Any]:
+    """Held-out scores with the exact interval, as the leaderboard shows them; a confirmation run (`exact=False`)
+    with the interval the lock keeps for the same results."""
     values = [held.metrics[i] for i in sorted(held.metrics)]
-    bounds = interval(values, exact=True)
+    bounds = interval(values, exact=exact)
     return {"instances": len(values), "score": aggregate(values, agg) if values else None,
             "interval": list(bounds) if bounds else None, "tokens": held.tokens, "cost_usd": usd(held.cost),
             "error": held.error, "results": results_json(held.metrics, held.answers, ids)}
