@@ -53,7 +53,8 @@ def test_misses_are_listed_after_the_short_summary_with_ra(tuned: pytest.Pyteste
 def test_verbose_shows_each_instance_with_its_answer_and_why_it_missed(tuned: pytest.Pytester, mode: str) -> None:
     result = tuned.runpytest(mode, "-v")
 
-    result.stdout.fnmatch_lines(["each instance under the locked config (its own run, reported above):",
+    result.stdout.fnmatch_lines(["each instance under the locked config (its own run, or the verdict's evaluation of "
+                                 "it when it was deselected):",
                                  "instance*outcome*answer (first line)*why it missed",
                                  "case0 *"])
     result.stdout.fnmatch_lines(["case* MISS *because reasons*assert 'positive' == 'negative'"])

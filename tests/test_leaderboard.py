@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.tuner import HeldOut
-from pytest_llmtune.session.leaderboard import ORDER, Board, config_lines, wrap
+from pytest_llmtune.session.leaderboard import ORDER, Board, config_lines, legend, wrap
 
 SYSTEM = {"role": "system", "content": "You are a careful assistant who answers geography questions in one word."}
 
@@ -116,3 +116,25 @@ def test_prose_wraps_with_an_indent() -> None:
     assert wrap("short", 100) == ["short"]
     lines = wrap("word " * 40, 50)
     assert all(len(line) <= 50 for line in lines) and lines[1].startswith("  ")
+
+
+def test_a_setting_with_none_and_long_values_shows_both() -> None:
+    halving = SuccessiveHalving(2, 10)
+    trials = [Trial(i, metrics=dict.fromkeys(range(10), 1.0)) for i in range(2)]
+    stops = [None, ["\n\n", "###", "Answer:", "Question:"]]
+    shown = Board([{"prompt": "x", "stop": stop} for stop in stops], trials, halving, {}, 100).lines()
+
+    assert any("null" in line.split() for line in shown) and any("stop #1" in line for line in shown[3:])
+    assert "  stop #1: [\"\\n\\n\", \"###\", \"Answer:\", \"Question:\"]" in shown
+
+
+def test_each_label_is_told_apart_from_the_one_it_is_most_like() -> None:
+    shared = "You are a careful assistant. " * 5
+    labels = {"prompt": {f'"{shared}Answer in one word."': "prompt #1", f'"{shared}Answer in a sentence."': "prompt #2",
+                         '"Short."': "prompt #3"}}
+
+    lines = legend(labels, 80)
+
+    assert lines[1].startswith("  prompt #1: …") and "one word" in lines[1]
+    assert lines[2].startswith("  prompt #2: …") and "a sentence" in lines[2]
+    assert lines[3] == '  prompt #3: "Short."'

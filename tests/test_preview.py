@@ -24,7 +24,7 @@ def test_the_plan_before_a_tune_sends_nothing(pytester: pytest.Pytester, openai_
     assert not (pytester.path / "llmtune.lock").exists() and not (pytester.path / "llmtune_cassettes").exists()
     result.stdout.fnmatch_lines([
         "*llmtune plan: what `pytest --llm-tune` would do (no request sent)*",
-        "test_sentiment.py::test_sentiment: * candidates, 24 instances searched",
+        "test_sentiment.py::test_sentiment: * candidates (of 16 drawn), 24 instances searched",
         "  rungs (configs x instances): *; * evaluations planned*",
         "  no recordings to measure from: *",
         "  expected: * tokens, $*; worst case: * tokens, $*",
@@ -67,3 +67,43 @@ def test_evaluations_count_rungs_held_out_and_the_confirmation() -> None:
 
     assert planned == 9 * 10 + 3 * 20 + 10 + 40
     assert most == 9 * 10 + (3 + math.ceil(TIES * 3)) * 20 + 3 * 10 + 40
+
+
+def test_the_plan_screens_by_the_inference_budget_as_the_tune_does(pytester: pytest.Pytester,
+                                                                     openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test().replace("threshold=", 'inference_budget="14 tokens", '
+                                                                              "threshold="))
+
+    plan, tuned = pytester.runpytest("--llm-tune", "--co"), pytester.runpytest("--llm-tune")
+
+    planned = re.search(r"test_sentiment: (\d+) candidates \(of 16 drawn\)", plan.stdout.str())
+    ran = re.search(r"test_sentiment: (\d+) configs in", tuned.stdout.str())
+    skipped = re.search(r"inference budget 14 tokens per instance: (\d+) of the 16 drawn skipped", plan.stdout.str())
+    assert planned and ran and skipped, plan.stdout.str()
+    assert planned.group(1) == ran.group(1) and int(skipped.group(1)) == 16 - int(ran.group(1))
+
+
+def test_the_plan_keeps_room_for_the_confirmation_as_the_tune_does(pytester: pytest.Pytester,
+                                                                     openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test().replace("threshold=", 'optimization_budget="3000 tokens", '
+                                                                              "threshold="))
+    pytester.runpytest("--llm-tune")  # recordings to measure from, so the plan's sizes are the tune's
+    (pytester.path / "llmtune.lock").unlink()
+
+    plan = pytester.runpytest("--llm-tune", "--co")
+
+    chosen = re.search(r"pays for about (\d+) of the (\d+) candidates", plan.stdout.str())
+    assert chosen is not None
+    assert re.search(rf"test_sentiment: {chosen.group(1)} candidates", plan.stdout.str())
+
+
+@pytest.mark.parametrize("mode", [["--llm-tune"], ["--llm-test", "--llm-prune", "--llm-report", "r.json"]])
+def test_collect_only_writes_nothing_and_needs_no_terminal(pytester: pytest.Pytester, openai_server: FakeOpenAI,
+                                                           mode: list[str]) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+
+    quiet, plain = pytester.runpytest(*mode, "--co", "-p", "no:terminal"), pytester.runpytest(*mode, "--co")
+
+    assert quiet.ret == plain.ret == pytest.ExitCode.OK
+    assert sorted(p.name for p in pytester.path.iterdir()) == ["test_sentiment.py"]
+    assert openai_server.requests == 0

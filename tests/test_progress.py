@@ -158,3 +158,16 @@ def test_verbose_shows_each_config_after_each_rung(pytester: pytest.Pytester, op
     text = result.stdout.str()
     assert text.count("after rung 1/") == 16
     result.stdout.fnmatch_lines(["  config #0 after rung 1/*: pass_rate * on * instances, * tokens/instance"])
+
+
+def test_with_brackets_until_the_budget_is_spent_the_eta_follows_the_budget() -> None:
+    screen, clock = Screen(tty=False), Clock()
+    spending, usage = Spending(Budget.parse("10000 tokens", "optimization_budget")), Usage()
+    spec = EvalSpec(space=SearchSpace({"model": "m", "prompt": "{x}"}), num_samples=-1,
+                    optimization_budget=spending.budget)
+    shown = ProgressDisplay(screen, 0, TARGET, spec, spending, usage, clock=clock)
+
+    clock.now, spending.spent = 60, 3000  # 30% of the budget, 95% of the first bracket's plan
+    shown.update(progress(95, finished=True))
+
+    assert screen.lines[-1].endswith("1m00s elapsed, ETA 2m20s")

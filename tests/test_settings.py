@@ -73,3 +73,12 @@ def test_the_replay_only_header_names_no_endpoint(pytester: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(["llmtune: test, replay only; lockfile llmtune.lock, cassettes llmtune_cassettes/",
                                  "llmtune: no request leaves this machine"])
     assert "api.openai.com" not in result.stdout.str()
+
+
+def test_the_replaced_tolerance_says_what_replaced_it_in_toml_too(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", pytest="[pytest]\nllmtune_tolerance = 0.1\n")
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+
+    result = pytester.runpytest("--llm-test")
+
+    result.stderr.fnmatch_lines(["ERROR: ini setting llmtune_tolerance is replaced*set llmtune_margin instead"])

@@ -179,6 +179,7 @@ def test_a_budget_that_covers_one_config_on_every_instance_always_locks_one(budg
     result = run.result
     assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
     assert spending.spent <= float(budget.split()[0]) + 8  # within one request of the budget
+    assert all(set(trial.answers) == set(trial.metrics) for trial in result.ranked)  # finishing keeps answers too
 
 
 @pytest.mark.parametrize("budget", ["1000 tokens", "400 tokens"])

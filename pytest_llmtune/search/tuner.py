@@ -682,6 +682,7 @@ class Tuner:
                 raise error
             evaluation = future.result()
             leader.metrics[pending[future]] = evaluation.metric
+            leader.answers[pending[future]] = (evaluation.answer, evaluation.miss)
             if evaluation.others:
                 leader.others[pending[future]] = evaluation.others
             leader.tokens += evaluation.usage.tokens

@@ -217,7 +217,8 @@ class BaseSession:
         if self.config.get_verbosity() <= 0 or not self.results.get(name):
             return []
         runs = [(nodeid, run.result, run.llm) for nodeid, run in self.results[name].items()]
-        return ["each instance under the locked config (its own run, reported above):", *instance_table(runs, width)]
+        return ["each instance under the locked config (its own run, or the verdict's evaluation of it when it was "
+                "deselected):", *instance_table(runs, width)]
 
     def write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -226,6 +226,8 @@ class GateSession(EndpointSession):
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
+        if self.config.option.collectonly:  # --co writes nothing
+            return
         if self.prune:  # refused with --llm-live and under pytest-xdist (plugin.py)
             self.pruned = {name: self.prune_cassette(name) for name in self.targets}
         if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller

@@ -185,9 +185,10 @@ def legend(labels: Mapping[str, Mapping[str, str]], width: int) -> list[str]:
     """Each label with the text that tells it apart from the others of its key (their shared start elided)."""
     lines = []
     for named in labels.values():
-        shared = len(os.path.commonprefix(list(named))) if len(named) > 1 else 0
-        start = max(shared - CONTEXT, 0)
         for text, label in named.items():
+            # the longest start it shares with another label of its key: what follows tells them apart
+            shared = max((len(os.path.commonprefix([text, other])) for other in named if other != text), default=0)
+            start = max(shared - CONTEXT, 0)
             lines.append(cut(f"  {label}: " + ("…" if start else "") + text[start:], width - 1))
     return ["legend (the text that tells them apart):", *lines] if lines else []
 
@@ -198,7 +199,7 @@ def cell(config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, 
     if key not in config:
         return "-"
     value = config[key]
-    if key in labels:
+    if key in labels and value_text(value) in labels[key]:  # None and numbers have no label
         return labels[key][value_text(value)]
     if isinstance(value, float):
         return f"{value:.3g}"

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmtune.search.halving import TIES, Rung
-from pytest_llmtune.search.plan import fit
+from pytest_llmtune.search.plan import Fit, fit
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.tuner import FINALISTS
+from pytest_llmtune.search.tuner import FINALISTS, Tuner
 from pytest_llmtune.session.leaderboard import cell, labels_for, legend, render, varying_keys
 from pytest_llmtune.store.cassette import Cassette
 
@@ -90,7 +90,9 @@ def plan_lines(name: str, spec: EvalSpec, candidates: Sequence[Mapping[str, Any]
     planned, most = evaluations(rungs, held_out, confirm)
     mean = statistics.fmean(t.prompt + t.completion for t in tokens)
     worst = [t.prompt + t.worst_completion if t.worst_completion is not None else None for t in tokens]
-    lines = [f"{name}: {len(candidates)} candidates, {instances} instances searched"
+    drawn = fitting.get("drawn", len(candidates))
+    lines = [f"{name}: {len(candidates)} candidates" + (f" (of {drawn} drawn)" if drawn != len(candidates) else "")
+             + f", {instances} instances searched"
              + (f" (+{held_out} held out)" if held_out else ""),
              f"  rungs (configs x instances): {', then '.join(f'{r.configs} x {r.instances}' for r in rungs)}; "
              f"{planned:,} evaluations planned"
@@ -126,11 +128,12 @@ def budget_lines(spec: EvalSpec, fitting: Mapping[str, Any]) -> list[str]:
         lines.append("  no optimization budget: the plan runs in full (set optimization_budget= to cap it)")
     else:
         lines.append(f"  optimization budget {budget.words(budget.amount)}: pays for about {fitting['chosen']} of "
-                     f"the {fitting['drawn']} candidates (expected {budget.words(fitting['expected'])}); the tune "
-                     "measures the first evaluation and fits the plan again")
+                     f"the {fitting['candidates']} candidates (expected {budget.words(fitting['expected'])}); the "
+                     "tune measures the first evaluation and fits the plan again")
     if spec.inference_budget is not None:
         lines.append(f"  inference budget {spec.inference_budget.words(spec.inference_budget.amount)} per instance: "
-                     f"{fitting['over']} candidates can cost more in the worst case and are skipped")
+                     f"{fitting['over']} of the {fitting['drawn']} drawn skipped before any request (n x max_tokens "
+                     "alone can cost more)")
     return lines
 
 
@@ -146,7 +149,17 @@ def candidate_lines(candidates: Sequence[Mapping[str, Any]], tokens: Sequence[To
     return [*table, *legend(labels, width)]
 
 
-def fit_words(estimates: Sequence[float], instances: int, held_out: int, amount: float, eta: int,
-              min_instances: int, one_rung: bool) -> dict[str, Any]:
-    fitted = fit(estimates, instances, held_out, amount, eta=eta, min_instances=min_instances, one_rung=one_rung)
-    return {"chosen": len(fitted.chosen), "drawn": len(estimates), "expected": fitted.expected}
+def fit_words(estimates: Sequence[float], tuner: Tuner, amount: float) -> dict[str, Any]:
+    """What the budget pays for, fitted as the tune fits it (`Tuner.afford`): room kept for the winner's held-out
+    and confirmation runs, the confirmation given up when nothing fits with it (then `tuner.confirm` is 0)."""
+    one_rung = tuner.chosen_strategy != "halving"
+
+    def fitted(reserved: int) -> Fit:
+        return fit(estimates, tuner.n_instances, reserved, amount, eta=tuner.eta, min_instances=tuner.min_instances,
+                   one_rung=one_rung)
+
+    found = fitted(tuner.held_out + tuner.confirm)
+    if not found.chosen and tuner.confirm:
+        tuner.confirm = 0
+        found = fitted(tuner.held_out)
+    return {"chosen": len(found.chosen), "candidates": len(estimates), "expected": found.expected}

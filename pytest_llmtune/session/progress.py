@@ -117,9 +117,12 @@ class ProgressDisplay:
         return cut(line, self.width - 1)
 
     def eta(self, progress: Progress, now: float) -> str | None:
-        """From the share of the plan done, or of the optimization budget spent, whichever is further on."""
+        """From the share of the plan done, or of the optimization budget spent, whichever is further on; with
+        num_samples=-1 (brackets until the budget is spent) from the budget alone: a bracket's plan is not the
+        search's."""
         budget = self.spending.budget
-        done = max(progress.fraction, self.spending.spent / budget.amount if budget is not None else 0.0)
+        spent = self.spending.spent / budget.amount if budget is not None else 0.0
+        done = spent if self.spec.num_samples == -1 else max(progress.fraction, spent)
         elapsed = now - self.started
         if done < 0.02 or elapsed < 1:
             return None

@@ -115,7 +115,7 @@ def leaderboard(configs: Mapping[int, Config], ranking: Sequence[int], winner: i
     if not ranking:
         return '<p class="muted">No config was scored.</p>'
     shown = [configs[n] for n in ranking]
-    keys = varying_keys([mapping(c.get("config")) for c in configs.values()])
+    keys = differing_settings([mapping(c.get("config")) for c in configs.values()])
     labels = long_labels(keys, shown)
     columns = score_columns(shown)
     rows = [leaderboard_row(rank, config, keys, labels, columns, winner) for rank, config in enumerate(shown, 1)]
@@ -125,8 +125,9 @@ def leaderboard(configs: Mapping[int, Config], ranking: Sequence[int], winner: i
     return f'<h3>Leaderboard</h3><p class="order">{e(ORDER)}</p>{board}{note if unscored else ""}{legend(labels)}'
 
 
-def varying_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The settings whose value is not the same in every config (missing counts as a value)."""
+def differing_settings(settings: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The settings whose value is not the same in every config (missing counts as a value); unlike the
+    terminal's `leaderboard.varying_keys`, prompt and messages keep their own columns: a page has the room."""
     keys = dict.fromkeys(key for config in settings for key in config)
     return [key for key in keys if len({value_text(c[key]) if key in c else None for c in settings}) > 1]
 

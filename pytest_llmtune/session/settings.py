@@ -59,7 +59,7 @@ INI: dict[str, Ini] = {
     "llmtune_threshold_on": Ini("--llm-test: what must clear a target's threshold: score (the point estimate) or "
                                 "lower (the worse bound of its 95% interval)", Literal["score", "lower"], "score"),
     "llmtune_tolerance": Ini("replaced by llmtune_margin and llmtune_alpha (a statistical test); setting it is an "
-                             "error", str, "", "unset"),
+                             "error", str | float, "", "unset"),
     "llmtune_max_retries": Ini("retries of a failed request (429, 5xx, timeouts), with backoff, >= 0", int, 2),
     "llmtune_timeout": Ini("seconds before a request times out", float, 120.0),
     "llmtune_model": Ini("the model of configs whose space names none", str, "",
@@ -211,7 +211,7 @@ def _at_least(config: pytest.Config, name: str, low: float) -> Any:
 
 
 def _alpha(config: pytest.Config) -> float:
-    if _ini(config, "llmtune_tolerance").strip():
+    if str(_ini(config, "llmtune_tolerance")).strip():
         raise pytest.UsageError("ini setting llmtune_tolerance is replaced: the gate fails when a score is "
                                 "significantly worse than its lock (llmtune_alpha, default 0.05) by more than "
                                 "llmtune_margin (default 0); set llmtune_margin instead")

@@ -271,14 +271,16 @@ class TuneSession(EndpointSession):
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         super().pytest_collection_finish(session)
-        if self.config.option.collectonly:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.config.option.collectonly and reporter is not None:  # -p no:terminal: nothing to print it on
             width = self.config.get_terminal_writer().fullwidth
             self.plans = [line for target in self.targets.values() if self.selected(target, session)
                           for line in self.plan(target, width)]
 
     def plan(self, target: Target, width: int) -> list[str]:
-        """What `pytest --llm-tune` would do for the target: no request, no server (see preview.py)."""
-        spec, settings = target.spec, self.settings
+        """What `pytest --llm-tune` would do for the target, with the tune's own drawing, screening and fitting:
+        no request, no server (see preview.py)."""
+        spec, settings, prices = target.spec, self.settings, self.endpoint.prices
         n = len(target.instances)
         try:
             held = spec.held_out(n)
@@ -286,41 +288,37 @@ class TuneSession(EndpointSession):
             return [f"{target.name}: {error}"]
         tuner = Tuner(spec, n - held, num_samples=settings.num_samples, eta=settings.eta,
                       min_instances=settings.min_instances, default_model=self.endpoint.default_model,
-                      strategy=settings.strategy, split_n=settings.split_n, price=lambda *_: 0.0)
+                      strategy=settings.strategy, split_n=settings.split_n, held_out=held,
+                      confirm=n if may_sample(spec.space.spec) else 0,
+                      price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)))
         count = spec.num_samples if spec.num_samples not in (None, -1) else settings.num_samples
         try:
-            candidates = tuner.draw(count, spec.seed)
+            drawn = tuner.draw(count, spec.seed)
         except InvalidSpaceError as error:
             return [f"{target.name}: {error}"]
+        candidates = tuner.screen(drawn)  # as the tune does: n x max_tokens over the inference budget is skipped
+        if not candidates:
+            return [f"{target.name}: every candidate is skipped: " + "; ".join(tuner.skipped[:2])]
         model = self.endpoint.default_model or ""
-        prices = self.endpoint.prices
 
         def cost(config: Mapping[str, Any], prompt: float, completion: float) -> float:
-            return prices.cost(str(config.get("model", model)), round(prompt), round(completion))
+            return tuner.price(str(config.get("model", model)), prompt, completion)
 
         try:
             sizes = preview.recorded_sizes(Cassette.load(self.cassettes.path_for(target.name)))
         except CassetteError:
             sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
-        tokens = [preview.tokens_per_evaluation(c, sizes, settings.split_n) for c in candidates]
-        over = 0
-        if spec.inference_budget is not None:
-            over = sum(1 for c, t in zip(candidates, tokens, strict=True) if t.worst_completion is not None and
-                       spec.inference_budget.measure(round(t.prompt + t.worst_completion), cost(
-                           c, t.prompt, t.worst_completion)) > spec.inference_budget.amount)
-        fitting: dict[str, Any] = {"over": over}
-        one_rung = tuner.chosen_strategy != "halving"
+        fitting: dict[str, Any] = {"over": len(tuner.skipped), "drawn": len(drawn)}
         if spec.optimization_budget is not None:
+            tokens = [preview.tokens_per_evaluation(c, sizes, settings.split_n) for c in candidates]
             budget = spec.optimization_budget
             estimates = [budget.measure(round(t.prompt + t.completion), cost(c, t.prompt, t.completion))
                          for c, t in zip(candidates, tokens, strict=True)]
-            fitting.update(preview.fit_words(estimates, n - held, held, budget.amount, settings.eta,
-                                             settings.min_instances, one_rung))
+            fitting.update(preview.fit_words(estimates, tuner, budget.amount))
             candidates = candidates[: max(fitting["chosen"], 1)]
         rungs = SuccessiveHalving(len(candidates), n - held, eta=settings.eta, min_instances=settings.min_instances,
-                                  one_rung=one_rung).rungs
-        confirm = n if may_sample(spec.space.spec) else 0
-        return preview.plan_lines(target.name, spec, candidates, rungs, n - held, held, confirm, sizes,
+                                  one_rung=tuner.chosen_strategy != "halving").rungs
+        return preview.plan_lines(target.name, spec, candidates, rungs, n - held, held, tuner.confirm, sizes,
                                   settings.split_n, cost, width, fitting)
 
     # --- the summary and the reports ----------------------------------------------------------------------------
