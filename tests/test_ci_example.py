@@ -66,8 +66,9 @@ def test_the_scheduled_job_checks_drift_with_the_key_from_secrets_only(workflow:
     assert keys == [KEY_FROM_SECRETS]
     assert "sk-" not in WORKFLOW.read_text()
     [junit] = [word.split("=", 1)[1] for word in command if word.startswith("--junit-xml=")]
+    report = command[command.index("--llm-report") + 1]
     upload = next(step for step in drift["steps"] if step.get("uses", "").startswith("actions/upload-artifact@"))
-    assert upload["with"]["path"] == junit
+    assert upload["with"]["path"].split() == [junit, report]  # the junit XML and the HTML report
     assert upload["if"] == "always()"  # a failed check is the one whose report is wanted
 
 
