@@ -221,7 +221,7 @@ class GateSession(EndpointSession):
                 self.passed.add(name)
         elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
             self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
-        if report.when == "call" or (report.when == "setup" and not report.passed):
+        if self.settings.reports and (report.when == "call" or (report.when == "setup" and not report.passed)):
             export.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
