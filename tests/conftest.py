@@ -113,3 +113,21 @@ def assert_ran(result: pytest.RunResult, total: int) -> None:
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes.get("passed", 0) + outcomes.get("missed", 0) == total, outcomes
+
+
+RELIABILITY: list[dict[str, Any]] = []  # rows of tests/test_reliability.py, from the reports (xdist brings them here)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        RELIABILITY.extend(json.loads(str(value)) for name, value in report.user_properties if name == "reliability")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RELIABILITY:
+        return
+    from test_reliability import rows_table
+
+    terminalreporter.section("reliability: what each test tried, and what was lost")
+    for line in rows_table(sorted(RELIABILITY, key=lambda row: row["tried"])):
+        terminalreporter.write_line(line)

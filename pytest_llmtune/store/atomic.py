@@ -1,13 +1,19 @@
-"""Atomic, permission-keeping file writes for the lockfile and the cassettes."""
+"""Atomic, permission-keeping file writes, and a lock between processes, for the lockfile and the cassettes."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_atomically"]
+try:
+    import fcntl
+except ImportError:  # Windows: no lock between processes (two runs at once may lose one's recordings there)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["append_durably", "locked_directory", "write_atomically"]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -20,12 +26,54 @@ def write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def append_durably(path: Path, line: str) -> None:
+    """Append one line and fsync it: on disk before the caller goes on, so a `kill -9` right after loses nothing
+    (a torn last line, from a kill during the write, is skipped by its reader)."""
+    new = not path.exists()
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if new:  # the new file's name must survive a crash too
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_directory(directory: Path, *, create: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on `directory` (flock) while reading and writing the files in it, so that two
+    pytest processes recording into the same project (two tunes, a tune and `--llm-record`) merge, never
+    overwrite each other. A lock on the directory itself leaves no lock file behind. `create=False`: a reader;
+    a directory that does not exist holds nothing to read, and is not made."""
+    if create:
+        directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None or not directory.is_dir():
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _mode_for(path: Path) -> int:

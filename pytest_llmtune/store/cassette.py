@@ -28,7 +28,7 @@ import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
-from pytest_llmtune.store.atomic import write_atomically
+from pytest_llmtune.store.atomic import append_durably, locked_directory, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
@@ -72,22 +72,16 @@ class Cassette:
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
+        """The file's recordings, and those of its journal: responses a run recorded and did not fold into the
+        file (it was killed, or is still running in another process)."""
         cassette = cls(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            for interaction in data["interactions"]:
-                request = interaction["request"]
-                interaction["response"]["status"]["code"]  # noqa: B018 - a response without a status is unreadable
-                key = request_key(request["method"], request["uri"], request.get("headers", {}), request["body"])
+        with locked_directory(path.parent, create=False):
+            cassette.interactions = read_file(path)
+            journaled = read_journal(journal_path(path))
+        for key, interaction in journaled.items():
+            if key not in cassette.interactions:
                 cassette.interactions[key] = interaction
-        except FileNotFoundError:
-            return cassette
-        except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
-            problem = "not UTF-8" if isinstance(error, UnicodeDecodeError) else f"{type(error).__name__}: {error}"
-            raise CassetteError(
-                f"{path} is not a readable cassette ({problem}). It was left as it is: restore it with "
-                f"`git checkout -- {path}`, or delete it to record its responses again."
-            ) from None
+                cassette.dirty = True  # the next save folds them into the file
         return cassette
 
     def find(self, key: str) -> dict[str, Any] | None:
@@ -98,20 +92,34 @@ class Cassette:
         return found
 
     def add(self, key: str, interaction: dict[str, Any]) -> None:
+        """A new recording: appended to the journal and fsync'd before the caller uses the response, so a run
+        killed at any moment has lost at most the requests in flight."""
         with self.lock:
             self.used.add(key)
-            if key not in self.interactions:
-                self.interactions[key] = interaction
-                self.dirty = True
+            if key in self.interactions:
+                return
+            self.interactions[key] = interaction
+            self.dirty = True
+            with locked_directory(self.path.parent):
+                append_durably(journal_path(self.path), json.dumps({"key": key, "interaction": interaction},
+                                                                   sort_keys=True, ensure_ascii=False) + "\n")
 
     def save(self) -> None:
-        """Write the file, sorted by request key so that it is the same whatever the order of the requests."""
+        """Fold the journal into the file: the file's recordings, the journal's (this run's and any other
+        process's) and this run's, sorted by request key, written atomically; then the journal goes."""
         with self.lock:
             if not self.dirty:
                 return
-            text = self._text()
+            with locked_directory(self.path.parent):
+                self.merge(read_file(self.path))
+                self.merge(read_journal(journal_path(self.path)))
+                write_atomically(self.path, self._text())
+                journal_path(self.path).unlink(missing_ok=True)
             self.dirty = False
-        write_atomically(self.path, text)
+
+    def merge(self, interactions: Mapping[str, dict[str, Any]]) -> None:
+        for key, interaction in interactions.items():
+            self.interactions.setdefault(key, interaction)
 
     def prune(self) -> Pruned:
         """Cut the file to the recordings this session replayed or recorded, written as `save` writes it.
@@ -127,7 +135,8 @@ class Cassette:
                 return Pruned(total, total, size, size, missing)
             self.interactions = {key: self.interactions[key] for key in self.used}
             text = self._text()
-        write_atomically(self.path, text)
+            with locked_directory(self.path.parent):
+                write_atomically(self.path, text)
         return Pruned(total, len(self.used), size, len(text.encode("utf-8")))
 
     def _text(self) -> str:
@@ -165,6 +174,48 @@ def size_words(size: int) -> str:
             value = size / scale
             return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
     return f"{size} B"
+
+
+def journal_path(path: Path) -> Path:
+    """Where recordings go first, one JSON line each (`.test_x.json.journal` beside `test_x.json`)."""
+    return path.with_name(f".{path.name}.journal")
+
+
+def read_file(path: Path) -> dict[str, dict[str, Any]]:
+    """A cassette file's recordings by request key; none when it does not exist."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        interactions = {}
+        for interaction in data["interactions"]:
+            request = interaction["request"]
+            interaction["response"]["status"]["code"]  # noqa: B018 - a response without a status is unreadable
+            key = request_key(request["method"], request["uri"], request.get("headers", {}), request["body"])
+            interactions[key] = interaction
+        return interactions
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
+        problem = "not UTF-8" if isinstance(error, UnicodeDecodeError) else f"{type(error).__name__}: {error}"
+        raise CassetteError(
+            f"{path} is not a readable cassette ({problem}). It was left as it is: restore it with "
+            f"`git checkout -- {path}`, or delete it to record its responses again."
+        ) from None
+
+
+def read_journal(path: Path) -> dict[str, dict[str, Any]]:
+    """The journal's recordings; a line that does not parse (the torn last write of a killed run) is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return {}
+    interactions = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            interactions[str(entry["key"])] = entry["interaction"]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return interactions
 
 
 class RecordingTransport(httpx2.BaseTransport):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.store.atomic import write_atomically
+from pytest_llmtune.store.atomic import locked_directory, write_atomically
 
 __all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "read", "staleness",
            "write_target"]
@@ -152,14 +152,16 @@ def read(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_target(path: Path, name: str, entry: LockEntry) -> bool:
-    """Put `entry` under `name`, keeping the other targets; False if the file already said exactly this."""
-    targets = read(path)
-    targets[name] = entry.to_json()
-    text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    write_atomically(path, text)
-    return True
+    """Put `entry` under `name`, keeping the other targets (also those another process wrote meanwhile: the
+    file is read and written under a lock); False if the file already said exactly this."""
+    with locked_directory(path.parent):
+        targets = read(path)
+        targets[name] = entry.to_json()
+        text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            return False
+        write_atomically(path, text)
+        return True
 
 
 @dataclass(frozen=True)

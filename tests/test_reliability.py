@@ -1,0 +1,143 @@
+"""Nothing paid for is lost: each test tries a way to lose recorded work and counts what was lost (must be 0).
+
+Each test records a row (`record_property("reliability", ...)`); tests/conftest.py prints them as a table at the
+end of the run, under xdist too.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai_server import FakeOpenAI
+
+from conftest import sentiment_test
+from pytest_llmtune.store.cassette import Cassette, journal_path
+from pytest_llmtune.store.lockfile import read as read_lock
+
+Record = Callable[[str, object], None]
+TARGET = "test_x.py::test_x"
+RECORDER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    import httpx2
+    from pytest_llmtune.store.cassette import Cassettes
+
+    base, directory, name, count, kill = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    cassettes = Cassettes(directory, record=True)
+    client = httpx2.Client(transport=cassettes.transport())
+    with cassettes.use("test_x.py::test_x"):
+        for i in range(count):
+            body = {"model": "m", "messages": [{"role": "user", "content": f"Review: {name} {i}"}]}
+            client.post(f"{base}/chat/completions", json=body, headers={"X-Llmtune-Sample": "0"})
+    if kill == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # as a CI time limit or the OOM killer would: no save, no cleanup
+    cassettes.save()
+''')
+
+
+def lost_row(record: Record, tried: str, lost: int, detail: str) -> None:
+    record("reliability", json.dumps({"tried": tried, "lost": lost, "detail": detail}))
+
+
+def recorder(tmp_path: Path, server: FakeOpenAI, name: str, count: int, kill: bool) -> subprocess.Popen[bytes]:
+    script = tmp_path / "record.py"
+    script.write_text(RECORDER)
+    return subprocess.Popen([sys.executable, str(script), server.base_url, str(tmp_path / "cassettes"), name,
+                             str(count), "kill" if kill else "save"])
+
+
+def cassette_of(tmp_path: Path) -> Path:
+    return tmp_path / "cassettes" / "test_x" / "test_x.json"
+
+
+def test_kill_9_after_recording_loses_no_response(tmp_path: Path, openai_server: FakeOpenAI,
+                                                  record_property: Record) -> None:
+    process = recorder(tmp_path, openai_server, "solo", 200, kill=True)
+
+    assert process.wait(timeout=120) == -signal.SIGKILL
+    path = cassette_of(tmp_path)
+    assert not path.exists() and journal_path(path).exists()  # never saved: only the journal holds them
+    found = Cassette.load(path)
+    found.save()  # the next run folds the journal into the file
+
+    lost = 200 - len(Cassette.load(path).interactions)
+    lost_row(record_property, "kill -9 of a process that recorded 200 responses and never saved", lost,
+             f"{200 - lost} of 200 in the file after the next run; journal folded: {not journal_path(path).exists()}")
+    assert lost == 0 and not journal_path(path).exists()
+
+
+def test_four_processes_recording_into_one_cassette_lose_nothing(tmp_path: Path, openai_server: FakeOpenAI,
+                                                                 record_property: Record) -> None:
+    processes = [recorder(tmp_path, openai_server, f"p{n}", 250, kill=False) for n in range(4)]
+
+    assert [process.wait(timeout=300) for process in processes] == [0, 0, 0, 0]
+    path = cassette_of(tmp_path)
+    data = json.loads(path.read_text())
+    lost = 1000 - len(data["interactions"])
+    lost_row(record_property, "4 processes recording 250 responses each into one cassette at once", lost,
+             f"{len(data['interactions'])} of 1,000 in the file; valid JSON; journal left: "
+             f"{journal_path(path).exists()}")
+    assert lost == 0 and openai_server.requests == 1000 and not journal_path(path).exists()
+
+
+def request_keys(server: FakeOpenAI, start: int = 0) -> list[str]:
+    return [json.dumps([body, sample], sort_keys=True)
+            for body, sample in zip(server.bodies[start:], server.sample_headers[start:], strict=True)]
+
+
+def test_kill_9_in_the_middle_of_a_tune_repeats_at_most_the_requests_in_flight(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, record_property: Record) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    openai_server.latency = 0.05
+    tune = subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "-p", "no:cacheprovider", "-q"],
+                            cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert openai_server.wait_for_requests(100, timeout=120)
+    tune.send_signal(signal.SIGKILL)
+    in_flight = openai_server.in_flight  # sent, being answered: paid, but to a process that is gone
+    tune.wait(timeout=60)
+    time.sleep(2 * openai_server.latency)  # the requests in flight at the kill are answered to nobody
+    paid = request_keys(openai_server)
+
+    rerun = pytester.runpytest("--llm-tune")
+
+    assert rerun.ret == pytest.ExitCode.OK
+    repeated = len(set(request_keys(openai_server, len(paid))) & set(paid))
+    lost_row(record_property, f"kill -9 of `pytest --llm-tune` after {len(paid)} paid requests",
+             max(repeated - in_flight, 0), f"{in_flight} in flight at the kill; the rerun repeated {repeated} and "
+             f"locked {len(read_lock(pytester.path / 'llmtune.lock'))} target")
+    assert repeated <= max(in_flight, 8)
+
+
+def test_two_tunes_of_different_targets_at_once_keep_both_locks(pytester: pytest.Pytester,
+                                                               openai_server: FakeOpenAI,
+                                                               record_property: Record) -> None:
+    pytester.makepyfile(test_one=sentiment_test(), test_two=sentiment_test())
+    openai_server.latency = 0.01
+    runs = [subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "-p", "no:cacheprovider", "-q", name],
+                             cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name in ("test_one.py", "test_two.py")]
+
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    locked = read_lock(pytester.path / "llmtune.lock")
+    lost = 2 - len(locked)
+    lost_row(record_property, "two `pytest --llm-tune` runs at once, one target each, one lockfile", lost,
+             f"targets in the lockfile: {', '.join(sorted(locked))}")
+    assert lost == 0
+
+
+def rows_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The summary's table (used by tests/conftest.py)."""
+    from tabulate import tabulate
+
+    return tabulate([[row["tried"], row["lost"], row["detail"]] for row in rows],
+                    headers=["tried", "lost", "what happened"], tablefmt="simple").splitlines()
+
