@@ -141,3 +141,28 @@ def rows_table(rows: list[dict[str, Any]]) -> list[str]:
     return tabulate([[row["tried"], row["lost"], row["detail"]] for row in rows],
                     headers=["tried", "lost", "what happened"], tablefmt="simple").splitlines()
 
+
+
+def test_a_replay_only_gate_replays_a_killed_runs_journal_and_writes_nothing(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, record_property: Record) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+    cassette = pytester.path / "llmtune_cassettes" / "test_sentiment" / "test_sentiment.json"
+    entries = json.loads(cassette.read_text())["interactions"]
+    journal = journal_path(cassette)  # as if the tune had been killed before writing the file: all in the journal
+    journal.write_text("".join(json.dumps({"key": key, "interaction": interaction}) + "\n"
+                               for key, interaction in Cassette.load(cassette).interactions.items()) + '{"key": "tor')
+    cassette.unlink()
+    requests = openai_server.requests
+
+    gate = pytester.runpytest("--llm-test")
+
+    assert gate.ret == pytest.ExitCode.OK and openai_server.requests == requests
+    assert not cassette.exists() and journal.exists()  # a replay-only run writes nothing
+    retune = pytester.runpytest("--llm-tune")  # the next recording run folds the journal in
+    kept = len(json.loads(cassette.read_text())["interactions"])
+    lost_row(record_property, "a tune killed before writing its cassette (journal only, torn last line), then gated",
+             len(entries) - kept, f"the gate replayed from the journal; the next tune folded {kept} of "
+             f"{len(entries)} into the file and made {openai_server.requests - requests} requests")
+    assert retune.ret == pytest.ExitCode.OK and kept == len(entries) and not journal.exists()
+    assert openai_server.requests == requests

@@ -335,6 +335,10 @@ class Cassettes:
             return self._cassettes[target]
 
     def save(self) -> None:
+        """Write what this run recorded. A replay-only run writes nothing: a journal a killed run left is
+        replayed from, and folded in by the next run that records."""
+        if not self.record:
+            return
         for cassette in list(self._cassettes.values()):
             cassette.save()
 
