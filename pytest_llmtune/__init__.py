@@ -24,14 +24,23 @@ _LAZY = {
     "default_space": "search.space",
     "LLM": "llm.client", "Usage": "usage",
     "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
-    **dict.fromkeys(["create", "usage_summary", "reset_usage", "CreateError", "Response"], "runtime.api"),
+    **dict.fromkeys(["create", "usage_summary", "reset_usage", "clear_cache", "set_cache_size", "CreateError",
+                     "Response"], "runtime.api"),
     "locked": "runtime.locked_config", "config_list_from_json": "runtime.config_list",
 }
 
 if TYPE_CHECKING:
     from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
     from pytest_llmtune.llm.client import LLM
-    from pytest_llmtune.runtime.api import CreateError, Response, create, reset_usage, usage_summary
+    from pytest_llmtune.runtime.api import (
+        CreateError,
+        Response,
+        clear_cache,
+        create,
+        reset_usage,
+        set_cache_size,
+        usage_summary,
+    )
     from pytest_llmtune.runtime.config_list import config_list_from_json
     from pytest_llmtune.runtime.locked_config import locked
     from pytest_llmtune.search.domains import (
@@ -58,6 +67,7 @@ __all__ = [
     "Usage",
     "__version__",
     "choice",
+    "clear_cache",
     "config_list_from_json",
     "create",
     "default_space",
@@ -68,6 +78,7 @@ __all__ = [
     "qrandint",
     "randint",
     "reset_usage",
+    "set_cache_size",
     "uniform",
     "usage_summary",
 ]

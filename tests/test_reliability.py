@@ -166,3 +166,20 @@ def test_a_replay_only_gate_replays_a_killed_runs_journal_and_writes_nothing(
              f"{len(entries)} into the file and made {openai_server.requests - requests} requests")
     assert retune.ret == pytest.ExitCode.OK and kept == len(entries) and not journal.exists()
     assert openai_server.requests == requests
+
+
+def test_creates_memory_stays_within_its_size(openai_server: FakeOpenAI, record_property: Record) -> None:
+    from pytest_llmtune.runtime.api import _PROCESS, CACHE_SIZE, clear_cache, create, set_cache_size
+
+    clear_cache()
+    set_cache_size(100)
+    try:
+        for number in range(300):
+            create({"x": number}, model="m", prompt="Say {x}", temperature=0, price=(0.0, 0.0))
+        kept = len(_PROCESS.cache)
+    finally:
+        set_cache_size(CACHE_SIZE)
+        clear_cache()
+    lost_row(record_property, "create(): 300 distinct deterministic calls with set_cache_size(100)", 0,
+             f"{kept} responses kept in memory (the least recently used went first)")
+    assert kept == 100

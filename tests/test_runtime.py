@@ -23,11 +23,13 @@ from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.llm.resolve import DEFAULT_BASE_URL, PLACEHOLDER_KEY, MissingKeyError, resolve_endpoint
 from pytest_llmtune.llm.retry import parse_retry_after
 from pytest_llmtune.runtime.api import (
+    CACHE_SIZE,
     CreateError,
     Response,
     clear_cache,
     create,
     reset_usage,
+    set_cache_size,
     usage_summary,
 )
 from pytest_llmtune.runtime.locked_config import locked
@@ -50,6 +52,7 @@ def fresh_process_state() -> Iterator[None]:
     yield
     clear_cache()
     reset_usage()
+    set_cache_size(CACHE_SIZE)
 
 
 @pytest.fixture
@@ -315,6 +318,21 @@ def test_the_cache_answers_an_identical_second_call_without_a_request(openai_ser
     assert openai_server.requests == 1
     create({"review": "great fun"}, **SENTIMENT, cache=False)
     assert openai_server.requests == 2
+
+
+def test_the_cache_keeps_the_most_recently_used_responses_up_to_its_size(openai_server: FakeOpenAI) -> None:
+    set_cache_size(2)
+    for review in ("a", "b", "a", "c"):  # "b" is the least recently used when "c" comes
+        create({"review": review}, **SENTIMENT)
+    assert openai_server.requests == 3
+
+    assert create({"review": "a"}, **SENTIMENT).cached and create({"review": "c"}, **SENTIMENT).cached
+    assert not create({"review": "b"}, **SENTIMENT).cached
+    assert openai_server.requests == 4
+    set_cache_size(0)
+    assert not create({"review": "a"}, **SENTIMENT).cached
+    with pytest.raises(ValueError, match=r"set_cache_size\(-1\): give a count of responses >= 0"):
+        set_cache_size(-1)
 
 
 def test_identical_calls_in_flight_together_send_one_request(openai_server: FakeOpenAI) -> None:

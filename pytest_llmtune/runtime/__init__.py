@@ -10,10 +10,11 @@ from pytest_llmtune.runtime.api import (
     clear_cache,
     create,
     reset_usage,
+    set_cache_size,
     usage_summary,
 )
 from pytest_llmtune.runtime.config_list import config_list_from_json
 from pytest_llmtune.runtime.locked_config import locked
 
 __all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache",
-           "config_list_from_json", "create", "locked", "reset_usage", "usage_summary"]
+           "config_list_from_json", "create", "locked", "reset_usage", "set_cache_size", "usage_summary"]

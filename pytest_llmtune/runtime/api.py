@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import defaultdict
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -28,11 +28,12 @@ from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_re
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache", "create",
-           "reset_usage", "usage_summary"]
+__all__ = ["CACHE_SIZE", "CreateError", "ModelUsage", "Response", "TokenUsage", "UsageSummary", "clear_cache",
+           "create", "reset_usage", "set_cache_size", "usage_summary"]
 
 # Keys that steer `create` and never reach the request body. `timeout` caps one attempt, within retry_timeout.
 # AutoGen's config_list keys are among them: `api_version` is Azure's (which create refuses), `tags` only select.
+CACHE_SIZE = 1000  # responses create() keeps in memory by default (set_cache_size)
 RUNTIME_KEYS = frozenset({"base_url", "api_key", "api_key_env", "api_type", "api_version", "tags", "retry_timeout",
                           "cache", "price", "timeout", "split_n"})
 KEY_FIELDS = ("api_key", "api_key_env")  # an alternative that names either replaces both of the shared config's
@@ -112,8 +113,9 @@ class _Process:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.clients: dict[tuple[str | None, str], openai.OpenAI] = {}
-        self.cache: dict[str, Response] = {}
-        self.request_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.cache: OrderedDict[str, Response] = OrderedDict()  # least recently used first
+        self.cache_size = CACHE_SIZE
+        self.request_locks: OrderedDict[str, threading.Lock] = OrderedDict()
         self.usage: dict[str, ModelUsage] = {}
         self.prices = PriceTable.default()  # one table, so an unknown model warns once per process
 
@@ -127,7 +129,26 @@ class _Process:
 
     def request_lock(self, key: str) -> threading.Lock:
         with self.lock:
+            if key not in self.request_locks:
+                self.request_locks[key] = threading.Lock()
+            self.request_locks.move_to_end(key)
+            while len(self.request_locks) > max(self.cache_size, 1):  # a lock evicted while held costs at most
+                self.request_locks.popitem(last=False)  # one duplicate request, never a wrong answer
             return self.request_locks[key]
+
+    def cached(self, key: str) -> Response | None:
+        with self.lock:
+            found = self.cache.get(key)
+            if found is not None:
+                self.cache.move_to_end(key)
+            return found
+
+    def keep(self, key: str, response: Response) -> None:
+        with self.lock:
+            self.cache[key] = response
+            self.cache.move_to_end(key)
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
 
     def count(self, model: str, usage: ModelUsage) -> None:
         with self.lock:
@@ -147,6 +168,17 @@ def reset_usage() -> None:
     """Start counting usage from zero (the cache is kept)."""
     with _PROCESS.lock:
         _PROCESS.usage.clear()
+
+
+def set_cache_size(entries: int) -> None:
+    """Keep at most `entries` responses in `create`'s memory (default 1,000), the least recently used going
+    first; 0 turns the cache off."""
+    if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
+        raise ValueError(f"set_cache_size({entries!r}): give a count of responses >= 0, e.g. 1000")
+    with _PROCESS.lock:
+        _PROCESS.cache_size = entries
+        while len(_PROCESS.cache) > entries:
+            _PROCESS.cache.popitem(last=False)
 
 
 def clear_cache() -> None:
@@ -262,10 +294,11 @@ def _answer(config: dict[str, Any], context: Mapping[str, Any], index: int | Non
             return _fetch(client, api, params, config, index)
         key = json.dumps([str(client.base_url), api, params], sort_keys=True, default=str)
         with _PROCESS.request_lock(key):  # an identical request in flight in another thread is sent once
-            if key in _PROCESS.cache:
-                return _from_cache(_PROCESS.cache[key], config, index)
+            found = _PROCESS.cached(key)
+            if found is not None:
+                return _from_cache(found, config, index)
             response = _fetch(client, api, params, config, index)
-            _PROCESS.cache[key] = response
+            _PROCESS.keep(key, response)
             return response
     except RetryFailed as failure:
         raise _without_key(failure, endpoint) from None
