@@ -206,18 +206,33 @@ def test_each_target_gets_its_own_cassette(tmp_path: Path, server: FakeOpenAI) -
     assert server.requests == 2
 
 
-def test_a_corrupt_cassette_raises_and_is_left_untouched(tmp_path: Path, server: FakeOpenAI) -> None:
+def test_a_corrupt_cassette_stops_a_replay_and_is_left_untouched(tmp_path: Path, server: FakeOpenAI) -> None:
+    path = Cassettes(tmp_path, record=False).path_for(TARGET)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"interactions": [')
+
+    with cassettes_in(tmp_path, record=False) as cassettes, pytest.raises(CassetteError) as raised:
+        ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
+
+    assert f"{path} is not a readable cassette (not JSON: " in str(raised.value)
+    assert f"restore it with `git checkout -- {path}`, or run `pytest --llm-tune`" in str(raised.value)
+    assert path.read_text() == '{"interactions": ['
+    assert server.requests == 0
+
+
+def test_a_recording_run_keeps_a_corrupt_cassette_aside_and_records_anew(tmp_path: Path, server: FakeOpenAI) -> None:
     path = Cassettes(tmp_path, record=True).path_for(TARGET)
     path.parent.mkdir(parents=True)
     path.write_text('{"interactions": [')
 
-    with cassettes_in(tmp_path, record=True) as cassettes, pytest.raises(CassetteError) as raised:
+    with cassettes_in(tmp_path, record=True) as cassettes:
         ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
 
-    assert f"{path} is not a readable cassette" in str(raised.value)
-    assert f"restore it with `git checkout -- {path}`, or delete it" in str(raised.value)
-    assert path.read_text() == '{"interactions": ['
-    assert server.requests == 0
+    [aside] = [p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.corrupt-")]
+    assert aside.read_text() == '{"interactions": [' and server.requests == 1
+    assert len(json.loads(path.read_text())["interactions"]) == 1
+    assert cassettes.set_aside == [f"warning: {path} is not a readable cassette (not JSON: Expecting value: line 1 "
+                                   f"column 19 (char 18)): kept as {aside.name}; its responses are requested again"]
 
 
 def test_a_cassette_that_is_not_utf8_raises_and_is_left_untouched(tmp_path: Path, server: FakeOpenAI) -> None:
@@ -225,7 +240,7 @@ def test_a_cassette_that_is_not_utf8_raises_and_is_left_untouched(tmp_path: Path
     path.parent.mkdir(parents=True)
     path.write_bytes(b'\xff\xfe{"interactions": [')
 
-    with cassettes_in(tmp_path, record=True) as cassettes, pytest.raises(CassetteError):
+    with cassettes_in(tmp_path, record=False) as cassettes, pytest.raises(CassetteError, match="not UTF-8"):
         ask(LLM(CONFIG, endpoint(server, cassettes)), cassettes, ["great fun"])
 
     assert path.read_bytes() == b'\xff\xfe{"interactions": ['

@@ -116,7 +116,8 @@ def test_corrupt_lockfile_fails_the_gate_and_is_left_alone(project: pytest.Pytes
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, skipped=24, failed=1)
-    result.stdout.fnmatch_lines(["*llmtune.lock is not valid JSON*restore it with `git checkout -- llmtune.lock`*"])
+    result.stdout.fnmatch_lines(["*llmtune.lock is not a lockfile: not JSON*Restore it with `git checkout -- "
+                                 "llmtune.lock`*"])
     assert (project.path / "llmtune.lock").read_text() == "{not json"
 
 

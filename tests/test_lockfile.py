@@ -97,23 +97,34 @@ def test_rewriting_keeps_the_lockfile_permissions(lock: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("{not json", "is not valid JSON"),
-        ('{"version": 1}', 'has no "targets" table'),
-        ('["targets"]', 'has no "targets" table'),
-        ('{"version": 2, "targets": {}}', "has version 2, this pytest-llmtune reads version 1"),
-        ('{"targets": {}}', "has version None, this pytest-llmtune reads version 1"),
+        ("{not json", "is not a lockfile: not JSON (Expecting property name"),
+        ('{"version": 1}', 'is not a lockfile: no "version": 1 and "targets" table'),
+        ('["targets"]', 'is not a lockfile: no "version": 1 and "targets" table'),
+        ('{"targets": {}}', 'is not a lockfile: no "version": 1 and "targets" table'),
+        ('{"version": 1, "targets": {"t": 3}}', "is not a lockfile: a target's entry is not a table"),
+        ("", "is not a lockfile: empty"),
     ],
 )
-def test_an_unusable_lockfile_is_refused_with_the_fix(lock: Path, text: str, problem: str) -> None:
+def test_a_damaged_lockfile_is_refused_with_the_fix(lock: Path, text: str, problem: str) -> None:
     lock.write_text(text)
 
     with pytest.raises(LockfileError, match=re.escape(problem)) as raised:
         read(lock)
 
-    assert str(raised.value).startswith(str(lock))
-    assert "restore it with `git checkout -- llmtune.lock` or delete it and run `pytest --llm-tune`" in str(
-        raised.value
-    )
+    assert str(raised.value).startswith(str(lock)) and raised.value.damaged
+    assert ("Restore it with `git checkout -- llmtune.lock`, or run `pytest --llm-tune`, which keeps it as "
+            "llmtune.lock.corrupt-<time> and writes a new one") in str(raised.value)
+
+
+def test_a_lockfile_from_a_newer_version_says_to_upgrade(lock: Path) -> None:
+    lock.write_text('{"version": 2, "targets": {}}')
+
+    with pytest.raises(LockfileError, match=re.escape("was written by a newer pytest-llmtune (lock version 2; this "
+                                                      "one reads version 1): upgrade with `pip install -U "
+                                                      "pytest-llmtune`")) as raised:
+        read(lock)
+
+    assert not raised.value.damaged
 
 
 def test_writing_into_a_corrupt_lockfile_raises_and_leaves_it_untouched(lock: Path) -> None:

@@ -7,6 +7,7 @@ end of the run, under xdist too.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -183,3 +184,53 @@ def test_creates_memory_stays_within_its_size(openai_server: FakeOpenAI, record_
     lost_row(record_property, "create(): 300 distinct deterministic calls with set_cache_size(100)", 0,
              f"{kept} responses kept in memory (the least recently used went first)")
     assert kept == 100
+
+
+DAMAGE = {"truncated": b'{"version": 1, "interactions": [{"requ', "empty": b"", "not JSON": b"<html>",
+          "wrong-typed": b'{"version": 1, "interactions": {}, "targets": []}', "not UTF-8": b"\xff\xfe\x00",
+          "a future version": b'{"version": 9, "interactions": [], "targets": {}}'}
+SAID = {"truncated": "not JSON", "empty": "empty", "not JSON": "not JSON", "wrong-typed": '"version": 1',
+        "not UTF-8": "not UTF-8", "a future version": "upgrade with `pip install -U pytest-llmtune`"}
+
+
+@pytest.fixture(scope="module")
+def tuned_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A tuned project's lockfile and cassette, made once for the damage tests."""
+    server = FakeOpenAI().start()
+    root = tmp_path_factory.mktemp("tuned")
+    (root / "test_sentiment.py").write_text(sentiment_test())
+    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test", "PYTEST_ADDOPTS": ""}
+    subprocess.run([sys.executable, "-m", "pytest", "--llm-tune", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    server.stop()
+    return {"lock": (root / "llmtune.lock").read_bytes(), "cassette": (root / CASSETTE).read_bytes()}
+
+
+CASSETTE = "llmtune_cassettes/test_sentiment/test_sentiment.json"
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("which", ["lock", "cassette"])
+@pytest.mark.parametrize("mode", ["--llm-test", "--llm-tune"])
+def test_a_damaged_file_gives_one_error_and_is_never_overwritten(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, tuned_files: dict[str, bytes], record_property: Record,
+        damage: str, which: str, mode: str) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    (pytester.path / CASSETTE).parent.mkdir(parents=True)
+    (pytester.path / "llmtune.lock").write_bytes(tuned_files["lock"])
+    (pytester.path / CASSETTE).write_bytes(tuned_files["cassette"])
+    path = pytester.path / ("llmtune.lock" if which == "lock" else CASSETTE)
+    path.write_bytes(DAMAGE[damage])
+
+    result = pytester.runpytest(mode)
+
+    output = result.stdout.str() + result.stderr.str()
+    kept = [p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.corrupt-")]
+    preserved = path.read_bytes() == DAMAGE[damage] or [p.read_bytes() for p in kept] == [DAMAGE[damage]]
+    said = f"{path}" in output and SAID[damage] in output
+    lost_row(record_property, f"{which} {damage}, {mode}", int(not preserved),
+             f"exit {int(result.ret)}; " + (f"kept aside as {kept[0].name.split('.')[-1]}, new one written"
+                                            if kept else "left as it was") + ("" if said else "; MESSAGE MISSING"))
+    assert preserved and said and "INTERNALERROR" not in output
+    refuses = mode == "--llm-test" or damage == "a future version"
+    assert (result.ret != pytest.ExitCode.OK) == refuses and bool(kept) == (not refuses)

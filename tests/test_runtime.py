@@ -122,7 +122,7 @@ def test_locked_refuses_a_corrupt_lockfile(tmp_path: Path) -> None:
     path = tmp_path / "llmtune.lock"
     path.write_text("{not json")
 
-    with pytest.raises(LockfileError, match="is not valid JSON"):
+    with pytest.raises(LockfileError, match="is not a lockfile: not JSON"):
         locked(TARGET, path)
 
 

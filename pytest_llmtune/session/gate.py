@@ -252,6 +252,8 @@ class GateSession(EndpointSession):
         if not self.seen and not self.pruned:
             return
         terminalreporter.section("llmtune")
+        for warning in self.cassettes.set_aside:  # --llm-record kept a damaged cassette aside
+            terminalreporter.write_line(warning, yellow=True)
         for name, line in self.seen.items():
             if line is None:
                 line = f"{name}: {report.not_selected_words(name, 'gated')}"

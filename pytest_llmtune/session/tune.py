@@ -47,6 +47,7 @@ from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
 from pytest_llmtune.store import lockfile
+from pytest_llmtune.store.atomic import locked_directory, set_aside
 from pytest_llmtune.store.cassette import Cassette, CassetteError
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
@@ -75,6 +76,7 @@ class TuneSession(EndpointSession):
         self.outcomes: dict[str, report.TuneOutcome] = {}
         self.reported: list[str] = []  # where --llm-report wrote
         self.plans: list[str] = []  # with --co: each selected target's plan
+        self.warnings: list[str] = []  # damaged files kept aside
 
     # --- the search ---------------------------------------------------------------------------------------------
 
@@ -271,11 +273,28 @@ class TuneSession(EndpointSession):
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         super().pytest_collection_finish(session)
+        if not self.config.option.collectonly:
+            self.check_lockfile()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.config.option.collectonly and reporter is not None:  # -p no:terminal: nothing to print it on
             width = self.config.get_terminal_writer().fullwidth
             self.plans = [line for target in self.targets.values() if self.selected(target, session)
                           for line in self.plan(target, width)]
+
+    def check_lockfile(self) -> None:
+        """Before anything is spent: a lockfile from a newer version stops the tune (upgrade); a damaged one is
+        kept aside as `llmtune.lock.corrupt-<time>` and the tune writes a new one."""
+        path = self.settings.lockfile
+        try:
+            lockfile.read(path)
+        except lockfile.LockfileError as error:
+            if not error.damaged:
+                raise pytest.UsageError(str(error)) from None
+            with locked_directory(path.parent):
+                aside = set_aside(path)
+            self.warnings.append(f"warning: {str(error).split('. Restore')[0]}: kept as {aside.name}; the new "
+                                 f"{path.name} holds the targets tuned from now on (the others' locks are in "
+                                 f"{aside.name})")
 
     def plan(self, target: Target, width: int) -> list[str]:
         """What `pytest --llm-tune` would do for the target, with the tune's own drawing, screening and fitting:
@@ -345,6 +364,8 @@ class TuneSession(EndpointSession):
         if not self.targets:
             return
         terminalreporter.section("llmtune")
+        for warning in [*self.warnings, *self.cassettes.set_aside]:
+            terminalreporter.write_line(warning, yellow=True)
         width = self.config.get_terminal_writer().fullwidth
         verbose = self.config.get_verbosity() > 0
         # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)

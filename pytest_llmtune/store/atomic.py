@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ try:
 except ImportError:  # Windows: no lock between processes (two runs at once may lose one's recordings there)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["append_durably", "locked_directory", "write_atomically"]
+__all__ = ["append_durably", "locked_directory", "read_text", "set_aside", "write_atomically"]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -83,3 +84,23 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` beside it, so that what the user asked to write (a tune,
+    a recording) replaces nothing: the damaged file stays for them to inspect or restore."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    return aside
+
+
+def read_text(path: Path) -> str:
+    """A file's text, or ValueError in words: not UTF-8, or empty."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    if not text.strip():
+        raise ValueError("empty")
+    return text

@@ -28,7 +28,7 @@ import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
-from pytest_llmtune.store.atomic import append_durably, locked_directory, write_atomically
+from pytest_llmtune.store.atomic import append_durably, locked_directory, read_text, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
@@ -38,7 +38,12 @@ KEPT_RESPONSE_HEADERS = {"content-type"}
 
 
 class CassetteError(LlmtuneError):
-    """A cassette file that cannot be read; it is left untouched."""
+    """A cassette file that cannot be read; it is left untouched. `damaged`: unreadable (a recording run sets it
+    aside); else readable but not by this version (upgrade)."""
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 def request_key(method: str, uri: str, headers: dict[str, Any], body: bytes | str | None) -> str:
@@ -182,24 +187,38 @@ def journal_path(path: Path) -> Path:
 
 
 def read_file(path: Path) -> dict[str, dict[str, Any]]:
-    """A cassette file's recordings by request key; none when it does not exist."""
+    """A cassette file's recordings by request key; none when it does not exist. A damaged or unknown file is a
+    CassetteError naming the file, what is wrong and what fixes it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        interactions = {}
-        for interaction in data["interactions"]:
+        data = json.loads(read_text(path))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as error:
+        raise damaged(path, f"not JSON: {error}") from None
+    except ValueError as error:
+        raise damaged(path, str(error)) from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise CassetteError(f"{path} is in vcrpy's cassette format version {version}; this pytest-llmtune reads "
+                            f"version {FORMAT_VERSION}: upgrade with `pip install -U pytest-llmtune`")
+    if version != FORMAT_VERSION or not isinstance(data.get("interactions"), list):
+        raise damaged(path, 'no "version": 1 and "interactions" list')
+    interactions = {}
+    for number, interaction in enumerate(data["interactions"]):
+        try:
             request = interaction["request"]
             interaction["response"]["status"]["code"]  # noqa: B018 - a response without a status is unreadable
             key = request_key(request["method"], request["uri"], request.get("headers", {}), request["body"])
-            interactions[key] = interaction
-        return interactions
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
-        problem = "not UTF-8" if isinstance(error, UnicodeDecodeError) else f"{type(error).__name__}: {error}"
-        raise CassetteError(
-            f"{path} is not a readable cassette ({problem}). It was left as it is: restore it with "
-            f"`git checkout -- {path}`, or delete it to record its responses again."
-        ) from None
+        except (KeyError, TypeError, AttributeError):
+            raise damaged(path, f"interaction {number} lacks its request, or its response's status") from None
+        interactions[key] = interaction
+    return interactions
+
+
+def damaged(path: Path, problem: str) -> CassetteError:
+    return CassetteError(f"{path} is not a readable cassette ({problem}). It was left as it is: restore it with "
+                         f"`git checkout -- {path}`, or run `pytest --llm-tune` (or `--llm-test --llm-record`), "
+                         "which keeps it as <name>.corrupt-<time> and records its responses again", damaged=True)
 
 
 def read_journal(path: Path) -> dict[str, dict[str, Any]]:
@@ -294,6 +313,7 @@ class Cassettes:
         self.record = record
         self.before_live = before_live
         self.current: Cassette | None = None
+        self.set_aside: list[str] = []  # damaged cassettes a recording run kept aside, in words
         self._cassettes: dict[str, Cassette] = {}
         self._lock = threading.Lock()
 
@@ -331,8 +351,22 @@ class Cassettes:
     def _load(self, target: str) -> Cassette:
         with self._lock:
             if target not in self._cassettes:
-                self._cassettes[target] = Cassette.load(self.path_for(target))
+                self._cassettes[target] = self._read(self.path_for(target))
             return self._cassettes[target]
+
+    def _read(self, path: Path) -> Cassette:
+        """The cassette at `path`. A damaged one stops a replay; a recording run (the user asked to record) keeps
+        it aside as `<name>.corrupt-<time>` and starts a new one, saying so in `set_aside`."""
+        try:
+            return Cassette.load(path)
+        except CassetteError as error:
+            if not (self.record and error.damaged):
+                raise
+            with locked_directory(path.parent):
+                aside = set_aside(path)
+            what = str(error).split(" It was left")[0].rstrip(".")
+            self.set_aside.append(f"warning: {what}: kept as {aside.name}; its responses are requested again")
+            return Cassette.load(path)
 
     def save(self) -> None:
         """Write what this run recorded. A replay-only run writes nothing: a journal a killed run left is

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.store.atomic import locked_directory, write_atomically
+from pytest_llmtune.store.atomic import locked_directory, read_text, write_atomically
 
-__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "read", "staleness",
-           "write_target"]
+__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
+           "staleness", "write_target"]
 
 LOCK_VERSION = 1
 SCORE_DIGITS = 6  # scores are locked, and compared, at this precision
@@ -23,7 +23,12 @@ MODULE_PREFIX = "module:"  # fingerprints of the project's modules a test uses (
 
 
 class LockfileError(LlmtuneError):
-    """A lockfile that cannot be used; it is left untouched."""
+    """A lockfile that cannot be used; it is left untouched. `damaged`: unreadable (a tune sets it aside and
+    writes a new one); else readable but not by this version (nothing is written: upgrade)."""
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 @dataclass(frozen=True)
@@ -131,24 +136,32 @@ def _compact(value: float) -> float | int:
 
 
 def read(path: Path) -> dict[str, dict[str, Any]]:
-    """The targets of the lockfile at `path`; none if it does not exist."""
+    """The targets of the lockfile at `path`; none if it does not exist. A damaged or unknown file is a
+    LockfileError naming the file, what is wrong and what fixes it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = json.loads(read_text(path))
     except FileNotFoundError:
         return {}
-    fix = f"restore it with `git checkout -- {path.name}` or delete it and run `pytest --llm-tune`"
-    try:
-        data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise LockfileError(f"{path} is not valid JSON ({error}); {fix}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
-        raise LockfileError(f"{path} has no \"targets\" table; {fix}")
-    if data.get("version") != LOCK_VERSION:
-        raise LockfileError(
-            f"{path} has version {data.get('version')!r}, this pytest-llmtune reads version {LOCK_VERSION}; {fix}"
-        )
+        raise damaged(path, f"is not a lockfile: not JSON ({error})") from None
+    except ValueError as error:
+        raise damaged(path, f"is not a lockfile: {error}") from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > LOCK_VERSION:
+        raise LockfileError(f"{path} was written by a newer pytest-llmtune (lock version {version}; this one reads "
+                            f"version {LOCK_VERSION}): upgrade with `pip install -U pytest-llmtune`")
+    if version != LOCK_VERSION or not isinstance(data.get("targets"), dict):
+        raise damaged(path, 'is not a lockfile: no "version": 1 and "targets" table')
+    if not all(isinstance(entry, dict) for entry in data["targets"].values()):
+        raise damaged(path, "is not a lockfile: a target's entry is not a table")
     targets: dict[str, dict[str, Any]] = data["targets"]
     return targets
+
+
+def damaged(path: Path, problem: str) -> LockfileError:
+    return LockfileError(f"{path} {problem}. Restore it with `git checkout -- {path.name}`, or run "
+                         "`pytest --llm-tune`, which keeps it as llmtune.lock.corrupt-<time> and writes a new one",
+                         damaged=True)
 
 
 def write_target(path: Path, name: str, entry: LockEntry) -> bool:
