@@ -97,7 +97,7 @@ def test_rewriting_keeps_the_lockfile_permissions(lock: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("{not json", "is not a lockfile: not JSON (Expecting property name"),
+        ("{not json", "is not a lockfile: not JSON: Expecting property name"),
         ('{"version": 1}', 'is not a lockfile: no "version": 1 and "targets" table'),
         ('["targets"]', 'is not a lockfile: no "version": 1 and "targets" table'),
         ('{"targets": {}}', 'is not a lockfile: no "version": 1 and "targets" table'),

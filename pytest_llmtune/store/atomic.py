@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
 except ImportError:  # Windows: no lock between processes (two runs at once may lose one's recordings there)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["append_durably", "locked_directory", "read_text", "set_aside", "write_atomically"]
+__all__ = ["append_durably", "locked_directory", "read_json", "set_aside", "write_atomically"]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -94,8 +96,8 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def read_text(path: Path) -> str:
-    """A file's text, or ValueError in words: not UTF-8, or empty."""
+def read_json(path: Path) -> Any:
+    """A JSON file's data; FileNotFoundError, or ValueError in words: not UTF-8, empty, not JSON."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -103,4 +105,7 @@ def read_text(path: Path) -> str:
         raise ValueError("not UTF-8 text") from None
     if not text.strip():
         raise ValueError("empty")
-    return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None

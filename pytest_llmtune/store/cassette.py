@@ -28,7 +28,7 @@ import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
-from pytest_llmtune.store.atomic import append_durably, locked_directory, read_text, set_aside, write_atomically
+from pytest_llmtune.store.atomic import append_durably, locked_directory, read_json, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
@@ -190,11 +190,9 @@ def read_file(path: Path) -> dict[str, dict[str, Any]]:
     """A cassette file's recordings by request key; none when it does not exist. A damaged or unknown file is a
     CassetteError naming the file, what is wrong and what fixes it."""
     try:
-        data = json.loads(read_text(path))
+        data = read_json(path)
     except FileNotFoundError:
         return {}
-    except json.JSONDecodeError as error:
-        raise damaged(path, f"not JSON: {error}") from None
     except ValueError as error:
         raise damaged(path, str(error)) from None
     version = data.get("version") if isinstance(data, dict) else None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.store.atomic import locked_directory, read_text, write_atomically
+from pytest_llmtune.store.atomic import locked_directory, read_json, write_atomically
 
 __all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
            "staleness", "write_target"]
@@ -139,11 +139,9 @@ def read(path: Path) -> dict[str, dict[str, Any]]:
     """The targets of the lockfile at `path`; none if it does not exist. A damaged or unknown file is a
     LockfileError naming the file, what is wrong and what fixes it."""
     try:
-        data = json.loads(read_text(path))
+        data = read_json(path)
     except FileNotFoundError:
         return {}
-    except json.JSONDecodeError as error:
-        raise damaged(path, f"is not a lockfile: not JSON ({error})") from None
     except ValueError as error:
         raise damaged(path, f"is not a lockfile: {error}") from None
     version = data.get("version") if isinstance(data, dict) else None
