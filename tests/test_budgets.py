@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 from openai_server import FakeOpenAI
 
 from conftest import read_lock
 from pytest_llmtune.llm.cost import PRICES_DATE
+from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending
 
 PADDING = " ".join(["Please read the following review with great care before you answer."] * 6)
 
@@ -149,3 +152,41 @@ def test_a_bad_budget_fails_at_collection(pytester: pytest.Pytester) -> None:
 
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert "inference_budget='lots': give dollars (0.02, \"$0.02\") or tokens (\"500 tokens\")" in result.stdout.str()
+
+
+@pytest.mark.parametrize("worst", [300, None])
+def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one_at_most(worst: int | None) -> None:
+    """8 threads sending requests that cost 250 tokens (worst case 300) against 1,000 tokens: the first 8 used to
+    go out together (nothing measured, nothing reserved), spending 2,000. Now a tune ends between the budget and
+    one request's worst case over it; without a bound (no max_tokens) the costliest so far stands in for it."""
+    spending = Spending(Budget.parse("1000 tokens", "optimization_budget"))
+
+    def send_until_spent() -> None:
+        while True:
+            try:
+                spending.admit(worst)
+            except BudgetSpent:
+                return
+            time.sleep(0.005)
+            spending.settle(250, 0.0)
+
+    threads = [threading.Thread(target=send_until_spent) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    most = 300 if worst else 250 * 8  # unbounded requests: the first ones, before any was measured, go together
+    assert 1000 <= spending.spent <= 1000 + most
+
+
+def test_a_retried_request_keeps_its_room_in_the_budget(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """The SDK's retry of a 5xx passes through the budget's gate again, in the same thread: it must not wait for
+    its own room (a deadlock) nor hold two."""
+    pytester.makepyfile(reviews('optimization_budget="2000 tokens"'))
+    openai_server.fail_next(3, status=500)
+
+    result = pytester.runpytest("--llm-tune", "--llm-concurrency", "2")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*optimization budget 2,000 tokens: spent *"])

@@ -234,3 +234,30 @@ def test_a_damaged_file_gives_one_error_and_is_never_overwritten(
     assert preserved and said and "INTERNALERROR" not in output
     refuses = mode == "--llm-test" or damage == "a future version"
     assert (result.ret != pytest.ExitCode.OK) == refuses and bool(kept) == (not refuses)
+
+
+def test_a_budget_is_overrun_by_one_request_at_most(record_property: Record) -> None:
+    import threading
+
+    from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending
+
+    spending = Spending(Budget.parse("1000 tokens", "optimization_budget"))
+
+    def send_until_spent() -> None:
+        while True:
+            try:
+                spending.admit(300)
+            except BudgetSpent:
+                return
+            time.sleep(0.005)
+            spending.settle(250, 0.0)
+
+    threads = [threading.Thread(target=send_until_spent) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    over = max(spending.spent - 1000 - 300, 0)
+    lost_row(record_property, "8 requests at a time (250 tokens, at most 300) against a 1,000-token budget",
+             int(over), f"spent {spending.spent:,.0f} tokens: the budget, and at most one request's worst case more")
+    assert over == 0 and spending.spent >= 1000

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["PRICES", "PRICES_DATE", "PriceTable", "UnknownPriceWarning", "parse_price_lines", "unknown_price_words"]
+__all__ = ["MESSAGE_OVERHEAD", "PRICES", "PRICES_DATE", "PriceTable", "UnknownPriceWarning", "parse_price_lines",
+           "unknown_price_words", "worst_case_tokens"]
 
 # OpenAI's list prices on PRICES_DATE (https://openai.com/api/pricing), dollars per 1K tokens (input, output).
 # Prices change: override them with the ini llmtune_prices, or create(price=...).
@@ -75,6 +78,26 @@ class PriceTable:
             self.unknown.add(model)
         if self.warn:
             warnings.warn(UnknownPriceWarning(unknown_price_words(model)), stacklevel=3)
+
+
+MESSAGE_OVERHEAD = 8  # tokens a chat message costs beyond its text (role and separators), at most
+
+
+def worst_case_tokens(body: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A request's most prompt and completion tokens: a token covers at least one byte of text (byte-level BPE),
+    so the prompt's UTF-8 bytes bound its tokens; the completion is n x max_tokens. None without max_tokens: no
+    bound."""
+    most = body.get("max_completion_tokens", body.get("max_tokens"))
+    if not isinstance(most, int):
+        return None
+    n = body.get("n", 1) if isinstance(body.get("n", 1), int) else 1
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        prompt = sum(len(json.dumps(m.get("content", ""), ensure_ascii=False).encode()) + MESSAGE_OVERHEAD
+                     for m in messages if isinstance(m, Mapping))
+    else:
+        prompt = len(json.dumps(body.get("prompt", ""), ensure_ascii=False).encode())
+    return prompt, n * most
 
 
 def unknown_price_words(model: str) -> str:

@@ -64,33 +64,44 @@ def over_budget(costs: Sequence[float], budget: float, confidence: float = CONFI
 class Spending:
     """What a tune has spent on live requests, and the gate that stops it within one request of its budget.
 
-    `admit()` is called just before a request goes to the network: it reserves room for one more request
-    (as costly as the costliest so far) and refuses when the spent and reserved amounts reach the budget.
+    `admit(worst)` is called just before a request goes to the network. It reserves room for the request: its
+    worst case (`worst`: its prompt and n x max_tokens, priced), or, when it has no bound, the costliest so far.
+    While the spent amount and the room held for the requests in flight reach the budget, it waits for those to
+    settle (their real cost is usually far below their worst); with none in flight, it refuses. Every request in
+    flight is counted at its worst, the first ones too, so a tune ends at most one request's worst case over its
+    budget, and spends the budget to the end rather than stopping at its worst-case estimate.
     """
 
     def __init__(self, budget: Budget | None) -> None:
         self.budget = budget
         self.spent = 0.0
         self._in_flight = 0
+        self._reserved = 0.0  # room held for the requests in flight
         self._largest = 0.0
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._holding = threading.local()
         # what finishing the search's leader on every instance would cost: exploration stops short of it
         self.reserve: Callable[[], float] = lambda: 0.0
         self.finishing = False  # the leader is being finished: the whole budget is open
 
-    def admit(self) -> None:
+    def admit(self, worst: float | None = None) -> None:
+        if self.holding:  # the SDK retrying this thread's request (a 5xx, a timeout): it keeps its room
+            return
         with self._lock:
-            if self.budget is None:
-                self._in_flight += 1
-            else:
+            room = worst if worst is not None else self._largest
+            while self.budget is not None:
                 kept = 0.0 if self.finishing else self.reserve()
-                if self.spent + self._in_flight * self._largest + kept >= self.budget.amount:
+                if self.spent + self._reserved + kept < self.budget.amount:
+                    break
+                if not self._in_flight:
                     why = f", {self.budget.words(kept)} kept to finish the leader" if kept else ""
                     raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "
                                       f"spent ({self.budget.words(self.spent)}{why})")
-                self._in_flight += 1
-        self._holding.value = True
+                self._settled.wait(timeout=0.5)  # a request in flight settles: its worst case becomes its cost
+            self._in_flight += 1
+            self._reserved += room
+        self._holding.value = room
 
     def settle(self, tokens: int, dollars: float) -> None:
         """After a live response: charge it and free its reservation."""
@@ -106,10 +117,13 @@ class Spending:
             self._release()
 
     def _release(self) -> None:
-        if getattr(self._holding, "value", False):
+        room = getattr(self._holding, "value", None)
+        if room is not None:
             self._in_flight -= 1
-            self._holding.value = False
+            self._reserved -= room
+            self._holding.value = None
+            self._settled.notify_all()
 
     @property
     def holding(self) -> bool:
-        return bool(getattr(self._holding, "value", False))
+        return getattr(self._holding, "value", None) is not None

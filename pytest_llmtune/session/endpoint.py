@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
+from pytest_llmtune.llm.cost import worst_case_tokens
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.session.base import BaseSession, Run, rerun_error
 from pytest_llmtune.session.body import observe
@@ -31,14 +33,29 @@ class EndpointSession(BaseSession):
         super().__init__(config, settings)
         self.local: LocalServer | None = None
         # the optimization budget's gate sits where a request is known to go to the network
-        self.cassettes = Cassettes(self.cassette_dir(), record=self.record,
-                                   before_live=lambda: self.endpoint.spending.admit())
+        self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit)
         self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(),
                                                     recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
     def cassette_dir(self) -> Path:
         return self.settings.cassette_dir
+
+    def admit(self, body: bytes) -> None:
+        """The optimization budget's gate, with the request's worst case (its prompt and n x max_tokens)."""
+        spending = self.endpoint.spending
+        budget = spending.budget
+        worst = None
+        if budget is not None:
+            try:
+                request = json.loads(body)
+            except ValueError:
+                request = {}
+            bound = worst_case_tokens(request) if isinstance(request, dict) else None
+            if bound is not None:
+                model = str(request.get("model", ""))
+                worst = budget.measure(sum(bound), self.endpoint.prices.cost(model, *bound))
+        spending.admit(worst)
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         return self.cassettes.use(target.name)

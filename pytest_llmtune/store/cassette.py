@@ -263,7 +263,7 @@ class RecordingTransport(httpx2.BaseTransport):
                 "Record the missing responses with: pytest --llm-test --llm-record "
                 "(calls the endpoint; needs its URL and key)"
             )
-        self.cassettes.before_live()  # e.g. the optimization budget's gate: it may refuse to send
+        self.cassettes.before_live(body)  # e.g. the optimization budget's gate: it may refuse to send
         response = self.network.handle_request(request)
         content = response.read()
         response.close()
@@ -306,7 +306,8 @@ def _replayed(recorded: dict[str, Any], request: httpx2.Request) -> httpx2.Respo
 class Cassettes:
     """One cassette per target under `directory`; `record=False` replays only and never calls out."""
 
-    def __init__(self, directory: Path, *, record: bool, before_live: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, directory: Path, *, record: bool,
+                 before_live: Callable[[bytes], None] = lambda body: None) -> None:
         self.directory = directory
         self.record = record
         self.before_live = before_live
