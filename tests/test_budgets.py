@@ -154,11 +154,8 @@ def test_a_bad_budget_fails_at_collection(pytester: pytest.Pytester) -> None:
     assert "inference_budget='lots': give dollars (0.02, \"$0.02\") or tokens (\"500 tokens\")" in result.stdout.str()
 
 
-@pytest.mark.parametrize("worst", [300, None])
-def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one_at_most(worst: int | None) -> None:
-    """8 threads sending requests that cost 250 tokens (worst case 300) against 1,000 tokens: the first 8 used to
-    go out together (nothing measured, nothing reserved), spending 2,000. Now a tune ends between the budget and
-    one request's worst case over it; without a bound (no max_tokens) the costliest so far stands in for it."""
+def spend_with_threads(worst: int | None, threads: int = 8) -> Spending:
+    """`threads` threads sending requests that cost 250 tokens (worst case `worst`) until 1,000 tokens are spent."""
     spending = Spending(Budget.parse("1000 tokens", "optimization_budget"))
 
     def send_until_spent() -> None:
@@ -170,11 +167,20 @@ def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one
             time.sleep(0.005)
             spending.settle(250, 0.0)
 
-    threads = [threading.Thread(target=send_until_spent) for _ in range(8)]
-    for thread in threads:
+    running = [threading.Thread(target=send_until_spent) for _ in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
+    for thread in running:
         thread.join(timeout=30)
+    return spending
+
+
+@pytest.mark.parametrize("worst", [300, None])
+def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one_at_most(worst: int | None) -> None:
+    """The first 8 requests used to go out together (nothing measured, nothing reserved), spending 2,000 of
+    1,000 tokens. Now a tune ends between the budget and one request's worst case over it; without a bound (no
+    max_tokens) the costliest so far stands in for it."""
+    spending = spend_with_threads(worst)
 
     most = 300 if worst else 250 * 8  # unbounded requests: the first ones, before any was measured, go together
     assert 1000 <= spending.spent <= 1000 + most

@@ -237,26 +237,10 @@ def test_a_damaged_file_gives_one_error_and_is_never_overwritten(
 
 
 def test_a_budget_is_overrun_by_one_request_at_most(record_property: Record) -> None:
-    import threading
+    from test_budgets import spend_with_threads
 
-    from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending
+    spending = spend_with_threads(300)
 
-    spending = Spending(Budget.parse("1000 tokens", "optimization_budget"))
-
-    def send_until_spent() -> None:
-        while True:
-            try:
-                spending.admit(300)
-            except BudgetSpent:
-                return
-            time.sleep(0.005)
-            spending.settle(250, 0.0)
-
-    threads = [threading.Thread(target=send_until_spent) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
     over = max(spending.spent - 1000 - 300, 0)
     lost_row(record_property, "8 requests at a time (250 tokens, at most 300) against a 1,000-token budget",
              int(over), f"spent {spending.spent:,.0f} tokens: the budget, and at most one request's worst case more")
