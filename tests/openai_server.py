@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,8 +49,14 @@ def draw(*parts: Any) -> float:
 
 @dataclass
 class Failure:
+    """An injected fault: an HTTP error `status`, or a `kind` of broken answer: "malformed" (200, not JSON),
+    "no_choices" (200, a completion with no choices), "truncated" (the connection closes mid-body), "reset" (closed
+    before any answer), "slow" (answered after `delay` seconds: past a client's timeout)."""
+
     status: int
     retry_after: float | None = None
+    kind: str = "status"
+    delay: float = 0.0
 
 
 @dataclass
@@ -89,8 +96,9 @@ class FakeOpenAI:
         with self._counted:
             return self._counted.wait_for(lambda: self.requests >= count, timeout=timeout)
 
-    def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
-        self.failures.extend(Failure(status, retry_after) for _ in range(count))
+    def fail_next(self, count: int, status: int = 500, retry_after: float | None = None, kind: str = "status",
+                  delay: float = 0.0) -> None:
+        self.failures.extend(Failure(status, retry_after, kind, delay) for _ in range(count))
 
     def respond(
         self, path: str, body: dict[str, Any], headers: dict[str, str]
@@ -109,6 +117,10 @@ class FakeOpenAI:
         finally:
             with self._lock:
                 self.in_flight -= 1
+        if failure is not None and failure.kind != "status":
+            time.sleep(failure.delay)
+            answer = complete(path, body, headers.get("x-llmtune-sample", "0"), self.drift)
+            return 200, {**answer, "choices": []} if failure.kind == "no_choices" else answer, {"x-fault": failure.kind}
         if failure is not None:
             extra = {"retry-after": str(failure.retry_after)} if failure.retry_after is not None else {}
             return failure.status, {"error": {"message": f"injected {failure.status}", "type": "server_error"}}, extra
@@ -158,13 +170,25 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self._send(*server.respond(self.path, body, headers))
 
         def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            fault = headers.pop("x-fault", "")
             data = json.dumps(payload).encode()
+            if fault == "malformed":
+                data = b'{"id": "cmpl-1", "choices": [{"text": "oops'
+            if fault == "reset":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
+            if fault == "truncated":
+                self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet

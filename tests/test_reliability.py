@@ -21,6 +21,7 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
+from pytest_llmtune.session.leaderboard import cut
 from pytest_llmtune.store.cassette import Cassette, journal_path
 from pytest_llmtune.store.lockfile import read as read_lock
 
@@ -245,3 +246,54 @@ def test_a_budget_is_overrun_by_one_request_at_most(record_property: Record) -> 
     lost_row(record_property, "8 requests at a time (250 tokens, at most 300) against a 1,000-token budget",
              int(over), f"spent {spending.spent:,.0f} tokens: the budget, and at most one request's worst case more")
     assert over == 0 and spending.spent >= 1000
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "a 500": {"status": 500}, "a 503 with retry-after": {"status": 503, "retry_after": 0.1},
+    "a timeout": {"status": 0, "kind": "slow", "delay": 1.5}, "a connection reset": {"status": 0, "kind": "reset"},
+    "malformed JSON": {"status": 0, "kind": "malformed"}, "a 200 with no choices": {"status": 0, "kind": "no_choices"},
+    "a truncated body": {"status": 0, "kind": "truncated"},
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_passing_fault_is_retried_never_recorded_and_never_scored(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, record_property: Record, fault: str) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    pytester.makeini("[pytest]\nllmtune_timeout = 1\nllmtune_max_retries = 2\n")
+    clean = pytester.runpytest("--llm-tune")  # the reference: the same tune with no fault
+    reference = (pytester.path / "llmtune.lock").read_text()
+    for path in (pytester.path / "llmtune.lock", pytester.path / CASSETTE):
+        path.unlink()
+    openai_server.fail_next(2, **FAULTS[fault])  # two in a row: the retries get through
+
+    result = pytester.runpytest("--llm-tune")
+
+    recorded = json.loads((pytester.path / CASSETTE).read_text())["interactions"]
+    broken = [r for r in recorded if not json.loads(r["response"]["body"]["string"]).get("choices")]
+    same = (pytester.path / "llmtune.lock").read_text() == reference
+    lost_row(record_property, f"{fault} on 2 requests in a row, then answers", len(broken) + int(not same),
+             f"exit {int(result.ret)}; retried; {len(broken)} broken answers recorded; lock "
+             f"{'identical to a run with no fault' if same else 'DIFFERENT'}")
+    assert clean.ret == result.ret == pytest.ExitCode.OK and not broken and same
+
+
+@pytest.mark.parametrize("fault", ["a 500", "malformed JSON", "a connection reset"])
+def test_a_fault_that_persists_stops_the_target_with_one_error_naming_the_endpoint(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, record_property: Record, fault: str) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test())
+    pytester.makeini("[pytest]\nllmtune_max_retries = 1\n")
+    openai_server.fail_next(10_000, **FAULTS[fault])
+
+    result = pytester.runpytest("--llm-tune")
+
+    text = result.stdout.str()
+    cassette = pytester.path / CASSETTE
+    recorded = cassette.exists() and json.loads(cassette.read_text())["interactions"]
+    stopped = next((line.split("search stopped: ", 1)[1] for line in text.splitlines() if "search stopped: " in line),
+                   "NO ERROR")
+    lost_row(record_property, f"{fault} on every request", int(bool(recorded)),
+             f"exit {int(result.ret)}; nothing recorded; {cut(stopped, 70)}, endpoint named")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and not recorded
+    result.stdout.fnmatch_lines(["*search stopped: * configs in a row failed the same way*",
+                                 f"*requests go to {openai_server.base_url}*"])

@@ -267,6 +267,10 @@ class RecordingTransport(httpx2.BaseTransport):
         response = self.network.handle_request(request)
         content = response.read()
         response.close()
+        broken = _not_a_completion(request, response.status_code, content)
+        if broken is not None:  # a 502 the SDK retries, and the search reports if it persists; never recorded
+            return httpx2.Response(502, json={"error": {"message": broken, "type": "llmtune_broken_answer"}},
+                                   request=request)
         if response.status_code < 400:  # a failure is retried next time, never replayed
             cassette.add(key, _interaction(request, headers, body, response, content))
         return httpx2.Response(response.status_code, headers=response.headers, content=content, request=request,
@@ -274,6 +278,20 @@ class RecordingTransport(httpx2.BaseTransport):
 
     def close(self) -> None:
         self.network.close()
+
+
+def _not_a_completion(request: httpx2.Request, status: int, content: bytes) -> str | None:
+    """Why a 200 from a completions endpoint is no answer (not JSON, no choices), or None: such a body is never
+    recorded, nor scored as the model's answer."""
+    if status >= 400 or not request.url.path.endswith("/completions"):
+        return None
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return f"{request.url.host} answered 200 with a body that is not JSON ({len(content)} bytes); not recorded"
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        return f"{request.url.host} answered 200 with no choices; not recorded"
+    return None
 
 
 def _interaction(request: httpx2.Request, headers: dict[str, str], body: bytes, response: httpx2.Response,
