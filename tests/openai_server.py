@@ -72,6 +72,10 @@ class FakeOpenAI:
     sample_headers: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    rate_limit: int = 0  # requests allowed per `window` seconds (0: none); more get a 429 with retry-after
+    window: float = 60.0
+    throttled: int = 0  # 429s served
+    answered: list[float] = field(default_factory=list)  # when each request was let through (rate-limited runs)
 
     def start(self) -> FakeOpenAI:
         self._lock = threading.Lock()
@@ -100,6 +104,18 @@ class FakeOpenAI:
                   delay: float = 0.0) -> None:
         self.failures.extend(Failure(status, retry_after, kind, delay) for _ in range(count))
 
+    def _over_limit(self) -> dict[str, str] | None:
+        """With `rate_limit`: the headers of a 429 when the window is full, else None (and the request counts)."""
+        if not self.rate_limit:
+            return None
+        now = time.monotonic()
+        recent = [t for t in self.answered if t > now - self.window]
+        if len(recent) >= self.rate_limit:
+            wait = recent[0] + self.window - now
+            return {"retry-after": f"{wait:.3f}", "x-ratelimit-reset-requests": f"{wait:.3f}s"}
+        self.answered.append(now)
+        return None
+
     def respond(
         self, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -110,6 +126,10 @@ class FakeOpenAI:
             self.auth_headers.append(headers.get("authorization", ""))
             self.sample_headers.append(headers.get("x-llmtune-sample", "0"))
             failure = self.failures.pop(0) if self.failures else None
+            limited = self._over_limit()
+            if limited is not None:
+                self.throttled += 1
+                return 429, {"error": {"message": "rate limit", "type": "requests"}}, limited
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.cost import worst_case_tokens
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
+from pytest_llmtune.llm.pacing import Pacer
 from pytest_llmtune.session.base import BaseSession, Run, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
@@ -33,13 +34,23 @@ class EndpointSession(BaseSession):
         super().__init__(config, settings)
         self.local: LocalServer | None = None
         # the optimization budget's gate sits where a request is known to go to the network
-        self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit)
+        self.pacer = Pacer(settings.concurrency, rpm=settings.rpm, tpm=settings.tpm)
+        self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit, pace=self.pace)
         self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(),
                                                     recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
     def cassette_dir(self) -> Path:
         return self.settings.cassette_dir
+
+    def pace(self, body: bytes) -> contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]:
+        """The pacer around one live request, counting what OpenAI counts toward its tokens per minute."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = {}
+        bound = worst_case_tokens(request) if isinstance(request, dict) else None
+        return self.pacer.call(bound[0] // 4 + bound[1] if bound else 0)
 
     def admit(self, body: bytes) -> None:
         """The optimization budget's gate, with the request's worst case (its prompt and n x max_tokens)."""

@@ -39,12 +39,14 @@ class ProgressDisplay:
     """Shows one target's search; `reporter` is pytest's terminal reporter (None: show nothing)."""
 
     def __init__(self, reporter: Any, verbosity: int, target: str, spec: EvalSpec, spending: Spending,
-                 usage: Usage, clock: Callable[[], float] = time.monotonic) -> None:
+                 usage: Usage, clock: Callable[[], float] = time.monotonic,
+                 throttled: Callable[[], str | None] = lambda: None) -> None:
         self.reporter: Any = None if verbosity < 0 else reporter
         self.tty = bool(reporter is not None and reporter.isatty())
         self.verbose = verbosity > 0
         self.width = reporter.config.get_terminal_writer().fullwidth if reporter is not None else 100
         self.target, self.spec, self.spending, self.usage, self.clock = target, spec, spending, usage, clock
+        self.throttled = throttled  # why the endpoint's limits hold requests back now, if they do
         self.started = clock()
         self.shown = float("-inf") if self.tty else self.started  # when the last line was written
         self.drawn = ""  # the line in place, on a terminal
@@ -100,13 +102,14 @@ class ProgressDisplay:
             return (f"llmtune: {self.target} rung {progress.rung + 1}/{progress.rungs}: {progress.configs} configs x "
                     f"{progress.instances} instances, {state}; {plural(usage.requests, 'request')}, "
                     f"{usage.live.tokens:,} tokens, ${usage.live.cost:.4f}{spent}; {elapsed} elapsed"
-                    + (f", ETA {eta}" if eta else ""))
+                    + (f", ETA {eta}" if eta else "") + (f"; {throttled}" if (throttled := self.throttled()) else ""))
         parts = {"rung": f"rung {progress.rung + 1}/{progress.rungs}",
                  "configs": f"{progress.configs} configs x {progress.instances}",
                  "evals": "rung done" if progress.finished else f"{progress.done}/{progress.total} evals",
                  "req": f"{usage.requests:,} req", "tok": f"{usage.live.tokens:,} tok",
                  "cost": f"${usage.live.cost:.4f}" if usage.live.cost else "",
                  "budget": f"budget {self.spending.spent / budget.amount:.0%}" if budget else "",
+                 "throttle": "throttled" if self.throttled() else "",
                  "time": elapsed + (f" ETA {eta}" if eta else "")}
         name = self.target.rsplit("::", 1)[-1]
         for drop in ("req", "tok", "cost", "configs", ""):  # the least telling first: rung, evals, budget, time stay

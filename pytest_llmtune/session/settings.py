@@ -60,6 +60,10 @@ INI: dict[str, Ini] = {
                                 "lower (the worse bound of its 95% interval)", Literal["score", "lower"], "score"),
     "llmtune_tolerance": Ini("replaced by llmtune_margin and llmtune_alpha (a statistical test); setting it is an "
                              "error", str | float, "", "unset"),
+    "llmtune_rpm": Ini("requests per minute the endpoint allows (0: no limit); live requests are paced to it",
+                       int, 0),
+    "llmtune_tpm": Ini("tokens per minute the endpoint allows (0: no limit); a request counts its prompt and n x "
+                       "max_tokens, as OpenAI counts it", int, 0),
     "llmtune_max_retries": Ini("retries of a failed request (429, 5xx, timeouts), with backoff, >= 0", int, 2),
     "llmtune_timeout": Ini("seconds before a request times out", float, 120.0),
     "llmtune_model": Ini("the model of configs whose space names none", str, "",
@@ -114,6 +118,8 @@ class Settings:
     split_n: bool
     prices: dict[str, tuple[float, float]]
     reports: tuple[Path, ...] = ()
+    rpm: int = 0
+    tpm: int = 0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -145,6 +151,8 @@ class Settings:
             split_n=local if split_n == "auto" else bool(split_n),
             prices=_prices(config),
             reports=_reports(config),
+            rpm=_at_least(config, "llmtune_rpm", 0),
+            tpm=_at_least(config, "llmtune_tpm", 0),
         )
 
     def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,

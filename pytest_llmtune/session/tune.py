@@ -167,7 +167,7 @@ class TuneSession(EndpointSession):
                       skipped=outcome.skipped)
         display = ProgressDisplay(self.config.pluginmanager.get_plugin("terminalreporter"),
                                   self.config.get_verbosity(), target.name, target.spec, outcome.spending,
-                                  outcome.usage)
+                                  outcome.usage, throttled=lambda: self.pacer.throttled)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
                       on_plan=lambda configs, halving: display.plan(report.plan_line(
@@ -366,6 +366,9 @@ class TuneSession(EndpointSession):
         terminalreporter.section("llmtune")
         for warning in [*self.warnings, *self.cassettes.set_aside]:
             terminalreporter.write_line(warning, yellow=True)
+        throttled = self.pacer.summary()
+        if throttled:
+            terminalreporter.write_line(throttled, yellow=True)
         width = self.config.get_terminal_writer().fullwidth
         verbose = self.config.get_verbosity() > 0
         # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)

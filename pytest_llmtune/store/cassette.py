@@ -33,6 +33,8 @@ from pytest_llmtune.store.atomic import append_durably, locked_directory, read_j
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
 FORMAT_VERSION = 1  # vcrpy's cassette format version
+# around a live request: yields a function to report its status and headers (llm/pacing.Pacer.call)
+Pace = Callable[[bytes], contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]]
 KEPT_REQUEST_HEADERS = {"content-type", SAMPLE_HEADER.lower()}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 
@@ -264,9 +266,11 @@ class RecordingTransport(httpx2.BaseTransport):
                 "(calls the endpoint; needs its URL and key)"
             )
         self.cassettes.before_live(body)  # e.g. the optimization budget's gate: it may refuse to send
-        response = self.network.handle_request(request)
-        content = response.read()
-        response.close()
+        with self.cassettes.pace(body) as report:  # rate limits, and concurrency that backs off on 429
+            response = self.network.handle_request(request)
+            content = response.read()
+            response.close()
+            report(response.status_code, dict(response.headers))
         broken = _not_a_completion(request, response.status_code, content)
         if broken is not None:  # a 502 the SDK retries, and the search reports if it persists; never recorded
             return httpx2.Response(502, json={"error": {"message": broken, "type": "llmtune_broken_answer"}},
@@ -325,10 +329,11 @@ class Cassettes:
     """One cassette per target under `directory`; `record=False` replays only and never calls out."""
 
     def __init__(self, directory: Path, *, record: bool,
-                 before_live: Callable[[bytes], None] = lambda body: None) -> None:
+                 before_live: Callable[[bytes], None] = lambda body: None, pace: Pace | None = None) -> None:
         self.directory = directory
         self.record = record
         self.before_live = before_live
+        self.pace: Pace = pace or (lambda body: contextlib.nullcontext(lambda status, headers: None))
         self.current: Cassette | None = None
         self.set_aside: list[str] = []  # damaged cassettes a recording run kept aside, in words
         self._cassettes: dict[str, Cassette] = {}
