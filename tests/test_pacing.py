@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from openai_server import FakeOpenAI
@@ -59,14 +60,19 @@ def test_requests_and_tokens_per_minute_are_a_sliding_window() -> None:
     assert pacer._wait(900) == pytest.approx(10)  # 200 + 900 tokens in the minute: over 1,000
 
 
-def test_a_tune_at_a_providers_rate_limit_backs_off_and_loses_no_evaluation(pytester: pytest.Pytester,
-                                                                           openai_server: FakeOpenAI) -> None:
+def test_a_tune_at_a_providers_rate_limit_backs_off_and_loses_no_evaluation(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, record_property: Callable[[str, object], None]) -> None:
     pytester.makepyfile(test_sentiment=sentiment_test())
     pytester.makeini("[pytest]\nllmtune_max_retries = 6\n")
     openai_server.rate_limit, openai_server.window = 40, 2.0  # 1,200 a minute, in bursts of 40
 
     result = pytester.runpytest("--llm-tune")
 
+    failed = result.stdout.str().count("raised on") + (result.ret != pytest.ExitCode.OK)
+    throttled = next((line for line in result.stdout.lines if "429s (rate limits)" in line), "")
+    record_property("reliability", json.dumps({  # a row of tests/test_reliability.py's table
+        "tried": "a tune against a server allowing 40 requests per 2 s (429 with retry-after beyond)",
+        "lost": failed, "detail": f"{openai_server.throttled} 429s; " + throttled.split(": ", 1)[-1][:60]}))
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert openai_server.throttled > 0
     result.stdout.fnmatch_lines(["*the endpoint answered * 429s (rate limits): concurrency went down to *"])
