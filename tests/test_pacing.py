@@ -9,7 +9,7 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import read_lock, sentiment_test
-from pytest_llmtune.llm.pacing import Pacer, reset_seconds
+from pytest_llmtune.llm.pacing import EDGE, Pacer, reset_seconds
 
 
 class Clock:
@@ -54,8 +54,8 @@ def test_requests_and_tokens_per_minute_are_a_sliding_window() -> None:
             report(200, {})
         clock.now += 10
 
-    assert pacer._wait(0) == pytest.approx(30)  # the fourth request waits until the first leaves the minute
-    clock.now += 30
+    assert pacer._wait(0) == pytest.approx(30 + EDGE)  # the fourth request waits until the first leaves the minute
+    clock.now += 30 + EDGE
     assert pacer._wait(0) == 0
     assert pacer._wait(900) == pytest.approx(10)  # 200 + 900 tokens in the minute: over 1,000
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 __all__ = ["Pacer", "reset_seconds"]
 
 WINDOW = 60.0  # seconds: what "per minute" counts over
+EDGE = 0.25  # seconds more: a server counts a request when it arrives, after this side sent it
 DEFAULT_PAUSE = 1.0  # seconds to pause after a 429 that says nothing of when to retry
 
 
@@ -103,15 +104,15 @@ class Pacer:
     def _wait(self, tokens: int) -> float:
         """Seconds until a request of `tokens` may go (0: now); an in-flight wait is polled."""
         now = self.clock()
-        while self._sent and self._sent[0][0] <= now - WINDOW:
+        while self._sent and self._sent[0][0] <= now - WINDOW - EDGE:
             self._sent.popleft()
         waits = [self.paused_until - now]
         if self.in_flight >= self.limit:
             waits.append(0.05)
         if self.rpm and len(self._sent) >= self.rpm:
-            waits.append(self._sent[0][0] + WINDOW - now)
+            waits.append(self._sent[0][0] + WINDOW + EDGE - now)
         if self.tpm and self._sent and sum(t for _, t in self._sent) + tokens > self.tpm:
-            waits.append(self._sent[0][0] + WINDOW - now)
+            waits.append(self._sent[0][0] + WINDOW + EDGE - now)
         return max(0.0, *waits)
 
     def _leave(self, outcome: tuple[int, Mapping[str, str]] | None) -> None:
