@@ -77,3 +77,15 @@ def test_the_instance_table_fits_the_width() -> None:
 
     assert max(map(len, lines)) <= 80
     assert lines[-1].startswith("broken      error") and "no result" in lines[-1]
+
+
+def test_an_instance_whose_metric_cannot_be_read_says_why_in_junit() -> None:
+    from pytest_llmtune.search.space import SearchSpace
+    from pytest_llmtune.search.spec import EvalSpec
+    from pytest_llmtune.session.instances import instance_properties
+
+    spec = EvalSpec(space=SearchSpace({"model": "m", "prompt": "{x}"}), metric="f1")
+
+    properties = dict(instance_properties(BodyResult(returned={"recall": 0.5}), None, spec))
+
+    assert "llmtune_score" not in properties and "f1" in properties["llmtune_metric_error"]

@@ -32,8 +32,8 @@ def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> 
     try:
         score = spec.metric_of(result.returned) if result.passed else spec.miss_value(result.miss or "")
         properties.append(("llmtune_score", round(score, 6)))
-    except MetricError:
-        pass  # the target's verdict reports it
+    except MetricError as error:  # no score: say why (the target's verdict fails on it too)
+        properties.append(("llmtune_metric_error", str(error)))
     if result.miss is not None:
         properties.append((MISS_PROPERTY, result.miss))
     if llm is not None:
