@@ -128,6 +128,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     from test_reliability import rows_table
 
-    terminalreporter.section("reliability: what each test tried, and what was lost")
+    terminalreporter.section("reliability: what each test tried, and what was lost (for run_code: what escaped)")
     for line in rows_table(sorted(RELIABILITY, key=lambda row: row["tried"])):
         terminalreporter.write_line(line)

@@ -8,26 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import survivors
 
 from pytest_llmtune.evals import CodeResult, check_program, choose, extract_code, pass_at_k, run_code
 
 ADD = "def add(a, b):\n    return a + b\n"
-
-
-def is_gone(pid: int) -> bool:
-    """No such process, or a zombie waiting for init to reap it: either way it no longer runs."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
-def wait_until_gone(pids: list[int], seconds: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not all(is_gone(pid) for pid in pids):
-        time.sleep(0.05)
-    return [pid for pid in pids if not is_gone(pid)]
 
 
 # outcomes
@@ -121,24 +106,25 @@ def test_a_file_larger_than_the_size_limit_cannot_be_written() -> None:
 # processes
 
 
-def test_a_forked_child_left_sleeping_is_killed_with_the_group() -> None:
-    forked = "import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\n    os._exit(0)\nprint(pid)\n"
+def test_a_forked_child_left_sleeping_is_killed_when_the_program_ends() -> None:
+    forked = "import os, time\nprint(os.getcwd())\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
     started = time.monotonic()
     result = run_code(forked, timeout=10)
 
     assert result.passed
-    assert time.monotonic() - started < 5  # the child holds the pipes open; killing the group closes them
-    assert wait_until_gone([int(result.stdout)]) == []
+    assert time.monotonic() - started < 5  # the child holds the pipes open; killing it closes them
+    assert survivors(result.stdout.strip()) == []
 
 
-def test_a_tree_of_forked_sleepers_dies_with_the_group_on_timeout() -> None:
-    program = "import os, time\nfor _ in range(4):\n    os.fork()\nprint(os.getpid(), flush=True)\ntime.sleep(60)\n"
+def test_a_tree_of_forked_sleepers_dies_on_timeout() -> None:
+    program = "import os, time\nprint(os.getcwd(), flush=True)\nfor _ in range(4):\n    os.fork()\n"
+    program += "print(os.getpid(), flush=True)\ntime.sleep(60)\n"
     result = run_code(program, timeout=1.5)
-    pids = [int(line) for line in result.stdout.split()]
+    workdir, *pids = result.stdout.split()
 
     assert result.status == "timeout"
-    assert len(pids) == 16
-    assert wait_until_gone(pids) == []
+    assert len(set(pids)) == 16
+    assert survivors(workdir) == []
 
 
 def test_starting_another_program_is_refused() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,11 @@ from typing import Any
 
 import pytest
 from openai_server import FakeOpenAI
+from processes import kill, survivors
 
 from conftest import sentiment_test
+from pytest_llmtune.evals import CodeResult, Isolation, isolation, run_code
+from pytest_llmtune.evals.sandbox import MAX_TASKS
 from pytest_llmtune.session.leaderboard import cut
 from pytest_llmtune.store.cassette import Cassette, journal_path
 from pytest_llmtune.store.lockfile import read as read_lock
@@ -297,3 +301,194 @@ def test_a_fault_that_persists_stops_the_target_with_one_error_naming_the_endpoi
     assert result.ret == pytest.ExitCode.TESTS_FAILED and not recorded
     result.stdout.fnmatch_lines(["*search stopped: * configs in a row failed the same way*",
                                  f"*requests go to {openai_server.base_url}*"])
+
+
+# generated code: each escape is run as the machine isolates it, then without namespaces or cgroup, as on a
+# machine that allows neither, to show the test catches the escape that the module docstring says is open there
+
+SETSID_SPINNER = """
+import os, time
+print(os.getcwd(), flush=True)
+if os.fork() == 0:
+    os.setsid()  # a session of its own: out of the process group that is killed
+    if os.fork() == 0:
+        while True:
+            pass
+    os._exit(0)
+time.sleep(0.2)
+"""
+CONNECT = """
+import os, socket
+print(os.getcwd(), flush=True)
+socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+print("connected")
+"""
+FORKS_OF_150_MB = """
+import os, time
+print(os.getcwd(), flush=True)
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        block = b"x" * (150 * 2**20)  # written, so resident: 450 MB together
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+statuses = [os.waitpid(pid, 0)[1] for pid in children]
+raise SystemExit(0 if statuses == [0, 0, 0] else 1)
+"""
+FORK_200 = """
+import os, time
+print(os.getcwd(), flush=True)
+started = 0
+try:
+    for _ in range(200):
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        started += 1
+finally:
+    print(started, flush=True)
+"""
+
+
+@pytest.fixture
+def unisolated(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Switch run_code to what a machine without `unshare` or a writable cgroup gives."""
+    from pytest_llmtune.evals import code
+
+    return lambda: monkeypatch.setattr(code, "isolation", lambda: Isolation((), None, ()))
+
+
+def needs(what: str) -> None:
+    allowed = {"namespaces": isolation().pid_namespace and not isolation().network,
+               "cgroup": isolation().cgroup_version is not None}
+    if not allowed[what]:
+        pytest.skip(f"this machine gives run_code no {what}: {'; '.join(isolation().escapes()[2:])}")
+
+
+def escapes_of(program: str, **limits: Any) -> tuple[CodeResult, list[int]]:
+    result = run_code(program, **limits)
+    alive = survivors(result.stdout.split()[0])
+    kill(alive)
+    return result, alive
+
+
+def test_run_code_leaves_no_process_behind_not_even_a_setsid_grandchild(
+        record_property: Record, unisolated: Callable[[], None]) -> None:
+    needs("namespaces")
+    result, escaped = escapes_of(SETSID_SPINNER)
+    unisolated()
+    _, escaped_without = escapes_of(SETSID_SPINNER)
+
+    lost_row(record_property, "run_code: a grandchild that calls setsid() and spins", len(escaped),
+             f"{result.status}; processes left running: {len(escaped)} in a PID namespace, "
+             f"{len(escaped_without)} without one (killed by the test)")
+    assert result.passed and escaped == [] and len(escaped_without) == 1
+
+
+def test_run_code_reaches_no_network_not_even_127_0_0_1(
+        record_property: Record, unisolated: Callable[[], None], openai_server: FakeOpenAI) -> None:
+    needs("namespaces")
+    program = CONNECT.format(port=openai_server.base_url.split(":")[2].split("/")[0])
+    result, _ = escapes_of(program)
+    unisolated()
+    without, _ = escapes_of(program)
+
+    connected = int("connected" in result.stdout)
+    lost_row(record_property, "run_code: a connection to the suite's server on 127.0.0.1", connected,
+             f"{result.status}: {cut(result.reason, 45)}; without a network namespace: {without.status}")
+    assert result.status == "failed" and "Network is unreachable" in result.reason
+    assert without.passed and "connected" in without.stdout
+
+
+def test_run_code_holds_memory_mb_for_all_its_processes_together(
+        record_property: Record, unisolated: Callable[[], None]) -> None:
+    needs("cgroup")
+    result, _ = escapes_of(FORKS_OF_150_MB, memory_mb=256)
+    unisolated()
+    without, _ = escapes_of(FORKS_OF_150_MB, memory_mb=256)
+
+    lost_row(record_property, "run_code: 3 forked processes writing 150 MB each, memory_mb=256",
+             int(result.status != "memory"),
+             f"{result.status} ({cut(result.reason, 50)}); without a cgroup: {without.status}, 450 MB")
+    assert result.status == "memory" and "killed" in result.reason
+    assert without.passed
+
+
+def test_run_code_holds_its_task_limit_against_a_fork_loop(
+        record_property: Record, unisolated: Callable[[], None]) -> None:
+    needs("cgroup")
+    result, escaped = escapes_of(FORK_200)
+    unisolated()
+    without, escaped_without = escapes_of(FORK_200)
+
+    started, started_without = int(result.stdout.split()[-1]), int(without.stdout.split()[-1])
+    lost_row(record_property, "run_code: a program forking 200 sleeping processes", max(started - MAX_TASKS, 0),
+             f"{started} started (limit {MAX_TASKS} tasks), {len(escaped)} left running; without a cgroup: "
+             f"{started_without} started")
+    assert started < MAX_TASKS and "BlockingIOError" in result.stderr and escaped == []
+    assert started_without == 200 and escaped_without == []  # a plain process group still takes them all down
+
+
+SPINNERS = """
+import os, signal
+print(os.getcwd(), flush=True)
+for sig in (signal.SIGXCPU, signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, signal.SIG_IGN)
+for _ in range(2):
+    os.fork()
+while True:
+    pass
+"""
+
+
+def test_run_code_stops_processes_spinning_past_the_timeout(record_property: Record) -> None:
+    """CPU: a process that ignores SIGXCPU gets SIGKILL at the hard limit; all of them stop at the deadline."""
+    result, escaped = escapes_of(SPINNERS, timeout=1.5)
+
+    lost_row(record_property, "run_code: 4 processes spinning, ignoring SIGXCPU and SIGTERM, timeout=1.5",
+             len(escaped), f"{result.status} after {result.seconds:.1f} s; {len(escaped)} left running")
+    assert result.status == "timeout" and result.seconds < 3 and escaped == []
+
+
+AS_NOBODY = """
+import json, sys
+from pytest_llmtune.evals import isolation, run_code
+result = run_code(sys.argv[1])
+print(json.dumps({"unshare": isolation().unshare, "status": result.status, "stdout": result.stdout,
+                  "reason": result.reason}))
+"""
+
+
+def as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
+    import pytest_llmtune
+
+    env = ["env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp", f"PYTHONPATH={Path(pytest_llmtune.__file__).parents[1]}"]
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *env, *command],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_run_code_as_an_unprivileged_user_isolates_with_a_user_namespace(
+        record_property: Record, openai_server: FakeOpenAI) -> None:
+    """Most users are not root: `unshare --user --map-root-user` gives them the same namespaces."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to become user nobody")
+    python = next((exe for exe in (sys.executable, "/usr/bin/python3")
+                   if as_nobody(exe, "-c", "import pytest_llmtune.evals").returncode == 0), None)
+    if python is None:
+        pytest.skip("user nobody cannot run a Python that imports this checkout")
+    port = openai_server.base_url.split(":")[2].split("/")[0]
+    program = SETSID_SPINNER + CONNECT.format(port=port)
+
+    done = as_nobody(python, "-c", AS_NOBODY, program)
+
+    ran = json.loads(done.stdout)
+    escaped = survivors(ran["stdout"].split()[0])
+    kill(escaped)
+    connected = "connected" in ran["stdout"]
+    lost_row(record_property, "run_code as user nobody: a setsid() grandchild, then 127.0.0.1",
+             len(escaped) + connected, f"{' '.join(Path(a).name for a in ran['unshare'][:3])} ...: "
+             f"{len(escaped)} left running; {cut(ran['reason'], 40)}")
+    assert "--user" in ran["unshare"] and "--net" in ran["unshare"]
+    assert escaped == [] and not connected and "Network is unreachable" in ran["reason"]

@@ -13,11 +13,13 @@ from pytest_llmtune.evals.code import (
     pass_at_k,
     run_code,
 )
+from pytest_llmtune.evals.containment import Isolation, isolation
 from pytest_llmtune.evals.math import VoteResult, extract_answer, is_equiv, math_score, normalize, vote
 
 __all__ = [
     "CodeChoice",
     "CodeResult",
+    "Isolation",
     "Status",
     "VoteResult",
     "check_program",
@@ -25,6 +27,7 @@ __all__ = [
     "extract_answer",
     "extract_code",
     "is_equiv",
+    "isolation",
     "math_score",
     "normalize",
     "pass_at_k",
