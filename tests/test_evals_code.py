@@ -171,8 +171,11 @@ def test_writing_outside_the_working_directory_is_refused(tmp_path: Path) -> Non
         "pathlib.Path(TARGET).touch()",
         "os.symlink(os.path.dirname(TARGET), 'link')\nopen('link/' + os.path.basename(TARGET), 'w')",
         "os.chdir(os.path.dirname(TARGET))\nopen(os.path.basename(TARGET), 'w')",
+        "d = os.open(os.path.dirname(TARGET), os.O_RDONLY)\nos.open('escaped', os.O_CREAT | os.O_WRONLY, dir_fd=d)",
+        "import posix\nd = posix.open(os.path.dirname(TARGET), os.O_RDONLY)\n"
+        "posix.open('escaped', os.O_CREAT | os.O_WRONLY, dir_fd=d)",
     ],
-    ids=["mkdir", "os.open", "touch", "through-a-symlink", "after-chdir"],
+    ids=["mkdir", "os.open", "touch", "through-a-symlink", "after-chdir", "os.open-dir_fd", "posix.open-dir_fd"],
 )
 def test_every_way_of_creating_a_file_outside_is_refused(tmp_path: Path, statement: str) -> None:
     target = tmp_path / "escaped"

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from processes import survivors
 
-from pytest_llmtune.evals import Isolation, isolation, run_code
+from pytest_llmtune.evals import Isolation, code, isolation, run_code
 from pytest_llmtune.evals.containment import cgroup_dirs
 
 V2_HOST = ("35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n",
@@ -49,7 +54,9 @@ def test_escapes_say_what_a_machine_without_namespaces_or_cgroup_leaves_open() -
 
     assert any("setsid()" in line for line in bare) and any("connect to any host" in line for line in bare)
     assert any("memory_mb in each of several processes" in line for line in bare)
-    assert len(full) == 2 and all("read every file" in line or "audit hook" in line for line in full)
+    assert not any("setsid()" in line or "connect to any host" in line or "memory_mb in each" in line
+                   for line in full)
+    assert any("Unix socket" in line for line in full) and any("read every file" in line for line in full)
     assert Isolation((), None, ()).network and not Isolation(("--net",), None, ()).network
 
 
@@ -72,10 +79,31 @@ def test_a_program_killing_itself_is_a_crash_not_ignored_as_init_would_be() -> N
     assert (result.status, result.returncode, result.reason) == ("crashed", -9, "killed by SIGKILL")
 
 
-def test_an_exit_code_that_looks_like_a_signal_stays_an_exit_code() -> None:
-    result = run_code("raise SystemExit(137)")
+def test_an_exit_code_above_128_reads_as_a_signal_only_under_a_pid_namespace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program's parent is PID 1 of the namespace, which cannot die of a signal: it exits 128 + the signal."""
+    if not isolation().pid_namespace:
+        pytest.skip(f"no PID namespace here: {isolation().escapes()}")
+    namespaced = run_code("raise SystemExit(137)")
+    monkeypatch.setattr(code, "isolation", lambda: Isolation((), None, ()))
+    plain = run_code("raise SystemExit(137)")
 
-    assert (result.status, result.returncode, result.reason) == ("failed", 137, "exit code 137")
+    assert (namespaced.status, namespaced.returncode, namespaced.reason) == ("crashed", -9, "killed by SIGKILL")
+    assert (plain.status, plain.returncode, plain.reason) == ("failed", 137, "exit code 137")
+
+
+@pytest.mark.parametrize("signalled", ["os.kill(os.getpid(), signal.SIGKILL)", "os.abort()",
+                                       "signal.raise_signal(signal.SIGTERM)"])
+def test_a_program_killed_by_a_signal_is_a_crash_with_or_without_namespaces(
+        monkeypatch: pytest.MonkeyPatch, signalled: str) -> None:
+    program = f"import os, signal\n{signalled}"
+    namespaced = run_code(program)
+    monkeypatch.setattr(code, "isolation", lambda: Isolation((), None, ()))
+    plain = run_code(program)
+
+    assert namespaced.status == plain.status == "crashed"
+    assert namespaced.returncode == plain.returncode and (plain.returncode or 0) < 0
+    assert namespaced.reason == plain.reason
 
 
 def test_each_run_removes_its_cgroup() -> None:
@@ -86,3 +114,72 @@ def test_each_run_removes_its_cgroup() -> None:
     run_code("print(1)")
 
     assert [p for parent in found.cgroup_parents for p in parent.iterdir() if p.name.startswith(named)] == []
+
+
+def test_a_program_cannot_change_how_its_run_is_reported() -> None:
+    """Writing into every descriptor its waiting parent holds, then failing: the run is still a failure."""
+    program = ("import os\nparent = f'/proc/{os.getppid()}/fd'\nfor fd in os.listdir(parent):\n"
+               "    for how in (lambda: os.open(f'{parent}/{fd}', os.O_WRONLY),\n"
+               "                lambda: os.open(fd, os.O_WRONLY, dir_fd=os.open(parent, os.O_RDONLY))):\n"
+               "        try:\n            os.write(how(), b'0' * 64)\n        except OSError:\n            pass\n"
+               "raise SystemExit(3)\n")
+    result = run_code(program)
+
+    assert (result.status, result.returncode) == ("failed", 3)
+
+
+def test_a_sandbox_that_cannot_be_made_raises_instead_of_grading_the_program(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare here")
+    monkeypatch.setattr(code, "isolation", lambda: Isolation((shutil.which("unshare") or "", "--no-such-flag"),
+                                                            None, ()))
+
+    with pytest.raises(RuntimeError, match=r"run_code could not start its sandbox .*unshare.*--no-such-flag"):
+        run_code("print('hello')")
+
+
+def test_a_cgroup_the_program_makes_inside_its_own_is_removed_with_it() -> None:
+    found = isolation()
+    if found.cgroup_version is None or os.geteuid() != 0:
+        pytest.skip(f"needs root and a writable cgroup: {found.escapes()}")
+    program = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+               "mine = [l.split(':')[2] for l in open('/proc/self/cgroup').read().splitlines() if ':pids:' in l "
+               "or l.startswith('0::')][0]\n"
+               f"parents = {[str(p) for p in found.cgroup_parents]!r}\n"
+               "for parent in parents:\n    for name in os.listdir(parent):\n"
+               "        if name.startswith('llmtune-') and mine.endswith(name):\n"
+               "            print(libc.mkdir(f'{parent}/{name}/inner'.encode(), 0o755))\n")
+    started = time.monotonic()
+    result = run_code(program, timeout=1)
+
+    assert result.passed and "0" in result.stdout.split()  # it made one
+    assert time.monotonic() - started < 2
+    assert [p for parent in found.cgroup_parents for p in parent.glob(f"llmtune-{os.getpid()}-*")] == []
+
+
+CALLER = """
+import sys
+from pytest_llmtune.evals import run_code
+print("started", flush=True)
+run_code("import os, time\\nprint(os.getcwd(), flush=True)\\ntime.sleep(60)", timeout=float(sys.argv[1]))
+"""
+
+
+def test_a_run_whose_caller_is_killed_stops_on_its_own_and_the_next_probe_removes_its_cgroup(
+        tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the run's working directory, found here
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, "1"], stdout=subprocess.PIPE, text=True, env=env)
+    assert caller.stdout is not None and caller.stdout.readline() == "started\n"
+    time.sleep(0.5)
+    caller.kill()  # as kill -9 or the OOM killer would: run_code never gets to kill the run
+    caller.wait()
+    workdir = str(next(tmp_path.glob("llmtune-code-*")))
+    running_after_the_kill = survivors(workdir, seconds=0)
+    left_behind = [p for parent in isolation().cgroup_parents for p in parent.glob(f"llmtune-{caller.pid}-*")]
+
+    assert running_after_the_kill  # nobody killed them: the waiting parent's own deadline must
+    assert left_behind or isolation().cgroup_version is None
+    assert survivors(workdir, seconds=5) == []
+    subprocess.run([sys.executable, "-c", "from pytest_llmtune.evals import isolation; isolation()"], check=True)
+    assert [path for path in left_behind if path.exists()] == []

@@ -364,7 +364,7 @@ def needs(what: str) -> None:
     allowed = {"namespaces": isolation().pid_namespace and not isolation().network,
                "cgroup": isolation().cgroup_version is not None}
     if not allowed[what]:
-        pytest.skip(f"this machine gives run_code no {what}: {'; '.join(isolation().escapes()[2:])}")
+        pytest.skip(f"this machine gives run_code no {what}: {'; '.join(isolation().escapes())}")
 
 
 def escapes_of(program: str, **limits: Any) -> tuple[CodeResult, list[int]]:

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,9 +27,8 @@ __all__ = ["Cgroup", "Isolation", "isolation"]
 NAMESPACES = ("--pid", "--fork", "--kill-child", "--mount-proc", "--net")
 FALLBACKS = (NAMESPACES, ("--pid", "--fork", "--kill-child", "--net"), ("--pid", "--fork", "--kill-child"))
 PROBE_SECONDS = 10.0
-REMOVE_SECONDS = 5.0  # killed processes leave their cgroup within milliseconds; a stuck one is left behind
+REMOVE_SECONDS = 1.0  # killed processes leave their cgroup within milliseconds; a stuck one is left behind
 
-_names = itertools.count()
 _probe_lock = threading.Lock()
 _probed: list[Isolation] = []
 
@@ -57,7 +56,10 @@ class Isolation:
             "read every file the user running the tests can read",
             "write files outside its working directory or start programs through ctypes or C extensions "
             "(an audit hook refuses the ordinary ways; it is a guard, not a boundary)",
+            "connect to a Unix socket on the filesystem (a network namespace covers network interfaces only)",
         ]
+        if os.geteuid() == 0 and self.cgroup_version is not None:
+            found.append("leave its cgroup, as root, through ctypes, and so its memory and task limits")
         if not self.pid_namespace:
             found.append("keep a process running after the run ends: one that calls setsid() leaves the process "
                          "group that is killed (no PID namespace here)")
@@ -120,17 +122,18 @@ class Cgroup:
 
     @classmethod
     def create(cls, version: int, parents: tuple[Path, ...], memory_bytes: int, tasks: int) -> Cgroup:
-        name = f"llmtune-{os.getpid()}-{next(_names)}"
-        group = cls(version, tuple(parent / name for parent in parents))
+        name = f"llmtune-{os.getpid()}-{secrets.token_hex(4)}"  # never a name a dead run left behind
+        made = cls(version, ())
         try:
-            for path in group.dirs:
-                path.mkdir()
-            for file, value in group._limits(memory_bytes, tasks):
+            for parent in parents:
+                (parent / name).mkdir()
+                made = cls(version, (*made.dirs, parent / name))
+            for file, value in made._limits(memory_bytes, tasks):
                 file.write_text(str(value))
         except OSError:
-            group.close()
+            made.close()  # only what this call made
             raise
-        return group
+        return made
 
     @property
     def procs(self) -> list[str]:
@@ -156,22 +159,39 @@ class Cgroup:
         return 0
 
     def close(self) -> None:
-        """Kill every process still in the group, then remove it (best effort: a cgroup left behind is empty)."""
+        """Kill every process still in the group, then remove it and any group the program made inside it.
+
+        Best effort within REMOVE_SECONDS: a group left behind holds no process, and the next probe removes it.
+        """
         deadline = time.monotonic() + REMOVE_SECONDS
-        for path in reversed(self.dirs):
-            while path.exists() and time.monotonic() < deadline:
-                self._kill_all(path)
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-                if path.exists():
+        for top in reversed(self.dirs):
+            while top.exists() and time.monotonic() < deadline:
+                for path in _depth_first(top):
+                    _kill_all(path)
+                    with contextlib.suppress(OSError):
+                        path.rmdir()
+                if top.exists():
                     time.sleep(0.01)
 
-    @staticmethod
-    def _kill_all(path: Path) -> None:
-        with contextlib.suppress(OSError):
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), signal.SIGKILL)
+
+def _depth_first(top: Path) -> list[Path]:
+    return [Path(path) for path, _, _ in os.walk(top, topdown=False)]
+
+
+def _kill_all(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        for pid in (path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def _remove_left_behind(parents: tuple[Path, ...]) -> None:
+    """Remove the groups of runs whose process died before it could (killed with -9, say)."""
+    for parent in parents:
+        for path in parent.glob("llmtune-*-*"):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                Cgroup(0, (path,)).close()
 
 
 def _writable_cgroup(prefix: tuple[str, ...]) -> tuple[int | None, tuple[Path, ...]]:
@@ -186,6 +206,7 @@ def _writable_cgroup(prefix: tuple[str, ...]) -> tuple[int | None, tuple[Path, .
         finally:
             group.close()
         if joined:
+            _remove_left_behind(parents)
             return version, parents
     return None, ()
 

@@ -1,9 +1,9 @@
 """Start a program in a limited child process, collect its output, and kill everything it started.
 
 The child runs `_BOOTSTRAP` in a new `python -I -B`: it joins the run's cgroup (where there is one), forks the
-program, and waits for it; the program sets its limits and the write guard, then runs main.py. The child starts
-under `unshare` where the machine allows (see containment.py), else in a session of its own whose process group is
-killed at the end.
+program, waits for it and exits as it did; the program sets its limits and the write guard, then runs main.py.
+The child starts under `unshare` where the machine allows (see containment.py), else in a session of its own whose
+process group is killed at the end.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ MAX_OPEN_FILES = 256
 PROCESS_MARGIN = 64  # processes (tasks) the program may add to those its user already runs
 MAX_TASKS = 64  # processes and threads of one run together, where a cgroup holds them (its waiting parent too)
 EXIT_GRACE = 1.0  # seconds to drain the pipes after the program ended and its group was killed
+INIT_GRACE = 2.0  # the waiting parent stops the run itself this long after the deadline, should the caller die
 CHUNK = 65_536
 
 # Limits are set in the child, not in a preexec_fn, because @llm_eval tests run in threads and preexec_fn is
 # unsafe with threads.
 _BOOTSTRAP = r"""
-import os, resource, sys
+import os, posix, resource, signal, sys
 
 def _limit(kind, soft, hard):
     _, ceiling = resource.getrlimit(kind)
@@ -76,26 +77,52 @@ def _guard(root):
                 refuse(f"writing outside the working directory ({event} {os.fsdecode(path)!r})")
 
     sys.addaudithook(hook)
+    opener = os.open
 
-memory, cpu, fsize, nproc, nofile, status = map(int, sys.argv[1:7])
-for procs in sys.argv[7:]:  # the run's cgroup, joined first: every process of the run is in it
+    def guarded_open(path, flags, mode=0o777, *, dir_fd=None):
+        # the "open" audit event does not carry dir_fd, so a path relative to one is checked here
+        if dir_fd is not None and flags & write and outside(path, dir_fd):
+            refuse(f"writing outside the working directory (os.open {os.fsdecode(path)!r})")
+        return opener(path, flags, mode, dir_fd=dir_fd)
+
+    os.open = posix.open = guarded_open
+
+def _stop_all(*_):
+    os.killpg(0, signal.SIGKILL)  # the run's process group (as PID 1, this process survives it)
+    os._exit(124)
+
+def _report(code):  # exit as the program did; killed by a signal, die of it (PID 1 cannot: exit 128 + it)
+    if os.WIFSIGNALED(code):
+        sig = os.WTERMSIG(code)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(code))
+
+memory, cpu, fsize, nproc, nofile, started = map(int, sys.argv[1:7])
+seconds = float(sys.argv[7])
+_limit(resource.RLIMIT_CORE, 0, 0)  # no core file from this process either, should it die of the program's signal
+for procs in sys.argv[8:]:  # the run's cgroup, joined first: every process of the run is in it
     with open(procs, "w") as group:
         group.write("0")
+os.write(started, b"1")  # tells the caller the sandbox was made; closed before the program could reach it
+os.close(started)
 program = os.fork()
 if program:
-    # This process waits for the program and writes how it ended to the status pipe. Under `unshare --pid`
-    # it is the namespace's init: when it exits, the kernel kills every process left in the namespace.
+    # This process waits for the program and exits as it did. Under `unshare --pid` it is the namespace's
+    # init: when it exits, the kernel kills every process left in the namespace. Its own deadline stops the
+    # run should the caller die before it kills it.
+    signal.signal(signal.SIGALRM, _stop_all)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     while True:
         pid, code = os.waitpid(-1, 0)  # init also reaps the orphans the namespace hands it
         if pid == program:
-            os.write(status, str(code).encode())
-            os._exit(0)
-os.close(status)
+            _report(code)
 _limit(resource.RLIMIT_AS, memory, memory)
 _limit(resource.RLIMIT_CPU, cpu, cpu + 1)  # SIGXCPU at the soft limit, SIGKILL a second later
 _limit(resource.RLIMIT_FSIZE, fsize, fsize)
 _limit(resource.RLIMIT_NOFILE, nofile, nofile)
-_limit(resource.RLIMIT_CORE, 0, 0)
 if nproc > 0:
     _limit(resource.RLIMIT_NPROC, nproc, nproc)
 with open("main.py", encoding="utf-8") as source:
@@ -134,39 +161,48 @@ def execute(workdir: str, limits: Limits, isolation: Isolation) -> Ran:
 
 
 def _run(workdir: str, limits: Limits, unshare: tuple[str, ...], procs: list[str]) -> tuple[int | None, bytes, bytes]:
-    read_status, write_status = os.pipe()
+    read_started, write_started = os.pipe()
     rlimits = [limits.memory_bytes, limits.cpu_seconds, MAX_FILE_BYTES, _process_limit(), MAX_OPEN_FILES]
+    own_deadline = max(limits.deadline - time.monotonic(), 0.0) + INIT_GRACE
     command = [*unshare, sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP,
-               *map(str, [*rlimits, write_status]), *procs]
+               *map(str, [*rlimits, write_started, own_deadline]), *procs]
     env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": workdir, "TMPDIR": workdir}
     try:
         with subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, pass_fds=(write_status,), start_new_session=True) as process:
-            os.close(write_status)
-            write_status = -1
+                              stderr=subprocess.PIPE, pass_fds=(write_started,), start_new_session=True) as process:
+            os.close(write_started)
+            write_started = -1
             try:
                 stdout, stderr = _collect(process, limits.deadline, limits.max_output)
                 ended = _has_exited(process)
             finally:
                 _kill_group(process.pid)  # before reaping: until then its pid, the group's id, cannot be reused
                 process.wait()
-        status = _read_status(read_status)
+        started = _was_written(read_started)
     finally:
-        for fd in (read_status, write_status):
+        for fd in (read_started, write_started):
             if fd >= 0:
                 os.close(fd)
-    if status is not None:
-        return os.waitstatus_to_exitcode(status), bytes(stdout), bytes(stderr)
-    return (process.returncode if ended else None), bytes(stdout), bytes(stderr)
+    if ended and not started:  # unshare, or the cgroup join, failed: nothing of the program ran
+        raise RuntimeError(f"run_code could not start its sandbox ({' '.join(unshare) or 'no namespaces'}): "
+                           f"{bytes(stderr).decode('utf-8', 'replace').strip()[-500:]}")
+    return _returncode(process.returncode, bool(unshare)) if ended else None, bytes(stdout), bytes(stderr)
 
 
-def _read_status(fd: int) -> int | None:
-    """The program's wait status as its waiting parent wrote it; None when that parent was killed first."""
+def _was_written(fd: int) -> bool:
     os.set_blocking(fd, False)
-    with contextlib.suppress(BlockingIOError):
-        text = os.read(fd, 64)
-        return int(text) if text else None
-    return None
+    try:
+        return os.read(fd, 1) == b"1"
+    except BlockingIOError:
+        return False
+
+
+def _returncode(code: int, as_init: bool) -> int:
+    """The program's exit code, or minus the signal that killed it. Its parent, PID 1 of a namespace, cannot die
+    of a signal, so it exits 128 + the signal (the shell's convention): there, such exit codes read as signals."""
+    if as_init and code > 128 and code - 128 in signal.valid_signals():
+        return 128 - code
+    return code
 
 
 def _collect(process: subprocess.Popen[bytes], deadline: float, max_output: int) -> tuple[bytearray, bytearray]:
