@@ -296,3 +296,12 @@ def test_choose_with_a_prompt_prefix_runs_each_completion_after_it() -> None:
     chosen = choose(["    return a - b\n", "    return a + b\n"], ["assert add(1, 1) == 2"], prompt="def add(a, b):\n")
 
     assert chosen.passed == (0, 1)
+
+
+def test_numerical_libraries_are_told_to_start_one_thread_not_one_a_core() -> None:
+    pytest.importorskip("numpy")
+    program = "import os, numpy\nprint(os.environ['OMP_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n"
+    result = run_code(program)
+
+    assert result.passed, result.reason
+    assert result.stdout.split() == ["1", "1"]  # OpenBLAS would add a thread per extra core

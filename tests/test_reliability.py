@@ -337,12 +337,12 @@ for _ in range(3):
 statuses = [os.waitpid(pid, 0)[1] for pid in children]
 raise SystemExit(0 if statuses == [0, 0, 0] else 1)
 """
-FORK_200 = """
+FORK_300 = """
 import os, time
 print(os.getcwd(), flush=True)
 started = 0
 try:
-    for _ in range(200):
+    for _ in range(300):
         if os.fork() == 0:
             time.sleep(30)
             os._exit(0)
@@ -419,16 +419,16 @@ def test_run_code_holds_memory_mb_for_all_its_processes_together(
 def test_run_code_holds_its_task_limit_against_a_fork_loop(
         record_property: Record, unisolated: Callable[[], None]) -> None:
     needs("cgroup")
-    result, escaped = escapes_of(FORK_200)
+    result, escaped = escapes_of(FORK_300)
     unisolated()
-    without, escaped_without = escapes_of(FORK_200)
+    without, escaped_without = escapes_of(FORK_300)
 
     started, started_without = int(result.stdout.split()[-1]), int(without.stdout.split()[-1])
-    lost_row(record_property, "run_code: a program forking 200 sleeping processes", max(started - MAX_TASKS, 0),
+    lost_row(record_property, "run_code: a program forking 300 sleeping processes", max(started - MAX_TASKS, 0),
              f"{started} started (limit {MAX_TASKS} tasks), {len(escaped)} left running; without a cgroup: "
              f"{started_without} started")
     assert started < MAX_TASKS and "BlockingIOError" in result.stderr and escaped == []
-    assert started_without == 200 and escaped_without == []  # a plain process group still takes them all down
+    assert started_without == 300 and escaped_without == []  # a plain process group still takes them all down
 
 
 SPINNERS = """

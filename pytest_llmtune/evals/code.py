@@ -3,11 +3,13 @@
 What `run_code` isolates (POSIX; `isolation()` says what this machine allows, `isolation().escapes()` what not):
 - Everywhere: the caller's process (the program runs in a new `python -I -B` process) and environment (the child
   sees PATH, and HOME and TMPDIR pointing at its own temporary working directory, removed afterwards; no API
-  keys); wall-clock time; per process: CPU time (RLIMIT_CPU), address space (RLIMIT_AS), file size
-  (RLIMIT_FSIZE), open files, core dumps, processes (RLIMIT_NPROC, counted per user; Linux exempts root); the
-  output kept. When the program ends or times out, the processes it started are killed (see the next point for
-  which). Should the caller itself die first (kill -9), the program's waiting parent stops the run 2 s after
-  its deadline; the temporary directory is then left behind.
+  keys; OMP_NUM_THREADS and the like set to 1, so that numerical libraries start one thread, not one a core);
+  wall-clock time; per process: CPU time (RLIMIT_CPU), address space (RLIMIT_AS: each thread's stack takes
+  8 MB of it, so memory_mb=512 allows about 60 threads), file size (RLIMIT_FSIZE), open files, core dumps,
+  processes (RLIMIT_NPROC, counted per user; Linux exempts root); the output kept. When the program ends or
+  times out, the processes it started are killed (see the next point for which). Should the caller itself die
+  first (kill -9), the program's waiting parent stops the run 2 s after its deadline; the temporary directory
+  is then left behind.
 - On Linux where util-linux `unshare` may make namespaces (root, or unprivileged user namespaces): a PID
   namespace, so no process survives the run, not even one that called `setsid()`; a network namespace with
   no interface up, so no TCP or UDP connection leaves it, not even to 127.0.0.1 (Unix sockets on the
@@ -18,7 +20,7 @@ What `run_code` isolates (POSIX; `isolation()` says what this machine allows, `i
   in its own session and its process group is killed at the end, so a process that calls `setsid()` escapes
   and keeps running, and the network is reachable.
 - Where a cgroup below the caller's is writable (v2 with the memory and pids controllers, or v1): memory_mb and
-  64 tasks (processes and threads) hold for all the run's processes together, and one killed at the memory
+  256 tasks (processes and threads) hold for all the run's processes together, and one killed at the memory
   limit makes the status "memory". Elsewhere the limits are per process: k forked processes may use k x
   memory_mb. Run as root, a program that gets past the audit hook (ctypes) can leave the cgroup.
 - A guard against accidents, not a security boundary: an audit hook (`sys.addaudithook`) in the child refuses

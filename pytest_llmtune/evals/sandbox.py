@@ -23,8 +23,12 @@ __all__ = ["Limits", "Ran", "execute"]
 
 MAX_FILE_BYTES = 16 * 2**20  # RLIMIT_FSIZE: a program writing more is stopped with "File too large"
 MAX_OPEN_FILES = 256
-PROCESS_MARGIN = 64  # processes (tasks) the program may add to those its user already runs
-MAX_TASKS = 64  # processes and threads of one run together, where a cgroup holds them (its waiting parent too)
+PROCESS_MARGIN = 256  # processes (tasks) the program may add to those its user already runs
+MAX_TASKS = 256  # processes and threads of one run together, where a cgroup holds them (its waiting parent too)
+# numerical libraries start a thread per core on import (and OpenBLAS reserves memory for each): one each here,
+# so that `import numpy` neither needs 64 tasks nor 64 buffers on a 64-core machine
+ONE_THREAD = dict.fromkeys(["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                            "VECLIB_MAXIMUM_THREADS"], "1")
 EXIT_GRACE = 1.0  # seconds to drain the pipes after the program ended and its group was killed
 INIT_GRACE = 2.0  # the waiting parent stops the run itself this long after the deadline, should the caller die
 CHUNK = 65_536
@@ -166,7 +170,7 @@ def _run(workdir: str, limits: Limits, unshare: tuple[str, ...], procs: list[str
     own_deadline = max(limits.deadline - time.monotonic(), 0.0) + INIT_GRACE
     command = [*unshare, sys.executable, "-I", "-B", "-X", "utf8", "-c", _BOOTSTRAP,
                *map(str, [*rlimits, write_started, own_deadline]), *procs]
-    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": workdir, "TMPDIR": workdir}
+    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": workdir, "TMPDIR": workdir, **ONE_THREAD}
     try:
         with subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, pass_fds=(write_started,), start_new_session=True) as process:
