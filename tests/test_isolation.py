@@ -13,7 +13,7 @@ import pytest
 from processes import survivors
 
 from pytest_llmtune.evals import Isolation, code, isolation, run_code
-from pytest_llmtune.evals.containment import cgroup_dirs
+from pytest_llmtune.evals.containment import STALE_SECONDS, cgroup_dirs
 
 V2_HOST = ("35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n",
            "0::/user.slice/user-1000.slice/session-3.scope\n")
@@ -181,5 +181,29 @@ def test_a_run_whose_caller_is_killed_stops_on_its_own_and_the_next_probe_remove
     assert running_after_the_kill  # nobody killed them: the waiting parent's own deadline must
     assert left_behind or isolation().cgroup_version is None
     assert survivors(workdir, seconds=5) == []
-    subprocess.run([sys.executable, "-c", "from pytest_llmtune.evals import isolation; isolation()"], check=True)
+    for path in left_behind:
+        os.utime(path, (time.time() - STALE_SECONDS, time.time() - STALE_SECONDS))  # as if a minute had passed
+    probe()
     assert [path for path in left_behind if path.exists()] == []
+
+
+def probe() -> None:
+    subprocess.run([sys.executable, "-c", "from pytest_llmtune.evals import isolation; isolation()"], check=True)
+
+
+def test_the_probe_removes_only_empty_groups_of_dead_runs_a_minute_old() -> None:
+    found = isolation()
+    if found.cgroup_version is None:
+        pytest.skip(f"no writable cgroup here: {found.escapes()}")
+    dead = 4_194_999  # above Linux's largest pid: no such process
+    young, old = (found.cgroup_parents[0] / f"llmtune-{dead}-{age}" for age in ("young", "old"))
+    young.mkdir()
+    old.mkdir()
+    os.utime(old, (time.time() - STALE_SECONDS - 1,) * 2)
+    try:
+        probe()
+        assert young.exists() and not old.exists()  # a young one may be a live run in another PID namespace
+    finally:
+        for path in (young, old):
+            if path.exists():
+                path.rmdir()

@@ -27,6 +27,7 @@ __all__ = ["Cgroup", "Isolation", "isolation"]
 NAMESPACES = ("--pid", "--fork", "--kill-child", "--mount-proc", "--net")
 FALLBACKS = (NAMESPACES, ("--pid", "--fork", "--kill-child", "--net"), ("--pid", "--fork", "--kill-child"))
 PROBE_SECONDS = 10.0
+STALE_SECONDS = 60.0  # a group left by a dead run is removed by the next probe after this
 REMOVE_SECONDS = 1.0  # killed processes leave their cgroup within milliseconds; a stuck one is left behind
 
 _probe_lock = threading.Lock()
@@ -186,12 +187,20 @@ def _kill_all(path: Path) -> None:
 
 
 def _remove_left_behind(parents: tuple[Path, ...]) -> None:
-    """Remove the groups of runs whose process died before it could (killed with -9, say)."""
+    """Remove the groups of runs whose process died before it could (killed with -9, say).
+
+    Only a group that is empty and older than STALE_SECONDS: its pid may belong to another PID namespace (a
+    container sharing the hierarchy) where that run is alive, between making its group and joining it.
+    """
     for parent in parents:
-        for path in parent.glob("llmtune-*-*"):
-            pid = path.name.split("-")[1]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                Cgroup(0, (path,)).close()
+        for top in parent.glob("llmtune-*-*"):
+            pid = top.name.split("-")[1]
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}").exists() or time.time() - top.stat().st_mtime < STALE_SECONDS:
+                    continue
+                for path in _depth_first(top):
+                    if not (path / "cgroup.procs").read_text().strip():
+                        path.rmdir()
 
 
 def _writable_cgroup(prefix: tuple[str, ...]) -> tuple[int | None, tuple[Path, ...]]:
