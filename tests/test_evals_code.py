@@ -206,7 +206,7 @@ def test_the_child_sees_no_api_key_and_a_home_of_its_own(monkeypatch: pytest.Mon
 
 
 def test_bad_limits_are_refused_with_the_value_and_the_constraint() -> None:
-    with pytest.raises(ValueError, match=r"The value of `timeout` is 0, but must be `timeout > 0`"):
+    with pytest.raises(ValueError, match=r"The value of `timeout` is 0, but must be `0 < timeout <= 86400.0`"):
         run_code("pass", timeout=0)
 
 

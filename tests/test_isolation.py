@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import re
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import time
@@ -207,3 +212,62 @@ def test_the_probe_removes_only_empty_groups_of_dead_runs_a_minute_old() -> None
         for path in (young, old):
             if path.exists():
                 path.rmdir()
+
+
+@pytest.mark.parametrize("program", ["import os, signal\nos.kill(os.getpid(), signal.SIGRTMIN + 6)",
+                                     "raise SystemExit(128 + 40)"], ids=["real-time-signal", "exit-168"])
+def test_a_signal_with_no_name_is_a_crash_not_an_error(program: str) -> None:
+    result = run_code(program)
+
+    assert (result.status, result.reason) == ("crashed", "killed by signal 40")
+
+
+@pytest.mark.parametrize(("limits", "constraint"), [({"timeout": 1e10}, "0 < timeout <= 86400.0"),
+                                                    ({"memory_mb": 10**13}, "16 <= memory_mb <= 1073741824")])
+def test_limits_the_os_cannot_hold_are_refused(limits: dict[str, float], constraint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(constraint)):
+        run_code("print(1)", **limits)  # type: ignore[arg-type]
+
+
+IMMUTABLE = """
+import fcntl, os, struct
+fd = os.open("stuck", os.O_WRONLY | os.O_CREAT)
+fcntl.ioctl(fd, 0x40086602, struct.pack("l", 0x10))  # FS_IOC_SETFLAGS: FS_IMMUTABLE_FL, as chattr +i does
+print(os.getcwd())
+"""
+
+
+def test_a_file_the_program_makes_undeletable_does_not_make_run_code_raise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root may make a file immutable")
+    monkeypatch.setattr(code, "isolation", lambda: Isolation((), None, ()))  # root with every capability
+    result = run_code(IMMUTABLE)
+
+    if result.status != "passed":
+        pytest.skip(f"this filesystem has no immutable flag: {result.reason}")
+    stuck = Path(result.stdout.strip(), "stuck")
+    assert stuck.exists()  # left behind with its directory; run_code returned its result
+    with open(stuck) as file:
+        fcntl.ioctl(file.fileno(), 0x40086602, struct.pack("l", 0))
+    shutil.rmtree(stuck.parent)
+
+
+STALLED_CALLER = """
+import json
+from pytest_llmtune.evals import run_code
+result = run_code("import time\\ntime.sleep(60)", timeout=1.0)
+print(json.dumps([result.status, result.returncode]))
+"""
+
+
+def test_a_caller_stalled_past_the_deadline_still_reads_a_timeout() -> None:
+    caller = subprocess.Popen([sys.executable, "-c", STALLED_CALLER], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    caller.send_signal(signal.SIGSTOP)  # as a long GIL hold or a suspended machine would
+    time.sleep(3.5)  # past the deadline and the waiting parent's own, which stops the run meanwhile
+    caller.send_signal(signal.SIGCONT)
+    out, _ = caller.communicate(timeout=30)
+
+    assert json.loads(out) == ["timeout", None]
+

@@ -367,12 +367,18 @@ finally:
 """
 
 
+NO_ISOLATION = Isolation((), None, ())  # as on a machine without `unshare` or a writable cgroup
+
+
 @pytest.fixture
-def unisolated(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Switch run_code to what a machine without `unshare` or a writable cgroup gives."""
+def unisolated(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Switch run_code to what a machine without `unshare` or a writable cgroup gives (or to `weaker`)."""
     from pytest_llmtune.evals import code
 
-    return lambda: monkeypatch.setattr(code, "isolation", lambda: Isolation((), None, ()))
+    def switch(weaker: Isolation = NO_ISOLATION) -> None:
+        monkeypatch.setattr(code, "isolation", lambda: weaker)
+
+    return switch
 
 
 def needs(what: str) -> None:
@@ -390,7 +396,7 @@ def escapes_of(program: str, **limits: Any) -> tuple[CodeResult, list[int]]:
 
 
 def test_run_code_leaves_no_process_behind_not_even_a_setsid_grandchild(
-        record_property: Record, unisolated: Callable[[], None]) -> None:
+        record_property: Record, unisolated: Callable[..., None]) -> None:
     needs("namespaces")
     result, escaped = escapes_of(SETSID_SPINNER)
     unisolated()
@@ -403,7 +409,7 @@ def test_run_code_leaves_no_process_behind_not_even_a_setsid_grandchild(
 
 
 def test_run_code_reaches_no_network_not_even_127_0_0_1(
-        record_property: Record, unisolated: Callable[[], None], openai_server: FakeOpenAI) -> None:
+        record_property: Record, unisolated: Callable[..., None], openai_server: FakeOpenAI) -> None:
     needs("namespaces")
     program = CONNECT.format(port=openai_server.base_url.split(":")[2].split("/")[0])
     result, _ = escapes_of(program)
@@ -418,7 +424,7 @@ def test_run_code_reaches_no_network_not_even_127_0_0_1(
 
 
 def test_run_code_holds_memory_mb_for_all_its_processes_together(
-        record_property: Record, unisolated: Callable[[], None]) -> None:
+        record_property: Record, unisolated: Callable[..., None]) -> None:
     needs("cgroup")
     result, _ = escapes_of(FORKS_OF_150_MB, memory_mb=256)
     unisolated()
@@ -432,7 +438,7 @@ def test_run_code_holds_memory_mb_for_all_its_processes_together(
 
 
 def test_run_code_holds_its_task_limit_against_a_fork_loop(
-        record_property: Record, unisolated: Callable[[], None]) -> None:
+        record_property: Record, unisolated: Callable[..., None]) -> None:
     needs("cgroup")
     result, escaped = escapes_of(FORK_300)
     unisolated()
@@ -507,3 +513,34 @@ def test_run_code_as_an_unprivileged_user_isolates_with_a_user_namespace(
              f"{len(escaped)} left running; {cut(ran['reason'], 40)}")
     assert "--user" in ran["unshare"] and "--net" in ran["unshare"]
     assert escaped == [] and not connected and "Network is unreachable" in ran["reason"]
+
+
+ENTER_THE_CALLERS_NETWORK = """
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.umount2(b"/proc", 2)  # what is under it: the machine's /proc
+net = os.open("/proc/{caller}/ns/net", os.O_RDONLY)
+if libc.setns(net, 0) != 0:
+    raise SystemExit(f"setns refused: errno {{ctypes.get_errno()}}")
+socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+print("connected")
+"""
+
+
+def test_root_code_that_unmounts_its_proc_cannot_enter_the_callers_network(
+        record_property: Record, unisolated: Callable[..., None], openai_server: FakeOpenAI) -> None:
+    found = isolation()
+    if os.geteuid() != 0 or "--user" not in found.unshare:
+        pytest.skip(f"needs root with a user namespace: {found.escapes()}")
+    port = openai_server.base_url.split(":")[2].split("/")[0]
+    program = ENTER_THE_CALLERS_NETWORK.format(caller=os.getpid(), port=port)
+    result = run_code(program)
+    without_user = tuple(arg for arg in found.unshare if arg not in ("--user", "--map-root-user"))
+    unisolated(Isolation(without_user, None, ()))
+    without = run_code(program)
+
+    lost_row(record_property, "run_code as root: ctypes unmounts /proc, enters the caller's network namespace",
+             int("connected" in result.stdout),
+             f"{result.status}: {cut(result.reason, 40)}; without a user namespace: {without.stdout.strip()}")
+    assert result.status == "failed" and "connected" not in result.stdout
+    assert without.passed and "connected" in without.stdout

@@ -10,7 +10,8 @@ What `run_code` isolates (POSIX; `isolation()` says what this machine allows, `i
   times out, the processes it started are killed (see the next point for which). Should the caller itself die
   first (kill -9), the program's waiting parent stops the run 2 s after its deadline; the temporary directory
   is then left behind.
-- On Linux where util-linux `unshare` may make namespaces (root, or unprivileged user namespaces): a PID
+- On Linux where util-linux `unshare` may make namespaces (in a user namespace where one may be made, for root
+  too, so that even ctypes code cannot enter the caller's namespaces; root without one elsewhere): a PID
   namespace, so no process survives the run, not even one that called `setsid()`; a network namespace with
   no interface up, so no TCP or UDP connection leaves it, not even to 127.0.0.1 (Unix sockets on the
   filesystem are still reachable); its own /proc. The program's waiting parent is the namespace's PID 1, which
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import signal
 import tempfile
 import time
@@ -53,6 +55,9 @@ from pytest_llmtune.evals.sandbox import Limits, Ran, execute
 __all__ = ["CodeChoice", "CodeResult", "Status", "check_program", "choose", "extract_code", "pass_at_k", "run_code"]
 
 Status = Literal["passed", "failed", "timeout", "memory", "crashed"]
+MAX_TIMEOUT = 86_400.0  # a day: beyond it, interval timers overflow somewhere
+MAX_MEMORY_MB = 2**30  # a petabyte: beyond it, setrlimit overflows
+
 
 @dataclass(frozen=True)
 class CodeResult:
@@ -79,19 +84,23 @@ class CodeChoice:
 def run_code(program: str, *, timeout: float = 5.0, memory_mb: int = 512, max_output: int = 64_000) -> CodeResult:
     """Run Python source in a new, limited process in a fresh temporary directory; see the module docstring.
 
-    The call returns within about `timeout` seconds plus one. Output beyond `max_output` bytes per stream is
-    read and discarded, never held in memory.
+    The call returns within about `timeout` seconds plus one, plus the time to remove the files the program
+    wrote. Output beyond `max_output` bytes per stream is read and discarded, never held in memory.
     """
-    _require(timeout > 0, "timeout", timeout, "timeout > 0")
-    _require(memory_mb >= 16, "memory_mb", memory_mb, "memory_mb >= 16")
+    _require(0 < timeout <= MAX_TIMEOUT, "timeout", timeout, f"0 < timeout <= {MAX_TIMEOUT}")
+    _require(16 <= memory_mb <= MAX_MEMORY_MB, "memory_mb", memory_mb, f"16 <= memory_mb <= {MAX_MEMORY_MB}")
     _require(max_output >= 0, "max_output", max_output, "max_output >= 0")
     isolated = isolation()
-    with tempfile.TemporaryDirectory(prefix="llmtune-code-", ignore_cleanup_errors=True) as workdir:
+    workdir = tempfile.mkdtemp(prefix="llmtune-code-")
+    try:
         Path(workdir, "main.py").write_text(program, encoding="utf-8")
         started = time.monotonic()
         limits = Limits(memory_mb * 2**20, math.ceil(timeout) + 1, started + timeout, max_output)
         ran = execute(workdir, limits, isolated)
         seconds = time.monotonic() - started
+    finally:
+        # never raises: a file the program made undeletable (as root: chattr +i) is left behind with its directory
+        shutil.rmtree(workdir, ignore_errors=True)
     out, err = ran.stdout.decode("utf-8", "replace"), ran.stderr.decode("utf-8", "replace")
     status, reason = _classify(ran, err, timeout, memory_mb)
     return CodeResult(status == "passed", status, ran.returncode, out, err, seconds, reason)
@@ -122,7 +131,10 @@ def _classify(ran: Ran, stderr: str, timeout: float, memory_mb: int) -> tuple[St
 
 
 def _signalled(returncode: int) -> tuple[Status, str]:
-    name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:  # a real-time signal has a number, no name
+        name = f"signal {-returncode}"
     return "crashed", f"killed by {name}"
 
 

@@ -2,7 +2,8 @@
 
 - Namespaces (Linux, util-linux `unshare`): a PID namespace, so that every process the program starts, even one
   that called `setsid()`, dies when the program ends; a mount namespace with its own /proc; a network namespace
-  with no interface up, so no connection leaves the sandbox. Root creates them directly; another user needs
+  with no interface up, so no connection leaves the sandbox. All inside a user namespace (for root too, where
+  one may be made: its root then has no power over the caller's namespaces); a user other than root needs
   unprivileged user namespaces (some distributions turn them off, e.g. Ubuntu 24.04's AppArmor default).
 - A cgroup below the caller's own (cgroup v2, or v1's memory and pids hierarchies), where it is writable: the
   memory limit and a task limit then hold for the program and all its processes together, not per process.
@@ -61,6 +62,9 @@ class Isolation:
         ]
         if os.geteuid() == 0 and self.cgroup_version is not None:
             found.append("leave its cgroup, as root, through ctypes, and so its memory and task limits")
+        if os.geteuid() == 0 and self.unshare and "--user" not in self.unshare:
+            found.append("enter the caller's namespaces, network included, as root through ctypes (no user "
+                         "namespace could be made here)")
         if not self.pid_namespace:
             found.append("keep a process running after the run ends: one that calls setsid() leaves the process "
                          "group that is killed (no PID namespace here)")
@@ -98,10 +102,13 @@ def _unshare_prefix() -> tuple[str, ...]:
     exe = shutil.which("unshare")
     if exe is None or not sys.platform.startswith("linux"):
         return ()
-    user = () if os.geteuid() == 0 else ("--user", "--map-root-user")
-    for flags in FALLBACKS:
-        if _runs((exe, *user, *flags), "pass"):
-            return (exe, *user, *flags)
+    # A user namespace even for root: its root has no capability over the caller's namespaces, so code that
+    # unmounts its /proc (ctypes) still cannot enter the caller's network. Root without one, where none may be made.
+    users = [("--user", "--map-root-user"), ()] if os.geteuid() == 0 else [("--user", "--map-root-user")]
+    for user in users:
+        for flags in FALLBACKS:
+            if _runs((exe, *user, *flags), "pass"):
+                return (exe, *user, *flags)
     return ()
 
 

@@ -31,6 +31,7 @@ ONE_THREAD = dict.fromkeys(["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_
                             "VECLIB_MAXIMUM_THREADS"], "1")
 EXIT_GRACE = 1.0  # seconds to drain the pipes after the program ended and its group was killed
 INIT_GRACE = 2.0  # the waiting parent stops the run itself this long after the deadline, should the caller die
+TIMED_OUT = 124  # its exit code then (under a PID namespace; without one it is killed with its group: -9)
 CHUNK = 65_536
 
 # Limits are set in the child, not in a preexec_fn, because @llm_eval tests run in threads and preexec_fn is
@@ -91,8 +92,9 @@ def _guard(root):
 
     os.open = posix.open = guarded_open
 
-def _stop_all(*_):
-    os.killpg(0, signal.SIGKILL)  # the run's process group (as PID 1, this process survives it)
+def _stop_all(*_):  # the caller missed the deadline (it died, or stalled): stop the run, exit TIMED_OUT
+    if os.getpid() != 1:  # no PID namespace whose end kills them all: kill the group, this process with it
+        os.killpg(0, signal.SIGKILL)
     os._exit(124)
 
 def _report(code):  # exit as the program did; killed by a signal, die of it (PID 1 cannot: exit 128 + it)
@@ -187,6 +189,8 @@ def _run(workdir: str, limits: Limits, unshare: tuple[str, ...], procs: list[str
         for fd in (read_started, write_started):
             if fd >= 0:
                 os.close(fd)
+    if ended and time.monotonic() >= limits.deadline + INIT_GRACE and process.returncode in (TIMED_OUT, -9):
+        return None, bytes(stdout), bytes(stderr)  # the waiting parent's own deadline stopped it: a timeout
     if ended and not started:  # unshare, or the cgroup join, failed: nothing of the program ran
         raise RuntimeError(f"run_code could not start its sandbox ({' '.join(unshare) or 'no namespaces'}): "
                            f"{bytes(stderr).decode('utf-8', 'replace').strip()[-500:]}")
