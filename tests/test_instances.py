@@ -9,7 +9,7 @@ from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
 from pytest_llmtune.session.body import BodyResult
-from pytest_llmtune.session.instances import answer_line, instance_table
+from pytest_llmtune.session.instances import answer_line, instance_table, run_rows
 
 
 @pytest.fixture
@@ -61,6 +61,18 @@ def test_verbose_shows_each_instance_with_its_answer_and_why_it_missed(tuned: py
     assert "each instance under" not in tuned.runpytest(mode).stdout.str()
 
 
+def test_verbose_shows_each_instance_under_xdist_too_from_the_workers_reports(tuned: pytest.Pytester) -> None:
+    single = tuned.runpytest("--llm-test", "-v")
+    result = tuned.runpytest("--llm-test", "-v", "-n", "2")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["each instance under the locked config (its own run, as its report says):",
+                                 "instance*outcome*answer (first line)*why it missed"])
+    rows = sorted(line for line in result.stdout.lines if line.startswith("case"))
+    assert rows == sorted(line for line in single.stdout.lines if line.startswith("case"))  # the same 24 rows
+    assert len(rows) == 24
+
+
 def test_the_answer_is_the_first_line_of_the_first_text() -> None:
     assert answer_line(["\n  Paris\nis the capital", "Lyon"]) == "Paris"
     assert answer_line([]) == "" and answer_line(["  \n"]) == ""
@@ -73,7 +85,7 @@ def test_the_instance_table_fits_the_width() -> None:
     runs = [(f"t.py::t[instance-{i}]", BodyResult(miss="assert " + "x" * 200) if i % 2 else BodyResult(), Served())
             for i in range(5)] + [("t.py::t[broken]", None, None)]
 
-    lines = instance_table(runs, 80)  # type: ignore[arg-type]
+    lines = instance_table(run_rows(runs), 80)  # type: ignore[arg-type]
 
     assert max(map(len, lines)) <= 80
     assert lines[-1].startswith("broken      error") and "no result" in lines[-1]

@@ -21,7 +21,7 @@ import pytest
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
 from pytest_llmtune.session.body import BodyResult, observe
-from pytest_llmtune.session.instances import MISS_PROPERTY, instance_properties, instance_table
+from pytest_llmtune.session.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import TARGET_PROPERTY, Target, TargetItem, add_target_item, spec_of, target_name
@@ -64,6 +64,7 @@ class BaseSession:
         self.settings = settings
         self.targets: dict[str, Target] = {}
         self.results: dict[str, dict[str, Run]] = {}  # target -> instance node id -> its logged run
+        self.reported_rows: dict[str, dict[str, Row]] = {}  # target -> node id -> -v row, from the reports
 
     # --- collection -----------------------------------------------------------------------------------------
 
@@ -214,11 +215,16 @@ class BaseSession:
 
     def instance_lines(self, name: str, width: int) -> list[str]:
         """With -v: each instance of the target under the config its own run used."""
-        if self.config.get_verbosity() <= 0 or not self.results.get(name):
+        if self.config.get_verbosity() <= 0:
             return []
-        runs = [(nodeid, run.result, run.llm) for nodeid, run in self.results[name].items()]
-        return ["each instance under the locked config (its own run, or the verdict's evaluation of it when it was "
-                "deselected):", *instance_table(runs, width)]
+        if self.results.get(name):
+            rows = run_rows((nodeid, run.result, run.llm) for nodeid, run in self.results[name].items())
+            heading = "(its own run, or the verdict's evaluation of it when it was deselected)"
+        elif self.reported_rows.get(name):  # a pytest-xdist controller: the workers made the runs
+            rows, heading = list(self.reported_rows[name].values()), "(its own run, as its report says)"
+        else:
+            return []
+        return [f"each instance under the locked config {heading}:", *instance_table(rows, width)]
 
     def write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

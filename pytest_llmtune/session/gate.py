@@ -32,6 +32,7 @@ from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session import export, report
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
+from pytest_llmtune.session.instances import report_row
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
@@ -221,6 +222,8 @@ class GateSession(EndpointSession):
                 self.passed.add(name)
         elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
             self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
+        if not report.nodeid.endswith(SUFFIX) and (report.when == "call" or not report.passed):
+            self.reported_rows.setdefault(name, {})[report.nodeid] = report_row(report)
         if self.settings.reports and (report.when == "call" or (report.when == "setup" and not report.passed)):
             export.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
 

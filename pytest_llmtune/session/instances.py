@@ -11,7 +11,8 @@ from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.session.body import BodyResult
 from pytest_llmtune.session.leaderboard import cut, render
 
-__all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "answer_line", "instance_properties", "instance_table", "miss_lines"]
+__all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "Row", "answer_line", "instance_properties", "instance_table",
+           "miss_lines", "report_row", "run_rows"]
 
 MISS_PROPERTY = "llmtune_miss"
 ANSWER_PROPERTY = "llmtune_answer"
@@ -42,16 +43,37 @@ def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> 
     return properties
 
 
-def instance_table(runs: Iterable[tuple[str, BodyResult | None, LLM | None]], width: int) -> list[str]:
-    """One row per instance (-v): its id, outcome, the model's first answer line and why it missed, cut to fit."""
+Row = list[str]  # instance, outcome, the answer's first line, why it missed
+
+
+def run_rows(runs: Iterable[tuple[str, BodyResult | None, LLM | None]]) -> list[Row]:
+    """Rows from the runs this process made (the instance's own run, or the verdict's evaluation of it)."""
     rows = []
     for nodeid, result, llm in runs:
-        instance = nodeid.split("[", 1)[1][:-1] if "[" in nodeid else nodeid.rsplit("::", 1)[-1]
         outcome = "error" if result is None else "pass" if result.passed else "MISS"
         why = "no result: see the test's report" if result is None else result.miss or ""
-        rows.append([instance, outcome, answer_line(llm.answers) if llm is not None else "", why])
+        rows.append([instance_of(nodeid), outcome, answer_line(llm.answers) if llm is not None else "", why])
+    return rows
+
+
+def report_row(report: Any) -> Row:
+    """A row from an instance's report: what a pytest-xdist controller sees of runs made by its workers."""
+    properties = dict(report.user_properties)
+    miss = properties.get(MISS_PROPERTY)
+    outcome = "MISS" if report.passed and miss is not None else "pass" if report.passed else report.outcome
+    why = str(miss or "") if report.passed else "see the test's report"
+    return [instance_of(report.nodeid), outcome, str(properties.get(ANSWER_PROPERTY, "")), why]
+
+
+def instance_of(nodeid: str) -> str:
+    return nodeid.split("[", 1)[1][:-1] if "[" in nodeid else nodeid.rsplit("::", 1)[-1]
+
+
+def instance_table(rows: list[Row], width: int) -> list[str]:
+    """One row per instance (-v): its id, outcome, the model's first answer line and why it missed, cut to fit."""
     if not rows:
         return []
+    rows = [list(row) for row in rows]
     first = max(len(row[0]) for row in rows + [["instance"]])
     room = max(width - 1 - min(first, 30) - len("outcome") - 6, 20)  # for the answer and the reason
     answer = min(max(len(row[2]) for row in rows), max(room // 2, room - max(len(row[3]) for row in rows)), 40)
