@@ -169,7 +169,8 @@ class Cgroup:
     def close(self) -> None:
         """Kill every process still in the group, then remove it and any group the program made inside it.
 
-        Best effort within REMOVE_SECONDS: a group left behind holds no process, and the next probe removes it.
+        Best effort within REMOVE_SECONDS: a process that will not die keeps its group; the next probe removes an
+        empty group its dead owner left.
         """
         deadline = time.monotonic() + REMOVE_SECONDS
         for top in reversed(self.dirs):
