@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmtune.session.settings import INI, Settings, positive_int
+from pytest_llmtune.session.settings import INI, Settings, positive_int, refuse_moved_rootdir
 from pytest_llmtune.session.targets import spec_of
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "recorded responses; fail on a stale lock or a score below its threshold")
     group.addoption("--llm-record", action="store_true", help="with --llm-test: call the endpoint for requests "
                     "that have no recording, and record them")
+    group.addoption("--llm-accept-lower", action="store_true", help="with --llm-record: write a re-scored lock "
+                    "even when its score is lower than the locked one (a re-score never lowers a lock otherwise)")
     group.addoption("--llm-live", action="store_true", help="with --llm-test: send every request of the locked "
                     "configs to the endpoint (nothing replayed, recordings untouched) and fail a target whose live "
                     "score is significantly worse than its lock")
@@ -34,7 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "each instance K times, for more power (default 1)")
     group.addoption("--llm-local", action="store_true", help="start llama.cpp's llama-server with SmolLM2-135M on "
                     "127.0.0.1 for this session and send requests to it (ini llmtune_local)")
-    group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for --llm-local")
+    group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for the local server "
+                    "(implies --llm-local); the model it serves is named after the file (its stem)")
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
                     help="requests in flight at once (default: ini llmtune_concurrency, 8)")
     group.addoption("--llm-report", action="append", default=[], metavar="PATH", help="write what the tune or gate "
@@ -46,11 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "llm_eval(spec): an LLM evaluation; use @pytest_llmtune.llm_eval(space=...)")
+    refuse_moved_rootdir(config)
     tune, test = config.getoption("llm_tune"), config.getoption("llm_test")
     if tune and test:
         raise pytest.UsageError("--llm-tune and --llm-test are separate steps: tune, commit the lockfile, then test")
     if config.getoption("llm_record") and not test:
         raise pytest.UsageError("--llm-record goes with --llm-test (--llm-tune always records)")
+    if config.getoption("llm_accept_lower") and not config.getoption("llm_record"):
+        raise pytest.UsageError("--llm-accept-lower goes with --llm-test --llm-record: it lets a re-score write a "
+                                "lower score into the lock")
     if config.getoption("llm_live") and not test:
         raise pytest.UsageError("--llm-live goes with --llm-test: it checks the locked configs against the endpoint")
     if config.getoption("llm_live") and config.getoption("llm_record"):

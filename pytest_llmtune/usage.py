@@ -32,6 +32,7 @@ class Usage:
 
     live: Tally = field(default_factory=Tally)
     replay: Tally = field(default_factory=Tally)
+    fresh: int = 0  # responses obtained in this session (sent, or replayed from this session's recordings)
 
     @property
     def requests(self) -> int:
@@ -61,7 +62,10 @@ class Usage:
     def merge(self, other: Usage) -> None:
         self.live.add(other.live)
         self.replay.add(other.replay)
+        self.fresh += other.fresh
 
-    def record(self, prompt_tokens: int, completion_tokens: int, cost: float, *, replayed: bool) -> None:
-        """One response."""
+    def record(self, prompt_tokens: int, completion_tokens: int, cost: float, *, replayed: bool,
+               fresh: bool | None = None) -> None:
+        """One response; `fresh` defaults to "not replayed"."""
         (self.replay if replayed else self.live).add(Tally(1, prompt_tokens, completion_tokens, cost))
+        self.fresh += int(not replayed if fresh is None else fresh)

@@ -100,7 +100,7 @@ def test_missing_recording_says_how_to_record_it(tuned: pytest.Pytester, openai_
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*MissingRecordingError: no recording of POST /v1/chat/completions in *",
-                                 "Record the missing responses with: pytest --llm-test --llm-record*"])
+                                 "Record the missing responses with `pytest --llm-test --llm-record`*"])
     assert "_base_client.py" not in result.stdout.str()  # the message, not a traceback through the SDK
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     requests = openai_server.requests

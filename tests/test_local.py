@@ -100,7 +100,7 @@ def test_missing_model_file_says_how_to_install_it(addition: pytest.Pytester) ->
 
 
 def test_best_of_is_refused_because_llama_server_ignores_it(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(ADDITION.replace('"seed": 7}', '"seed": 7, "best_of": choice([1, 3])}'))
+    pytester.makepyfile(ADDITION.replace('"stop": ["\\n"]}', '"stop": ["\\n"], "best_of": choice([1, 3])}'))
 
     result = pytester.runpytest("--llm-tune", "--llm-local")
 

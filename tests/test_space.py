@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -299,9 +300,31 @@ def test_decode_of_a_template_no_longer_in_the_space_says_so() -> None:
         space.decode({"prompt": {"callable": "tests.gone"}})
 
 
-def test_two_templates_with_the_same_name_are_refused() -> None:
+def test_a_lambda_template_is_refused_because_the_application_could_not_import_it() -> None:
     short = lambda context: "Review: " + context["review"]  # noqa: E731
-    few_shot = lambda context: "Examples: ...\nReview: " + context["review"]  # noqa: E731
 
-    with invalid("two templates are both named"):
-        SearchSpace({"prompt": choice([short, few_shot])})
+    with pytest.raises(InvalidSpaceError, match=r"<lambda> is a lambda: the lockfile names a callable template by where"):
+        SearchSpace({"prompt": choice([short, review_template])})
+
+
+def shots(k: int) -> Callable[[dict[str, Any]], str]:
+    def template(context: dict[str, Any]) -> str:
+        return "Review: great -> positive\n" * k + f"Review: {context['review']} ->"
+
+    return template
+
+
+SHOTS_1, SHOTS_3 = shots(1), shots(3)
+
+
+def test_templates_made_by_a_factory_are_refused_with_a_template_variable_instead() -> None:
+    with pytest.raises(InvalidSpaceError, match=r"shots.<locals>.template is made inside a function .* read a tuned "):
+        SearchSpace({"prompt": choice([SHOTS_1, SHOTS_3])})
+
+
+def test_a_template_renamed_after_its_def_is_refused() -> None:
+    renamed = shots(2)
+    renamed.__qualname__ = "SHOTS_2"  # what a user tries after the factory's refusal: not what the module holds
+
+    with invalid("is not what its module holds under the name 'SHOTS_2'"):
+        SearchSpace({"prompt": renamed})

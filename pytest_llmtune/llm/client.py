@@ -12,24 +12,40 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.keys import (
+    API_FIELDS,
+    OURS,
+    SESSION_KEYS,
+    template_names,
+    unknown_key_words,
+    wrong_api_words,
+)
 from pytest_llmtune.usage import Usage
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["LLM", "Endpoint", "Recorded", "Reply", "render_request", "sample_requests", "send", "texts_of"]
+__all__ = ["FRESH", "LLM", "Endpoint", "Recorded", "Recording", "Reply", "render_request", "sample_requests", "send",
+           "texts_of"]
 
-Recorded = Callable[[str, int, Mapping[str, Any]], "str | None"]  # (path, sample, JSON body) -> response body
 
-REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py)
+
+class Recording(NamedTuple):
+    text: str  # the response body
+    fresh: bool  # recorded in this session: not a response the lock was scored on
+
+
+Recorded = Callable[[str, int, Mapping[str, Any]], "Recording | None"]  # (path, sample, JSON body) -> recording
+
+REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py): "1", or
+FRESH = "new"  # when this session recorded it
 SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
-NOT_REQUEST_FIELDS = {"api", "prompt", "messages"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,7 @@ class Reply:
     completion_tokens: int
     replayed: bool
     cost: float = 0.0
+    fresh: bool = True  # obtained in this session: sent now, or replayed from a recording this session made
 
     @property
     def tokens(self) -> int:
@@ -101,7 +118,8 @@ class Endpoint:
         else:
             self.spending.settle(reply.tokens, reply.cost)  # charges and frees the reservation at once
         with self._usage_lock:
-            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
+            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
+                              fresh=reply.fresh)
         return reply
 
     def complete_many(self, api: str, requests: list[tuple[dict[str, Any], int]]) -> list[Reply]:
@@ -116,18 +134,20 @@ class Endpoint:
             self._client.close()
 
     def _send(self, api: str, params: dict[str, Any], sample: int) -> Reply:
-        replayed = self._replay(api, params, sample)
-        if replayed is not None:
-            return replayed
+        found = self._replay(api, params, sample)
+        if found is not None:
+            return found
         response, headers = send(self.client, api, params, sample=sample)
         prompt_tokens = response.usage.prompt_tokens if response.usage else 0
         completion_tokens = response.usage.completion_tokens if response.usage else 0
+        replayed = headers.get(REPLAYED_HEADER)
         return Reply(
             texts=texts_of(response, api),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            replayed=headers.get(REPLAYED_HEADER) == "1",
+            replayed=replayed in ("1", FRESH),
             cost=self.prices.cost(str(params.get("model", "")), prompt_tokens, completion_tokens),
+            fresh=replayed != "1",
         )
 
     def _replay(self, api: str, params: dict[str, Any], sample: int) -> Reply | None:
@@ -140,11 +160,11 @@ class Endpoint:
             return None
         # the SDK sends the fields it names and `extra_body` as one JSON object: `params`
         path = urlsplit(self.base_url).path.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
-        text = self.recorded(path, sample, params)
-        if text is None:
+        recording = self.recorded(path, sample, params)
+        if recording is None:
             return None
         try:
-            data = json.loads(text)
+            data = json.loads(recording.text)
             choices = sorted(data["choices"], key=lambda c: c["index"])
             texts = [(c["message"].get("content") or "") if api == "chat" else c["text"] for c in choices]
             usage = data.get("usage") or {}
@@ -153,7 +173,8 @@ class Endpoint:
         except (ValueError, KeyError, TypeError, AttributeError):
             return None  # the SDK's parser decides what to make of it
         return Reply(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, replayed=True,
-                     cost=self.prices.cost(str(params.get("model", "")), prompt_tokens, completion_tokens))
+                     cost=self.prices.cost(str(params.get("model", "")), prompt_tokens, completion_tokens),
+                     fresh=recording.fresh)
 
 
 def send(client: openai.OpenAI, api: str, params: dict[str, Any], *, sample: int = 0,
@@ -215,9 +236,22 @@ def render(template: Any, context: Mapping[str, Any]) -> Any:
 
 
 def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The API ("chat" or "completions") and the request fields for one instance, in a stable order."""
+    """The API ("chat" or "completions") and the request body's fields for one instance, in a stable order.
+
+    The config's keys are sorted as search/keys.py says: request fields of the API are sent, `extra_body`'s fields
+    are sent as they are, template variables are rendered into the template and never sent; any other key is a
+    TemplateError (as the space refuses it at collection).
+    """
     api = config.get("api", "chat")
-    params = {k: v for k, v in sorted(config.items()) if k not in NOT_REQUEST_FIELDS}
+    if api not in API_FIELDS:
+        raise TemplateError(f"api is {api!r}, but must be 'chat' or 'completions'")
+    fields = API_FIELDS[api]
+    template = config.get("messages", config.get("prompt"))
+    variables = {key: value for key, value in config.items() if key not in OURS and key not in fields}
+    _check_variables(variables, template, api, context)
+    context = {**context, **variables}
+    params = {k: v for k, v in sorted(config.items()) if k in fields}
+    params.update(sorted(_extra_body(config.get("extra_body"), params).items()))
     if "messages" in config:
         messages = config["messages"]
         rendered = render(messages, context) if callable(messages) else [
@@ -230,6 +264,35 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tup
     if api == "completions":
         return api, {"prompt": prompt, **params}
     return api, {"messages": [{"role": "user", "content": prompt}], **params}
+
+
+def _check_variables(variables: Mapping[str, Any], template: Any, api: str, context: Mapping[str, Any]) -> None:
+    """Template variables are keys the template uses, and no instance field of the same name."""
+    if not variables:
+        return
+    names = template_names(template)
+    for key in variables:
+        if key in SESSION_KEYS:
+            raise TemplateError(f"{key!r} is not a request field: {SESSION_KEYS[key]}")
+        if any(key in found for found in API_FIELDS.values()):
+            raise TemplateError(wrong_api_words(key, [api]))
+        if names is None or key not in names:
+            raise TemplateError(unknown_key_words(key, [api], names))
+        if key in context:
+            raise TemplateError(f"{key!r} is both a template variable of the config and a field of this instance "
+                                "(its parameters, or a keyword of llm(...)): rename one")
+
+
+def _extra_body(extra: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The server's own fields, sent beside the SDK's; never one the SDK sends itself."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping):
+        raise TemplateError(f"extra_body is {extra!r}, but must be a dict of the server's own fields")
+    clash = sorted(set(extra) & (set(params) | OURS))
+    if clash:
+        raise TemplateError(f"extra_body holds {clash[0]!r}, which the request sends itself: give it once")
+    return dict(extra)
 
 
 def _nth_sample(params: dict[str, Any], sample: int) -> dict[str, Any]:
@@ -268,7 +331,8 @@ class LLM:
         self._seen[key] += len(requests)
         replies = self.endpoint.complete_many(api, requests)
         for reply in replies:
-            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed)
+            self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
+                              fresh=reply.fresh)
         texts = [text for reply in replies for text in reply.texts]
         self.answers += texts
         return texts * repeat

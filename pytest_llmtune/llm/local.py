@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pytest_llmtune.errors import LlmtuneError
 
-__all__ = ["ALIAS", "INSTALL", "LocalServer", "LocalServerError", "default_model_path", "server_binary"]
+__all__ = ["ALIAS", "INSTALL", "alias_of", "LocalServer", "LocalServerError", "default_model_path", "server_binary"]
 
-ALIAS = "smollm2"  # the model name the server answers to
+ALIAS = "smollm2"  # the model name the server answers to, with its default model (another GGUF: the file's stem)
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILD_ENV = ('LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF '
              '-DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF"')
@@ -49,6 +49,11 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
+def alias_of(model: Path | None) -> str:
+    """The model name the local server serves: smollm2 for the default model, else the GGUF file's stem."""
+    return ALIAS if model is None else model.stem
+
+
 def cpu_has_amx() -> bool:
     try:
         return "amx_tile" in Path("/proc/cpuinfo").read_text()
@@ -67,6 +72,7 @@ class LocalServer:
     """`start()` returns the base URL once the server answers; `stop()` ends that process, and only it."""
 
     model: Path
+    alias: str = ALIAS  # the one model name it serves
     slots: int = 8
     context: int = 16384
     threads: int = 2
@@ -79,8 +85,9 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self, binary: Path) -> list[str]:
-        command = [str(binary), "-m", str(self.model), "-a", ALIAS, "--host", "127.0.0.1", "--port", str(self.port),
-                   "-t", str(self.threads), "-c", str(self.context), "-np", str(self.slots), "--no-webui"]
+        command = [str(binary), "-m", str(self.model), "-a", self.alias, "--host", "127.0.0.1",
+                   "--port", str(self.port), "-t", str(self.threads), "-c", str(self.context), "-np", str(self.slots),
+                   "--no-webui"]
         if cpu_has_amx():
             # a native build uses AMX tiles for repacked weights; where the hypervisor does not grant them
             # (seen here: SIGSEGV at `ldtilecfg` on the first batch) the server dies. Unpacked weights avoid AMX.

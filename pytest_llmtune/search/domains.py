@@ -9,6 +9,7 @@ import abc
 import inspect
 import itertools
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +56,10 @@ class Domain(abc.ABC):
     def describe(self) -> Any:
         """A JSON-able description, for fingerprints."""
 
+    def holds(self, value: Any) -> bool:
+        """Whether `value` is one of this domain's values (a lock's config still a point of its space)."""
+        return False
+
 
 class _Range(Domain):
     name = ""
@@ -69,6 +74,13 @@ class _Range(Domain):
 
     def values(self) -> list[Any]:
         return [self.low, self.high]
+
+    def holds(self, value: Any) -> bool:
+        return (not isinstance(value, bool) and isinstance(value, (int, float)) and self.low <= value <= self.high
+                and self._kind_holds(value))
+
+    def _kind_holds(self, value: Any) -> bool:
+        return True
 
     def clamp(self, value: float) -> float:
         """Rounding for readability must not step outside the range."""
@@ -103,6 +115,9 @@ class LogUniform(_Range):
 
 
 class IntRange(_Range):
+    def _kind_holds(self, value: Any) -> bool:
+        return isinstance(value, int) and value < self.high  # the upper bound excluded (QRandInt includes it)
+
     def __init__(self, low: int, high: int) -> None:
         for label, value in (("low", low), ("high", high)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -159,6 +174,9 @@ class QRandInt(IntRange):
 
     def describe(self) -> Any:
         return {self.name: [self.low, self.high, self.q]}
+
+    def _kind_holds(self, value: Any) -> bool:
+        return isinstance(value, int) and (value % self.q == 0 or value in (self.low, self.high))
 
     def __repr__(self) -> str:
         return f"qrandint({self.low!r}, {self.high!r}, q={self.q!r})"
@@ -282,6 +300,26 @@ def describe(value: Any) -> Any:
 
 def callable_name(function: Callable[..., Any]) -> str:
     return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def unimportable(function: Callable[..., Any]) -> str | None:
+    """Why `callable_name(function)` would not import `function` again (None when it would, or when its module is
+    not loaded, so nothing can tell): a lambda, a function made inside another, an object that is not a function,
+    or one bound to another name than its own."""
+    qualname = getattr(function, "__qualname__", None)
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    if not isinstance(qualname, str):
+        return f"is a {type(function).__name__}, not a function"
+    if "<lambda>" in qualname:
+        return "is a lambda"
+    if "<locals>" in qualname:
+        return "is made inside a function (a factory's templates all share one name)"
+    if module is None:
+        return None
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return None if found is function else f"is not what its module holds under the name {qualname!r}"
 
 
 def _source_of(function: Callable[..., Any]) -> str:

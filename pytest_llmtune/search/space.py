@@ -29,10 +29,14 @@ from pytest_llmtune.search.domains import (
     lograndint,
     sample,
     uniform,
+    unimportable,
 )
 from pytest_llmtune.search.fields import validate_field
+from pytest_llmtune.search.keys import check_keys
 
 __all__ = ["SearchSpace", "default_space", "fingerprint"]
+
+SHAPES = 4096  # combinations of group options whose keys are checked together; beyond, each option alone
 
 
 def default_space(**overrides: Any) -> dict[str, Any]:
@@ -60,36 +64,60 @@ class SearchSpace:
         if not isinstance(spec, Mapping):
             raise InvalidSpaceError(f"space must be a dict of request fields, got {spec!r}")
         self.spec = dict(spec)
-        self.keys = sorted(self.spec)
-        for key in self.keys:
+        for key in self.spec:
             if not isinstance(key, str):
                 raise InvalidSpaceError(f"space key {key!r} must be a str")
+        self.keys = sorted(self.spec)
+        self.groups = {key for key in self.keys if _is_group(key, self.spec[key])}
+        for key in self.keys:
             self._validate_key(key, self.spec[key])
         self._validate_templates()
+        for shape in self._shapes():
+            check_keys(shape)
         self._validate_callable_names()
 
     def _validate_key(self, key: str, value: Any) -> None:
         __tracebackhide__ = True
-        if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options):
+        if key in self.groups:
             return self._validate_group(key, value)
+        if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options) \
+                and key != "extra_body":
+            raise InvalidSpaceError(
+                f"space[{key!r}]: {value!r} mixes dicts and plain values; a group's options must all be dicts"
+            )
         validate_field(key, value, f"space[{key!r}]")
         return None
 
     def _validate_group(self, key: str, group: Choice) -> None:
         __tracebackhide__ = True
         for option in group.options:
-            if not isinstance(option, Mapping):
-                raise InvalidSpaceError(
-                    f"space[{key!r}]: {group!r} mixes dicts and plain values; a group's options must all be dicts"
-                )
             for name, value in option.items():
+                if not isinstance(name, str):
+                    raise InvalidSpaceError(f"space[{key!r}]: option key {name!r} must be a str")
                 validate_field(name, value, f"space[{key!r}] option {name!r}")
+
+    def _shapes(self) -> list[dict[str, tuple[Any, str]]]:
+        """The keys a config may have, each with its value (a constant or a domain) and where the space gives it:
+        the top-level keys with one option of each group. Every combination of options, up to SHAPES; beyond,
+        each option on its own with the top-level keys."""
+        top = {key: (self.spec[key], f"space[{key!r}]") for key in self.keys if key not in self.groups}
+        options = [[{name: (value, f"space[{key!r}] option {name!r}") for name, value in option.items()}
+                    for option in self.spec[key].options] for key in self.keys if key in self.groups]
+        if math.prod(len(found) for found in options) > SHAPES:
+            return [top] + [{**top, **option} for found in options for option in found]
+        shapes = []
+        for combo in itertools.product(*options):
+            shape = dict(top)
+            for option in combo:
+                shape.update(option)
+            shapes.append(shape)
+        return shapes
 
     def _validate_templates(self) -> None:
         """Every config gets exactly one of 'prompt' and 'messages' (a group may switch between them)."""
         __tracebackhide__ = True
-        top = {key for key in self.keys if not _is_group(self.spec[key])}
-        groups = [self.spec[key].options for key in self.keys if _is_group(self.spec[key])]
+        top = {key for key in self.keys if key not in self.groups}
+        groups = [self.spec[key].options for key in self.keys if key in self.groups]
         for fields in [top] + [top | set(option) for options in groups for option in options]:
             if {"prompt", "messages"} <= fields:
                 raise InvalidSpaceError("a config would have both 'prompt' and 'messages'; give one "
@@ -104,11 +132,41 @@ class SearchSpace:
         seen: dict[str, Callable[..., Any]] = {}
         for function in _callables_in(self.spec):
             name = callable_name(function)
+            problem = unimportable(function)
+            if problem is not None:
+                raise InvalidSpaceError(f"the template {name} {problem}: the lockfile names a callable template by "
+                                        "where it is defined, and the application imports it from there. Define "
+                                        "each template with its own module-level `def`, or make one template "
+                                        "read a tuned variable: \"shots\": choice([0, 1, 3]) beside "
+                                        "\"prompt\": template, which reads context[\"shots\"]")
             if seen.setdefault(name, function) is not function:
                 raise InvalidSpaceError(
                     f"two templates are both named {name}; the lockfile names a callable template by its name, "
                     "so define each with its own `def`"
                 )
+
+    def values_of(self, key: str) -> list[Any]:
+        """Every value (a constant, or a domain's options or bounds) that `key` may take in a config, top-level or
+        in a group's option; empty when no config has it."""
+        found = [self.spec[key]] if key in self.spec and key not in self.groups else []
+        found += [option[key] for group in self.groups for option in self.spec[group].options if key in option]
+        return [v for value in found for v in (value.values() if isinstance(value, Domain) else [value])]
+
+    def contains(self, config: Mapping[str, Any]) -> bool:
+        """Whether `config` (decoded) is a point of this space: a config some coordinates would give."""
+        remaining = dict(config)
+        for key in self.keys:
+            value = self.spec[key]
+            if key in self.groups:
+                option = next((o for o in value.options if set(o) <= set(remaining)
+                               and all(holds(o[name], remaining[name]) for name in o)), None)
+                if option is None:
+                    return False
+                for name in option:
+                    del remaining[name]
+            elif key not in remaining or not holds(value, remaining.pop(key)):
+                return False
+        return not remaining
 
     @property
     def dims(self) -> int:
@@ -121,7 +179,7 @@ class SearchSpace:
         for key in self.keys:
             value = sample(self.spec[key], coords[offset:])
             offset += dims_of(self.spec[key])
-            if _is_group(self.spec[key]):
+            if key in self.groups:
                 config.update(value)
             else:
                 config[key] = value
@@ -137,7 +195,7 @@ class SearchSpace:
         for combo in itertools.product(*per_key):
             config: dict[str, Any] = {}
             for key, value in zip(self.keys, combo, strict=True):
-                if _is_group(self.spec[key]):
+                if key in self.groups:
                     config.update(value)
                 else:
                     config[key] = value
@@ -157,12 +215,28 @@ class SearchSpace:
         return {key: _decode(value, callables) for key, value in encoded.items()}
 
 
+def holds(domain: Any, value: Any) -> bool:
+    """Whether `value` is one of the values of `domain` (a constant, a domain, or a dict of them)."""
+    if isinstance(domain, Choice):
+        return any(holds(option, value) for option in domain.options)
+    if isinstance(domain, Domain):
+        return domain.holds(value)
+    if isinstance(domain, Mapping):
+        return (isinstance(value, Mapping) and set(domain) == set(value)
+                and all(holds(domain[key], value[key]) for key in domain))
+    if callable(domain):
+        return value is domain
+    return bool(type(value) is type(domain) and value == domain)
+
+
 def _has_template(fields: Any) -> bool:
     return "prompt" in fields or "messages" in fields
 
 
-def _is_group(value: Any) -> bool:
-    return isinstance(value, Choice) and all(isinstance(option, Mapping) for option in value.options)
+def _is_group(key: str, value: Any) -> bool:
+    """A choice between dicts merges the chosen dict into the config, except under extra_body, whose value is a
+    dict of the server's own fields."""
+    return key != "extra_body" and isinstance(value, Choice) and all(isinstance(o, Mapping) for o in value.options)
 
 
 def _encode(value: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -21,10 +21,19 @@ import pytest
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
 from pytest_llmtune.session.body import BodyResult, observe
+from pytest_llmtune.session.hints import with_flags
 from pytest_llmtune.session.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import TARGET_PROPERTY, Target, TargetItem, add_target_item, spec_of, target_name
+from pytest_llmtune.session.targets import (
+    TARGET_PROPERTY,
+    Target,
+    TargetItem,
+    Verdict,
+    add_target_item,
+    spec_of,
+    target_name,
+)
 
 __all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
 
@@ -110,7 +119,7 @@ class BaseSession:
                 self.refuse(target, f"{type(error).__name__}: {error}")
             self.prepare(target, item.session)
             if isinstance(item, TargetItem):
-                item.verdict = self.verdict(target)
+                item.verdict = self.flagged(target, self.verdict(target))
                 return (yield)
             run = self.logged_run(target, item)
             if run is None:
@@ -130,6 +139,13 @@ class BaseSession:
     def refuse(self, target: Target, why: str) -> None:
         """The target cannot be tuned or gated: its item fails with `why`, its instances are skipped."""
         raise NotImplementedError
+
+    def flag_for(self, target: Target) -> str:
+        """The flag the commands a message names need for this target's endpoint (e.g. --llm-local)."""
+        return ""
+
+    def flagged(self, target: Target, verdict: Verdict) -> Verdict:
+        return replace(verdict, message=with_flags(verdict.message, self.flag_for(target)))
 
     def prepare(self, target: Target, session: pytest.Session) -> None:
         """Once per target, before its first item runs (the search, or reading the lock)."""
@@ -177,7 +193,10 @@ class BaseSession:
         report = yield
         error = call.excinfo.value if call.excinfo is not None else None
         if isinstance(error, LlmtuneError) and report.failed and RUN_KEY in item.stash:
-            report.longrepr = f"{type(error).__name__}: {error}"  # says what to do; a trace through the SDK would not
+            target = self.target_of(item)
+            flag = self.flag_for(target) if target is not None else ""
+            # says what to do; a trace through the SDK would not
+            report.longrepr = with_flags(f"{type(error).__name__}: {error}", flag)
         return report
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)

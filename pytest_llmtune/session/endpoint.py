@@ -15,6 +15,7 @@ from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.cost import worst_case_tokens
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.llm.pacing import Pacer
+from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.session.base import BaseSession, Run, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
@@ -36,12 +37,16 @@ class EndpointSession(BaseSession):
         # the optimization budget's gate sits where a request is known to go to the network
         self.pacer = Pacer(settings.concurrency, rpm=settings.rpm, tpm=settings.tpm)
         self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit, pace=self.pace)
-        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(),
+        self.network = FailFast()  # a refused connection is the endpoint's answer for the session
+        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(self.network),
                                                     recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
     def cassette_dir(self) -> Path:
         return self.settings.cassette_dir
+
+    def flag_for(self, target: Target) -> str:
+        return self.settings.local_flag
 
     def pace(self, body: bytes) -> contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]:
         """The pacer around one live request, counting what OpenAI counts toward its tokens per minute."""
@@ -131,12 +136,9 @@ class EndpointSession(BaseSession):
         return self.endpoint.base_url
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self.settings.local:
+        if self.settings.local and self.calls_out:
             for target in self.targets.values():
-                if "best_of" in target.spec.space.spec:
-                    raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would "
-                                            "measure noise; remove it from the space (n with a vote does what it "
-                                            "would)")
+                refuse_for_local(target, self.settings)
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal's header, which names the local server
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -145,18 +147,37 @@ class EndpointSession(BaseSession):
         if self.settings.local and self.calls_out:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = self.settings.endpoint(self.local.base_url, transport=self.cassettes.transport(),
+            self.endpoint = self.settings.endpoint(self.local.base_url,
+                                                   transport=self.cassettes.transport(self.network),
                                                    recorded=self.cassettes.recorded)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
 
 
+def refuse_for_local(target: Target, settings: Settings) -> None:
+    """What llama-server would answer without honouring, before any request: best_of (ignored) and a model name it
+    does not serve (it answers any name with its one model)."""
+    space = target.spec.space
+    if space.values_of("best_of"):
+        raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure noise; "
+                                "remove it from the space (n with a vote does what it would)")
+    served = settings.local_alias
+    models = [model for model in space.values_of("model") if model != served]
+    if models:
+        raise pytest.UsageError(
+            f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves one model, "
+            f"{served!r} ({settings.local_model_name}), and answers any other name with it: a tune would measure "
+            f"{served!r} and lock {models[0]!r}. Under --llm-local, leave \"model\" out of the space or give "
+            f"{served!r}; to compare models, tune each against its own server (ini llmtune_base_url)")
+
+
 def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:
     """Start llama-server for this session; it is stopped by its PID when pytest unconfigures, also after Ctrl-C."""
     try:
         model = settings.local_model or default_model_path()
-        server = LocalServer(model, slots=settings.local_slots, context=settings.local_context)
+        server = LocalServer(model, alias=settings.local_alias, slots=settings.local_slots,
+                             context=settings.local_context)
         config.add_cleanup(server.stop)
         server.start()
     except LocalServerError as error:

@@ -26,8 +26,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.search.domains import InvalidSpaceError
-from pytest_llmtune.search.stats import aggregate, drift, interval, mean_by_key
+from pytest_llmtune.search.domains import InvalidSpaceError, describe
+from pytest_llmtune.search.drift import Drift, drift
+from pytest_llmtune.search.space import SearchSpace, fingerprint
+from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session import export, report
 from pytest_llmtune.session.base import Run
@@ -53,6 +55,7 @@ class GateSession(EndpointSession):
         self.configs: dict[str, dict[str, Any]] = {}
         self.rescoring: dict[str, dict[str, str]] = {}  # stale targets scored again -> their new fingerprints
         self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
+        self.notes: dict[str, str] = {}  # target -> what its verdict adds (its space changed around the lock)
         self._entries: dict[str, Any] | LockfileError | None = None
         self.verdicts_seen: dict[str, dict[str, Any]] = {}  # target -> its verdict and instances, for reports
         self.reported: list[str] = []  # where --llm-report wrote
@@ -83,6 +86,11 @@ class GateSession(EndpointSession):
         if entry is None:
             return self.refuse(target, f"no lock in {self.settings.lockfile.name}: run {tune}")
         spec, fingerprints = target.spec, target.fingerprints()
+        if entry.fingerprints.get("space") != fingerprints["space"] and still_a_point(spec.space, entry):
+            # the space was edited around the locked config: the lock still says what that config scores
+            fingerprints = {**fingerprints, "space": entry.fingerprints["space"]}
+            self.notes[target.name] = ("its search space changed since the tune, and the locked config is still a "
+                                       f"point of it: a re-tune may find better (`pytest --llm-tune {target.nodeid}`)")
         stale = lockfile.staleness(entry, fingerprints, metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name)
         if stale is not None and (stale.retune or not self.settings.record):  # live judges fresh locks only
             what = (f"re-tune: {tune}" if stale.retune else
@@ -94,13 +102,31 @@ class GateSession(EndpointSession):
         except InvalidSpaceError as error:
             return self.refuse(target, f"{error}: re-tune: {tune}")
         if stale is not None:
-            self.rescoring[target.name] = fingerprints
+            self.rescoring[target.name] = {**fingerprints, **{k: v for k, v in entry.fingerprints.items()
+                                                               if k == "config"}}
         self.locks[target.name] = entry
         if self.calls_out and self.selected(target, session):
             repeat = self.settings.repeat if self.settings.live else 1
             self.warm(target, [(item, self.run_of(target, number)) for number in range(repeat)
                                for item in target.instances])
+            if self.network.down is not None:  # once, not once per instance
+                del self.locks[target.name]
+                return self.refuse(target, f"{self.network.down}{self.local_hint(entry)}")
         return None
+
+    def local_hint(self, entry: LockEntry) -> str:
+        if entry.local and not self.settings.local:
+            return "; this lock was tuned on the local model: add --llm-local"
+        return ""
+
+    def flag_for(self, target: Target) -> str:
+        if self.settings.local:
+            return self.settings.local_flag
+        try:
+            entry = self.locks.get(target.name) or self.entry(target.name)
+        except LockfileError:
+            return ""
+        return "--llm-local" if entry is not None and entry.local else ""
 
     def entry(self, name: str) -> LockEntry | None:
         if self._entries is None:
@@ -118,7 +144,7 @@ class GateSession(EndpointSession):
 
     def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
         if target.name not in self.locks:
-            verdict = self.refused[target.name]
+            verdict = self.flagged(target, self.refused[target.name])
             why = verdict.message.split("\n", 1)[0]
             where = "" if verdict.outcome == "skipped" else f" (the failure is reported on {target.name}{SUFFIX})"
             item.add_marker(pytest.mark.skip(reason=f"llmtune: not gated: {why}{where}"))
@@ -165,8 +191,10 @@ class GateSession(EndpointSession):
         settings = self.settings
         # as precise as the lock keeps its results: a replay of an unchanged lock compares equal values
         samples = {key: [round(e.metric, SCORE_DIGITS) for e in found] for key, found in evaluations.items()}
+        # an instance whose every response is a recording from before this session has no sampling noise
+        replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
         change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.alpha,
-                       margin=settings.margin)
+                       margin=settings.margin, replayed=replayed)
         gate = report.Gate(
             metric=spec.metric_name, score=score, interval=bounds, instances=len(values),
             misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
@@ -181,30 +209,49 @@ class GateSession(EndpointSession):
             which = "the score" if judged == score else "the worse bound of its 95% interval"
             return gate.verdict("failed", f"{which} is below the threshold {spec.threshold}: improve it and re-tune, "
                                           "or lower the threshold")
-        if change.worse:
-            fix = ("the lock is left as it was; find the change, or re-tune with `pytest --llm-tune`"
-                   if target.name in self.rescoring else
-                   "the model behind the endpoint may have changed; re-tune with `pytest --llm-tune`"
-                   if settings.live else "find the change, or re-tune with `pytest --llm-tune`")
-            return gate.verdict("failed", f"significantly worse than the lock: {fix}")
-        if target.name in self.rescoring:
-            self.relock(target, entry, results, every, score, bounds)
-            return gate.verdict("passed", f"not significantly worse than the lock: re-scored lock written to "
-                                          f"{self.settings.lockfile.name}; commit it with the recordings")
-        return gate.verdict("passed", "ok")
+        rescoring, accept = target.name in self.rescoring, settings.accept_lower
+        if change.worse and not (rescoring and accept):
+            return gate.verdict("failed", self.worse_words(target, change, rescoring))
+        note = f"; {self.notes[target.name]}" if target.name in self.notes else ""
+        if not rescoring:
+            return gate.verdict("passed", "ok" + note)
+        if not spec.beats(score, entry.score) and not accept:
+            return gate.verdict("failed", f"the re-score is lower than the lock ({score:.3f} against "
+                                          f"{entry.score:.3f}), and a re-score never lowers a lock unasked: the lock "
+                                          "is left as it was. To lock the lower score, run `pytest --llm-test "
+                                          f"--llm-record --llm-accept-lower {target.nodeid}`; or re-tune: `pytest "
+                                          f"--llm-tune {target.nodeid}`")
+        self.relock(target, entry, results, every, score, bounds)
+        asked = " (lower: --llm-accept-lower)" if not spec.beats(score, entry.score) else ""
+        return gate.verdict("passed", f"re-scored lock written to {self.settings.lockfile.name}{asked}; commit it "
+                                      f"with the recordings{note}")
+
+    def worse_words(self, target: Target, change: Drift, rescoring: bool) -> str:
+        """Why the gate fails a target worse than its lock, and what to run."""
+        retune = f"re-tune with `pytest --llm-tune {target.nodeid}`"
+        accept = (f"; to lock the lower score anyway, `pytest --llm-test --llm-record --llm-accept-lower "
+                  f"{target.nodeid}`" if rescoring else "")
+        kept = "the lock is left as it was; " if rescoring else ""
+        if change.code_worse:
+            return (f"the same recorded responses score lower than the lock: the code changed (the test, a helper "
+                    f"it uses, or an installed package), not the model; {kept}find the change{accept}")
+        if self.settings.live:
+            return f"significantly worse than the lock: the model behind the endpoint may have changed; {retune}"
+        return f"significantly worse than the lock on new samples: {kept}find the change, or {retune}{accept}"
 
     def relock(self, target: Target, entry: LockEntry, results: dict[str, float], every: list[Evaluation],
                score: float, bounds: tuple[float, float] | None) -> None:
-        """The locked config with its new score: new results and fingerprints; the tune's split scores go, since
-        they described the code before the change."""
+        """The locked config with its new score: new results and fingerprints; the tune's split scores are kept,
+        marked as the tune's (they describe the code before the change)."""
         from pytest_llmtune import __version__
 
         relocked = replace(
             entry, score=score, interval=bounds, instances=len(results), threshold=target.spec.threshold,
             tokens_total=sum(e.usage.tokens for e in every), cost_total=sum(e.cost for e in every),
             plugin_version=__version__, fingerprints=self.rescoring[target.name],
-            metrics=mean_by_key([e.others for e in every]), tuning=None, held_out=None, results=results,
-            scored_by="rescore",
+            metrics=mean_by_key([e.others for e in every]), results=results, scored_by="rescore",
+            tuning=entry.tuning and replace(entry.tuning, scored_by="tune"),
+            held_out=entry.held_out and replace(entry.held_out, scored_by="tune"),
         )
         lockfile.write_target(self.settings.lockfile, target.name, relocked)
 
@@ -266,3 +313,16 @@ class GateSession(EndpointSession):
                 terminalreporter.write_line(text)
         for line in [*self.pruned.values(), *self.reported]:
             terminalreporter.write_line(line)
+
+
+def still_a_point(space: SearchSpace, entry: LockEntry) -> bool:
+    """Whether the locked config is a point of the (edited) space, its callable templates unchanged."""
+    try:
+        config = space.decode(entry.config)
+    except InvalidSpaceError:
+        return False
+    if not space.contains(config):
+        return False
+    if "config" in entry.fingerprints:
+        return entry.fingerprints["config"] == fingerprint(describe(config))
+    return not any(callable(value) for value in config.values())  # an older lock: its templates' source unknown

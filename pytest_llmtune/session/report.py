@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.search.budget import Budget, Spending
+from pytest_llmtune.search.drift import Drift
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.stats import Drift, aggregate, paired_difference
+from pytest_llmtune.search.stats import aggregate, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.leaderboard import Board, config_lines, cut, value_text
@@ -48,6 +49,7 @@ class TuneOutcome:
 
 
 WIDTH = 36
+
 
 
 def usage_words(usage: Usage) -> str:
@@ -295,7 +297,9 @@ class Gate:
             properties.append(("llmtune_threshold", self.threshold))
         properties += [("llmtune_locked_score", self.locked), ("llmtune_difference", round(self.drift.difference, 6)),
                        ("llmtune_p_value", round(self.drift.p_value, 6)), ("llmtune_alpha", self.drift.alpha),
-                       ("llmtune_margin", self.drift.margin), ("llmtune_instances", self.instances),
+                       *([("llmtune_bound", round(self.drift.bound, 6))] if self.drift.bound is not None else []),
+                       ("llmtune_margin", self.drift.margin), ("llmtune_replayed", self.drift.replayed),
+                       ("llmtune_changed", " ".join(self.drift.changed)), ("llmtune_instances", self.instances),
                        ("llmtune_misses", self.misses), ("llmtune_tokens", self.tokens),
                        ("llmtune_cost_usd", round(self.cost, 8))]
         properties += [(f"llmtune_metric_{name}", round(value, 6)) for name, value in sorted(self.others.items())]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_llmtune.llm.cost import PRICES_DATE, PriceTable, parse_price_lines
-from pytest_llmtune.llm.local import ALIAS
+from pytest_llmtune.llm.local import alias_of
 from pytest_llmtune.llm.resolve import resolve_endpoint
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from pytest_llmtune.llm.client import Endpoint, Recorded
 
-__all__ = ["INI", "Settings", "positive_int"]
+__all__ = ["INI", "Settings", "positive_int", "refuse_moved_rootdir"]
 
 Strategy = Literal["halving", "random", "grid"]  # search.spec.STRATEGIES (a test keeps them equal)
 
@@ -120,13 +120,15 @@ class Settings:
     reports: tuple[Path, ...] = ()
     rpm: int = 0
     tpm: int = 0
+    accept_lower: bool = False  # --llm-accept-lower: a re-score may lower the locked score
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         root = config.rootpath
-        local = bool(config.getoption("llm_local")) or bool(_ini(config, "llmtune_local"))
+        # --llm-local-model names the local server's model: it implies --llm-local
+        local = any((config.getoption("llm_local"), config.getoption("llm_local_model"), _ini(config, "llmtune_local")))
         split_n = _ini(config, "llmtune_split_n")
-        return cls(
+        settings = cls(
             lockfile=root / _ini(config, "llmtune_lockfile"),
             cassette_dir=root / _ini(config, "llmtune_cassette_dir"),
             concurrency=config.getoption("llm_concurrency") or _at_least(config, "llmtune_concurrency", 1),
@@ -153,7 +155,30 @@ class Settings:
             reports=_reports(config),
             rpm=_at_least(config, "llmtune_rpm", 0),
             tpm=_at_least(config, "llmtune_tpm", 0),
+            accept_lower=bool(config.getoption("llm_accept_lower")),
         )
+        if settings.local and settings.model not in (None, settings.local_alias):
+            raise pytest.UsageError(
+                f"ini llmtune_model = {settings.model}, but --llm-local serves one model, {settings.local_alias!r}, "
+                f"and answers any name with it: a tune would measure {settings.local_alias!r} as {settings.model!r}. "
+                "Leave llmtune_model unset under --llm-local (configs without a model use the local one)")
+        return settings
+
+    @property
+    def local_alias(self) -> str:
+        """The one model name the local server serves (--llm-local)."""
+        return alias_of(self.local_model)
+
+    @property
+    def local_flag(self) -> str:
+        """The flag a command for this session's endpoint needs: --llm-local, or --llm-local-model=PATH."""
+        if not self.local:
+            return ""
+        return "--llm-local" if self.local_model is None else f"--llm-local-model={self.local_model}"
+
+    @property
+    def local_model_name(self) -> str:
+        return self.local_model.name if self.local_model is not None else "SmolLM2-135M-Instruct"
 
     def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
                  recorded: Recorded | None = None) -> Endpoint:
@@ -163,7 +188,7 @@ class Settings:
         url = resolve_endpoint(base_url or self.base_url).base_url
         return Endpoint(lambda: self.client(url, transport), base_url=url, concurrency=self.concurrency,
                         split_n=self.split_n, recorded=recorded,
-                        default_model=self.model or (ALIAS if self.local else None),
+                        default_model=self.local_alias if self.local else self.model,
                         prices=PriceTable.default().with_prices(self.prices, warn=False))
 
     def client(self, base_url: str | None, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
@@ -244,6 +269,43 @@ def _reports(config: pytest.Config) -> tuple[Path, ...]:
         if path.suffix not in (".json", ".html"):
             raise pytest.UsageError(f"report {path}: give a path ending in .json (the data) or .html (one page)")
     return tuple(paths)
+
+
+PATH_OPTIONS = ("--llm-report", "--llm-local-model")  # options whose value is a path
+
+
+def refuse_moved_rootdir(config: pytest.Config) -> None:
+    """pytest chooses the rootdir and the ini file from the command line's paths before it loads plugins, so the
+    value of a plugin's option given as a separate argument (`--llm-report /abs/gate.html`) counts as a test path
+    when it exists. A UsageError when such a value moved the rootdir (the ini and the lockfile would be lost); the
+    `--opt=PATH` form is safe."""
+    args = list(config.invocation_params.args)
+    values = [(option, args[i + 1]) for i, option in enumerate(args[:-1]) if option in PATH_OPTIONS]
+    values = [(option, value) for option, value in values if (config.invocation_params.dir / value).exists()]
+    if not values:
+        return
+    chosen = _rootdir_from(config, [value for _, value in values])
+    unmoved = _rootdir_from(config, [])
+    if chosen is None or chosen == unmoved:
+        return
+    option, value = values[0]
+    raise pytest.UsageError(
+        f"{option} {value}: pytest took this value for a test path when it chose the rootdir ({chosen}, not "
+        f"{unmoved}), because it reads the command line before it loads plugins' options; write {option}={value}")
+
+
+def _rootdir_from(config: pytest.Config, extra: list[str]) -> Path | None:
+    """The rootdir pytest's `determine_setup` chooses for the command line's paths plus `extra`; None if that
+    internal is not as pinned (tests/test_pytest_contract.py checks it)."""
+    try:
+        from _pytest.config.findpaths import determine_setup  # no public API chooses a rootdir
+
+        found = determine_setup(inifile=config.option.inifilename, override_ini=config.option.override_ini,
+                                args=[*config.option.file_or_dir, *extra], rootdir_cmd_arg=config.option.rootdir,
+                                invocation_dir=config.invocation_params.dir)
+    except (ImportError, TypeError, pytest.UsageError):
+        return None
+    return Path(found[0])
 
 
 def _local_model(config: pytest.Config) -> Path | None:

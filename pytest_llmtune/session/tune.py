@@ -22,8 +22,9 @@ import pytest
 
 from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.domains import InvalidSpaceError
+from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import (
     Evaluation,
@@ -249,11 +250,13 @@ class TuneSession(EndpointSession):
             config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
             interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
             threshold=spec.threshold, instances=len(values), tokens_total=tokens, cost_total=cost, seed=spec.seed,
-            split_n=self.settings.split_n, plugin_version=__version__, fingerprints=target.fingerprints(),
+            split_n=self.settings.split_n, plugin_version=__version__,
+            # "config": the locked config with its templates' source, to tell whether an edited space still holds it
+            fingerprints={**target.fingerprints(), "config": fingerprint(describe(result.configs[winner.index]))},
             metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
-            repeat=repeat,
+            repeat=repeat, local=self.settings.local,
         )
 
     def refuse(self, target: Target, why: str) -> None:

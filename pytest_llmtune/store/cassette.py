@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
-from pytest_llmtune.llm.client import REPLAYED_HEADER, SAMPLE_HEADER
+from pytest_llmtune.llm.client import FRESH, REPLAYED_HEADER, SAMPLE_HEADER, Recording
 from pytest_llmtune.store.atomic import append_durably, locked_directory, read_json, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
@@ -76,6 +76,7 @@ class Cassette:
         self.lock = threading.Lock()
         self.used: set[str] = set()  # keys replayed or recorded in this session: what --llm-prune keeps
         self.missing: set[str] = set()  # keys of requests that found no recording (the SDK may retry one)
+        self.new: set[str] = set()  # keys recorded in this session: a replay of one is no replay of the lock's
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
@@ -106,6 +107,7 @@ class Cassette:
             if key in self.interactions:
                 return
             self.interactions[key] = interaction
+            self.new.add(key)
             self.dirty = True
             with locked_directory(self.path.parent):
                 append_durably(journal_path(self.path), json.dumps({"key": key, "interaction": interaction},
@@ -256,13 +258,13 @@ class RecordingTransport(httpx2.BaseTransport):
         key = request_key(request.method, str(request.url), headers, body)
         found = cassette.find(key)
         if found is not None:
-            return _replayed(found["response"], request)
+            return _replayed(found["response"], request, fresh=key in cassette.new)
         if not self.cassettes.record:
             with cassette.lock:
                 cassette.missing.add(key)
             raise MissingRecordingError(
                 f"no recording of {request.method} {request.url.path} in {cassette.path}.\n"
-                "Record the missing responses with: pytest --llm-test --llm-record "
+                "Record the missing responses with `pytest --llm-test --llm-record` "
                 "(calls the endpoint; needs its URL and key)"
             )
         self.cassettes.before_live(body)  # e.g. the optimization budget's gate: it may refuse to send
@@ -316,12 +318,13 @@ def _interaction(request: httpx2.Request, headers: dict[str, str], body: bytes, 
     }
 
 
-def _replayed(recorded: dict[str, Any], request: httpx2.Request) -> httpx2.Response:
+def _replayed(recorded: dict[str, Any], request: httpx2.Request, *, fresh: bool) -> httpx2.Response:
     headers = [(k, str(v)) for k, values in recorded.get("headers", {}).items()
                for v in (values if isinstance(values, list) else [values])]
     body = recorded["body"]
     content = body["string"] if isinstance(body, dict) else body
-    return httpx2.Response(int(recorded["status"]["code"]), headers=[*headers, (REPLAYED_HEADER, "1")],
+    return httpx2.Response(int(recorded["status"]["code"]),
+                           headers=[*headers, (REPLAYED_HEADER, FRESH if fresh else "1")],
                            content=content.encode() if isinstance(content, str) else content, request=request)
 
 
@@ -343,18 +346,20 @@ class Cassettes:
         """The transport to give the openai client (`http_client=httpx2.Client(transport=...)`)."""
         return RecordingTransport(self, network)
 
-    def recorded(self, path: str, sample: int, body: Mapping[str, Any]) -> str | None:
-        """The recorded response body of a POST of this JSON `body` to `path`, in the cassette in use, if any."""
+    def recorded(self, path: str, sample: int, body: Mapping[str, Any]) -> Recording | None:
+        """The recorded response body of a POST of this JSON `body` to `path`, in the cassette in use, if any, and
+        whether this session recorded it."""
         cassette = self.current
         if cassette is None:
             return None
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        found = cassette.find(_key("POST", path, str(sample), canonical))
+        key = _key("POST", path, str(sample), canonical)
+        found = cassette.find(key)
         if found is None or found["response"]["status"]["code"] != 200:
             return None
         recorded = found["response"]["body"]
         text = recorded.get("string") if isinstance(recorded, dict) else recorded
-        return text if isinstance(text, str) else None
+        return Recording(text, key in cassette.new) if isinstance(text, str) else None
 
     def path_for(self, target: str) -> Path:
         module, _, function = target.partition("::")

@@ -38,10 +38,14 @@ class Split:
     score: float
     interval: tuple[float, float] | None
     instances: int
+    scored_by: str = ""  # "tune" once a re-score kept it: the tune's score, from before the code changed
 
     def to_json(self) -> dict[str, Any]:
-        return {"instances": self.instances, "score": round(self.score, SCORE_DIGITS),
-                "interval": [round(b, SCORE_DIGITS) for b in self.interval] if self.interval else None}
+        data: dict[str, Any] = {"instances": self.instances, "score": round(self.score, SCORE_DIGITS),
+                                "interval": [round(b, SCORE_DIGITS) for b in self.interval] if self.interval else None}
+        if self.scored_by:
+            data["scored_by"] = self.scored_by
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Split | None:
@@ -49,7 +53,7 @@ class Split:
             return None
         interval = data.get("interval")
         return cls(float(data["score"]), (float(interval[0]), float(interval[1])) if interval else None,
-                   int(data["instances"]))
+                   int(data["instances"]), str(data.get("scored_by", "")))
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class LockEntry:
     results: dict[str, float] = field(default_factory=dict)  # instance id -> its metric: what the gate pairs on
     scored_by: str = "tune"  # or "rescore": `pytest --llm-test --llm-record` scored the locked config again
     repeat: int = 0  # whose samples `results` are: 1 for a sampled winner's confirmation run (fresh samples)
+    local: bool = False  # tuned on the local model (--llm-local): its commands need that flag
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -102,6 +107,8 @@ class LockEntry:
             entry["scored_by"] = self.scored_by
         if self.repeat:
             entry["repeat"] = self.repeat
+        if self.local:
+            entry["local"] = True
         return entry
 
     @classmethod
@@ -123,6 +130,8 @@ class LockEntry:
                 tuning=Split.from_json(data.get("tuning")), held_out=Split.from_json(data.get("holdout")),
                 results={str(k): float(v) for k, v in dict(data.get("results", {})).items()},
                 scored_by=str(data.get("scored_by", "tune")), repeat=int(data.get("repeat", 0)),
+                # a lock from before "local" was kept: split_n, which --llm-local turns on, says as much
+                local=bool(data.get("local", data.get("split_n", False))),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
