@@ -8,6 +8,8 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
+from pytest_llmtune.search.space import SearchSpace
+from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.session.body import BodyResult
 from pytest_llmtune.session.instances import answer_line, instance_table, run_rows
 
@@ -78,6 +80,9 @@ def test_the_answer_is_the_first_line_of_the_first_text() -> None:
     assert answer_line([]) == "" and answer_line(["  \n"]) == ""
 
 
+SPEC = EvalSpec(space=SearchSpace({"model": "m", "prompt": "{x}"}))
+
+
 def test_the_instance_table_fits_the_width() -> None:
     class Served:
         answers = ["a very long answer " * 10]
@@ -85,10 +90,21 @@ def test_the_instance_table_fits_the_width() -> None:
     runs = [(f"t.py::t[instance-{i}]", BodyResult(miss="assert " + "x" * 200) if i % 2 else BodyResult(), Served())
             for i in range(5)] + [("t.py::t[broken]", None, None)]
 
-    lines = instance_table(run_rows(runs), 80)  # type: ignore[arg-type]
+    lines = instance_table(run_rows(runs, SPEC), 80)  # type: ignore[arg-type]
 
     assert max(map(len, lines)) <= 80
     assert lines[-1].startswith("broken      error") and "no result" in lines[-1]
+
+
+def test_with_a_metric_dict_the_table_shows_each_instances_metric_not_pass() -> None:
+    spec = EvalSpec(space=SPEC.space, metric="score")
+    runs = [("t.py::t[right]", BodyResult(returned={"score": 1.0}), None),
+            ("t.py::t[wrong]", BodyResult(returned={"score": 0.0}), None),
+            ("t.py::t[missed]", BodyResult(miss="assert False"), None)]
+
+    rows = run_rows(runs, spec)
+
+    assert [row[1] for row in rows] == ["score=1", "score=0", "MISS"]
 
 
 def test_an_instance_whose_metric_cannot_be_read_says_why_in_junit() -> None:

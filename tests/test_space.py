@@ -303,7 +303,7 @@ def test_decode_of_a_template_no_longer_in_the_space_says_so() -> None:
 def test_a_lambda_template_is_refused_because_the_application_could_not_import_it() -> None:
     short = lambda context: "Review: " + context["review"]  # noqa: E731
 
-    with pytest.raises(InvalidSpaceError, match=r"<lambda> is a lambda: the lockfile names a callable template by where"):
+    with pytest.raises(InvalidSpaceError, match=r"<lambda> is a lambda: the lockfile names a callable"):
         SearchSpace({"prompt": choice([short, review_template])})
 
 

@@ -22,7 +22,7 @@ def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai
     lock = read_lock(project.path)["targets"]["test_sentiment.py::test_sentiment"]
     assert lock["instances"] == 24
     assert lock["config"]["prompt"].startswith("Examples:")  # the few-shot template is the better one here
-    assert set(lock["fingerprints"]) == {"space", "instances", "body"}
+    assert set(lock["fingerprints"]) == {"space", "instances", "body", "config"}
     assert len(lock["results"]) == 24 and set(lock["results"].values()) <= {0, 1}
     assert lock["tokens"]["total"] > 0
     result.stdout.fnmatch_lines(["*llmtune: tuning test_sentiment.py::test_sentiment: 16 configs*",

@@ -202,14 +202,21 @@ def sample_requests(params: Mapping[str, Any], *, split_n: bool,
                     first: int = 0) -> tuple[list[tuple[dict[str, Any], int]], int]:
     """The (request, sample number) pairs that draw a config's n samples, and how many samples each text is.
 
-    Without `split_n`, one request asks for n. With it, n single-sample requests (sample k with seed + k), so
-    samples are reused across n and llama-server counts tokens right; at temperature 0 one request serves every
-    sample (its text stands for n). `first` numbers the samples of the k-th identical call in one evaluation.
+    Without `split_n`, one request asks for n. With it, n single-sample requests, so samples are reused across n and
+    llama-server counts tokens right; each sampled one carries a seed (the config's seed + k, or k when it has
+    none), so that a server that honours seeds gives the same sample again: a tune is repeatable, and a tune
+    interrupted and resumed locks what an uninterrupted one locks. At temperature 0 one request serves every sample
+    (its text stands for n). `first` numbers the samples of the k-th identical call in one evaluation.
     """
-    n = int(params.get("n", 1)) if split_n else 1
-    single = {key: value for key, value in params.items() if key != "n"} if split_n else dict(params)
-    draws = 1 if single.get("temperature") == 0 else n
-    return [(_nth_sample(single, first + k), first + k) for k in range(draws)], (n if draws == 1 else 1)
+    if not split_n:
+        return [(_nth_sample(dict(params), first), first)], 1
+    n = int(params.get("n", 1))
+    single = {key: value for key, value in params.items() if key != "n"}
+    if single.get("temperature") == 0:
+        return [(single, first)], n
+    seed = single.get("seed", 0)
+    seeded = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+    return [({**single, "seed": seeded + first + k}, first + k) for k in range(n)], 1
 
 
 _SIGNATURES: dict[Any, set[str]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,8 +32,9 @@ def aggregate(values: Sequence[float], agg: str | Aggregate = "mean") -> float:
 def interval(values: Sequence[float], confidence: float = CONFIDENCE, *,
              exact: bool = False) -> tuple[float, float] | None:
     """A confidence interval for the mean: Wilson's for pass/fail data (Clopper-Pearson's with `exact`: at least
-    `confidence` coverage whatever the rate, where Wilson's dips a little below it at some rates on small samples),
-    Student's t otherwise.
+    `confidence` coverage whatever the rate, where Wilson's dips a little below it at some rates on small samples);
+    otherwise a seeded BCa bootstrap (scipy.stats.bootstrap), which stays within the values' range, where Student's t
+    leaves it on small or skewed samples (0.667 [0.30, 1.03] for metrics in [0, 1]).
 
     None when the data cannot bound the mean (fewer than two values of a non-binary metric).
     """
@@ -43,9 +45,31 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE, *,
         return _clopper_pearson(int(sum(values)), n, confidence) if exact else _wilson(sum(values), n, confidence)
     if n < 2:
         return None
-    mean = statistics.fmean(values)
-    half = _t_quantile(confidence, n - 1) * statistics.stdev(values) / math.sqrt(n)
-    return (mean - half, mean + half)
+    if min(values) == max(values):
+        return (values[0], values[0])
+    return _bootstrap(tuple(values), confidence)
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@functools.lru_cache(maxsize=4096)  # the leaderboard and the reports ask for the same configs' intervals
+def _bootstrap(values: tuple[float, ...], confidence: float) -> tuple[float, float]:
+    import warnings
+
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    data = (np.asarray(values, dtype=float),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate jackknife (few distinct values): the percentile method
+        for method in ("BCa", "percentile"):
+            found = bootstrap(data, np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                              method=method, rng=np.random.default_rng(0)).confidence_interval
+            if math.isfinite(found.low) and math.isfinite(found.high):
+                break
+    low, high = min(values), max(values)  # a resampled mean never leaves the range; rounding may
+    return (min(max(float(found.low), low), high), max(min(float(found.high), high), low))
 
 
 def _clopper_pearson(successes: int, n: int, confidence: float) -> tuple[float, float]:

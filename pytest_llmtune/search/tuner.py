@@ -78,7 +78,8 @@ class SearchFailed(LlmtuneError):
     """Configs kept failing the same way: the search of this target stopped."""
 
     def __init__(self, failure: Failure, configs: int) -> None:
-        super().__init__(f"{configs} configs failed the same way: {failure.error.signature}")
+        super().__init__(f"{configs} config{'' if configs == 1 else 's'} failed the same way: "
+                         f"{failure.error.signature}")
         self.failure, self.configs = failure, configs
         self.config: dict[str, Any] | None = None  # the failing config, set by the caller that knows the configs
 

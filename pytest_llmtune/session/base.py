@@ -237,7 +237,8 @@ class BaseSession:
         if self.config.get_verbosity() <= 0:
             return []
         if self.results.get(name):
-            rows = run_rows((nodeid, run.result, run.llm) for nodeid, run in self.results[name].items())
+            rows = run_rows(((nodeid, run.result, run.llm) for nodeid, run in self.results[name].items()),
+                            self.targets[name].spec)
             heading = "(its own run, or the verdict's evaluation of it when it was deselected)"
         elif self.reported_rows.get(name):  # a pytest-xdist controller: the workers made the runs
             rows, heading = list(self.reported_rows[name].values()), "(its own run, as its report says)"

@@ -38,6 +38,8 @@ class EndpointSession(BaseSession):
         self.pacer = Pacer(settings.concurrency, rpm=settings.rpm, tpm=settings.tpm)
         self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit, pace=self.pace)
         self.network = FailFast()  # a refused connection is the endpoint's answer for the session
+        self.stopped: str | None = None
+        self.finished: pytest.Session | None = None
         self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(self.network),
                                                     recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
@@ -47,6 +49,10 @@ class EndpointSession(BaseSession):
 
     def flag_for(self, target: Target) -> str:
         return self.settings.local_flag
+
+    def not_reached(self, target: Target) -> bool:
+        """Selected, but the run stopped (-x, --maxfail) before its verdict."""
+        return self.stopped is not None and self.finished is not None and self.selected(target, self.finished)
 
     def pace(self, body: bytes) -> contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]:
         """The pacer around one live request, counting what OpenAI counts toward its tokens per minute."""
@@ -153,6 +159,9 @@ class EndpointSession(BaseSession):
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
+        stopped = session.shouldfail or session.shouldstop
+        self.stopped = str(stopped) if stopped else None  # -x, --maxfail: targets after the stop never ran
+        self.finished = session
 
 
 def refuse_for_local(target: Target, settings: Settings) -> None:

@@ -299,6 +299,9 @@ class GateSession(EndpointSession):
                 "pruning would remove)")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for name in self.targets:  # stopped (-x) before any of its items reported
+            if name not in self.seen and self.not_reached(self.targets[name]):
+                self.seen[name] = None
         if not self.seen and not self.pruned:
             return
         terminalreporter.section("llmtune")
@@ -306,7 +309,9 @@ class GateSession(EndpointSession):
             terminalreporter.write_line(warning, yellow=True)
         for name, line in self.seen.items():
             if line is None:
-                line = f"{name}: {report.not_selected_words(name, 'gated')}"
+                stopped = name in self.targets and self.not_reached(self.targets[name])
+                line = f"{name}: " + (report.not_reached_words(name, "gated", str(self.stopped)) if stopped
+                                      else report.not_selected_words(name, "gated"))
             for number, text in enumerate(line.splitlines()):
                 terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
             for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):

@@ -30,6 +30,8 @@ def answer_line(answers: Sequence[str]) -> str:
 def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> list[tuple[str, Any]]:
     """junit properties of an instance's own run: its score, miss reason, answer, tokens and cost."""
     properties: list[tuple[str, Any]] = []
+    if spec.metric is not None:
+        properties.append(("llmtune_metric", spec.metric))
     try:
         score = spec.metric_of(result.returned) if result.passed else spec.miss_value(result.miss or "")
         properties.append(("llmtune_score", round(score, 6)))
@@ -43,24 +45,37 @@ def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> 
     return properties
 
 
-Row = list[str]  # instance, outcome, the answer's first line, why it missed
+Row = list[str]  # instance, outcome (its metric, with a metric dict), the answer's first line, why it missed
 
 
-def run_rows(runs: Iterable[tuple[str, BodyResult | None, LLM | None]]) -> list[Row]:
+def run_rows(runs: Iterable[tuple[str, BodyResult | None, LLM | None]], spec: EvalSpec) -> list[Row]:
     """Rows from the runs this process made (the instance's own run, or the verdict's evaluation of it)."""
     rows = []
     for nodeid, result, llm in runs:
-        outcome = "error" if result is None else "pass" if result.passed else "MISS"
-        why = "no result: see the test's report" if result is None else result.miss or ""
+        outcome, why = ("error", "no result: see the test's report") if result is None else _outcome(result, spec)
         rows.append([instance_of(nodeid), outcome, answer_line(llm.answers) if llm is not None else "", why])
     return rows
+
+
+def _outcome(result: BodyResult, spec: EvalSpec) -> tuple[str, str]:
+    """`pass`, `MISS`, or with a metric dict the instance's metric (a returned 0 is no pass)."""
+    if not result.passed:
+        return "MISS", result.miss or ""
+    if spec.metric is None:
+        return "pass", ""
+    try:
+        return f"{spec.metric}={spec.metric_of(result.returned):.3g}", ""
+    except MetricError as error:
+        return "error", str(error)
 
 
 def report_row(report: Any) -> Row:
     """A row from an instance's report: what a pytest-xdist controller sees of runs made by its workers."""
     properties = dict(report.user_properties)
-    miss = properties.get(MISS_PROPERTY)
+    miss, metric = properties.get(MISS_PROPERTY), properties.get("llmtune_metric")
     outcome = "MISS" if report.passed and miss is not None else "pass" if report.passed else report.outcome
+    if outcome == "pass" and metric is not None and "llmtune_score" in properties:
+        outcome = f"{metric}={float(properties['llmtune_score']):.3g}"
     why = str(miss or "") if report.passed else "see the test's report"
     return [instance_of(report.nodeid), outcome, str(properties.get(ANSWER_PROPERTY, "")), why]
 
@@ -75,7 +90,8 @@ def instance_table(rows: list[Row], width: int) -> list[str]:
         return []
     rows = [list(row) for row in rows]
     first = max(len(row[0]) for row in rows + [["instance"]])
-    room = max(width - 1 - min(first, 30) - len("outcome") - 6, 20)  # for the answer and the reason
+    outcome = max(len(row[1]) for row in rows + [["", "outcome"]])
+    room = max(width - 1 - min(first, 30) - outcome - 6, 20)  # for the answer and the reason
     answer = min(max(len(row[2]) for row in rows), max(room // 2, room - max(len(row[3]) for row in rows)), 40)
     for row in rows:
         row[0], row[2], row[3] = cut(row[0], 30), cut(row[2], answer), cut(row[3], room - answer)

@@ -15,12 +15,13 @@ from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.search.tuner import HeldOut
 
-__all__ = ["ORDER", "Board", "cell", "config_lines", "format_score", "labels_for", "legend", "render", "value_text",
-           "varying_keys", "wrap"]
+__all__ = ["ORDER", "Board", "cell", "config_lines", "cut", "format_score", "labels_for", "legend", "plural", "render",
+           "value_text", "varying_keys", "wrap"]
 
 TEMPLATES = ("prompt", "messages")  # a config has one or the other: one column, "template"
 ROWS = 10  # rows without -v; -v shows every config
 LONG = 16  # a value whose text is longer is shown as a label (`prompt #2`) with a legend
+NAMES = {"model": 40}  # keys whose values are names, shown whole up to this length: `model #1` says nothing
 CONTEXT = 12  # characters of the shared text kept before the first difference, in a legend
 SHORT = {"temperature": "temp", "max_tokens": "max_tok", "frequency_penalty": "freq_pen",
          "presence_penalty": "pres_pen", "instances": "inst", "tokens/inst": "tok/inst",
@@ -43,6 +44,11 @@ def format_score(values: Sequence[float], score: float, *, exact: bool = False) 
     if bounds is None:
         return f"{score:.3f}"
     return f"{score:.3f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
+def plural(count: int, word: str) -> str:
+    """`1 config`, `2 configs`, `1,024 requests`."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def cut(text: str, width: int) -> str:
@@ -75,9 +81,10 @@ class Board:
         labels = self.labels(keys, shown)
         lines = [ORDER, *self.table(shown, keys, labels)]
         if len(scored) > len(shown):
-            lines.append(f"... and {len(scored) - len(shown)} more configs (-v shows them all)")
+            lines.append(f"... and {plural(len(scored) - len(shown), 'more config')} (-v shows them all)")
         if len(scored) < len(self.ranked):
-            lines.append(f"{len(self.ranked) - len(scored)} configs drawn but not evaluated before the search stopped")
+            missing = len(self.ranked) - len(scored)
+            lines.append(f"{plural(missing, 'config')} drawn but not evaluated before the search stopped")
         return lines + self.legend(labels)
 
     def varying_keys(self) -> list[str]:
@@ -176,7 +183,7 @@ def labels_for(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[s
     for key in [k for k in keys if k != "template"] + (list(TEMPLATES) if "template" in keys else []):
         texts = [value_text(row[key]) for row in rows if key in row and not isinstance(row[key], (int, float))
                  and row[key] is not None]
-        if any(len(text) > LONG for text in texts):
+        if any(len(text) > NAMES.get(key, LONG) for text in texts):
             labels[key] = {text: f"{key} #{number}" for number, text in enumerate(dict.fromkeys(texts), 1)}
     return labels
 
@@ -203,7 +210,7 @@ def cell(config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, 
         return labels[key][value_text(value)]
     if isinstance(value, float):
         return f"{value:.3g}"
-    return cut(value if isinstance(value, str) else value_text(value), LONG)
+    return cut(value if isinstance(value, str) else value_text(value), NAMES.get(key, LONG))
 
 
 def render(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:

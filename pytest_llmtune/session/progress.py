@@ -13,17 +13,13 @@ from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate
 from pytest_llmtune.search.tuner import Progress
-from pytest_llmtune.session.leaderboard import cut, format_score, wrap
+from pytest_llmtune.session.leaderboard import cut, format_score, plural, wrap
 from pytest_llmtune.usage import Usage
 
 __all__ = ["ProgressDisplay", "duration"]
 
 REDRAW = 0.2  # seconds between redraws of the line on a terminal
 LOG_EVERY = 60.0  # seconds between lines in a log, within a rung
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def duration(seconds: float) -> str:
@@ -99,12 +95,13 @@ class ProgressDisplay:
         if log:
             state = "done" if progress.finished else f"{progress.done}/{progress.total} evaluations"
             spent = f"; {budget.words(self.spending.spent)} of {budget.words(budget.amount)}" if budget else ""
-            return (f"llmtune: {self.target} rung {progress.rung + 1}/{progress.rungs}: {progress.configs} configs x "
-                    f"{progress.instances} instances, {state}; {plural(usage.requests, 'request')}, "
+            return (f"llmtune: {self.target} rung {progress.rung + 1}/{progress.rungs}: "
+                    f"{plural(progress.configs, 'config')} x {progress.instances} instances, {state}; "
+                    f"{plural(usage.requests, 'request')}, "
                     f"{usage.live.tokens:,} tokens, ${usage.live.cost:.4f}{spent}; {elapsed} elapsed"
                     + (f", ETA {eta}" if eta else "") + (f"; {throttled}" if (throttled := self.throttled()) else ""))
         parts = {"rung": f"rung {progress.rung + 1}/{progress.rungs}",
-                 "configs": f"{progress.configs} configs x {progress.instances}",
+                 "configs": f"{plural(progress.configs, 'config')} x {progress.instances}",
                  "evals": "rung done" if progress.finished else f"{progress.done}/{progress.total} evals",
                  "req": f"{usage.requests:,} req", "tok": f"{usage.live.tokens:,} tok",
                  "cost": f"${usage.live.cost:.4f}" if usage.live.cost else "",

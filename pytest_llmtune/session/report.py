@@ -16,13 +16,13 @@ from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, SearchFailed, SearchResult
 from pytest_llmtune.session.fixtures import Sharing
-from pytest_llmtune.session.leaderboard import Board, config_lines, cut, value_text
+from pytest_llmtune.session.leaderboard import Board, config_lines, cut, plural, value_text
 from pytest_llmtune.session.targets import SUFFIX, Verdict
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words",
-           "gate_error_words", "locked_words", "not_selected_words", "plan_line",
+           "gate_error_words", "locked_words", "not_reached_words", "not_selected_words", "plan_line",
            "shorten", "tune_lines", "usage_words"]
 
 RESUME = ("recorded responses are kept: after a fix, `pytest --llm-tune` resumes without requesting them again")
@@ -87,7 +87,10 @@ def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str 
         return None
     better = bounds[0] > 0 if halving.mode == "max" else bounds[1] < 0
     if bounds == (0.0, 0.0):
-        verdict = "the same result on every instance; the cheaper config won"
+        tied = (first.cost_per_instance, first.tokens_per_instance) == (second.cost_per_instance,
+                                                                        second.tokens_per_instance)
+        verdict = ("the same result and cost on every instance: either would do (the first in the order won)"
+                   if tied else "the same result on every instance; the cheaper config won")
     elif better:
         verdict = "the winner is better beyond noise"
     else:
@@ -209,16 +212,19 @@ def confirmation_line(outcome: TuneOutcome, entry: LockEntry) -> str | None:
 
 
 def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_name: str, cassette: Path,
-               name: str, width: int = 100, verbose: bool = False) -> list[str]:
+               name: str, width: int = 100, verbose: bool = False, nodeid: str = "") -> list[str]:
     if outcome is None:
-        return [f"{name}: {verdict.message if verdict else 'not run'}"]
+        return [f"{name}: {verdict.message if verdict else 'not tuned'}"]
+    if verdict is None:  # its search began and never ended: Ctrl-C
+        return interrupted_lines(outcome, nodeid or name, cassette)
     if outcome.setup_error is not None or outcome.failed is not None:
         assert verdict is not None
         return [f"{name}: {verdict.message.splitlines()[0]}", f"  (the failure is reported on {name}[llmtune])"]
     result = outcome.result
     if result is None:
-        return [f"{name}: not tuned (interrupted)"]
-    lines = [f"{name}: {len(result.configs)} configs in {outcome.seconds:.1f}s", f"  {usage_words(outcome.usage)}"]
+        return interrupted_lines(outcome, nodeid or name, cassette)
+    lines = [f"{name}: {plural(len(result.configs), 'config')} in {outcome.seconds:.1f}s",
+             f"  {usage_words(outcome.usage)}"]
     if outcome.sharing is not None and outcome.sharing.reason is not None:
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,
@@ -252,6 +258,23 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     state = "updated" if outcome.lock_changed else "unchanged"
     return [*lines, f"locked config #{result.winner.index if result.winner else '?'}, as {lockfile_name} holds it:",
             *config_lines(entry.config, width), f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
+
+
+def interrupted_lines(outcome: TuneOutcome, nodeid: str, cassette: Path) -> list[str]:
+    """A tune stopped before it locked (Ctrl-C): what was kept, and that a rerun replays it."""
+    usage = outcome.usage
+    kept = (f"the {plural(usage.requests, 'response')} it paid for are kept in {cassette}"
+            if usage.requests else f"no new response was recorded ({cassette} is as it was)")
+    return [f"{outcome.name}: not tuned: interrupted after {outcome.seconds:.1f}s; {kept}",
+            f"  {usage_words(usage)}",
+            f"  `pytest --llm-tune {nodeid}` replays them, requests only the rest, and locks what an uninterrupted "
+            "tune would"]
+
+
+def not_reached_words(name: str, done: str, stopped: str) -> str:
+    """The run stopped (-x, --maxfail) before the target's verdict: it was selected, not skipped."""
+    return (f"not {done}: the run stopped before {name}{SUFFIX} ran ({stopped}); run it without -x or --maxfail "
+            "to see its verdict")
 
 
 def not_selected_words(name: str, done: str) -> str:

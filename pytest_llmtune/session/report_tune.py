@@ -73,7 +73,8 @@ def instances_text(instances: Mapping[str, Any]) -> str:
 def plan_text(plan: Mapping[str, Any]) -> str:
     if not plan:
         return ""
-    rungs = (f"rung {n}: {r.get('configs')} configs on {r.get('instances')} instances"
+    rungs = (f"rung {n}: {r.get('configs')} config{'' if r.get('configs') == 1 else 's'} on {r.get('instances')} "
+             "instances"
              for n, r in enumerate(map(mapping, sequence(plan.get("rungs"))), 1))
     return "; ".join([f"{plan.get('configs_drawn')} configs drawn", *rungs])
 

@@ -42,6 +42,7 @@ from pytest_llmtune.session import export, preview, report
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
+from pytest_llmtune.session.hints import with_flags
 from pytest_llmtune.session.leaderboard import wrap
 from pytest_llmtune.session.progress import ProgressDisplay
 from pytest_llmtune.session.scoring import evaluation_of
@@ -376,13 +377,15 @@ class TuneSession(EndpointSession):
         verbose = self.config.get_verbosity() > 0
         # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)
         fold = (lambda line: wrap(line, width)) if terminalreporter.isatty() else (lambda line: [line])
-        for name in self.targets:
-            outcome = self.outcomes.get(name)
-            lines = report.tune_lines(outcome, self.verdicts.get(name), self.settings.lockfile.name,
+        for name, target in self.targets.items():
+            outcome, verdict = self.outcomes.get(name), self.verdicts.get(name)
+            if verdict is None and self.not_reached(target):
+                verdict = Verdict("skipped", report.not_reached_words(name, "tuned", str(self.stopped)))
+            lines = report.tune_lines(outcome, verdict, self.settings.lockfile.name,
                                       self.cassettes.path_for(name).relative_to(self.config.rootpath), name,
-                                      width=width, verbose=verbose)
+                                      width=width, verbose=verbose, nodeid=target.nodeid)
             for line in [*lines, *self.instance_lines(name, width)]:
-                for part in fold(line):
+                for part in fold(with_flags(line, self.flag_for(target))):
                     terminalreporter.write_line(part)
         for line in self.reported:
             terminalreporter.write_line(line)
