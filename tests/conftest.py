@@ -116,14 +116,22 @@ def assert_ran(result: pytest.RunResult, total: int) -> None:
 
 
 RELIABILITY: list[dict[str, Any]] = []  # rows of tests/test_reliability.py, from the reports (xdist brings them here)
+EDGES: list[dict[str, Any]] = []  # rows of tests/test_edges.py
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         RELIABILITY.extend(json.loads(str(value)) for name, value in report.user_properties if name == "reliability")
+        EDGES.extend(json.loads(str(value)) for name, value in report.user_properties if name == "edge")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if EDGES:
+        from test_edges import rows_table as edge_table
+
+        terminalreporter.section("edges: what a user wrote, and what the tool did")
+        for line in edge_table(sorted(EDGES, key=lambda row: row["written"])):
+            terminalreporter.write_line(line)
     if not RELIABILITY:
         return
     from test_reliability import rows_table

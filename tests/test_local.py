@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +109,38 @@ def test_best_of_is_refused_because_llama_server_ignores_it(pytester: pytest.Pyt
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*llama-server ignores best_of*remove it from the space*"])
+
+
+def journal_lines(path: Path) -> int:
+    journal = path / "llmtune_cassettes" / "test_addition" / ".test_addition.json.journal"
+    return len(journal.read_text().splitlines()) if journal.exists() else 0
+
+
+def test_an_interrupted_tune_resumed_locks_what_an_uninterrupted_one_locks_and_pays_only_the_rest(
+        pytester: pytest.Pytester) -> None:
+    """Sampled requests carry seeds (none in the space: sample k gets seed k), so llama-server answers a request the
+    same way every time: the tune is repeatable, and a resumed one replays what it paid for and draws the rest."""
+    pytester.makepyfile(test_addition=ADDITION.replace(', "seed": 7}', "}"))
+    pytester.makeini("[pytest]\nllmtune_local_slots = 2\n")
+    scratch = pytester.runpytest("--llm-tune", "--llm-local", "-p", "no:cacheprovider")
+    assert scratch.ret == pytest.ExitCode.OK, scratch.stdout.str()
+    locked = (pytester.path / "llmtune.lock").read_text()
+    paid = int(re.search(r"\n  (\d+) requests \(", scratch.stdout.str()).group(1))  # type: ignore[union-attr]
+    (pytester.path / "llmtune.lock").unlink()
+    shutil.rmtree(pytester.path / "llmtune_cassettes")
+
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "--llm-local", "-p", "no:cacheprovider"],
+                               cwd=pytester.path, stdout=subprocess.PIPE, text=True)
+    while journal_lines(pytester.path) < 10:  # some paid for, not all
+        assert process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    interrupted, _ = process.communicate(timeout=60)
+    resumed = pytester.runpytest("--llm-tune", "--llm-local", "-p", "no:cacheprovider")
+
+    assert re.search(r"test_addition: not tuned: interrupted after .*; the \d+ responses it paid for are kept in "
+                     r"llmtune_cassettes/test_addition/test_addition.json", interrupted), interrupted
+    assert "`pytest --llm-tune --llm-local test_addition.py::test_addition` replays them" in interrupted
+    assert (pytester.path / "llmtune.lock").read_text() == locked
+    new, replayed = map(int, re.search(r"\n  (\d+) requests \(.*; (\d+) replayed", resumed.stdout.str()).groups())  # type: ignore[union-attr]
+    assert replayed >= 10 and new + replayed == paid
