@@ -19,7 +19,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from pytest_llmtune.search.stats import drift
+from pytest_llmtune.search.drift import drift
 
 ALPHA = 0.05
 SIZES = (50, 200, 1000)

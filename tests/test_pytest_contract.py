@@ -80,3 +80,27 @@ def test_an_unlogged_run_reports_a_failure_without_raising_it(pytester: pytest.P
 
     result.assert_outcomes(passed=1, failed=1)  # the real run of test_a fails as it would without the plugin
     result.stdout.fnmatch_lines(["*reports setup:passed call:failed teardown:passed*"])
+
+
+def test_determine_setup_chooses_the_rootdir_from_the_paths_it_is_given(tmp_path: object) -> None:
+    """`session/settings.refuse_moved_rootdir` asks pytest's `_pytest.config.findpaths.determine_setup` which rootdir
+    a command line's paths give (no public API does): keyword arguments, the rootdir first in what it returns."""
+    from pathlib import Path
+
+    from _pytest.config.findpaths import determine_setup
+
+    project = Path(str(tmp_path)) / "project"
+    (project / "tests").mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    elsewhere = Path(str(tmp_path)) / "elsewhere" / "gate.html"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("")
+
+    def rootdir(*args: str) -> Path:
+        found = determine_setup(inifile=None, override_ini=None, args=list(args), rootdir_cmd_arg=None,
+                                invocation_dir=project)
+        return Path(found[0])
+
+    assert rootdir() == rootdir(str(project / "tests")) == project
+    assert rootdir(str(elsewhere)) != project  # a value given apart, taken for a test path: the ini is lost
+    assert rootdir(str(project / "tests"), str(elsewhere)) == project  # pytest finds the ini from the other path

@@ -34,6 +34,7 @@ from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session import export, report
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
+from pytest_llmtune.session.hints import with_flags
 from pytest_llmtune.session.instances import report_row
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
@@ -279,7 +280,8 @@ class GateSession(EndpointSession):
         if self.config.option.collectonly:  # --co writes nothing
             return
         if self.prune:  # refused with --llm-live and under pytest-xdist (plugin.py)
-            self.pruned = {name: self.prune_cassette(name) for name in self.targets}
+            self.pruned = {name: with_flags(self.prune_cassette(name), self.flag_for(target))
+                           for name, target in self.targets.items()}
         if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller
             data = export.header("gate" + (" live" if self.settings.live else ""), self.settings,
                                  self.endpoint_url if self.calls_out else None)
