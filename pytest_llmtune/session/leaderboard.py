@@ -15,8 +15,8 @@ from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.search.tuner import HeldOut
 
-__all__ = ["ORDER", "Board", "cell", "config_lines", "cut", "format_score", "labels_for", "legend", "plural", "render",
-           "value_text", "varying_keys", "wrap"]
+__all__ = ["LONG", "NAMES", "ORDER", "Board", "cell", "config_lines", "cut", "format_score", "labels_for", "legend",
+           "plural", "render", "value_text", "varying_keys", "wrap"]
 
 TEMPLATES = ("prompt", "messages")  # a config has one or the other: one column, "template"
 ROWS = 10  # rows without -v; -v shows every config

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmtune.session.leaderboard import LONG, ORDER, value_text
+from pytest_llmtune.session.leaderboard import LONG, NAMES, ORDER, value_text
 from pytest_llmtune.session.report_parts import (
     bounds,
     e,
@@ -139,7 +139,7 @@ def long_labels(keys: Sequence[str], shown: Sequence[Config]) -> Labels:
     settings = [mapping(config.get("config")) for config in shown]
     for key in keys:
         named = {value_text(s[key]): s[key] for s in settings if isinstance(s.get(key), (str, list, dict))}
-        if any(len(text) > LONG for text in named):
+        if any(len(text) > NAMES.get(key, LONG) for text in named):
             labels[key] = {text: (f"{key} #{n}", value) for n, (text, value) in enumerate(named.items(), 1)}
     return labels
 
