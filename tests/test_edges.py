@@ -289,7 +289,8 @@ def test_llm_local_model_implies_llm_local_and_names_the_model_after_its_file(
         pytester: pytest.Pytester, record_property: Record) -> None:
     from pytest_llmtune.llm.local import default_model_path
 
-    pytester.makepyfile(test_x=PLAIN_TARGET.replace('"model": "m", ', ""))
+    pytester.makepyfile(test_x=PLAIN_TARGET.replace('"model": "m", ', "").replace('"temperature": 0}',
+                                                                                 '"temperature": 0, "max_tokens": 4}'))
     model = pytester.path / "my-model.gguf"
     shutil.copy(default_model_path(), model)
 
