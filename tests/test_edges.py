@@ -345,7 +345,8 @@ def test_hints_name_the_flag_a_local_lock_needs(pytester: pytest.Pytester, opena
 
     result = pytester.runpytest("--llm-test")
 
-    result.stdout.fnmatch_lines(["*the lock is stale (its test body changed): score the locked config again with "
+    result.stdout.fnmatch_lines(["*the lock is stale (its test body, or a definition of its module that it uses, "
+                                 "changed): score the locked config again with "
                                  "`pytest --llm-test --llm-record --llm-local test_x.py::test_x`*, or re-tune: "
                                  "`pytest --llm-tune --llm-local test_x.py::test_x`*"])
 
@@ -470,3 +471,46 @@ def test_an_api_key_in_a_space_is_refused_and_never_lands_in_a_file(pytester: py
 
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert not [path for path in Path(pytester.path).rglob("*") if path.is_file() and path.suffix in (".lock", ".json")]
+
+
+def test_a_space_with_no_model_edited_around_the_lock_keeps_it_fresh(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """The tune names the session's model (ini llmtune_model) in the locked config; the space names none."""
+    space = '{"prompt": choice(["Examples: Review: {r} ->", "Review: {r}\\\\nSentiment:"]), "temperature": 0}'
+    body = PLAIN_TARGET.replace('{"model": "m", "prompt": "Review: {r} ->", "temperature": 0}', space).replace(
+        "from pytest_llmtune import llm_eval", "from pytest_llmtune import llm_eval, choice")
+    pytester.makepyfile(test_x=body)
+    pytester.makeini("[pytest]\nllmtune_model = m\n")
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+    locked = read_lock(pytester.path)["targets"]["test_x.py::test_x"]["config"]
+    assert locked["model"] == "m"
+    other = next(p for p in ("Examples: Review: {r} ->", "Review: {r}\\\\nSentiment:") if p.replace("\\\\", "\\")
+                 != locked["prompt"])
+    pytester.makepyfile(test_x=body.replace(other, other.replace("Review:", "A review:")))
+
+    result = pytester.runpytest("--llm-test")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*ok; its search space changed since the tune, and the locked config is still a "
+                                 "point of it*"])
+
+
+def test_a_metric_that_scores_zero_everywhere_gets_no_interval_beyond_its_values(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """Partial credit in {0, 0.5, 1}, all 0 here: not a pass rate, so not Wilson's [0.00, 0.49]."""
+    pytester.makepyfile(test_x='''
+import pytest
+from pytest_llmtune import llm_eval
+
+@llm_eval(space={"model": "m", "prompt": "Review: {r} ->", "temperature": 0}, metric="score")
+@pytest.mark.parametrize("r", ["great fun", "dull", "loved it", "a waste"])
+def test_x(llm, r):
+    llm(r=r)
+    return {"score": 0.0}
+''')
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert read_lock(pytester.path)["targets"]["test_x.py::test_x"]["interval"] == [0.0, 0.0]
+    assert "[0.00, 0.49]" not in result.stdout.str()

@@ -101,7 +101,7 @@ def test_a_threshold_change_takes_effect_without_a_re_tune(tuned: pytest.Pyteste
     (lambda p: p.makepyfile(helpers=HELPERS.replace(".lower()", ".lower().strip(',.')")), "helpers.py changed"),
     (lambda p: p.makepyfile(**project_files(test=TEST.replace("return first_word(texts[0])",
                                                               "return first_word(texts[-1])"))),
-     "its test body changed"),  # a same-module helper the body calls
+     "its test body, or a definition of its module that it uses, changed"),  # a same-module helper the body calls
     (lambda p: p.makeconftest(CONFTEST.replace('case["label"]', 'case["label"].lower()')), "conftest.py changed"),
     (lambda p: p.makepyfile(**project_files(test=TEST.replace('"awful"]', '"awful", "great"]'))),
      "its instances changed"),

@@ -62,7 +62,8 @@ def test_gate_fails_on_a_stale_lock(tuned: pytest.Pytester) -> None:
     result = tuned.runpytest("--llm-test")
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"FAILED {TARGET}: the lock is stale (its test body changed): score the locked "
+    result.stdout.fnmatch_lines([f"FAILED {TARGET}: the lock is stale (its test body, or a definition of its module "
+                                 "that it uses, changed): score the locked "
                                  f"config again with `pytest --llm-test --llm-record {TARGET}` (records only "
                                  f"missing responses), or re-tune: `pytest --llm-tune {TARGET}`*"])
 

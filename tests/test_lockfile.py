@@ -149,7 +149,8 @@ def test_a_lock_with_the_same_fingerprints_is_not_stale() -> None:
 def test_stale_reasons_name_what_changed_in_words() -> None:
     now = {**FINGERPRINTS, "space": "sha256:new", "body": "sha256:new"}
 
-    assert stale_reasons(ENTRY, now) == ["its search space changed", "its test body changed"]
+    assert stale_reasons(ENTRY, now) == ["its search space changed",
+                                         "its test body, or a definition of its module that it uses, changed"]
 
 
 def test_a_changed_helper_module_is_named_and_so_is_one_added_or_dropped() -> None:

@@ -161,3 +161,10 @@ def test_paired_difference_of_no_instances_is_nan() -> None:
 def test_paired_difference_refuses_unpaired_lists() -> None:
     with pytest.raises(ValueError):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_a_metric_that_happens_to_be_all_zeros_or_ones_is_not_a_pass_rate() -> None:
+    assert interval([0.0] * 4, binary=False) == (0.0, 0.0)
+    assert interval([0.0] * 4, binary=True) == interval([0.0] * 4) == pytest.approx((0.0, 0.49), abs=0.01)
+    low, high = interval([0.0, 1.0, 1.0, 0.0, 1.0], binary=False) or (math.nan, math.nan)
+    assert 0.0 <= low < high <= 1.0

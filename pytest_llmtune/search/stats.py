@@ -29,19 +29,21 @@ def aggregate(values: Sequence[float], agg: str | Aggregate = "mean") -> float:
     return float(resolve_agg(agg)(values))
 
 
-def interval(values: Sequence[float], confidence: float = CONFIDENCE, *,
-             exact: bool = False) -> tuple[float, float] | None:
+def interval(values: Sequence[float], confidence: float = CONFIDENCE, *, exact: bool = False,
+             binary: bool | None = None) -> tuple[float, float] | None:
     """A confidence interval for the mean: Wilson's for pass/fail data (Clopper-Pearson's with `exact`: at least
     `confidence` coverage whatever the rate, where Wilson's dips a little below it at some rates on small samples);
     otherwise a seeded BCa bootstrap (scipy.stats.bootstrap), which stays within the values' range, where Student's t
     leaves it on small or skewed samples (0.667 [0.30, 1.03] for metrics in [0, 1]).
 
-    None when the data cannot bound the mean (fewer than two values of a non-binary metric).
+    `binary`: whether the values are pass/fail results (a target without a metric); None infers it from the values.
+    A metric's values that happen to be all 0 or 1 are not pass/fail: they get the bootstrap, never an interval
+    beyond every value seen. None when the data cannot bound the mean (fewer than two values of a metric).
     """
     n = len(values)
     if n == 0:
         return None
-    if all(v in (0.0, 1.0) for v in values):
+    if binary is not False and all(v in (0.0, 1.0) for v in values):
         return _clopper_pearson(int(sum(values)), n, confidence) if exact else _wilson(sum(values), n, confidence)
     if n < 2:
         return None

@@ -84,7 +84,8 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
     data["winner"] = result.winner.index if result.winner is not None else None
     data["stopped"] = result.stopped
     if outcome.confirmed is not None:
-        data["confirmation"] = held_json(outcome.confirmed, instance_ids, spec.agg, exact=False)
+        data["confirmation"] = held_json(outcome.confirmed, instance_ids, spec.agg, exact=False,
+                                         binary=spec.metric is None)
     if outcome.locked is not None:
         data["locked"] = outcome.locked.to_json()
     return data
@@ -93,7 +94,7 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
 def config_json(number: int, config: Mapping[str, Any], trial: Trial, held: HeldOut | None, spec: Any,
                 ids: Sequence[str], outcome: TuneOutcome) -> dict[str, Any]:
     values = [trial.metrics[i] for i in sorted(trial.metrics)]
-    bounds = interval(values)
+    bounds = interval(values, binary=spec.metric is None)
     return {
         "number": number,
         "config": spec.space.encode(config),
@@ -105,7 +106,7 @@ def config_json(number: int, config: Mapping[str, Any], trial: Trial, held: Held
         "tokens_per_instance": trial.tokens_per_instance, "cost_usd_per_instance": usd(trial.cost_per_instance),
         "dropped": trial.dropped,
         "results": results_json(trial.metrics, trial.answers, ids),
-        "held_out": held_json(held, ids, spec.agg) if held is not None else None,
+        "held_out": held_json(held, ids, spec.agg, binary=spec.metric is None) if held is not None else None,
     }
 
 
@@ -119,11 +120,12 @@ def results_json(metrics: Mapping[int, float], answers: Mapping[int, tuple[str, 
     return results
 
 
-def held_json(held: HeldOut, ids: Sequence[str], agg: Any, *, exact: bool = True) -> dict[str, Any]:
+def held_json(held: HeldOut, ids: Sequence[str], agg: Any, *, exact: bool = True,
+              binary: bool | None = None) -> dict[str, Any]:
     """Held-out scores with the exact interval, as the leaderboard shows them; a confirmation run (`exact=False`)
     with the interval the lock keeps for the same results."""
     values = [held.metrics[i] for i in sorted(held.metrics)]
-    bounds = interval(values, exact=exact)
+    bounds = interval(values, exact=exact, binary=binary)
     return {"instances": len(values), "score": aggregate(values, agg) if values else None,
             "interval": list(bounds) if bounds else None, "tokens": held.tokens, "cost_usd": usd(held.cost),
             "error": held.error, "results": results_json(held.metrics, held.answers, ids)}

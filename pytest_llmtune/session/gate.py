@@ -188,7 +188,7 @@ class GateSession(EndpointSession):
         every = [e for found in evaluations.values() for e in found]
         values = list(results.values())
         score = round(aggregate(values, spec.agg), SCORE_DIGITS)
-        bounds = interval(values)
+        bounds = interval(values, binary=spec.metric is None)
         settings = self.settings
         # as precise as the lock keeps its results: a replay of an unchanged lock compares equal values
         samples = {key: [round(e.metric, SCORE_DIGITS) for e in found] for key, found in evaluations.items()}
@@ -328,7 +328,9 @@ def still_a_point(space: SearchSpace, entry: LockEntry) -> bool:
         config = space.decode(entry.config)
     except InvalidSpaceError:
         return False
-    if not space.contains(config):
+    # the tune names the session's model in a config whose space names none
+    point = config if space.values_of("model") else {key: value for key, value in config.items() if key != "model"}
+    if not space.contains(point):
         return False
     if "config" in entry.fingerprints:
         return entry.fingerprints["config"] == fingerprint(describe(config))

@@ -37,8 +37,8 @@ def value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=repr)
 
 
-def format_score(values: Sequence[float], score: float, *, exact: bool = False) -> str:
-    bounds = interval(values, exact=exact)
+def format_score(values: Sequence[float], score: float, *, exact: bool = False, binary: bool | None = None) -> str:
+    bounds = interval(values, exact=exact, binary=binary)
     if score != score:  # NaN: nothing scored
         return "-"
     if bounds is None:
@@ -73,6 +73,7 @@ class Board:
     held_out: Mapping[int, HeldOut]
     width: int = 100
     verbose: bool = False
+    binary: bool | None = None  # pass/fail results (no metric): Wilson's intervals; a metric's: the bootstrap
 
     def lines(self) -> list[str]:
         scored = [trial for trial in self.ranked if trial.metrics]
@@ -149,7 +150,7 @@ class Board:
     def score_cells(self, rank: int, trial: Trial) -> dict[str, str]:
         values = [trial.metrics[i] for i in sorted(trial.metrics)]
         return {"rank": str(rank), "#": str(trial.index), "instances": str(len(values)),
-                "score [95% CI]": format_score(values, self.halving.score(trial)),
+                "score [95% CI]": format_score(values, self.halving.score(trial), binary=self.binary),
                 "held-out [95% CI]": self.held_out_cell(self.held_out.get(trial.index)),
                 "tokens/inst": f"{trial.tokens_per_instance:.1f}", "$/inst": f"{trial.cost_per_instance:.6f}",
                 "note": dropped_note(trial)}
@@ -160,7 +161,7 @@ class Board:
         if held.error:
             return "not scored: budget" if "budget" in held.error else "error"
         values = [held.metrics[i] for i in sorted(held.metrics)]
-        return format_score(values, aggregate(values, self.halving.agg), exact=True)
+        return format_score(values, aggregate(values, self.halving.agg), exact=True, binary=self.binary)
 
 
 NUMBERS = {"rank", "#", "instances", "inst", "tokens/inst", "tok/inst", "$/inst"}

@@ -131,7 +131,7 @@ class ProgressDisplay:
     def config_lines(self, progress: Progress) -> list[str]:
         lines = []
         for index, values, tokens in progress.scores:
-            score = format_score(values, aggregate(list(values), self.spec.agg))
+            score = format_score(values, aggregate(list(values), self.spec.agg), binary=self.spec.metric is None)
             lines.append(f"  config #{progress.offset + index} after rung {progress.rung + 1}/{progress.rungs}: "
                          f"{self.spec.metric_name} {score} on {len(values)} instances, "
                          f"{tokens / max(len(values), 1):.1f} tokens/instance")

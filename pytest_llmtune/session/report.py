@@ -232,7 +232,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if result.finished:
         lines.append(result.finished)
     lines += failure_lines(result.failures, result.configs)
-    lines += Board(result.configs, result.ranked, result.halving, result.held_out, width, verbose).lines()
+    lines += Board(result.configs, result.ranked, result.halving, result.held_out, width, verbose,
+                   binary=outcome.spec.metric is None).lines()
     comparison = comparison_line(result.ranked, result.halving)
     if comparison:
         lines.append(comparison)

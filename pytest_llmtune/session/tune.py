@@ -241,15 +241,16 @@ class TuneSession(EndpointSession):
             repeat = CONFIRMATION
         values = [metrics[i] for i in sorted(metrics)]
         tuning = [winner.metrics[i] for i in sorted(winner.metrics)]
+        binary = spec.metric is None  # pass/fail results; a metric's get the bootstrap, whatever its values
         split = None
         if held is not None:
             held_values = [held.metrics[i] for i in sorted(held.metrics)]
-            split = (Split(result.halving.score(winner), interval(tuning), len(tuning)),
-                     Split(aggregate(held_values, spec.agg), interval(held_values, exact=True),
+            split = (Split(result.halving.score(winner), interval(tuning, binary=binary), len(tuning)),
+                     Split(aggregate(held_values, spec.agg), interval(held_values, exact=True, binary=binary),
                            len(held_values)))
         return LockEntry(
             config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
-            interval=interval(values), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
+            interval=interval(values, binary=binary), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
             threshold=spec.threshold, instances=len(values), tokens_total=tokens, cost_total=cost, seed=spec.seed,
             split_n=self.settings.split_n, plugin_version=__version__,
             # "config": the locked config with its templates' source, to tell whether an edited space still holds it

@@ -210,7 +210,7 @@ def staleness(entry: LockEntry, fingerprints: Mapping[str, str], *, metric: str,
     if "body" not in locked:
         rescore.append("its fingerprints are from an older pytest-llmtune")
     elif locked["body"] != fingerprints.get("body"):
-        rescore.append("its test body changed")
+        rescore.append("its test body, or a definition of its module that it uses, changed")
     if locked.get("instances") != fingerprints.get("instances"):
         rescore.append("its instances changed")
     if "body" in locked:
