@@ -514,3 +514,31 @@ def test_x(llm, r):
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert read_lock(pytester.path)["targets"]["test_x.py::test_x"]["interval"] == [0.0, 0.0]
     assert "[0.00, 0.49]" not in result.stdout.str()
+
+
+def test_a_lock_recorded_before_samples_carried_seeds_still_replays(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """An upgrade loses no recording: a lock without "seeded" replays its split samples without seeds, as they
+    were recorded (simulated here by taking the seeds out of the recordings and the flag out of the lock)."""
+    pytester.makepyfile(test_x=PLAIN_TARGET.replace('"temperature": 0}', '"temperature": 0.7, "n": 3}'))
+    pytester.makeini("[pytest]\nllmtune_split_n = true\n")
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+    lock = read_lock(pytester.path)
+    entry = lock["targets"]["test_x.py::test_x"]
+    assert entry.pop("seeded") is True and "seed" not in entry["config"]
+    (pytester.path / "llmtune.lock").write_text(json.dumps(lock))
+    cassette = pytester.path / "llmtune_cassettes" / "test_x" / "test_x.json"
+    data = json.loads(cassette.read_text())
+    for interaction in data["interactions"]:
+        body = json.loads(interaction["request"]["body"])
+        assert "seed" in body
+        del body["seed"]
+        interaction["request"]["body"] = json.dumps(body, separators=(",", ":"))
+    cassette.write_text(json.dumps(data))
+    requests = openai_server.requests
+
+    result = pytester.runpytest("--llm-test")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert openai_server.requests == requests
+    result.stdout.fnmatch_lines(["*all 2 results as locked: ok*"])

@@ -198,15 +198,17 @@ def texts_of(response: Any, api: str) -> list[str]:
     return [(c.message.content or "") if api == "chat" else c.text for c in choices]
 
 
-def sample_requests(params: Mapping[str, Any], *, split_n: bool,
-                    first: int = 0) -> tuple[list[tuple[dict[str, Any], int]], int]:
+def sample_requests(params: Mapping[str, Any], *, split_n: bool, first: int = 0,
+                    seeded: bool = True) -> tuple[list[tuple[dict[str, Any], int]], int]:
     """The (request, sample number) pairs that draw a config's n samples, and how many samples each text is.
 
     Without `split_n`, one request asks for n. With it, n single-sample requests, so samples are reused across n and
     llama-server counts tokens right; each sampled one carries a seed (the config's seed + k, or k when it has
     none), so that a server that honours seeds gives the same sample again: a tune is repeatable, and a tune
-    interrupted and resumed locks what an uninterrupted one locks. At temperature 0 one request serves every sample
-    (its text stands for n). `first` numbers the samples of the k-th identical call in one evaluation.
+    interrupted and resumed locks what an uninterrupted one locks (`seeded=False`: a config without a seed is sent
+    without one, as locks before `"seeded"` were recorded, so an older lock still replays). At temperature 0 one request
+    serves every sample (its text stands for n). `first` numbers the samples of the k-th identical call in one
+    evaluation.
     """
     if not split_n:
         return [(_nth_sample(dict(params), first), first)], 1
@@ -214,9 +216,12 @@ def sample_requests(params: Mapping[str, Any], *, split_n: bool,
     single = {key: value for key, value in params.items() if key != "n"}
     if single.get("temperature") == 0:
         return [(single, first)], n
-    seed = single.get("seed", 0)
-    seeded = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-    return [({**single, "seed": seeded + first + k}, first + k) for k in range(n)], 1
+    seed = single.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        if not seeded:
+            return [(single, first + k) for k in range(n)], 1
+        seed = 0
+    return [({**single, "seed": seed + first + k}, first + k) for k in range(n)], 1
 
 
 _SIGNATURES: dict[Any, set[str]] = {}
@@ -313,13 +318,14 @@ class LLM:
     """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
 
     def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None,
-                 first_sample: int = 0) -> None:
+                 first_sample: int = 0, seeded: bool = True) -> None:
         """`first_sample` numbers this evaluation's samples from there: a repeated evaluation (`--llm-repeat`)
         draws samples of its own (with a seed in the config, seed + its number)."""
         self.config = dict(config)
         self.first_sample = first_sample
         self.endpoint = endpoint
         self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
+        self.seeded = seeded  # split samples carry seeds (False: an older lock's recordings have none)
         self.usage = Usage()
         self.answers: list[str] = []  # every text served, in order: the first one is the instance's answer
         self._seen: Counter[str] = Counter()
@@ -334,7 +340,7 @@ class LLM:
         key = json.dumps([api, {k: v for k, v in params.items() if k != "n" or not self.split_n}], sort_keys=True,
                          default=str)
         first = self.first_sample + self._seen[key]  # the k-th identical call in this evaluation: samples of its own
-        requests, repeat = sample_requests(params, split_n=self.split_n, first=first)
+        requests, repeat = sample_requests(params, split_n=self.split_n, first=first, seeded=self.seeded)
         self._seen[key] += len(requests)
         replies = self.endpoint.complete_many(api, requests)
         for reply in replies:

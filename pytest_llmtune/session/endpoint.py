@@ -83,7 +83,8 @@ class EndpointSession(BaseSession):
         return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run) -> LLM:
-        return LLM(run.config, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE)
+        return LLM(run.config, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
+                   seeded=run.seeded)
 
     def probe(self, target: Target, inside: Callable[[pytest.Function, Sharing], None]) -> Sharing | str:
         """Set up the target's first instance without running its body, find what its body needs per instance,

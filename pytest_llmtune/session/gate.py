@@ -156,7 +156,8 @@ class GateSession(EndpointSession):
         """Repeat `repeat` of the locked samples: repeat 0 replays (or, live, asks again for) those the lock
         holds the results of."""
         entry = self.locks[target.name]
-        return Run(config=self.configs[target.name], split_n=entry.split_n, repeat=entry.repeat + repeat)
+        return Run(config=self.configs[target.name], split_n=entry.split_n, repeat=entry.repeat + repeat,
+                   seeded=entry.seeded)
 
     # --- the verdict ------------------------------------------------------------------------------------------
 

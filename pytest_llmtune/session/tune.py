@@ -258,7 +258,7 @@ class TuneSession(EndpointSession):
             metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
-            repeat=repeat, local=self.settings.local,
+            repeat=repeat, local=self.settings.local, seeded=self.settings.split_n,
         )
 
     def refuse(self, target: Target, why: str) -> None:

@@ -82,6 +82,7 @@ class LockEntry:
     scored_by: str = "tune"  # or "rescore": `pytest --llm-test --llm-record` scored the locked config again
     repeat: int = 0  # whose samples `results` are: 1 for a sampled winner's confirmation run (fresh samples)
     local: bool = False  # tuned on the local model (--llm-local): its commands need that flag
+    seeded: bool = False  # split samples carried seeds; a lock written before they did replays them unseeded
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -109,6 +110,8 @@ class LockEntry:
             entry["repeat"] = self.repeat
         if self.local:
             entry["local"] = True
+        if self.seeded:
+            entry["seeded"] = True
         return entry
 
     @classmethod
@@ -132,6 +135,7 @@ class LockEntry:
                 scored_by=str(data.get("scored_by", "tune")), repeat=int(data.get("repeat", 0)),
                 # a lock from before "local" was kept: split_n, which --llm-local turns on, says as much
                 local=bool(data.get("local", data.get("split_n", False))),
+                seeded=bool(data.get("seeded", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
