@@ -137,7 +137,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Genera
     missed = terminalreporter.stats.get("missed", [])
     if MODE_KEY not in config.stash or not missed or not ("A" in chars or "m" in chars):
         return
-    from pytest_llmtune.session.instances import miss_lines
+    from pytest_llmtune.report.instances import miss_lines
 
     terminalreporter.write_sep("=", "llmtune misses: tests that passed, instances that scored 0")
     width = config.get_terminal_writer().fullwidth if terminalreporter.isatty() else None

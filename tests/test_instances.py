@@ -8,10 +8,10 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
+from pytest_llmtune.records import BodyResult
+from pytest_llmtune.report.instances import answer_line, instance_table, run_rows
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.session.body import BodyResult
-from pytest_llmtune.session.instances import answer_line, instance_table, run_rows
 
 
 @pytest.fixture
@@ -108,9 +108,9 @@ def test_with_a_metric_dict_the_table_shows_each_instances_metric_not_pass() -> 
 
 
 def test_an_instance_whose_metric_cannot_be_read_says_why_in_junit() -> None:
+    from pytest_llmtune.report.instances import instance_properties
     from pytest_llmtune.search.space import SearchSpace
     from pytest_llmtune.search.spec import EvalSpec
-    from pytest_llmtune.session.instances import instance_properties
 
     spec = EvalSpec(space=SearchSpace({"model": "m", "prompt": "{x}"}), metric="f1")
 

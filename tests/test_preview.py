@@ -9,8 +9,8 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
+from pytest_llmtune.report.preview import Sizes, evaluations, tokens_per_evaluation
 from pytest_llmtune.search.halving import TIES, Rung
-from pytest_llmtune.session.preview import Sizes, evaluations, tokens_per_evaluation
 
 
 def test_the_plan_before_a_tune_sends_nothing(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:

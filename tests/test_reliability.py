@@ -25,7 +25,7 @@ from processes import kill, survivors
 from conftest import sentiment_test
 from pytest_llmtune.evals import CodeResult, Isolation, isolation, run_code
 from pytest_llmtune.evals.sandbox import MAX_TASKS
-from pytest_llmtune.session.leaderboard import cut
+from pytest_llmtune.report.leaderboard import cut
 from pytest_llmtune.store.cassette import Cassette, journal_path
 from pytest_llmtune.store.lockfile import read as read_lock
 

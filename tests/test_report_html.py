@@ -17,8 +17,8 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
-from pytest_llmtune.session.report_html import render
-from pytest_llmtune.session.report_svg import Point, pareto_front, ticks
+from pytest_llmtune.report.html_page import render
+from pytest_llmtune.report.svg_plot import Point, pareto_front, ticks
 
 ANSWER = 'positive <script>alert("pwned")</script> & \'quoted\'\nsecond line'
 MISS = "assert \"<b>negative</b>\" == 'positive'"

@@ -20,9 +20,9 @@ import pytest
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.report.hints import with_flags
+from pytest_llmtune.report.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.body import BodyResult, observe
-from pytest_llmtune.session.hints import with_flags
-from pytest_llmtune.session.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.protocol import run_unlogged
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import (

@@ -11,26 +11,15 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from pytest_llmtune.records import BodyResult
+
 __all__ = ["MISSES", "BodyResult", "observe"]
 
 MISSES: tuple[type[BaseException], ...] = (AssertionError, pytest.fail.Exception)
-
-
-@dataclass(frozen=True)
-class BodyResult:
-    """`returned` is what a passing body returned; `miss` the message of its failed assertion."""
-
-    returned: Any = None
-    miss: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.miss is None
 
 
 def _miss_message(error: BaseException) -> str:

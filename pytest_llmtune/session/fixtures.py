@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from pytest_llmtune.records import Sharing
 from pytest_llmtune.session.base import Run
 
 __all__ = ["Sharing", "shared_kwargs", "sharing_of"]
 
 OURS = "llm"
-
-
-@dataclass(frozen=True)
-class Sharing:
-    """`reason` is None when evaluations may share the probe's setup; else why each needs its own."""
-
-    reason: str | None
-    direct: frozenset[str] = frozenset()  # argument names that are direct parameters
 
 
 def sharing_of(probed: pytest.Item, probe: Run, instances: Sequence[pytest.Function]) -> Sharing:

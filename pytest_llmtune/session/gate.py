@@ -26,16 +26,16 @@ from typing import Any
 
 import pytest
 
+from pytest_llmtune.report import json_report, terminal
+from pytest_llmtune.report.hints import with_flags
+from pytest_llmtune.report.instances import report_row
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.drift import Drift, drift
 from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tuner import Evaluation, EvaluationError
-from pytest_llmtune.session import export, report
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
-from pytest_llmtune.session.hints import with_flags
-from pytest_llmtune.session.instances import report_row
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
@@ -184,7 +184,7 @@ class GateSession(EndpointSession):
                     errors.append(error)
                     break
         if errors:
-            return Verdict("failed", report.gate_error_words(target.name, errors, len(target.instances)))
+            return Verdict("failed", terminal.gate_error_words(target.name, errors, len(target.instances)))
         results = {key: statistics.fmean(e.metric for e in found) for key, found in evaluations.items()}
         every = [e for found in evaluations.values() for e in found]
         values = list(results.values())
@@ -197,7 +197,7 @@ class GateSession(EndpointSession):
         replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
         change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.alpha,
                        margin=settings.margin, replayed=replayed)
-        gate = report.Gate(
+        gate = terminal.Gate(
             metric=spec.metric_name, score=score, interval=bounds, instances=len(values),
             misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
             threshold=spec.threshold, locked=entry.score, drift=change,
@@ -274,7 +274,7 @@ class GateSession(EndpointSession):
         if not report.nodeid.endswith(SUFFIX) and (report.when == "call" or not report.passed):
             self.reported_rows.setdefault(name, {})[report.nodeid] = report_row(report)
         if self.settings.reports and (report.when == "call" or (report.when == "setup" and not report.passed)):
-            export.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
+            json_report.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
@@ -284,10 +284,10 @@ class GateSession(EndpointSession):
             self.pruned = {name: with_flags(self.prune_cassette(name), self.flag_for(target))
                            for name, target in self.targets.items()}
         if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller
-            data = export.header("gate" + (" live" if self.settings.live else ""), self.settings,
+            data = json_report.header("gate" + (" live" if self.settings.live else ""), self.settings,
                                  self.endpoint_url if self.calls_out else None)
             data["targets"] = {name: self.verdicts_seen.get(name, {}) for name in sorted(self.seen)}
-            self.reported = export.write_reports(self.settings.reports, data)
+            self.reported = json_report.write_reports(self.settings.reports, data)
 
     def prune_cassette(self, name: str) -> str:
         """Only a passing gate replayed every instance's recordings; anything else leaves the cassette as it is."""
@@ -313,8 +313,8 @@ class GateSession(EndpointSession):
         for name, line in self.seen.items():
             if line is None:
                 stopped = name in self.targets and self.not_reached(self.targets[name])
-                line = f"{name}: " + (report.not_reached_words(name, "gated", str(self.stopped)) if stopped
-                                      else report.not_selected_words(name, "gated"))
+                line = f"{name}: " + (terminal.not_reached_words(name, "gated", str(self.stopped)) if stopped
+                                      else terminal.not_selected_words(name, "gated"))
             for number, text in enumerate(line.splitlines()):
                 terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
             for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):

@@ -17,27 +17,16 @@ from typing import Any
 
 import pytest
 
+from pytest_llmtune.records import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Verdict
 from pytest_llmtune.search.domains import describe
 from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.session.fingerprints import code_fingerprints
+from pytest_llmtune.store.fingerprints import code_fingerprints
 
 __all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict",
            "instance_id", "spec_of", "target_name"]
 
 MARKER = "llm_eval"
-SUFFIX = "[llmtune]"
-TARGET_PROPERTY = "llmtune_target"  # on the reports of a target's items: its instances and its verdict
-VERDICT_PROPERTY = "llmtune_verdict"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the target item reports: `outcome` is "passed", "failed" or "skipped"."""
-
-    outcome: str
-    message: str
-    properties: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass

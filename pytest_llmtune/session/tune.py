@@ -21,6 +21,10 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.llm.cost import unknown_price_words
+from pytest_llmtune.report import json_report, preview, terminal
+from pytest_llmtune.report.hints import with_flags
+from pytest_llmtune.report.leaderboard import wrap
+from pytest_llmtune.report.progress import ProgressDisplay
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
@@ -38,13 +42,9 @@ from pytest_llmtune.search.tuner import (
     confirm,
     score_held_out,
 )
-from pytest_llmtune.session import export, preview, report
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
-from pytest_llmtune.session.hints import with_flags
-from pytest_llmtune.session.leaderboard import wrap
-from pytest_llmtune.session.progress import ProgressDisplay
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
@@ -75,7 +75,7 @@ class TuneSession(EndpointSession):
         self.configs: dict[str, dict[str, Any]] = {}  # target -> its winner
         self.repeats: dict[str, int] = {}  # target -> the repeat whose samples are locked
         self.verdicts: dict[str, Verdict] = {}
-        self.outcomes: dict[str, report.TuneOutcome] = {}
+        self.outcomes: dict[str, terminal.TuneOutcome] = {}
         self.reported: list[str] = []  # where --llm-report wrote
         self.plans: list[str] = []  # with --co: each selected target's plan
         self.warnings: list[str] = []  # damaged files kept aside
@@ -86,9 +86,9 @@ class TuneSession(EndpointSession):
         if target.name in self.verdicts:
             return
         if not self.selected(target, session):
-            self.verdicts[target.name] = Verdict("skipped", report.not_selected_words(target.name, "tuned"))
+            self.verdicts[target.name] = Verdict("skipped", terminal.not_selected_words(target.name, "tuned"))
             return
-        outcome = self.outcomes[target.name] = report.TuneOutcome(target.name, target.spec)
+        outcome = self.outcomes[target.name] = terminal.TuneOutcome(target.name, target.spec)
         try:
             outcome.held_out = target.spec.held_out(len(target.instances))
         except ValueError as error:
@@ -111,7 +111,7 @@ class TuneSession(EndpointSession):
             self.endpoint.usage = Usage()  # the logged runs of the instances replay; they are not the search's
         self.verdicts[target.name] = self.conclude(target, outcome)
 
-    def search(self, target: Target, outcome: report.TuneOutcome) -> None:
+    def search(self, target: Target, outcome: terminal.TuneOutcome) -> None:
         instances = target.shuffled()
 
         def inside(probed: pytest.Function, sharing: Sharing) -> None:
@@ -155,7 +155,7 @@ class TuneSession(EndpointSession):
 
         return InlineExecutor(), 1, evaluate_with
 
-    def brackets(self, target: Target, outcome: report.TuneOutcome,
+    def brackets(self, target: Target, outcome: terminal.TuneOutcome,
                  how: tuple[Executor, int, Callable[..., Any]]) -> None:
         executor, concurrency, evaluate_with = how
         prices = self.endpoint.prices
@@ -172,9 +172,9 @@ class TuneSession(EndpointSession):
                                   outcome.usage, throttled=lambda: self.pacer.throttled)
         try:
             tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
-                      on_plan=lambda configs, halving: display.plan(report.plan_line(
+                      on_plan=lambda configs, halving: display.plan(terminal.plan_line(
                           target.name, configs, n - held, halving, concurrency, held,
-                          report.fit_words(tuner.fits[-1], target.spec.optimization_budget) if tuner.fits else "")),
+                          terminal.fit_words(tuner.fits[-1], target.spec.optimization_budget) if tuner.fits else "")),
                       on_progress=display.update)
         finally:
             display.close()
@@ -202,12 +202,12 @@ class TuneSession(EndpointSession):
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
-    def conclude(self, target: Target, outcome: report.TuneOutcome) -> Verdict:
+    def conclude(self, target: Target, outcome: terminal.TuneOutcome) -> Verdict:
         result = outcome.result
         if outcome.setup_error is not None:
             return Verdict("failed", f"could not tune {target.name}:\n{outcome.setup_error}")
         if outcome.failed is not None:
-            return Verdict("failed", report.failed_search_words(outcome, self.endpoint_url))
+            return Verdict("failed", terminal.failed_search_words(outcome, self.endpoint_url))
         if result is None or result.winner is None:
             return Verdict("failed", "nothing was locked: no config was scored on every instance; raise the budgets "
                                      "or widen the space")
@@ -222,7 +222,7 @@ class TuneSession(EndpointSession):
         outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
         outcome.locked = entry
         self.repeats[target.name] = entry.repeat  # the instances' own runs replay the locked samples
-        return Verdict("passed", report.locked_words(entry), report.entry_properties(entry))
+        return Verdict("passed", terminal.locked_words(entry), terminal.entry_properties(entry))
 
     def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None,
                    confirmed: HeldOut | None) -> LockEntry:
@@ -329,7 +329,7 @@ class TuneSession(EndpointSession):
             return tuner.price(str(config.get("model", model)), prompt, completion)
 
         try:
-            sizes = preview.recorded_sizes(Cassette.load(self.cassettes.path_for(target.name)))
+            sizes = preview.recorded_sizes(Cassette.load(self.cassettes.path_for(target.name)).interactions.values())
         except CassetteError:
             sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
         fitting: dict[str, Any] = {"over": len(tuner.skipped), "drawn": len(drawn)}
@@ -351,11 +351,11 @@ class TuneSession(EndpointSession):
         super().pytest_sessionfinish(session)
         if not self.settings.reports or not self.outcomes:
             return
-        data = export.header("tune", self.settings, self.endpoint_url)
+        data = json_report.header("tune", self.settings, self.endpoint_url)
         for name, outcome in self.outcomes.items():
             ids = [instance_id(item) for item in self.targets[name].shuffled()]
-            data["targets"][name] = export.tune_target(outcome, self.verdicts.get(name), ids)
-        self.reported = export.write_reports(self.settings.reports, data)
+            data["targets"][name] = json_report.tune_target(outcome, self.verdicts.get(name), ids)
+        self.reported = json_report.write_reports(self.settings.reports, data)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.config.option.collectonly:
@@ -381,8 +381,8 @@ class TuneSession(EndpointSession):
         for name, target in self.targets.items():
             outcome, verdict = self.outcomes.get(name), self.verdicts.get(name)
             if verdict is None and self.not_reached(target):
-                verdict = Verdict("skipped", report.not_reached_words(name, "tuned", str(self.stopped)))
-            lines = report.tune_lines(outcome, verdict, self.settings.lockfile.name,
+                verdict = Verdict("skipped", terminal.not_reached_words(name, "tuned", str(self.stopped)))
+            lines = terminal.tune_lines(outcome, verdict, self.settings.lockfile.name,
                                       self.cassettes.path_for(name).relative_to(self.config.rootpath), name,
                                       width=width, verbose=verbose, nodeid=target.nodeid)
             for line in [*lines, *self.instance_lines(name, width)]:

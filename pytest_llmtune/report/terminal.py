@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_llmtune.records import SUFFIX, Sharing, Verdict
+from pytest_llmtune.report.leaderboard import Board, config_lines, cut, plural, value_text
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.drift import Drift
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
@@ -15,9 +17,6 @@ from pytest_llmtune.search.plan import Fit
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
 from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, SearchFailed, SearchResult
-from pytest_llmtune.session.fixtures import Sharing
-from pytest_llmtune.session.leaderboard import Board, config_lines, cut, plural, value_text
-from pytest_llmtune.session.targets import SUFFIX, Verdict
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pytest_llmtune.report.leaderboard import cut, format_score, plural, wrap
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate
 from pytest_llmtune.search.tuner import Progress
-from pytest_llmtune.session.leaderboard import cut, format_score, plural, wrap
 from pytest_llmtune.usage import Usage
 
 __all__ = ["ProgressDisplay", "duration"]

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.llm.cost import PRICES_DATE
+from pytest_llmtune.records import Verdict
+from pytest_llmtune.report.terminal import TuneOutcome
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.search.tuner import HeldOut
-from pytest_llmtune.session.report import TuneOutcome
 from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.session.targets import Verdict
 from pytest_llmtune.store.atomic import write_atomically
 from pytest_llmtune.usage import Usage
 
@@ -151,7 +151,7 @@ def usd(amount: float) -> float:
 
 def gate_report(target: dict[str, Any], report: Any, properties: Mapping[str, Any]) -> None:
     """Add a gate's test report to its target's record: the verdict (its [llmtune] item) or an instance."""
-    from pytest_llmtune.session.targets import SUFFIX, VERDICT_PROPERTY
+    from pytest_llmtune.records import SUFFIX, VERDICT_PROPERTY
 
     found = {key.removeprefix("llmtune_"): value for key, value in properties.items()
              if key.startswith("llmtune_") and key != "llmtune_target"}
@@ -172,7 +172,7 @@ def write_reports(paths: Sequence[Path], data: Mapping[str, Any]) -> list[str]:
         if path.suffix == ".json":
             write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False, default=repr) + "\n")
         else:
-            from pytest_llmtune.session.report_html import render
+            from pytest_llmtune.report.html_page import render
 
             write_atomically(path, render(data))
         lines.append(f"report written to {path}")

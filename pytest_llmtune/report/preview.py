@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmtune.report.leaderboard import cell, labels_for, legend, render, varying_keys
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.plan import Fit, fit
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.tuner import FINALISTS, Tuner
-from pytest_llmtune.session.leaderboard import cell, labels_for, legend, render, varying_keys
-from pytest_llmtune.store.cassette import Cassette
 
 __all__ = ["Sizes", "Tokens", "evaluations", "plan_lines", "recorded_sizes", "tokens_per_evaluation"]
 
@@ -42,9 +41,10 @@ class Tokens:
     worst_completion: float | None  # None: no max_tokens, no bound
 
 
-def recorded_sizes(cassette: Cassette) -> Sizes:
+def recorded_sizes(interactions: Iterable[Mapping[str, Any]]) -> Sizes:
+    """Tokens per prompt and per sample, from a target's recorded interactions (vcrpy's format)."""
     prompts, samples = [], []
-    for interaction in cassette.interactions.values():
+    for interaction in interactions:
         try:
             body = json.loads(interaction["response"]["body"]["string"])
             usage, choices = body["usage"], len(body["choices"])

@@ -4,18 +4,25 @@ as a table with -v, and as "MISS" lines after pytest's short test summary (-rA, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.records import BodyResult
+from pytest_llmtune.report.leaderboard import cut, render
 from pytest_llmtune.search.spec import EvalSpec, MetricError
-from pytest_llmtune.session.body import BodyResult
-from pytest_llmtune.session.leaderboard import cut, render
+from pytest_llmtune.usage import Usage
 
 __all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "Row", "answer_line", "instance_properties", "instance_table",
            "miss_lines", "report_row", "run_rows"]
 
 MISS_PROPERTY = "llmtune_miss"
 ANSWER_PROPERTY = "llmtune_answer"
+
+
+class Served(Protocol):
+    """What the `llm` callable served one instance: its texts, in order, and their usage."""
+
+    answers: list[str]
+    usage: Usage
 
 
 def answer_line(answers: Sequence[str]) -> str:
@@ -27,7 +34,7 @@ def answer_line(answers: Sequence[str]) -> str:
     return ""
 
 
-def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> list[tuple[str, Any]]:
+def instance_properties(result: BodyResult, llm: Served | None, spec: EvalSpec) -> list[tuple[str, Any]]:
     """junit properties of an instance's own run: its score, miss reason, answer, tokens and cost."""
     properties: list[tuple[str, Any]] = []
     if spec.metric is not None:
@@ -48,7 +55,7 @@ def instance_properties(result: BodyResult, llm: LLM | None, spec: EvalSpec) -> 
 Row = list[str]  # instance, outcome (its metric, with a metric dict), the answer's first line, why it missed
 
 
-def run_rows(runs: Iterable[tuple[str, BodyResult | None, LLM | None]], spec: EvalSpec) -> list[Row]:
+def run_rows(runs: Iterable[tuple[str, BodyResult | None, Served | None]], spec: EvalSpec) -> list[Row]:
     """Rows from the runs this process made (the instance's own run, or the verdict's evaluation of it)."""
     rows = []
     for nodeid, result, llm in runs:

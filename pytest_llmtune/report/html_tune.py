@@ -8,8 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmtune.session.leaderboard import LONG, NAMES, ORDER, value_text
-from pytest_llmtune.session.report_parts import (
+from pytest_llmtune.report.html_parts import (
     bounds,
     e,
     facts,
@@ -24,7 +23,8 @@ from pytest_llmtune.session.report_parts import (
     table,
     td,
 )
-from pytest_llmtune.session.report_svg import Point, plot
+from pytest_llmtune.report.leaderboard import LONG, NAMES, ORDER, value_text
+from pytest_llmtune.report.svg_plot import Point, plot
 
 __all__ = ["tune_section"]
 

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from pytest_llmtune.session.leaderboard import value_text
-from pytest_llmtune.session.report_parts import (
+from pytest_llmtune.report.html_parts import (
     bounds,
     e,
     facts,
@@ -26,7 +25,8 @@ from pytest_llmtune.session.report_parts import (
     table,
     td,
 )
-from pytest_llmtune.session.report_tune import tune_section
+from pytest_llmtune.report.html_tune import tune_section
+from pytest_llmtune.report.leaderboard import value_text
 
 __all__ = ["render"]
 
