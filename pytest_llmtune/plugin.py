@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmtune.session.settings import INI, Settings, positive_int, refuse_moved_rootdir
+from pytest_llmtune.session.rootdir import refuse_moved_rootdir
+from pytest_llmtune.session.settings import INI, positive_int, read_settings
 from pytest_llmtune.session.targets import spec_of
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_llmtune.session.gate import GateSession
     from pytest_llmtune.session.tune import TuneSession
 
-    mode = (TuneSession if tune else GateSession)(config, Settings.from_config(config))
+    mode = (TuneSession if tune else GateSession)(config, read_settings(config))
     config.stash[MODE_KEY] = mode
     config.pluginmanager.register(mode, "llmtune-mode")
 
@@ -113,7 +114,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = mode.settings
     local = (f"; {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
              if mode.local is not None and mode.local.process is not None else "")
-    where = (f"endpoint {mode.endpoint_url}, concurrency {settings.concurrency}{local}" if mode.calls_out
+    where = (f"endpoint {mode.endpoint_url}, concurrency {settings.endpoint.concurrency}{local}" if mode.calls_out
              else "no request leaves this machine")
     return [f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",
             f"llmtune: {where}"]

@@ -83,7 +83,7 @@ def test_an_unlogged_run_reports_a_failure_without_raising_it(pytester: pytest.P
 
 
 def test_determine_setup_chooses_the_rootdir_from_the_paths_it_is_given(tmp_path: object) -> None:
-    """`session/settings.refuse_moved_rootdir` asks pytest's `_pytest.config.findpaths.determine_setup` which rootdir
+    """`session/rootdir.refuse_moved_rootdir` asks pytest's `_pytest.config.findpaths.determine_setup` which rootdir
     a command line's paths give (no public API does): keyword arguments, the rootdir first in what it returns."""
     from pathlib import Path
 

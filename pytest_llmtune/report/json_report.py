@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import platform
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.llm.cost import PRICES_DATE
@@ -24,11 +23,10 @@ from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.search.tuner import HeldOut
-from pytest_llmtune.session.settings import Settings
-from pytest_llmtune.store.atomic import write_atomically
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.usage import Usage
 
-__all__ = ["FORMAT", "SUFFIXES", "gate_report", "header", "tune_target", "write_reports"]
+__all__ = ["FORMAT", "SUFFIXES", "gate_report", "header", "rendered", "tune_target"]
 
 FORMAT = 1  # the report's format version, its first key
 SUFFIXES = (".json", ".html")
@@ -43,11 +41,13 @@ def header(kind: str, settings: Settings, endpoint: str | None) -> dict[str, Any
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), **{name: _version(name) for name in PACKAGES}},
         "endpoint": endpoint,  # the URL only; keys never leave memory
-        "prices": {"built_in_date": PRICES_DATE, "overrides": {m: list(p) for m, p in sorted(settings.prices.items())}},
-        "settings": {"concurrency": settings.concurrency, "num_samples": settings.num_samples, "eta": settings.eta,
-                     "strategy": settings.strategy, "min_instances": settings.min_instances,
-                     "split_n": settings.split_n, "local": settings.local, "alpha": settings.alpha,
-                     "margin": settings.margin, "threshold_on": settings.threshold_on},
+        "prices": {"built_in_date": PRICES_DATE,
+                   "overrides": {m: list(p) for m, p in sorted(settings.endpoint.prices.items())}},
+        "settings": {"concurrency": settings.endpoint.concurrency, "num_samples": settings.search.num_samples,
+                     "eta": settings.search.eta, "strategy": settings.search.strategy,
+                     "min_instances": settings.search.min_instances, "split_n": settings.endpoint.split_n,
+                     "local": settings.local.enabled, "alpha": settings.gate.alpha, "margin": settings.gate.margin,
+                     "threshold_on": settings.gate.threshold_on},
         "targets": {},
     }
 
@@ -165,15 +165,10 @@ def gate_report(target: dict[str, Any], report: Any, properties: Mapping[str, An
     target.setdefault("instances", {})[instance] = {"outcome": outcome, "nodeid": report.nodeid, **found}
 
 
-def write_reports(paths: Sequence[Path], data: Mapping[str, Any]) -> list[str]:
-    """Each path gets the report in its format; the lines say where."""
-    lines = []
-    for path in paths:
-        if path.suffix == ".json":
-            write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False, default=repr) + "\n")
-        else:
-            from pytest_llmtune.report.html_page import render
+def rendered(suffix: str, data: Mapping[str, Any]) -> str:
+    """The report's text in the format of a path ending in `suffix`: ".json", or ".html" (one page)."""
+    if suffix == ".json":
+        return json.dumps(data, indent=1, ensure_ascii=False, default=repr) + "\n"
+    from pytest_llmtune.report.html_page import render
 
-            write_atomically(path, render(data))
-        lines.append(f"report written to {path}")
-    return lines
+    return render(data)

@@ -12,7 +12,7 @@ in which the body did not run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,11 +20,11 @@ import pytest
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
+from pytest_llmtune.report import json_report
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.body import BodyResult, observe
 from pytest_llmtune.session.protocol import run_unlogged
-from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import (
     TARGET_PROPERTY,
     Target,
@@ -34,6 +34,8 @@ from pytest_llmtune.session.targets import (
     spec_of,
     target_name,
 )
+from pytest_llmtune.settings import Settings
+from pytest_llmtune.store.atomic import write_atomically
 
 __all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
 
@@ -246,6 +248,14 @@ class BaseSession:
         else:
             return []
         return [f"each instance under the locked config {heading}:", *instance_table(rows, width)]
+
+    def write_reports(self, data: Mapping[str, Any]) -> list[str]:
+        """--llm-report: each path gets the report in its format; the lines say where."""
+        lines = []
+        for path in self.settings.reports:
+            write_atomically(path, json_report.rendered(path.suffix, data))
+            lines.append(f"report written to {path}")
+        return lines
 
     def write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

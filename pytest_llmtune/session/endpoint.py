@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
+from pytest_llmtune.llm.connect import make_endpoint
 from pytest_llmtune.llm.cost import worst_case_tokens
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.llm.pacing import Pacer
@@ -19,8 +20,8 @@ from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.session.base import BaseSession, Run, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
-from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.store.cassette import Cassettes
 
 __all__ = ["EndpointSession"]
@@ -35,20 +36,20 @@ class EndpointSession(BaseSession):
         super().__init__(config, settings)
         self.local: LocalServer | None = None
         # the optimization budget's gate sits where a request is known to go to the network
-        self.pacer = Pacer(settings.concurrency, rpm=settings.rpm, tpm=settings.tpm)
+        self.pacer = Pacer(settings.endpoint.concurrency, rpm=settings.endpoint.rpm, tpm=settings.endpoint.tpm)
         self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit, pace=self.pace)
         self.network = FailFast()  # a refused connection is the endpoint's answer for the session
         self.stopped: str | None = None
         self.finished: pytest.Session | None = None
-        self.endpoint: Endpoint = settings.endpoint(transport=self.cassettes.transport(self.network),
-                                                    recorded=self.cassettes.recorded)
+        self.endpoint: Endpoint = make_endpoint(settings, transport=self.cassettes.transport(self.network),
+                                                recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
     def cassette_dir(self) -> Path:
         return self.settings.cassette_dir
 
     def flag_for(self, target: Target) -> str:
-        return self.settings.local_flag
+        return self.settings.local.flag
 
     def not_reached(self, target: Target) -> bool:
         """Selected, but the run stopped (-x, --maxfail) before its verdict."""
@@ -130,7 +131,8 @@ class EndpointSession(BaseSession):
         def inside(probed: pytest.Function, sharing: Sharing) -> None:
             if sharing.reason is not None:
                 return
-            with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llmtune") as pool:
+            concurrency = self.settings.endpoint.concurrency
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llmtune") as pool:
                 futures = [pool.submit(self.call_shared, item, probed, sharing, run) for item, run in runs]
                 for future in futures:
                     with contextlib.suppress(Exception):
@@ -143,7 +145,7 @@ class EndpointSession(BaseSession):
         return self.endpoint.base_url
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self.settings.local and self.calls_out:
+        if self.settings.local.enabled and self.calls_out:
             for target in self.targets.values():
                 refuse_for_local(target, self.settings)
 
@@ -151,12 +153,12 @@ class EndpointSession(BaseSession):
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.option.collectonly:
             return
-        if self.settings.local and self.calls_out:
+        if self.settings.local.enabled and self.calls_out:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = self.settings.endpoint(self.local.base_url,
-                                                   transport=self.cassettes.transport(self.network),
-                                                   recorded=self.cassettes.recorded)
+            self.endpoint = make_endpoint(self.settings, self.local.base_url,
+                                          transport=self.cassettes.transport(self.network),
+                                          recorded=self.cassettes.recorded)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
@@ -172,12 +174,12 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
     if space.values_of("best_of"):
         raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure noise; "
                                 "remove it from the space (n with a vote does what it would)")
-    served = settings.local_alias
+    served = settings.local.alias
     models = [model for model in space.values_of("model") if model != served]
     if models:
         raise pytest.UsageError(
             f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves one model, "
-            f"{served!r} ({settings.local_model_name}), and answers any other name with it: a tune would measure "
+            f"{served!r} ({settings.local.model_name}), and answers any other name with it: a tune would measure "
             f"{served!r} and lock {models[0]!r}. Under --llm-local, leave \"model\" out of the space or give "
             f"{served!r}; to compare models, tune each against its own server (ini llmtune_base_url)")
 
@@ -185,9 +187,9 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
 def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:
     """Start llama-server for this session; it is stopped by its PID when pytest unconfigures, also after Ctrl-C."""
     try:
-        model = settings.local_model or default_model_path()
-        server = LocalServer(model, alias=settings.local_alias, slots=settings.local_slots,
-                             context=settings.local_context)
+        model = settings.local.model or default_model_path()
+        server = LocalServer(model, alias=settings.local.alias, slots=settings.local.slots,
+                             context=settings.local.context)
         config.add_cleanup(server.stop)
         server.start()
     except LocalServerError as error:

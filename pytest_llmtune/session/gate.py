@@ -37,8 +37,8 @@ from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
-from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.lockfile import SCORE_DIGITS, LockEntry, LockfileError
 
@@ -48,10 +48,10 @@ __all__ = ["GateSession"]
 class GateSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         # before the cassettes are made: live, every response is new, recorded only in a cassette of this session
-        self.record = self.calls_out = settings.record or settings.live
+        self.record = self.calls_out = settings.gate.record or settings.gate.live
         super().__init__(config, settings)
-        self.label = ("test live, nothing replayed" if settings.live else
-                      "test, recording missing responses" if settings.record else "test, replay only")
+        self.label = ("test live, nothing replayed" if settings.gate.live else
+                      "test, recording missing responses" if settings.gate.record else "test, replay only")
         self.locks: dict[str, LockEntry] = {}
         self.configs: dict[str, dict[str, Any]] = {}
         self.rescoring: dict[str, dict[str, str]] = {}  # stale targets scored again -> their new fingerprints
@@ -66,7 +66,7 @@ class GateSession(EndpointSession):
         self.pruned: dict[str, str] = {}  # target -> what --llm-prune did to its cassette, or why not
 
     def cassette_dir(self) -> Path:
-        if not self.settings.live:
+        if not self.settings.gate.live:
             return super().cassette_dir()
         # the session's own responses: each instance and repeat is sent once, and its item and the verdict read
         # the same answer; nothing is replayed from, or written to, the recordings the offline gate uses
@@ -93,7 +93,7 @@ class GateSession(EndpointSession):
             self.notes[target.name] = ("its search space changed since the tune, and the locked config is still a "
                                        f"point of it: a re-tune may find better (`pytest --llm-tune {target.nodeid}`)")
         stale = lockfile.staleness(entry, fingerprints, metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name)
-        if stale is not None and (stale.retune or not self.settings.record):  # live judges fresh locks only
+        if stale is not None and (stale.retune or not self.settings.gate.record):  # live judges fresh locks only
             what = (f"re-tune: {tune}" if stale.retune else
                     f"score the locked config again with `pytest --llm-test --llm-record {target.nodeid}` (records "
                     f"only missing responses), or re-tune: {tune}")
@@ -107,7 +107,7 @@ class GateSession(EndpointSession):
                                                                if k == "config"}}
         self.locks[target.name] = entry
         if self.calls_out and self.selected(target, session):
-            repeat = self.settings.repeat if self.settings.live else 1
+            repeat = self.settings.gate.repeat if self.settings.gate.live else 1
             self.warm(target, [(item, self.run_of(target, number)) for number in range(repeat)
                                for item in target.instances])
             if self.network.down is not None:  # once, not once per instance
@@ -116,13 +116,13 @@ class GateSession(EndpointSession):
         return None
 
     def local_hint(self, entry: LockEntry) -> str:
-        if entry.local and not self.settings.local:
+        if entry.local and not self.settings.local.enabled:
             return "; this lock was tuned on the local model: add --llm-local"
         return ""
 
     def flag_for(self, target: Target) -> str:
-        if self.settings.local:
-            return self.settings.local_flag
+        if self.settings.local.enabled:
+            return self.settings.local.flag
         try:
             entry = self.locks.get(target.name) or self.entry(target.name)
         except LockfileError:
@@ -165,7 +165,7 @@ class GateSession(EndpointSession):
         if target.name not in self.locks:
             return self.refused[target.name]
         entry, spec = self.locks[target.name], target.spec
-        repeat = self.settings.repeat if self.settings.live else 1
+        repeat = self.settings.gate.repeat if self.settings.gate.live else 1
         runs = self.results.setdefault(target.name, {})
         for item in target.instances:  # instances that did not run in this session (deselected, or on another worker)
             if item.nodeid not in runs:
@@ -195,23 +195,23 @@ class GateSession(EndpointSession):
         samples = {key: [round(e.metric, SCORE_DIGITS) for e in found] for key, found in evaluations.items()}
         # an instance whose every response is a recording from before this session has no sampling noise
         replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
-        change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.alpha,
-                       margin=settings.margin, replayed=replayed)
+        change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.gate.alpha,
+                       margin=settings.gate.margin, replayed=replayed)
         gate = terminal.Gate(
             metric=spec.metric_name, score=score, interval=bounds, instances=len(values),
             misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
             threshold=spec.threshold, locked=entry.score, drift=change,
             cost=sum(e.cost for e in every), tokens=sum(e.usage.tokens for e in every),
-            how="live" if settings.live else "re-scored" if target.name in self.rescoring else "", repeat=repeat,
+            how="live" if settings.gate.live else "re-scored" if target.name in self.rescoring else "", repeat=repeat,
         )
         judged = score
-        if settings.threshold_on == "lower" and bounds is not None:
+        if settings.gate.threshold_on == "lower" and bounds is not None:
             judged = bounds[0] if spec.mode == "max" else bounds[1]
         if spec.threshold is not None and not spec.beats(judged, spec.threshold):
             which = "the score" if judged == score else "the worse bound of its 95% interval"
             return gate.verdict("failed", f"{which} is below the threshold {spec.threshold}: improve it and re-tune, "
                                           "or lower the threshold")
-        rescoring, accept = target.name in self.rescoring, settings.accept_lower
+        rescoring, accept = target.name in self.rescoring, settings.gate.accept_lower
         if change.worse and not (rescoring and accept):
             return gate.verdict("failed", self.worse_words(target, change, rescoring))
         note = f"; {self.notes[target.name]}" if target.name in self.notes else ""
@@ -237,7 +237,7 @@ class GateSession(EndpointSession):
         if change.code_worse:
             return (f"the same recorded responses score lower than the lock: the code changed (the test, a helper "
                     f"it uses, or an installed package), not the model; {kept}find the change{accept}")
-        if self.settings.live:
+        if self.settings.gate.live:
             return f"significantly worse than the lock: the model behind the endpoint may have changed; {retune}"
         return f"significantly worse than the lock on new samples: {kept}find the change, or {retune}{accept}"
 
@@ -284,10 +284,10 @@ class GateSession(EndpointSession):
             self.pruned = {name: with_flags(self.prune_cassette(name), self.flag_for(target))
                            for name, target in self.targets.items()}
         if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller
-            data = json_report.header("gate" + (" live" if self.settings.live else ""), self.settings,
+            data = json_report.header("gate" + (" live" if self.settings.gate.live else ""), self.settings,
                                  self.endpoint_url if self.calls_out else None)
             data["targets"] = {name: self.verdicts_seen.get(name, {}) for name in sorted(self.seen)}
-            self.reported = json_report.write_reports(self.settings.reports, data)
+            self.reported = self.write_reports(data)
 
     def prune_cassette(self, name: str) -> str:
         """Only a passing gate replayed every instance's recordings; anything else leaves the cassette as it is."""

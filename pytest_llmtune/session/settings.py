@@ -1,4 +1,5 @@
-"""Settings from the command line and ini, validated once; precedence: command line > ini > default."""
+"""The ini settings pytest-llmtune declares, and the session's `Settings` read from them and the command line,
+validated once; precedence: command line > ini > default."""
 
 from __future__ import annotations
 
@@ -8,21 +9,14 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pytest
 
-from pytest_llmtune.llm.cost import PRICES_DATE, PriceTable, parse_price_lines
-from pytest_llmtune.llm.local import alias_of
-from pytest_llmtune.llm.resolve import resolve_endpoint
+from pytest_llmtune.llm.cost import PRICES_DATE, parse_price_lines
+from pytest_llmtune.settings import EndpointSettings, GateSettings, LocalSettings, SearchSettings, Settings
 
-if TYPE_CHECKING:
-    import httpx2
-    import openai
-
-    from pytest_llmtune.llm.client import Endpoint, Recorded
-
-__all__ = ["INI", "Settings", "positive_int", "refuse_moved_rootdir"]
+__all__ = ["INI", "positive_int", "read_settings"]
 
 Strategy = Literal["halving", "random", "grid"]  # search.spec.STRATEGIES (a test keeps them equal)
 
@@ -92,118 +86,58 @@ def positive_int(text: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    lockfile: Path
-    cassette_dir: Path
-    concurrency: int
-    num_samples: int
-    eta: int
-    strategy: str
-    min_instances: int
-    alpha: float
-    margin: float
-    threshold_on: str
-    max_retries: int
-    timeout: float
-    base_url: str | None
-    record: bool
-    live: bool
-    repeat: int
-    model: str | None
-    local: bool
-    local_model: Path | None
-    local_slots: int
-    local_context: int
-    split_n: bool
-    prices: dict[str, tuple[float, float]]
-    reports: tuple[Path, ...] = ()
-    rpm: int = 0
-    tpm: int = 0
-    accept_lower: bool = False  # --llm-accept-lower: a re-score may lower the locked score
-
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> Settings:
-        root = config.rootpath
-        # --llm-local-model names the local server's model: it implies --llm-local
-        local = any((config.getoption("llm_local"), config.getoption("llm_local_model"), _ini(config, "llmtune_local")))
-        split_n = _ini(config, "llmtune_split_n")
-        settings = cls(
-            lockfile=root / _ini(config, "llmtune_lockfile"),
-            cassette_dir=root / _ini(config, "llmtune_cassette_dir"),
-            concurrency=config.getoption("llm_concurrency") or _at_least(config, "llmtune_concurrency", 1),
+def read_settings(config: pytest.Config) -> Settings:
+    """The session's settings from the command line and ini (command line > ini > default), validated: a bad
+    value is a UsageError naming the setting, the value and what is expected."""
+    root = config.rootpath
+    # --llm-local-model names the local server's model: it implies --llm-local
+    local = LocalSettings(
+        enabled=any((config.getoption("llm_local"), config.getoption("llm_local_model"),
+                     _ini(config, "llmtune_local"))),
+        model=_local_model(config),
+        slots=_at_least(config, "llmtune_local_slots", 1),
+        context=_at_least(config, "llmtune_local_context", 256),
+    )
+    split_n = _ini(config, "llmtune_split_n")
+    settings = Settings(
+        lockfile=root / _ini(config, "llmtune_lockfile"),
+        cassette_dir=root / _ini(config, "llmtune_cassette_dir"),
+        reports=_reports(config),
+        search=SearchSettings(
             num_samples=_at_least(config, "llmtune_num_samples", 1),
             eta=_at_least(config, "llmtune_eta", 2),
             strategy=_ini(config, "llmtune_strategy"),
             min_instances=_at_least(config, "llmtune_min_instances", 1),
+        ),
+        gate=GateSettings(
             alpha=_alpha(config),
             margin=_at_least(config, "llmtune_margin", 0),
             threshold_on=_ini(config, "llmtune_threshold_on"),
-            max_retries=_at_least(config, "llmtune_max_retries", 0),
-            timeout=_at_least(config, "llmtune_timeout", 0.001),
-            base_url=_ini(config, "llmtune_base_url") or None,
             record=bool(config.getoption("llm_record")),
             live=bool(config.getoption("llm_live")),
             repeat=int(config.getoption("llm_repeat") or 1),
+            accept_lower=bool(config.getoption("llm_accept_lower")),
+        ),
+        endpoint=EndpointSettings(
+            base_url=_ini(config, "llmtune_base_url") or None,
             model=_ini(config, "llmtune_model") or None,
-            local=local,
-            local_model=_local_model(config),
-            local_slots=_at_least(config, "llmtune_local_slots", 1),
-            local_context=_at_least(config, "llmtune_local_context", 256),
-            split_n=local if split_n == "auto" else bool(split_n),
+            concurrency=config.getoption("llm_concurrency") or _at_least(config, "llmtune_concurrency", 1),
+            max_retries=_at_least(config, "llmtune_max_retries", 0),
+            timeout=_at_least(config, "llmtune_timeout", 0.001),
+            split_n=local.enabled if split_n == "auto" else bool(split_n),
             prices=_prices(config),
-            reports=_reports(config),
             rpm=_at_least(config, "llmtune_rpm", 0),
             tpm=_at_least(config, "llmtune_tpm", 0),
-            accept_lower=bool(config.getoption("llm_accept_lower")),
-        )
-        if settings.local and settings.model not in (None, settings.local_alias):
-            raise pytest.UsageError(
-                f"ini llmtune_model = {settings.model}, but --llm-local serves one model, {settings.local_alias!r}, "
-                f"and answers any name with it: a tune would measure {settings.local_alias!r} as {settings.model!r}. "
-                "Leave llmtune_model unset under --llm-local (configs without a model use the local one)")
-        return settings
-
-    @property
-    def local_alias(self) -> str:
-        """The one model name the local server serves (--llm-local)."""
-        return alias_of(self.local_model)
-
-    @property
-    def local_flag(self) -> str:
-        """The flag a command for this session's endpoint needs: --llm-local, or --llm-local-model=PATH."""
-        if not self.local:
-            return ""
-        return "--llm-local" if self.local_model is None else f"--llm-local-model={self.local_model}"
-
-    @property
-    def local_model_name(self) -> str:
-        return self.local_model.name if self.local_model is not None else "SmolLM2-135M-Instruct"
-
-    def endpoint(self, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
-                 recorded: Recorded | None = None) -> Endpoint:
-        from pytest_llmtune.llm.client import Endpoint
-
-        # a local server's URL, else the ini's, else as create resolves it: OPENAI_BASE_URL, else OpenAI's
-        url = resolve_endpoint(base_url or self.base_url).base_url
-        return Endpoint(lambda: self.client(url, transport), base_url=url, concurrency=self.concurrency,
-                        split_n=self.split_n, recorded=recorded,
-                        default_model=self.local_alias if self.local else self.model,
-                        prices=PriceTable.default().with_prices(self.prices, warn=False))
-
-    def client(self, base_url: str | None, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
-        """The SDK's client; `transport` (the cassettes' recording transport) carries its requests. The key is
-        OPENAI_API_KEY, else a placeholder (a keyless local server, a replay), as for `create`."""
-        import openai  # ~0.4 s to import: only when a mode is on
-
-        endpoint = resolve_endpoint(base_url)
-        return openai.OpenAI(
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            http_client=openai.DefaultHttpxClient(transport=transport) if transport is not None else None,
-        )
+        ),
+        local=local,
+    )
+    model = settings.endpoint.model
+    if local.enabled and model not in (None, local.alias):
+        raise pytest.UsageError(
+            f"ini llmtune_model = {model}, but --llm-local serves one model, {local.alias!r}, and answers any name "
+            f"with it: a tune would measure {local.alias!r} as {model!r}. Leave llmtune_model unset under "
+            "--llm-local (configs without a model use the local one)")
+    return settings
 
 
 EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false", "linelist": "lines",
@@ -269,43 +203,6 @@ def _reports(config: pytest.Config) -> tuple[Path, ...]:
         if path.suffix not in (".json", ".html"):
             raise pytest.UsageError(f"report {path}: give a path ending in .json (the data) or .html (one page)")
     return tuple(paths)
-
-
-PATH_OPTIONS = ("--llm-report", "--llm-local-model")  # options whose value is a path
-
-
-def refuse_moved_rootdir(config: pytest.Config) -> None:
-    """pytest chooses the rootdir and the ini file from the command line's paths before it loads plugins, so the
-    value of a plugin's option given as a separate argument (`--llm-report /abs/gate.html`) counts as a test path
-    when it exists. A UsageError when such a value moved the rootdir (the ini and the lockfile would be lost); the
-    `--opt=PATH` form is safe."""
-    args = list(config.invocation_params.args)
-    values = [(option, args[i + 1]) for i, option in enumerate(args[:-1]) if option in PATH_OPTIONS]
-    values = [(option, value) for option, value in values if (config.invocation_params.dir / value).exists()]
-    if not values:
-        return
-    chosen = _rootdir_from(config, [value for _, value in values])
-    unmoved = _rootdir_from(config, [])
-    if chosen is None or chosen == unmoved:
-        return
-    option, value = values[0]
-    raise pytest.UsageError(
-        f"{option} {value}: pytest took this value for a test path when it chose the rootdir ({chosen}, not "
-        f"{unmoved}), because it reads the command line before it loads plugins' options; write {option}={value}")
-
-
-def _rootdir_from(config: pytest.Config, extra: list[str]) -> Path | None:
-    """The rootdir pytest's `determine_setup` chooses for the command line's paths plus `extra`; None if that
-    internal is not as pinned (tests/test_pytest_contract.py checks it)."""
-    try:
-        from _pytest.config.findpaths import determine_setup  # no public API chooses a rootdir
-
-        found = determine_setup(inifile=config.option.inifilename, override_ini=config.option.override_ini,
-                                args=[*config.option.file_or_dir, *extra], rootdir_cmd_arg=config.option.rootdir,
-                                invocation_dir=config.invocation_params.dir)
-    except (ImportError, TypeError, pytest.UsageError):
-        return None
-    return Path(found[0])
 
 
 def _local_model(config: pytest.Config) -> Path | None:

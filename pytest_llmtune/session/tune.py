@@ -46,8 +46,8 @@ from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
-from pytest_llmtune.session.settings import Settings
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
+from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import locked_directory, set_aside
 from pytest_llmtune.store.cassette import Cassette, CassetteError
@@ -104,7 +104,7 @@ class TuneSession(EndpointSession):
         except NothingFits as error:
             outcome.setup_error = str(error)
         except InvalidSpaceError as error:  # the ini's strategy=grid on a continuous space
-            outcome.setup_error = f"{error} (ini llmtune_strategy = {self.settings.strategy})"
+            outcome.setup_error = f"{error} (ini llmtune_strategy = {self.settings.search.strategy})"
         finally:
             self.cassettes.save()
             outcome.seconds = time.monotonic() - started
@@ -136,9 +136,9 @@ class TuneSession(EndpointSession):
 
             return evaluate
 
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="llmtune")
+        pool = ThreadPoolExecutor(max_workers=self.settings.endpoint.concurrency, thread_name_prefix="llmtune")
         self.config.add_cleanup(lambda: pool.shutdown(wait=True, cancel_futures=True))
-        return pool, self.settings.concurrency, evaluate_with
+        return pool, self.settings.endpoint.concurrency, evaluate_with
 
     def one_at_a_time(self, target: Target,
                       instances: list[pytest.Function]) -> tuple[Executor, int, Callable[..., Any]]:
@@ -160,10 +160,10 @@ class TuneSession(EndpointSession):
         executor, concurrency, evaluate_with = how
         prices = self.endpoint.prices
         n, held = len(target.instances), outcome.held_out
-        tuner = Tuner(target.spec, n - held, num_samples=self.settings.num_samples,
-                      eta=self.settings.eta, min_instances=self.settings.min_instances,
-                      default_model=self.endpoint.default_model, strategy=self.settings.strategy,
-                      spending=self.endpoint.spending, held_out=held, split_n=self.settings.split_n,
+        tuner = Tuner(target.spec, n - held, num_samples=self.settings.search.num_samples,
+                      eta=self.settings.search.eta, min_instances=self.settings.search.min_instances,
+                      default_model=self.endpoint.default_model, strategy=self.settings.search.strategy,
+                      spending=self.endpoint.spending, held_out=held, split_n=self.settings.endpoint.split_n,
                       confirm=n if may_sample(target.spec.space.spec) else 0,
                       price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)),
                       skipped=outcome.skipped)
@@ -252,13 +252,13 @@ class TuneSession(EndpointSession):
             config=spec.space.encode(result.configs[winner.index]), score=aggregate(values, spec.agg),
             interval=interval(values, binary=binary), metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name,
             threshold=spec.threshold, instances=len(values), tokens_total=tokens, cost_total=cost, seed=spec.seed,
-            split_n=self.settings.split_n, plugin_version=__version__,
+            split_n=self.settings.endpoint.split_n, plugin_version=__version__,
             # "config": the locked config with its templates' source, to tell whether an edited space still holds it
             fingerprints={**target.fingerprints(), "config": fingerprint(describe(result.configs[winner.index]))},
             metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
-            repeat=repeat, local=self.settings.local, seeded=self.settings.split_n,
+            repeat=repeat, local=self.settings.local.enabled, seeded=self.settings.endpoint.split_n,
         )
 
     def refuse(self, target: Target, why: str) -> None:
@@ -310,12 +310,12 @@ class TuneSession(EndpointSession):
             held = spec.held_out(n)
         except ValueError as error:
             return [f"{target.name}: {error}"]
-        tuner = Tuner(spec, n - held, num_samples=settings.num_samples, eta=settings.eta,
-                      min_instances=settings.min_instances, default_model=self.endpoint.default_model,
-                      strategy=settings.strategy, split_n=settings.split_n, held_out=held,
+        tuner = Tuner(spec, n - held, num_samples=settings.search.num_samples, eta=settings.search.eta,
+                      min_instances=settings.search.min_instances, default_model=self.endpoint.default_model,
+                      strategy=settings.search.strategy, split_n=settings.endpoint.split_n, held_out=held,
                       confirm=n if may_sample(spec.space.spec) else 0,
                       price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)))
-        count = spec.num_samples if spec.num_samples not in (None, -1) else settings.num_samples
+        count = spec.num_samples if spec.num_samples not in (None, -1) else settings.search.num_samples
         try:
             drawn = tuner.draw(count, spec.seed)
         except InvalidSpaceError as error:
@@ -334,16 +334,17 @@ class TuneSession(EndpointSession):
             sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
         fitting: dict[str, Any] = {"over": len(tuner.skipped), "drawn": len(drawn)}
         if spec.optimization_budget is not None:
-            tokens = [preview.tokens_per_evaluation(c, sizes, settings.split_n) for c in candidates]
+            tokens = [preview.tokens_per_evaluation(c, sizes, settings.endpoint.split_n) for c in candidates]
             budget = spec.optimization_budget
             estimates = [budget.measure(round(t.prompt + t.completion), cost(c, t.prompt, t.completion))
                          for c, t in zip(candidates, tokens, strict=True)]
             fitting.update(preview.fit_words(estimates, tuner, budget.amount))
             candidates = candidates[: max(fitting["chosen"], 1)]
-        rungs = SuccessiveHalving(len(candidates), n - held, eta=settings.eta, min_instances=settings.min_instances,
+        rungs = SuccessiveHalving(len(candidates), n - held, eta=settings.search.eta,
+                                  min_instances=settings.search.min_instances,
                                   one_rung=tuner.chosen_strategy != "halving").rungs
         return preview.plan_lines(target.name, spec, candidates, rungs, n - held, held, tuner.confirm, sizes,
-                                  settings.split_n, cost, width, fitting)
+                                  settings.endpoint.split_n, cost, width, fitting)
 
     # --- the summary and the reports ----------------------------------------------------------------------------
 
@@ -355,7 +356,7 @@ class TuneSession(EndpointSession):
         for name, outcome in self.outcomes.items():
             ids = [instance_id(item) for item in self.targets[name].shuffled()]
             data["targets"][name] = json_report.tune_target(outcome, self.verdicts.get(name), ids)
-        self.reported = json_report.write_reports(self.settings.reports, data)
+        self.reported = self.write_reports(data)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.config.option.collectonly:
