@@ -12,7 +12,7 @@ a template needs its answer length; the completion template needs the stop), cos
 expected pass rate over the instance distribution; regret is the best true score in the space minus the
 locked config's. 60 tuning instances and 20 held out (the default quarter of 80).
 
-Every strategy runs the real search core (`Tuner`, `Spending`, `score_held_out`) with simulated evaluations that
+Every strategy runs the real search core (`Tune`, `Spending`: the tune the session runs) with simulated evaluations that
 pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
 60 tuning instances until the budget is spent and locks its best complete trial (it gets the whole budget: no
 held-out share is kept for it). Columns: mean regret (its standard error), how often nothing was locked, and
@@ -37,11 +37,12 @@ from tabulate import tabulate  # noqa: E402
 
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending  # noqa: E402
 from pytest_llmtune.search.domains import choice, lograndint, randint, uniform  # noqa: E402
+from pytest_llmtune.search.evaluation import Evaluation, InlineExecutor, NothingFits  # noqa: E402
+from pytest_llmtune.search.problem import TuneProblem  # noqa: E402
 from pytest_llmtune.search.space import SearchSpace  # noqa: E402
 from pytest_llmtune.search.spec import EvalSpec  # noqa: E402
 from pytest_llmtune.search.stats import interval  # noqa: E402
-from pytest_llmtune.search.tuner import Evaluation, InlineExecutor, Tuner, score_held_out  # noqa: E402
-from pytest_llmtune.search.tuner import confirm as confirm_run  # noqa: E402
+from pytest_llmtune.search.tune import Tune  # noqa: E402
 from pytest_llmtune.usage import Usage  # noqa: E402
 
 TUNING, HELD_OUT = 60, 20
@@ -137,26 +138,15 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     grid = strategy == "grid"
     spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
                     optimization_budget=spending.budget, seed=landscape.seed)
-    tuner = Tuner(spec, TUNING, num_samples=16, eta=3, min_instances=5, default_model=None, held_out=HELD_OUT,
-                  price=lambda model, prompt, completion: 0.0, spending=spending,
-                  confirm=TUNING + HELD_OUT if confirm else 0)
-    evaluate_with = landscape.evaluate_with(spending)
+    tune = Tune(TuneProblem(spec=spec, instances=TUNING, held_out=HELD_OUT, num_samples=16, eta=3, min_instances=5,
+                            confirms=confirm), spending)
     try:
-        tuner.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-                  on_progress=lambda p: None)
-    except Exception as error:  # noqa: BLE001 - NothingFits: no lock, counted as such
-        if type(error).__name__ != "NothingFits":
-            raise
+        tune.run(landscape.evaluate_with(spending), executor=InlineExecutor(), concurrency=1)
+    except NothingFits:  # no lock, counted as such
         return None, None
-    result = tuner.result
+    result = tune.search
     if result is None or result.winner is None:
         return None, None
-    score_held_out(result, evaluate_with(result.configs), range(TUNING, TUNING + HELD_OUT),
-                   executor=InlineExecutor(), finalists=1)
-    if confirm and result.configs[result.winner.index]["temperature"] > 0 and tuner.can_confirm(result.winner):
-        confirm_run(result, evaluate_with(result.configs), range(TUNING + HELD_OUT), executor=InlineExecutor())
-    score_held_out(result, evaluate_with(result.configs), range(TUNING, TUNING + HELD_OUT),
-                   executor=InlineExecutor())
     held = result.held_out.get(result.winner.index)
     if held is None or len(held.metrics) < HELD_OUT:
         return None, None  # the session locks nothing without the held-out score

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmtune.search.halving import Outcome, Rung, SuccessiveHalving, Trial, plan
+from pytest_llmtune.search.halving import Outcome, Rung, SuccessiveHalving, Trial
+from pytest_llmtune.search.halving import rungs_for as plan
 
 Pairs = list[tuple[int, int]]
 

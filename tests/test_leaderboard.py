@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llmtune.report.leaderboard import ORDER, Board, config_lines, legend, wrap
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
-from pytest_llmtune.search.tuner import HeldOut
+from pytest_llmtune.search.result import HeldOut
 
 SYSTEM = {"role": "system", "content": "You are a careful assistant who answers geography questions in one word."}
 

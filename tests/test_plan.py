@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmtune.search.halving import Rung, plan
-from pytest_llmtune.search.plan import MARGIN, CostModel, fit, plan_cost
+from pytest_llmtune.search.costs import MARGIN, CostModel, plan_cost
+from pytest_llmtune.search.costs import fit_budget as fit
+from pytest_llmtune.search.halving import Rung
+from pytest_llmtune.search.halving import rungs_for as plan
 
 
 def tokens_model(split_n: bool = False) -> CostModel:

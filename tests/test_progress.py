@@ -11,9 +11,9 @@ from openai_server import FakeOpenAI
 from conftest import sentiment_test
 from pytest_llmtune.report.progress import ProgressDisplay, duration
 from pytest_llmtune.search.budget import Budget, Spending
+from pytest_llmtune.search.rungs import Progress
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.tuner import Progress
 from pytest_llmtune.usage import Usage
 
 TARGET = "tests/test_sentiment.py::test_sentiment"

@@ -10,25 +10,41 @@ import pytest
 
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.domains import InvalidSpaceError, choice, qrandint, randint, uniform
+from pytest_llmtune.search.evaluation import Evaluation, EvaluationError, InlineExecutor, NothingFits, SearchFailed
+from pytest_llmtune.search.finalists import confirm
+from pytest_llmtune.search.halving import SuccessiveHalving
+from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.tuner import (
-    Evaluation,
-    EvaluationError,
-    InlineExecutor,
-    NothingFits,
-    SearchFailed,
-    Tuner,
-    confirm,
-)
+from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.usage import Usage
 
 SPACE = SearchSpace({"prompt": choice(["a", "b"]), "temperature": uniform(0, 1)})
 
 
-def tuner(spec: EvalSpec, n_instances: int = 12, num_samples: int = 8) -> Tuner:
-    return Tuner(spec, n_instances, num_samples=num_samples, eta=3, min_instances=3, default_model="m",
-                 price=lambda model, prompt, completion: completion * 1e-6)
+def tuner(spec: EvalSpec, n_instances: int = 12, num_samples: int = 8) -> Tune:
+    return Tune(TuneProblem(spec=spec, instances=n_instances, num_samples=num_samples, eta=3, min_instances=3,
+                            default_model="m", price=lambda model, prompt, completion: completion * 1e-6,
+                            confirms=False))
+
+
+class Brackets:
+    """An observer that keeps each bracket's size."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: object) -> None:
+        self.sizes.append(candidates)
+
+    def progress(self, progress: object) -> None:
+        pass
+
+    def searched(self) -> None:
+        pass
+
+    def phase(self, what: str) -> None:
+        pass
 
 
 def scored(metric: float, tokens: int = 10) -> Evaluation:
@@ -63,12 +79,11 @@ def test_a_config_that_raises_is_dropped_and_the_others_go_on() -> None:
         return evaluate
 
     run = tuner(EvalSpec(space=SPACE))
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-            on_progress=lambda p: None)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
-    result = run.result
+    result = run.search
     assert result is not None and result.winner is not None
-    assert [f.config for f in result.failures] == [0]
+    assert [f.candidate for f in result.failures] == [0]
     assert calls["0"] == 1  # its queued evaluations never started
     assert result.halving.trials[0].dropped == "error on test[0]: ValueError: boom"
     assert all(config["model"] == "m" for config in result.configs)
@@ -82,10 +97,9 @@ def test_configs_failing_alike_stop_the_search_with_the_config() -> None:
 
     run = tuner(EvalSpec(space=SPACE))
     with pytest.raises(SearchFailed) as failed:
-        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-                on_progress=lambda p: None)
+        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
-    assert failed.value.configs == 3
+    assert failed.value.candidates == 3
     assert failed.value.config is not None and failed.value.config["model"] == "m"
 
 
@@ -93,7 +107,7 @@ def test_configs_over_the_inference_budget_in_the_worst_case_are_screened_out() 
     space = SearchSpace({"prompt": "a", "max_tokens": choice([10, 1000]), "n": 1})
     run = tuner(EvalSpec(space=space, inference_budget=Budget.parse("100 tokens", "inference_budget")))
 
-    kept = run.screen(run.draw(8, 0))
+    kept = run.brackets.screen(run.brackets.draw(8, 0))
 
     assert {config["max_tokens"] for config in kept} == {10}
     assert run.skipped and "max_tokens=1000 can cost 1,000 tokens per instance" in run.skipped[0]
@@ -109,11 +123,10 @@ def test_random_evaluates_every_drawn_config_on_every_instance() -> None:
         return evaluate
 
     run = tuner(EvalSpec(space=SPACE, strategy="random"), n_instances=12, num_samples=6)
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-            on_progress=lambda p: None)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
     assert sorted(asked) == [(c, i) for c in range(6) for i in range(12)]
-    result = run.result
+    result = run.search
     assert result is not None and result.winner is not None
     assert result.configs[result.winner.index]["temperature"] < 0.5
 
@@ -128,8 +141,7 @@ def test_grid_evaluates_every_config_of_a_discrete_space_once() -> None:
 
     run = tuner(EvalSpec(space=space, strategy="grid", num_samples=-1,
                          optimization_budget=Budget.parse("1000000 tokens", "optimization_budget")))
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-            on_progress=lambda p: None)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
     assert len(configs) == 2 * 4 * 2  # each config once, also when num_samples=-1 asks for more brackets
     assert {c["max_tokens"] for c in configs} == {8, 16, 24, 32} and {c["n"] for c in configs} == {1, 2}
@@ -144,14 +156,14 @@ def test_grid_refuses_a_continuous_space_when_the_test_is_collected() -> None:
 
 def budgeted(budget: str, evaluate_with: Callable[[Spending], Callable[[list[dict[str, Any]]], Callable[
         [int, int], Evaluation]]], *, num_samples: int | None = None, held_out: int = 0,
-             confirm: int = 0) -> tuple[Tuner, Spending]:
-    """A tune of SPACE (8 configs, 12 instances) under an optimization budget of `budget`."""
+             confirm: int = 0) -> tuple[Tune, Spending]:
+    """A tune of SPACE (8 configs, 12 instances) under an optimization budget of `budget`: the search, with room
+    for a confirmation run when `confirm` (its 12 instances)."""
     spending = Spending(Budget.parse(budget, "optimization_budget"))
-    run = Tuner(EvalSpec(space=SPACE, optimization_budget=spending.budget, num_samples=num_samples), 12,
-                num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out, confirm=confirm,
-                price=lambda model, prompt, completion: 0.0, spending=spending)
-    run.run(evaluate_with(spending), executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-            on_progress=lambda p: None)
+    run = Tune(TuneProblem(spec=EvalSpec(space=SPACE, optimization_budget=spending.budget, num_samples=num_samples),
+                           instances=12, num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out,
+                           confirms=confirm > 0), spending)
+    run.run(evaluate_with(spending), executor=InlineExecutor(), concurrency=1, finalists=False)
     return run, spending
 
 
@@ -160,7 +172,7 @@ def test_the_plan_is_sized_to_the_budget_and_finishes() -> None:
     run, spending = budgeted("200 tokens", lambda spending: paying(
         spending, lambda config: float(config["temperature"] < 0.5)))
 
-    result = run.result
+    result = run.search
     assert result is not None and result.stopped is None  # not cut off: the plan fit
     assert result.winner is not None and len(result.winner.metrics) == 12
     drawn, fitted = run.fits[0]
@@ -176,7 +188,7 @@ def test_a_budget_that_covers_one_config_on_every_instance_always_locks_one(budg
         spending, lambda config: float(config["temperature"] < 0.5), tokens=lambda instance: 8 if instance else 4),
         num_samples=-1)
 
-    result = run.result
+    result = run.search
     assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
     assert spending.spent <= float(budget.split()[0]) + 8  # within one request of the budget
     assert all(set(trial.answers) == set(trial.metrics) for trial in result.ranked)  # finishing keeps answers too
@@ -194,7 +206,7 @@ def test_the_budget_keeps_room_to_confirm_the_winner_when_it_can(budget: str) ->
         return pay[0]
 
     run, spending = budgeted(budget, evaluate_with, num_samples=-1, confirm=12)
-    result = run.result
+    result = run.search
     assert result is not None and result.winner is not None and run.can_confirm(result.winner)
 
     confirmed = confirm(result, pay[0](result.configs), range(12), executor=InlineExecutor())
@@ -210,7 +222,7 @@ def test_a_budget_that_cannot_also_confirm_the_winner_still_locks_one_unconfirme
         spending, lambda config: float(config["temperature"] < 0.5), tokens=lambda instance: 8 if instance else 4),
         num_samples=-1, confirm=12)
 
-    result = run.result
+    result = run.search
     assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
     assert not run.can_confirm(result.winner)
     assert spending.spent <= 150 + 8
@@ -245,10 +257,9 @@ def test_results_of_a_rung_the_budget_cut_short_are_kept() -> None:
 
     evaluate_with = paying(spending, lambda config: 1.0)
     run = tuner(EvalSpec(space=SPACE, optimization_budget=budget))
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-            on_progress=lambda p: None)
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
-    result = run.result
+    result = run.search
     assert result is not None
     assert sum(len(trial.metrics) for trial in result.ranked) == 5  # every paid evaluation counts
 
@@ -264,12 +275,11 @@ def test_select_cheapest_locks_the_cheapest_config_the_data_cannot_call_worse() 
         return evaluate
 
     def locked(select: str) -> dict[str, Any]:
-        run = Tuner(EvalSpec(space=space, select=select, strategy="grid"), 20, num_samples=3, eta=3,
-                    min_instances=5, default_model=None, price=lambda model, prompt, completion: 0.0)
-        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: None,
-                on_progress=lambda p: None)
-        assert run.result is not None and run.result.winner is not None
-        return run.result.configs[run.result.winner.index]
+        run = Tune(TuneProblem(spec=EvalSpec(space=space, select=select, strategy="grid"), instances=20,
+                               num_samples=3, eta=3, min_instances=5))
+        run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
+        assert run.search is not None and run.search.winner is not None
+        return run.search.configs[run.search.winner.index]
 
     assert locked("best")["prompt"] == "long and costly"  # 1.00 vs 0.90 on 20 instances
     assert locked("cheapest")["prompt"] == "short"  # 2 misses in 20: within noise of the best, 10x cheaper
@@ -283,14 +293,14 @@ def learned_brackets() -> list[list[float]]:
     spending = Spending(budget)
 
     evaluate_with = paying(spending, lambda config: 1 - abs(float(config["temperature"]) - 0.3))
-    run = Tuner(EvalSpec(space=SearchSpace({"prompt": "a", "temperature": uniform(0, 1)}), num_samples=-1,
-                         metric="m", optimization_budget=budget), 12, num_samples=8, eta=3, min_instances=3,
-                default_model=None, price=lambda model, prompt, completion: 0.0, spending=spending)
-    sizes: list[int] = []
-    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, on_plan=lambda n, h: sizes.append(n),
-            on_progress=lambda p: None)
-    assert run.result is not None
-    temperatures = [float(c["temperature"]) for c in run.result.configs]  # the brackets, one after the other
+    run = Tune(TuneProblem(spec=EvalSpec(space=SearchSpace({"prompt": "a", "temperature": uniform(0, 1)}),
+                                         num_samples=-1, metric="m", optimization_budget=budget),
+                           instances=12, num_samples=8, eta=3, min_instances=3, confirms=False), spending)
+    shown = Brackets()
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, observer=shown, finalists=False)
+    sizes = shown.sizes
+    assert run.search is not None
+    temperatures = [float(c["temperature"]) for c in run.search.configs]  # the brackets, one after the other
     starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
     return [temperatures[a:b] for a, b in zip(starts, starts[1:], strict=False)]
 
@@ -312,8 +322,7 @@ def test_early_next_rung_evaluations_change_nothing_but_the_wait() -> None:
     import random
     import threading
 
-    from pytest_llmtune.search.halving import SuccessiveHalving
-    from pytest_llmtune.search.tuner import search
+    from pytest_llmtune.search.rungs import run_bracket
 
     def tune(metric_range: tuple[float, float] | None) -> tuple[list[tuple[int, int]], list[int]]:
         asked: list[tuple[int, int]] = []
@@ -326,8 +335,8 @@ def test_early_next_rung_evaluations_change_nothing_but_the_wait() -> None:
 
         halving = SuccessiveHalving(16, 48, eta=3, min_instances=5)
         with cf.ThreadPoolExecutor(8) as pool:
-            result = search([{"c": k} for k in range(16)], evaluate, halving=halving, executor=pool, concurrency=8,
-                            metric_range=metric_range)
+            result = run_bracket([{"c": k} for k in range(16)], evaluate, halving=halving, executor=pool,
+                                 concurrency=8, metric_range=metric_range)
         return sorted(asked), [t.index for t in result.ranked]
 
     assert tune((0.0, 1.0)) == tune(None)

@@ -21,8 +21,8 @@ from pytest_llmtune.records import Verdict
 from pytest_llmtune.report.terminal import TuneOutcome
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.halving import Trial
+from pytest_llmtune.search.result import Confirmation, HeldOut
 from pytest_llmtune.search.stats import aggregate, interval
-from pytest_llmtune.search.tuner import HeldOut
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.usage import Usage
 
@@ -120,7 +120,7 @@ def results_json(metrics: Mapping[int, float], answers: Mapping[int, tuple[str, 
     return results
 
 
-def held_json(held: HeldOut, ids: Sequence[str], agg: Any, *, exact: bool = True,
+def held_json(held: HeldOut | Confirmation, ids: Sequence[str], agg: Any, *, exact: bool = True,
               binary: bool | None = None) -> dict[str, Any]:
     """Held-out scores with the exact interval, as the leaderboard shows them; a confirmation run (`exact=False`)
     with the interval the lock keeps for the same results."""

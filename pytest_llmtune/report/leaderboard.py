@@ -12,8 +12,8 @@ from typing import Any
 
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.result import HeldOut
 from pytest_llmtune.search.stats import aggregate, interval
-from pytest_llmtune.search.tuner import HeldOut
 
 __all__ = ["LONG", "NAMES", "ORDER", "Board", "cell", "config_lines", "cut", "format_score", "labels_for", "legend",
            "plural", "render", "value_text", "varying_keys", "wrap"]

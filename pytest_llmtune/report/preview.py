@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmtune.report.leaderboard import cell, labels_for, legend, render, varying_keys
+from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
-from pytest_llmtune.search.plan import Fit, fit
 from pytest_llmtune.search.spec import EvalSpec
-from pytest_llmtune.search.tuner import FINALISTS, Tuner
 
 __all__ = ["Sizes", "Tokens", "evaluations", "plan_lines", "recorded_sizes", "tokens_per_evaluation"]
 
@@ -147,19 +146,3 @@ def candidate_lines(candidates: Sequence[Mapping[str, Any]], tokens: Sequence[To
     if max(map(len, table)) > width:  # the settings apart from the numbers
         table = render([[row[0], *row[-2:]] for row in rows], ["#", "tok/eval", "worst"])
     return [*table, *legend(labels, width)]
-
-
-def fit_words(estimates: Sequence[float], tuner: Tuner, amount: float) -> dict[str, Any]:
-    """What the budget pays for, fitted as the tune fits it (`Tuner.afford`): room kept for the winner's held-out
-    and confirmation runs, the confirmation given up when nothing fits with it (then `tuner.confirm` is 0)."""
-    one_rung = tuner.chosen_strategy != "halving"
-
-    def fitted(reserved: int) -> Fit:
-        return fit(estimates, tuner.n_instances, reserved, amount, eta=tuner.eta, min_instances=tuner.min_instances,
-                   one_rung=one_rung)
-
-    found = fitted(tuner.held_out + tuner.confirm)
-    if not found.chosen and tuner.confirm:
-        tuner.confirm = 0
-        found = fitted(tuner.held_out)
-    return {"chosen": len(found.chosen), "candidates": len(estimates), "expected": found.expected}

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmtune.report.leaderboard import cut, format_score, plural, wrap
-from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.report.terminal import bracket_line, fit_note
+from pytest_llmtune.search.budget import Budget, Spending
+from pytest_llmtune.search.costs import BudgetFit
+from pytest_llmtune.search.halving import SuccessiveHalving
+from pytest_llmtune.search.rungs import Progress
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate
-from pytest_llmtune.search.tuner import Progress
 from pytest_llmtune.usage import Usage
 
 __all__ = ["ProgressDisplay", "duration"]
@@ -136,3 +140,29 @@ class ProgressDisplay:
                          f"{self.spec.metric_name} {score} on {len(values)} instances, "
                          f"{tokens / max(len(values), 1):.1f} tokens/instance")
         return lines
+
+
+@dataclass
+class ShownTune:
+    """A tune's events as lines of its display: what `search.tune.TuneObserver` asks for."""
+
+    display: ProgressDisplay
+    target: str
+    instances: int  # searched
+    held_out: int
+    concurrency: int
+    budget: Budget | None
+
+    def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: tuple[int, BudgetFit] | None) -> None:
+        note = fit_note(fitted, self.budget) if fitted else ""
+        self.display.plan(bracket_line(self.target, candidates, self.instances, halving, self.concurrency,
+                                       self.held_out, note))
+
+    def progress(self, progress: Progress) -> None:
+        self.display.update(progress)
+
+    def searched(self) -> None:
+        self.display.close()
+
+    def phase(self, what: str) -> None:
+        self.display.plan(f"llmtune: {self.target}: {what}")

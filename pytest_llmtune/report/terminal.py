@@ -11,17 +11,18 @@ from typing import Any
 from pytest_llmtune.records import SUFFIX, Sharing, Verdict
 from pytest_llmtune.report.leaderboard import Board, config_lines, cut, plural, value_text
 from pytest_llmtune.search.budget import Budget, Spending
+from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.drift import Drift
+from pytest_llmtune.search.evaluation import EvaluationError, Failure, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
-from pytest_llmtune.search.plan import Fit
+from pytest_llmtune.search.result import Confirmation, SearchResult
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
-from pytest_llmtune.search.tuner import EvaluationError, Failure, HeldOut, SearchFailed, SearchResult
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Gate", "TuneOutcome", "comparison_line", "entry_properties", "failed_search_words",
-           "gate_error_words", "locked_words", "not_reached_words", "not_selected_words", "plan_line",
+           "gate_error_words", "locked_words", "not_reached_words", "not_selected_words", "bracket_line",
            "shorten", "tune_lines", "usage_words"]
 
 RESUME = ("recorded responses are kept: after a fix, `pytest --llm-tune` resumes without requesting them again")
@@ -44,7 +45,7 @@ class TuneOutcome:
     lock_changed: bool = False
     locked: LockEntry | None = None
     held_out: int = 0  # instances kept from the search
-    confirmed: HeldOut | None = None  # a sampled winner's confirmation run (fresh samples on every instance)
+    confirmed: Confirmation | None = None  # a sampled winner's confirmation run (fresh samples on every instance)
 
 
 WIDTH = 36
@@ -84,7 +85,7 @@ def comparison_line(ranked: Sequence[Trial], halving: SuccessiveHalving) -> str 
     diff, bounds = paired_difference([first.metrics[i] for i in shared], [second.metrics[i] for i in shared])
     if bounds is None:
         return None
-    better = bounds[0] > 0 if halving.mode == "max" else bounds[1] < 0
+    better = bounds[0] > 0 if halving.direction.sign > 0 else bounds[1] < 0
     if bounds == (0.0, 0.0):
         tied = (first.cost_per_instance, first.tokens_per_instance) == (second.cost_per_instance,
                                                                         second.tokens_per_instance)
@@ -110,7 +111,7 @@ def cheapest_line(result: SearchResult) -> str | None:
             "cannot call it worse")
 
 
-def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
+def bracket_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
               held_out: int = 0, fitted: str = "") -> str:
     how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
     kept = f" (+{held_out} held out)" if held_out else ""
@@ -120,7 +121,7 @@ def plan_line(target: str, configs: int, instances: int, halving: SuccessiveHalv
             f"evaluations {how}")
 
 
-def fit_words(drawn_and_fit: tuple[int, Fit], budget: Budget | None) -> str:
+def fit_note(drawn_and_fit: tuple[int, BudgetFit], budget: Budget | None) -> str:
     """What the optimization budget bought of the drawn candidates, and what the plan is expected to spend."""
     drawn, fitted = drawn_and_fit
     if budget is None:
@@ -146,7 +147,7 @@ def failed_search_words(outcome: TuneOutcome, url: str) -> str:
     failed = outcome.failed
     assert failed is not None
     error = failed.failure.error
-    how = "its last config" if failed.configs == 1 else f"{failed.configs} configs in a row"
+    how = "its last config" if failed.candidates == 1 else f"{failed.candidates} configs in a row"
     lines = [f"search stopped: {how} failed the same way, on {error.where}: {error.signature}"]
     if any(word in error.signature for word in ("APIConnectionError", "APITimeoutError", "Connection")):
         lines.append(f"requests go to {url}: check that it is up (ini llmtune_base_url, or OPENAI_BASE_URL)")
@@ -185,9 +186,9 @@ def failure_lines(failures: Sequence[Failure], configs: Sequence[Mapping[str, An
     """Each config that raised, once, with its one traceback; the search went on without it."""
     lines = []
     for failure in failures:
-        known = failure.config < len(configs)
-        config = json.dumps(configs[failure.config], sort_keys=True, default=repr) if known else ""
-        lines.append(f"config #{failure.config} raised on {failure.error.where}, and was dropped: "
+        known = failure.candidate < len(configs)
+        config = json.dumps(configs[failure.candidate], sort_keys=True, default=repr) if known else ""
+        lines.append(f"config #{failure.candidate} raised on {failure.error.where}, and was dropped: "
                      f"{failure.error.signature}")
         lines.append(f"  config: {shorten(config, 200)}")
         lines += ["  " + line for line in failure.error.detail.rstrip().splitlines()]

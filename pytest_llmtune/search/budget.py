@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import statistics
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pytest_llmtune.errors import LlmtuneError
@@ -82,8 +83,17 @@ class Spending:
         self._settled = threading.Condition(self._lock)
         self._holding = threading.local()
         # what finishing the search's leader on every instance would cost: exploration stops short of it
-        self.reserve: Callable[[], float] = lambda: 0.0
+        self._reserve: Callable[[], float] = lambda: 0.0
         self.finishing = False  # the leader is being finished: the whole budget is open
+
+    @contextlib.contextmanager
+    def keeping(self, reserve: Callable[[], float]) -> Iterator[None]:
+        """Within: every admission keeps back `reserve()` (the search's room to finish its leader)."""
+        self._reserve = reserve
+        try:
+            yield
+        finally:
+            self._reserve = lambda: 0.0
 
     def admit(self, worst: float | None = None) -> None:
         if self.holding:  # the SDK retrying this thread's request (a 5xx, a timeout): it keeps its room
@@ -91,7 +101,7 @@ class Spending:
         with self._lock:
             room = worst if worst is not None else self._largest
             while self.budget is not None:
-                kept = 0.0 if self.finishing else self.reserve()
+                kept = 0.0 if self.finishing else self._reserve()
                 if self.spent + self._reserved + kept < self.budget.amount:
                     break
                 if not self._in_flight:

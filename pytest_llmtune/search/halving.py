@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from pytest_llmtune.search.direction import Direction
+from pytest_llmtune.search.scores import Outcome, Scores
 from pytest_llmtune.search.stats import Aggregate, aggregate, paired_difference
 
-__all__ = ["TIES", "Outcome", "Rung", "SuccessiveHalving", "Trial", "plan", "significantly_worse"]
+__all__ = ["TIES", "Outcome", "Rung", "SuccessiveHalving", "Trial", "rungs_for", "significantly_worse"]
 
 TIES = 0.5  # configs tied with the cut-off are promoted too, up to this share of a rung's configs more
 
@@ -25,42 +27,19 @@ class Rung:
     instances: int  # on the first `instances` instances
 
 
-@dataclass(frozen=True)
-class Outcome:
-    metric: float
-    tokens: int
-    cost: float = 0.0
-    others: Mapping[str, float] = field(default_factory=dict)  # the other numbers a metric dict held
-    answer: str = ""  # the model's first answer line
-    miss: str | None = None  # why the instance missed
-
-
 @dataclass
-class Trial:
-    """One config's results so far."""
+class Trial(Scores):
+    """One candidate's results so far: `index` numbers it among the bracket's (then the merged result's)."""
 
     index: int
-    metrics: dict[int, float] = field(default_factory=dict)
-    tokens: int = 0
-    cost: float = 0.0  # dollars, at list price
-    others: dict[int, Mapping[str, float]] = field(default_factory=dict)  # instance -> other metrics
     rung: int = 0
     dropped: str | None = None  # why the search stopped evaluating it early
-    answers: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # instance -> (answer, miss)
-
-    @property
-    def tokens_per_instance(self) -> float:
-        return self.tokens / len(self.metrics) if self.metrics else 0.0
-
-    @property
-    def cost_per_instance(self) -> float:
-        return self.cost / len(self.metrics) if self.metrics else 0.0
 
 
 Evaluate = Callable[[int, list[tuple[int, int]]], Mapping[tuple[int, int], Outcome]]  # (rung, pairs)
 
 
-def plan(n_configs: int, n_instances: int, eta: int = 3, min_instances: int = 5) -> list[Rung]:
+def rungs_for(n_configs: int, n_instances: int, eta: int = 3, min_instances: int = 5) -> list[Rung]:
     """The rungs: each keeps 1/eta of the configs and gives them eta times the instances."""
     _check("n_configs", n_configs, 1)
     _check("n_instances", n_instances, 1)
@@ -84,7 +63,7 @@ def _check(name: str, value: int, low: int) -> None:
 
 
 class SuccessiveHalving:
-    """Runs the rungs of `plan` with a caller-supplied, possibly concurrent, `evaluate`."""
+    """Runs the rungs of `rungs_for` with a caller-supplied, possibly concurrent, `evaluate`."""
 
     def __init__(
         self,
@@ -98,9 +77,9 @@ class SuccessiveHalving:
         one_rung: bool = False,
     ) -> None:
         """`one_rung`: every config on every instance (the random and grid strategies)."""
-        if mode not in ("max", "min"):
-            raise ValueError(f"The value of `mode` is {mode!r}, but must be 'max' or 'min'")
-        self.rungs = [Rung(n_configs, n_instances)] if one_rung else plan(n_configs, n_instances, eta, min_instances)
+        self.direction = Direction(mode)
+        self.rungs = ([Rung(n_configs, n_instances)] if one_rung
+                      else rungs_for(n_configs, n_instances, eta, min_instances))
         self.n_instances = n_instances
         self.mode, self.agg = mode, agg
         self.trials = [Trial(index) for index in range(n_configs)]
@@ -126,7 +105,7 @@ class SuccessiveHalving:
         if not kept or len(ranked) <= count or not ranked[count].metrics:
             return kept
         cutoff, room = kept[-1], math.ceil(TIES * count)
-        return kept + [t for t in ranked[count:] if not significantly_worse(t, cutoff, self.mode)][:room]
+        return kept + [t for t in ranked[count:] if not significantly_worse(t, cutoff, self.direction)][:room]
 
     def _evaluate(self, alive: Sequence[Trial], rung: Rung, number: int, evaluate: Evaluate) -> None:
         pairs = [(t.index, i) for t in alive for i in range(rung.instances) if i not in t.metrics]
@@ -137,34 +116,26 @@ class SuccessiveHalving:
 
     def apply(self, outcomes: Mapping[tuple[int, int], Outcome]) -> None:
         """Add finished evaluations to their trials (also those of a rung that a budget cut short)."""
-        for (config, instance), outcome in outcomes.items():
-            trial = self.trials[config]
-            trial.metrics[instance] = outcome.metric
-            trial.answers[instance] = (outcome.answer, outcome.miss)
-            if outcome.others:
-                trial.others[instance] = outcome.others
-            trial.tokens += outcome.tokens
-            trial.cost += outcome.cost
+        for (candidate, instance), outcome in outcomes.items():
+            self.trials[candidate].add(instance, outcome)
 
     def score(self, trial: Trial) -> float:
-        return aggregate([trial.metrics[i] for i in sorted(trial.metrics)], self.agg)
+        return aggregate(trial.values(), self.agg)
 
     def rank(self, trials: Sequence[Trial]) -> list[Trial]:
         """Dropped last; scored on more instances first (further on: rungs are prefixes of one instance order, and
         brackets of different sizes number their rungs differently); then the better score, the cheaper, the
         earlier."""
-        sign = -1 if self.mode == "max" else 1
-
         def key(trial: Trial) -> tuple[bool, int, float, float, int]:
             score = self.score(trial) if trial.metrics else math.nan
-            ranked_score = math.inf if math.isnan(score) else sign * score
+            ranked_score = math.inf if math.isnan(score) else self.direction.ahead(score)
             return (trial.dropped is not None, -len(trial.metrics), ranked_score, trial.tokens_per_instance,
                     trial.index)
 
         return sorted(trials, key=key)
 
 
-def significantly_worse(trial: Trial, best: Trial, mode: str) -> bool:
+def significantly_worse(trial: Trial, best: Trial, direction: Direction) -> bool:
     """Whether `trial` is worse than `best` beyond noise: the 95% interval of their paired difference on the
     instances both were scored on excludes 0."""
     if trial is best:
@@ -173,4 +144,4 @@ def significantly_worse(trial: Trial, best: Trial, mode: str) -> bool:
     _, bounds = paired_difference([best.metrics[i] for i in shared], [trial.metrics[i] for i in shared])
     if bounds is None or bounds == (0.0, 0.0):
         return False
-    return bounds[0] > 0 if mode == "max" else bounds[1] < 0
+    return bounds[0] > 0 if direction.sign > 0 else bounds[1] < 0

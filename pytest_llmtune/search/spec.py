@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.direction import Direction
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
@@ -86,6 +87,10 @@ class EvalSpec:
         return count
 
     @property
+    def direction(self) -> Direction:
+        return Direction(self.mode)
+
+    @property
     def metric_name(self) -> str:
         return self.metric or PASS_RATE
 
@@ -115,9 +120,7 @@ class EvalSpec:
 
     def beats(self, score: float, reference: float, tolerance: float = 0.0) -> bool:
         """Whether `score` is no worse than `reference` less `tolerance`, in this spec's direction."""
-        if self.mode == "max":
-            return score >= reference - tolerance - 1e-12
-        return score <= reference + tolerance + 1e-12
+        return self.direction.beats(score, reference, tolerance)
 
 
 def _is_number(value: Any) -> bool:

@@ -31,9 +31,9 @@ from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.drift import Drift, drift
+from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
-from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of

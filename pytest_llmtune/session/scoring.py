@@ -16,8 +16,8 @@ import pytest
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.report.instances import answer_line
+from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
-from pytest_llmtune.search.tuner import Evaluation, EvaluationError
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.usage import Usage
 

@@ -24,24 +24,18 @@ from pytest_llmtune.llm.cost import unknown_price_words
 from pytest_llmtune.report import json_report, preview, terminal
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.leaderboard import wrap
-from pytest_llmtune.report.progress import ProgressDisplay
+from pytest_llmtune.report.progress import ProgressDisplay, ShownTune
+from pytest_llmtune.search.afford import fit_plan
+from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
+from pytest_llmtune.search.evaluation import Evaluation, Executor, InlineExecutor, NothingFits, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.problem import TuneProblem
+from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
 from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
-from pytest_llmtune.search.tuner import (
-    Evaluation,
-    Executor,
-    HeldOut,
-    InlineExecutor,
-    NothingFits,
-    SearchFailed,
-    SearchResult,
-    Tuner,
-    confirm,
-    score_held_out,
-)
+from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.session.base import Run, rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
@@ -57,16 +51,6 @@ from pytest_llmtune.usage import Usage
 __all__ = ["TuneSession"]
 
 CONFIRMATION = 1  # the repeat whose samples confirm a sampled winner (numbered from REPEAT_STRIDE): what is locked
-
-
-def sampled(config: dict[str, Any]) -> bool:
-    """Whether the config's answers are samples, which a search picking the best of them flatters."""
-    temperature = config.get("temperature", 1.0)
-    return not isinstance(temperature, (int, float)) or temperature > 0
-
-
-def may_sample(space: dict[str, Any]) -> bool:
-    return sampled(space)  # a domain for temperature, or none (the API's default 1), may sample
 
 
 class TuneSession(EndpointSession):
@@ -116,7 +100,7 @@ class TuneSession(EndpointSession):
 
         def inside(probed: pytest.Function, sharing: Sharing) -> None:
             if sharing.reason is None:  # the whole search, inside this run, while the fixtures are alive
-                self.brackets(target, outcome, self.concurrent(target, instances, probed, sharing))
+                self.run_tune(target, outcome, self.concurrent(target, instances, probed, sharing))
 
         sharing = self.probe(target, inside)
         if isinstance(sharing, str):  # the probe could not set the instance up
@@ -124,7 +108,7 @@ class TuneSession(EndpointSession):
             return
         outcome.sharing = sharing
         if sharing.reason is not None:
-            self.brackets(target, outcome, self.one_at_a_time(target, instances))
+            self.run_tune(target, outcome, self.one_at_a_time(target, instances))
 
     def concurrent(self, target: Target, instances: list[pytest.Function], probed: pytest.Function,
                    sharing: Sharing) -> tuple[Executor, int, Callable[..., Any]]:
@@ -155,50 +139,34 @@ class TuneSession(EndpointSession):
 
         return InlineExecutor(), 1, evaluate_with
 
-    def brackets(self, target: Target, outcome: terminal.TuneOutcome,
+    def problem(self, target: Target, held_out: int) -> TuneProblem:
+        """The target's search as the core poses it: the one definition the tune and the --co preview share."""
+        prices, search = self.endpoint.prices, self.settings.search
+        return TuneProblem(spec=target.spec, instances=len(target.instances) - held_out, held_out=held_out,
+                           num_samples=search.num_samples, eta=search.eta, min_instances=search.min_instances,
+                           strategy=search.strategy, default_model=self.endpoint.default_model,
+                           split_n=self.settings.endpoint.split_n,
+                           price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)))
+
+    def run_tune(self, target: Target, outcome: terminal.TuneOutcome,
                  how: tuple[Executor, int, Callable[..., Any]]) -> None:
+        """The core's tune of the target (search/tune.py), its progress shown, its results kept in `outcome` also
+        when it stops early."""
         executor, concurrency, evaluate_with = how
-        prices = self.endpoint.prices
-        n, held = len(target.instances), outcome.held_out
-        tuner = Tuner(target.spec, n - held, num_samples=self.settings.search.num_samples,
-                      eta=self.settings.search.eta, min_instances=self.settings.search.min_instances,
-                      default_model=self.endpoint.default_model, strategy=self.settings.search.strategy,
-                      spending=self.endpoint.spending, held_out=held, split_n=self.settings.endpoint.split_n,
-                      confirm=n if may_sample(target.spec.space.spec) else 0,
-                      price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)),
-                      skipped=outcome.skipped)
+        problem = self.problem(target, outcome.held_out)
+        tune = Tune(problem, self.endpoint.spending)
         display = ProgressDisplay(self.config.pluginmanager.get_plugin("terminalreporter"),
                                   self.config.get_verbosity(), target.name, target.spec, outcome.spending,
                                   outcome.usage, throttled=lambda: self.pacer.throttled)
+        shown = ShownTune(display, target.name, problem.instances, problem.held_out, concurrency,
+                          target.spec.optimization_budget)
         try:
-            tuner.run(evaluate_with, executor=executor, concurrency=concurrency,
-                      on_plan=lambda configs, halving: display.plan(terminal.plan_line(
-                          target.name, configs, n - held, halving, concurrency, held,
-                          terminal.fit_words(tuner.fits[-1], target.spec.optimization_budget) if tuner.fits else "")),
-                      on_progress=display.update)
+            tune.run(evaluate_with, executor=executor, concurrency=concurrency, observer=shown,
+                     fresh_with=lambda configs: evaluate_with(configs, CONFIRMATION))
         finally:
             display.close()
-            outcome.result = tuner.result
-        result = outcome.result
-        if result is None or result.winner is None:
-            return
-        # what the lock needs first (the budget reserved it): the winner's held-out score and its confirmation;
-        # then the other finalists' held-out scores, while the budget lasts
-        if held:
-            display.plan(f"llmtune: {target.name}: scoring the winner on the {held} held-out instances")
-            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)
-        winner_held = result.held_out.get(result.winner.index)
-        lockable = not held or (winner_held is not None and not winner_held.error and len(winner_held.metrics) == held)
-        if lockable and sampled(result.configs[result.winner.index]):
-            if tuner.can_confirm(result.winner):
-                display.plan(f"llmtune: {target.name}: confirming the winner with fresh samples on all {n} instances")
-                outcome.confirmed = confirm(result, evaluate_with(result.configs, CONFIRMATION), range(n),
-                                            executor=executor)
-            else:
-                outcome.confirmed = HeldOut(error="the optimization budget could not pay for it")
-        if held and len(result.complete) > 1:
-            display.plan(f"llmtune: {target.name}: scoring the other finalists on the {held} held-out instances")
-            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
+            outcome.result, outcome.confirmed = tune.search, tune.confirmed
+            outcome.skipped[:] = tune.skipped
 
     # --- the verdict and the lock -------------------------------------------------------------------------------
 
@@ -225,7 +193,7 @@ class TuneSession(EndpointSession):
         return Verdict("passed", terminal.locked_words(entry), terminal.entry_properties(entry))
 
     def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None,
-                   confirmed: HeldOut | None) -> LockEntry:
+                   confirmed: Confirmation | None) -> LockEntry:
         """The winner on every instance (what the gate replays), with its tuning and held-out scores apart. A
         sampled winner's confirmation run, when complete, gives the locked results: fresh samples, not the lucky
         ones the search picked it by."""
@@ -303,47 +271,46 @@ class TuneSession(EndpointSession):
 
     def plan(self, target: Target, width: int) -> list[str]:
         """What `pytest --llm-tune` would do for the target, with the tune's own drawing, screening and fitting:
-        no request, no server (see preview.py)."""
-        spec, settings, prices = target.spec, self.settings, self.endpoint.prices
-        n = len(target.instances)
+        no request, no server (see report/preview.py)."""
+        spec, settings = target.spec, self.settings
         try:
-            held = spec.held_out(n)
+            held = spec.held_out(len(target.instances))
         except ValueError as error:
             return [f"{target.name}: {error}"]
-        tuner = Tuner(spec, n - held, num_samples=settings.search.num_samples, eta=settings.search.eta,
-                      min_instances=settings.search.min_instances, default_model=self.endpoint.default_model,
-                      strategy=settings.search.strategy, split_n=settings.endpoint.split_n, held_out=held,
-                      confirm=n if may_sample(spec.space.spec) else 0,
-                      price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)))
-        count = spec.num_samples if spec.num_samples not in (None, -1) else settings.search.num_samples
+        problem = self.problem(target, held)
+        brackets = Brackets(problem)
         try:
-            drawn = tuner.draw(count, spec.seed)
+            drawn = brackets.draw(problem.count, spec.seed)
         except InvalidSpaceError as error:
             return [f"{target.name}: {error}"]
-        candidates = tuner.screen(drawn)  # as the tune does: n x max_tokens over the inference budget is skipped
+        candidates = brackets.screen(drawn)  # as the tune does: n x max_tokens over the inference budget is skipped
         if not candidates:
-            return [f"{target.name}: every candidate is skipped: " + "; ".join(tuner.skipped[:2])]
+            return [f"{target.name}: every candidate is skipped: " + "; ".join(brackets.skipped[:2])]
         model = self.endpoint.default_model or ""
 
         def cost(config: Mapping[str, Any], prompt: float, completion: float) -> float:
-            return tuner.price(str(config.get("model", model)), prompt, completion)
+            return problem.price(str(config.get("model", model)), prompt, completion)
 
         try:
-            sizes = preview.recorded_sizes(Cassette.load(self.cassettes.path_for(target.name)).interactions.values())
+            recorded = Cassette.load(self.cassettes.path_for(target.name)).interactions.values()
+            sizes = preview.recorded_sizes(recorded)
         except CassetteError:
             sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
-        fitting: dict[str, Any] = {"over": len(tuner.skipped), "drawn": len(drawn)}
+        fitting: dict[str, Any] = {"over": len(brackets.skipped), "drawn": len(drawn)}
+        confirm = problem.confirm
         if spec.optimization_budget is not None:
             tokens = [preview.tokens_per_evaluation(c, sizes, settings.endpoint.split_n) for c in candidates]
             budget = spec.optimization_budget
             estimates = [budget.measure(round(t.prompt + t.completion), cost(c, t.prompt, t.completion))
                          for c, t in zip(candidates, tokens, strict=True)]
-            fitting.update(preview.fit_words(estimates, tuner, budget.amount))
+            planned = fit_plan(problem, estimates, budget.amount, confirm)  # as the tune's first bracket fits
+            confirm = planned.confirm
+            fitting.update({"chosen": len(planned.fit.chosen), "candidates": len(estimates),
+                            "expected": planned.fit.expected})
             candidates = candidates[: max(fitting["chosen"], 1)]
-        rungs = SuccessiveHalving(len(candidates), n - held, eta=settings.search.eta,
-                                  min_instances=settings.search.min_instances,
-                                  one_rung=tuner.chosen_strategy != "halving").rungs
-        return preview.plan_lines(target.name, spec, candidates, rungs, n - held, held, tuner.confirm, sizes,
+        rungs = SuccessiveHalving(len(candidates), problem.instances, eta=problem.eta,
+                                  min_instances=problem.min_instances, one_rung=problem.one_rung).rungs
+        return preview.plan_lines(target.name, spec, candidates, rungs, problem.instances, held, confirm, sizes,
                                   settings.endpoint.split_n, cost, width, fitting)
 
     # --- the summary and the reports ----------------------------------------------------------------------------

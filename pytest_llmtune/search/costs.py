@@ -1,4 +1,4 @@
-"""The plan a budget can pay for: what a candidate costs per instance, and how many candidates fit.
+"""What a candidate costs per instance, and how many candidates a budget pays for (the budget fit).
 
 Costs are estimated from what was measured (a config measured on some instances costs its own mean; another is
 priced from the evaluations of configs like it: same prompt shape, then its own n and max_tokens), in the
@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmtune.search.halving import TIES, Rung, plan
+from pytest_llmtune.search.halving import TIES, Rung, rungs_for
 
-__all__ = ["MARGIN", "CostModel", "Fit", "fit", "plan_cost"]
+__all__ = ["MARGIN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape"]
 
 MARGIN = 1.2  # estimates are noisy: a plan is sized for a fifth more than its estimate
 TRUNCATED = 0.9  # a sample this close to its max_tokens probably hit it: it says nothing about the natural length
@@ -123,7 +123,7 @@ def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
-class Fit:
+class BudgetFit:
     """The candidates a budget pays for (indices into the drawn ones) and the plan's expected spend."""
 
     chosen: list[int]
@@ -131,19 +131,19 @@ class Fit:
     needed: float  # what the cheapest candidate on every instance (held-out included) would cost
 
 
-def fit(estimates: Sequence[float], instances: int, held_out: int, left: float, *, eta: int, min_instances: int,
-        one_rung: bool) -> Fit:
+def fit_budget(estimates: Sequence[float], instances: int, held_out: int, left: float, *, eta: int,
+               min_instances: int, one_rung: bool) -> BudgetFit:
     """The longest prefix of the candidates whose plan, with room for the winner's held-out evaluation and
     MARGIN for noise, fits in `left`; else the cheapest candidate alone when its estimate fits (no margin: the
     alternative is no lock at all); else nothing."""
     needed = min(estimates) * (instances + held_out) if estimates else math.inf
     for count in range(len(estimates), 0, -1):
         prefix = list(estimates[:count])
-        rungs = [Rung(count, instances)] if one_rung else plan(count, instances, eta, min_instances)
+        rungs = [Rung(count, instances)] if one_rung else rungs_for(count, instances, eta, min_instances)
         expected = plan_cost(rungs, prefix) + statistics.fmean(prefix) * held_out
         if MARGIN * expected <= left:
-            return Fit(list(range(count)), expected, needed)
+            return BudgetFit(list(range(count)), expected, needed)
     if needed <= left:
         cheapest = min(range(len(estimates)), key=lambda i: (estimates[i], i))
-        return Fit([cheapest], needed, needed)
-    return Fit([], 0.0, needed)
+        return BudgetFit([cheapest], needed, needed)
+    return BudgetFit([], 0.0, needed)

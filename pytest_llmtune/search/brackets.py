@@ -1,0 +1,167 @@
+"""Brackets of drawn candidates, each through successive halving: one bracket of `num_samples` candidates, or with
+`num_samples=-1` new brackets (new seeds, candidates not drawn before) until the optimization budget is spent.
+
+A later bracket draws half of its candidates in a box around the two best configs so far (side 0.5 in the unit
+cube, halved each bracket) and half in the whole space: it looks closer where the search found good configs, and
+keeps exploring. Same seed, same draws. `results` holds what finished, also after an interrupt.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pytest_llmtune.search.afford import Affordability
+from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.costs import key_of
+from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
+from pytest_llmtune.search.halving import SuccessiveHalving
+from pytest_llmtune.search.problem import TuneProblem
+from pytest_llmtune.search.result import SearchResult, merge
+from pytest_llmtune.search.rungs import OnProgress, numbered, run_bracket
+
+__all__ = ["CHEAPER_DRAWS", "Brackets", "OnBracket"]
+
+CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
+OnBracket = Callable[[int, SuccessiveHalving], None]  # a bracket's candidates and its rungs, before it runs
+
+
+@dataclass
+class Brackets:
+    problem: TuneProblem
+    spending: Spending | None = None  # the optimization budget: exploration keeps in reserve what the leader needs
+    skipped: list[str] = field(default_factory=list)  # candidates ruled out before any request, in words
+    results: list[SearchResult] = field(default_factory=list)
+    points: dict[str, tuple[float, ...]] = field(default_factory=dict)  # config -> its point in the unit cube
+    afford: Affordability | None = None  # with an optimization budget: what it pays for
+
+    def __post_init__(self) -> None:
+        if self.spending is not None and self.spending.budget is not None:
+            self.afford = Affordability(self.problem, self.spending)
+
+    @property
+    def result(self) -> SearchResult | None:
+        """The brackets as one result (merged once: merging renumbers the trials in place)."""
+        if len(self.results) > 1:
+            self.results = [merge(self.results)]
+        return self.results[0] if self.results else None
+
+    def run(self, evaluate_with: EvaluateWith, *, executor: Executor, concurrency: int,
+            on_bracket: OnBracket, on_progress: OnProgress) -> None:
+        """Every bracket. Raises `SearchFailed` (its `config` set) when candidates keep failing alike."""
+        spec, seen = self.problem.spec, set[str]()
+        for bracket in itertools.count():
+            configs = [c for c in self.draw(self.problem.count, spec.seed + bracket, bracket) if key_of(c) not in seen]
+            seen |= {key_of(c) for c in configs}
+            configs = self.screen(configs)
+            if configs and self.afford is not None:
+                cheaper = functools.partial(self.cheaper, seed=spec.seed + bracket)
+                configs = self.afford.afford(configs, evaluate_with, executor, first=not self.results,
+                                             cheaper=cheaper, stopped=self.stop)
+            if not configs:
+                return
+            halving = SuccessiveHalving(len(configs), self.problem.instances, eta=self.problem.eta,
+                                        min_instances=self.problem.min_instances, mode=spec.mode, agg=spec.agg,
+                                        one_rung=self.problem.one_rung)
+            on_bracket(len(configs), halving)
+            self.results.append(self.one(bracket, configs, halving, evaluate_with, executor=executor,
+                                         concurrency=concurrency, on_progress=on_progress))
+            if self.afford is not None:
+                self.afford.known.clear()
+            if spec.num_samples != -1 or self.results[-1].stopped:
+                return
+
+    def one(self, bracket: int, configs: list[Config], halving: SuccessiveHalving, evaluate_with: EvaluateWith, *,
+            executor: Executor, concurrency: int, on_progress: OnProgress) -> SearchResult:
+        spec, afford = self.problem.spec, self.afford
+        offset = sum(len(result.configs) for result in self.results)  # merge numbers the candidates this way
+
+        def watch(candidate: int, instance: int, evaluation: Evaluation) -> None:
+            if afford is not None:
+                afford.watch((bracket, candidate), configs[candidate], instance, evaluation)
+
+        evaluate = evaluate_with(configs)
+        try:
+            return run_bracket(configs, afford.with_known(configs, evaluate) if afford else evaluate,
+                               halving=halving, executor=executor, concurrency=concurrency,
+                               inference_budget=spec.inference_budget, on_progress=numbered(on_progress, offset),
+                               on_evaluation=watch, select=spec.select,
+                               metric_range=(0.0, 1.0) if spec.metric is None and spec.agg == "mean" else None)
+        except SearchFailed as failed:
+            failed.config = configs[failed.failure.candidate]
+            raise
+
+    def stop(self, why: str) -> None:
+        """The budget cannot pay for another bracket."""
+        self.results[-1].stopped = why
+
+    def cheaper(self, left: float, seed: int) -> tuple[Config, float] | None:
+        """The cheapest of CHEAPER_DRAWS more candidates when it can be finished on every instance (held-out ones
+        included) within `left`, with the cost estimated for it; no request is sent."""
+        assert self.afford is not None
+        if self.problem.chosen_strategy == "grid":
+            return None
+        from pytest_llmtune.search.sampler import draw
+
+        drawn = self.screen(self.with_model([c for c, _ in draw(self.problem.spec.space, CHEAPER_DRAWS,
+                                                                seed + 20_000)]))
+        if not drawn:
+            return None
+        total = self.problem.instances + self.problem.held_out
+        priced = min(((self.afford.costs.estimate(c) * total, n, c) for n, c in enumerate(drawn)),
+                     key=lambda entry: entry[:2])
+        return (priced[2], priced[0]) if priced[0] <= left else None
+
+    def draw(self, count: int, seed: int, bracket: int = 0) -> list[Config]:
+        """`count` Sobol candidates, or the whole grid in a seeded order (drawn again, it adds nothing)."""
+        from pytest_llmtune.search.sampler import draw  # scipy's qmc: imported only when a search draws
+
+        space, strategy = self.problem.spec.space, self.problem.chosen_strategy
+        drawn: list[tuple[Config, tuple[float, ...]]]
+        if strategy == "grid":  # shuffled: a part of the grid the budget pays for is a random part
+            drawn = [(config, ()) for config in space.grid()]
+            random.Random(seed).shuffle(drawn)
+        else:
+            leaders = self.leaders(2) if strategy == "halving" and bracket else []
+            local = count // 2 if leaders else 0
+            drawn = draw(space, count - local, seed)
+            if local:
+                drawn += draw(space, local, seed + 10_000, around=leaders, width=0.5 ** bracket)
+        configs = self.with_model([config for config, _ in drawn])
+        for config, (_, point) in zip(configs, drawn, strict=True):
+            self.points.setdefault(key_of(config), point)
+        return list({key_of(c): c for c in configs}.values())
+
+    def with_model(self, configs: list[Config]) -> list[Config]:
+        """Each config naming the endpoint's model when the space names none, so a lock says what it ran on."""
+        model = self.problem.default_model
+        if not model:
+            return configs
+        return [config if "model" in config else {"model": model, **config} for config in configs]
+
+    def leaders(self, count: int) -> list[tuple[float, ...]]:
+        """The points of the best configs so far: furthest on, then best."""
+        direction = self.problem.spec.direction
+        trials = [(-len(trial.metrics), direction.ahead(result.halving.score(trial)),
+                   key_of(result.configs[trial.index]))
+                  for result in self.results for trial in result.ranked if trial.metrics and trial.dropped is None]
+        return [self.points[key] for *_, key in sorted(trials)[:count] if self.points.get(key)]
+
+    def screen(self, configs: list[Config]) -> list[Config]:
+        """Configs whose n x max_tokens alone is over the inference budget are skipped before any request."""
+        budget = self.problem.spec.inference_budget
+        if budget is None:
+            return configs
+        kept = []
+        for config in configs:
+            most = config.get("n", 1) * config["max_tokens"] if "max_tokens" in config else 0
+            worst = budget.measure(most, self.problem.price(str(config.get("model", "")), 0, most))
+            if worst > budget.amount:
+                self.skipped.append(f"n={config.get('n', 1)} x max_tokens={config['max_tokens']} can cost "
+                                    f"{budget.words(worst)} per instance, over the inference budget")
+            else:
+                kept.append(config)
+        return kept

@@ -1,0 +1,157 @@
+"""One target's tune from start to finish, as Optuna's `study.optimize` runs a study: the caller supplies
+evaluations, this owns the sequence.
+
+1. Brackets of candidates through successive halving (brackets.py), within the optimization budget.
+2. When the budget stopped the search before any candidate was scored on every instance, the leader is finished
+   with the room kept for it.
+3. The winner is scored on the held-out instances (what a lock needs first: the budget kept room for it).
+4. A winner whose answers are samples is confirmed with fresh samples on every instance, when the budget pays.
+5. The other finalists are scored on the held-out instances, while the budget lasts, for information.
+
+`Tune.search` holds what finished, also when a step raised (Ctrl-C, the budget, a search that failed).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pytest_llmtune.search.brackets import Brackets
+from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.costs import BudgetFit
+from pytest_llmtune.search.evaluation import Config, Evaluate, EvaluateWith, Executor
+from pytest_llmtune.search.finalists import confirm, finish_leader, score_held_out
+from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.problem import TuneProblem, sampled
+from pytest_llmtune.search.result import Confirmation, SearchResult
+from pytest_llmtune.search.rungs import Progress
+
+__all__ = ["Tune", "TuneObserver"]
+
+
+class TuneObserver(Protocol):
+    """What a tune tells its caller as it runs (the session shows it)."""
+
+    def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: tuple[int, BudgetFit] | None) -> None:
+        """A bracket is about to run: its candidates, its rungs, and what the budget fitted (drawn, fit)."""
+
+    def progress(self, progress: Progress) -> None: ...
+
+    def searched(self) -> None:
+        """The brackets are done; the finalists' steps follow."""
+
+    def phase(self, what: str) -> None:
+        """A step after the search: "scoring the winner on the 10 held-out instances"."""
+
+
+class _Silent:
+    def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: tuple[int, BudgetFit] | None) -> None:
+        pass
+
+    def progress(self, progress: Progress) -> None:
+        pass
+
+    def searched(self) -> None:
+        pass
+
+    def phase(self, what: str) -> None:
+        pass
+
+
+@dataclass
+class Tune:
+    problem: TuneProblem
+    spending: Spending | None = None  # the optimization budget, paid by the evaluations' live requests
+    brackets: Brackets = field(init=False)
+    confirmed: Confirmation | None = None  # a sampled winner's confirmation run, or why there is none
+
+    def __post_init__(self) -> None:
+        self.brackets = Brackets(self.problem, self.spending)
+
+    @property
+    def search(self) -> SearchResult | None:
+        return self.brackets.result
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.brackets.skipped
+
+    def can_confirm(self, winner: Trial) -> bool:
+        """Whether what is left of the optimization budget pays for the winner's confirmation run."""
+        return self.brackets.afford is None or self.brackets.afford.can_confirm(winner)
+
+    @property
+    def fits(self) -> list[tuple[int, BudgetFit]]:
+        return self.brackets.afford.fits if self.brackets.afford is not None else []
+
+    def run(self, evaluate_with: EvaluateWith, *, executor: Executor, concurrency: int,
+            fresh_with: Callable[[list[Config]], Evaluate] | None = None, observer: TuneObserver | None = None,
+            finalists: bool = True) -> None:
+        """The whole tune. `fresh_with(configs)` evaluates with samples of their own, for the confirmation run
+        (default: `evaluate_with`). `finalists=False` stops after the search (and finishing its leader).
+        Raises `SearchFailed` (its `config` set), `NothingFits`, or what an evaluation raised beyond its own
+        errors; `search` keeps what finished."""
+        watch = observer or _Silent()
+        try:
+            self._search(evaluate_with, executor=executor, concurrency=concurrency, watch=watch)
+        finally:
+            watch.searched()
+        self._finish(evaluate_with, executor)
+        if finalists:
+            self._finalists(evaluate_with, fresh_with or evaluate_with, executor, watch)
+
+    def _search(self, evaluate_with: EvaluateWith, *, executor: Executor, concurrency: int,
+                watch: TuneObserver) -> None:
+        brackets, afford = self.brackets, self.brackets.afford
+
+        def on_bracket(candidates: int, halving: SuccessiveHalving) -> None:
+            watch.bracket(candidates, halving, afford.fits[-1] if afford is not None and afford.fits else None)
+
+        def run() -> None:
+            brackets.run(evaluate_with, executor=executor, concurrency=concurrency, on_bracket=on_bracket,
+                         on_progress=watch.progress)
+
+        if afford is None or self.spending is None:
+            return run()
+        with self.spending.keeping(afford.reserve):
+            return run()
+
+    def _finish(self, evaluate_with: EvaluateWith, executor: Executor) -> None:
+        """The leader, when the budget stopped the search before any candidate was scored on every instance."""
+        brackets = self.brackets
+        offsets = list(itertools.accumulate([0] + [len(r.configs) for r in brackets.results]))  # before the merge
+        result = self.search
+        if result is None or result.winner is not None or result.stopped is None or self.spending is None:
+            return
+        protected = brackets.afford.protected if brackets.afford is not None else None
+        index = offsets[protected[0]] + protected[1] if protected else None
+        leader = next((t for t in result.ranked if t.metrics and t.dropped is None
+                       and (index is None or t.index == index)), None)
+        if leader is None:
+            return
+        self.spending.finishing = True
+        finish_leader(result, leader, evaluate_with(result.configs), self.problem.instances, executor=executor)
+
+    def _finalists(self, evaluate_with: EvaluateWith, fresh_with: Callable[[list[Config]], Evaluate],
+                   executor: Executor, watch: TuneObserver) -> None:
+        result, problem = self.search, self.problem
+        if result is None or result.winner is None:
+            return
+        n, held = problem.instances + problem.held_out, problem.held_out
+        if held:
+            watch.phase(f"scoring the winner on the {held} held-out instances")
+            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)
+        winner = result.winner
+        winner_held = result.held_out.get(winner.index)
+        lockable = not held or (winner_held is not None and not winner_held.error and len(winner_held.metrics) == held)
+        if lockable and problem.confirms and sampled(result.configs[winner.index]):
+            if self.can_confirm(winner):
+                watch.phase(f"confirming the winner with fresh samples on all {n} instances")
+                self.confirmed = confirm(result, fresh_with(result.configs), range(n), executor=executor)
+            else:
+                self.confirmed = Confirmation(error="the optimization budget could not pay for it")
+        if held and len(result.complete) > 1:
+            watch.phase(f"scoring the other finalists on the {held} held-out instances")
+            score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
