@@ -15,6 +15,7 @@ from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.drift import Drift
 from pytest_llmtune.search.evaluation import EvaluationError, Failure, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.judge import LOWER, THRESHOLD, WORSE, Judgement
 from pytest_llmtune.search.result import Confirmation, SearchResult
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
@@ -300,6 +301,7 @@ class Gate:
     tokens: int
     how: str = ""  # "live", "re-scored" or "" (replayed)
     repeat: int = 1  # samples per instance
+    passed: bool = True
 
     def words(self) -> str:
         bounds = f" [95% CI {self.interval[0]:.2f}, {self.interval[1]:.2f}]" if self.interval else ""
@@ -309,8 +311,15 @@ class Gate:
         return (f"{how}{self.metric} {self.score:.3f}{bounds} on {self.instances} instances{samples} ({self.misses} "
                 f"failed an assertion{others}); locked {self.locked:.3f}; {self.drift.words()}")
 
-    def verdict(self, outcome: str, judgement: str) -> Verdict:
-        return Verdict(outcome, f"{self.words()}: {judgement}", self.properties())
+    @classmethod
+    def of(cls, judgement: Judgement, spec: EvalSpec, locked: float, *, repeat: int = 1, how: str = "") -> Gate:
+        return cls(metric=spec.metric_name, score=judgement.score, interval=judgement.interval,
+                   instances=judgement.instances, misses=judgement.misses, others=judgement.others,
+                   threshold=spec.threshold, locked=locked, drift=judgement.drift, cost=judgement.cost,
+                   tokens=judgement.tokens, how=how, repeat=repeat, passed=judgement.passed)
+
+    def verdict(self, judgement: str) -> Verdict:
+        return Verdict("passed" if self.passed else "failed", f"{self.words()}: {judgement}", self.properties())
 
     def properties(self) -> tuple[tuple[str, Any], ...]:
         """junit properties of the verdict."""
@@ -328,6 +337,40 @@ class Gate:
                        ("llmtune_cost_usd", round(self.cost, 8))]
         properties += [(f"llmtune_metric_{name}", round(value, 6)) for name, value in sorted(self.others.items())]
         return tuple(properties)
+
+
+def judgement_words(judgement: Judgement, spec: EvalSpec, nodeid: str, *, live: bool, rescoring: bool,
+                    lockfile: str, note: str | None = None) -> str:
+    """What decided the gate's verdict, in words, and what to run."""
+    decided, noted = judgement.decided, f"; {note}" if note else ""
+    if decided == THRESHOLD:
+        which = "the worse bound of its 95% interval" if judgement.by_bound else "the score"
+        return f"{which} is below the threshold {spec.threshold}: improve it and re-tune, or lower the threshold"
+    if decided == WORSE:
+        return worse_words(judgement.drift, nodeid, live=live, rescoring=rescoring)
+    if decided == LOWER:
+        return (f"the re-score is lower than the lock ({judgement.score:.3f} against {judgement.locked:.3f}), "
+                "and a re-score never lowers a lock unasked: the lock is left as it was. To lock the lower score, "
+                f"run `pytest --llm-test --llm-record --llm-accept-lower {nodeid}`; or re-tune: `pytest --llm-tune "
+                f"{nodeid}`")
+    if not rescoring:
+        return "ok" + noted
+    asked = " (lower: --llm-accept-lower)" if judgement.lower else ""
+    return f"re-scored lock written to {lockfile}{asked}; commit it with the recordings{noted}"
+
+
+def worse_words(change: Drift, nodeid: str, *, live: bool, rescoring: bool) -> str:
+    """Why the gate fails a target worse than its lock, and what to run."""
+    retune = f"re-tune with `pytest --llm-tune {nodeid}`"
+    accept = (f"; to lock the lower score anyway, `pytest --llm-test --llm-record --llm-accept-lower {nodeid}`"
+              if rescoring else "")
+    kept = "the lock is left as it was; " if rescoring else ""
+    if change.code_worse:
+        return ("the same recorded responses score lower than the lock: the code changed (the test, a helper it "
+                f"uses, or an installed package), not the model; {kept}find the change{accept}")
+    if live:
+        return f"significantly worse than the lock: the model behind the endpoint may have changed; {retune}"
+    return f"significantly worse than the lock on new samples: {kept}find the change, or {retune}{accept}"
 
 
 def gate_error_words(name: str, errors: Sequence[EvaluationError], instances: int) -> str:

@@ -30,6 +30,7 @@ class Judgement:
 
     score: float
     interval: tuple[float, float] | None
+    locked: float  # the lock's score
     results: dict[str, float]  # instance id -> its mean metric over its samples
     drift: Drift
     misses: int  # instances whose assertion failed
@@ -73,7 +74,7 @@ def judge(evaluations: Mapping[str, Sequence[Evaluation]], spec: EvalSpec, *, lo
         decided = LOWER
     else:
         decided = OK
-    return Judgement(score=score, interval=bounds, results=results, drift=change,
+    return Judgement(score=score, interval=bounds, locked=locked_score, results=results, drift=change,
                      misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
                      tokens=sum(e.usage.tokens for e in every), cost=sum(e.cost for e in every), decided=decided,
                      by_bound=judged != score, lower=lower, instances=len(values), evaluations=every)

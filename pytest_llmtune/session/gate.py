@@ -18,7 +18,6 @@ With `--llm-prune`, each target whose verdict passed has its cassette cut to wha
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -30,17 +29,16 @@ from pytest_llmtune.report import json_report, terminal
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
-from pytest_llmtune.search.drift import Drift, drift
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
+from pytest_llmtune.search.judge import Judgement, judge
 from pytest_llmtune.search.space import SearchSpace, fingerprint
-from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
-from pytest_llmtune.store.lockfile import SCORE_DIGITS, LockEntry, LockfileError
+from pytest_llmtune.store.lockfile import LockEntry, LockfileError
 
 __all__ = ["GateSession"]
 
@@ -185,73 +183,30 @@ class GateSession(EndpointSession):
                     break
         if errors:
             return Verdict("failed", terminal.gate_error_words(target.name, errors, len(target.instances)))
-        results = {key: statistics.fmean(e.metric for e in found) for key, found in evaluations.items()}
-        every = [e for found in evaluations.values() for e in found]
-        values = list(results.values())
-        score = round(aggregate(values, spec.agg), SCORE_DIGITS)
-        bounds = interval(values, binary=spec.metric is None)
-        settings = self.settings
-        # as precise as the lock keeps its results: a replay of an unchanged lock compares equal values
-        samples = {key: [round(e.metric, SCORE_DIGITS) for e in found] for key, found in evaluations.items()}
+        gate, rescoring = self.settings.gate, target.name in self.rescoring
         # an instance whose every response is a recording from before this session has no sampling noise
         replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
-        change = drift(samples, entry.results, entry.score, mode=spec.mode, alpha=settings.gate.alpha,
-                       margin=settings.gate.margin, replayed=replayed)
-        gate = terminal.Gate(
-            metric=spec.metric_name, score=score, interval=bounds, instances=len(values),
-            misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
-            threshold=spec.threshold, locked=entry.score, drift=change,
-            cost=sum(e.cost for e in every), tokens=sum(e.usage.tokens for e in every),
-            how="live" if settings.gate.live else "re-scored" if target.name in self.rescoring else "", repeat=repeat,
-        )
-        judged = score
-        if settings.gate.threshold_on == "lower" and bounds is not None:
-            judged = bounds[0] if spec.mode == "max" else bounds[1]
-        if spec.threshold is not None and not spec.beats(judged, spec.threshold):
-            which = "the score" if judged == score else "the worse bound of its 95% interval"
-            return gate.verdict("failed", f"{which} is below the threshold {spec.threshold}: improve it and re-tune, "
-                                          "or lower the threshold")
-        rescoring, accept = target.name in self.rescoring, settings.gate.accept_lower
-        if change.worse and not (rescoring and accept):
-            return gate.verdict("failed", self.worse_words(target, change, rescoring))
-        note = f"; {self.notes[target.name]}" if target.name in self.notes else ""
-        if not rescoring:
-            return gate.verdict("passed", "ok" + note)
-        if not spec.beats(score, entry.score) and not accept:
-            return gate.verdict("failed", f"the re-score is lower than the lock ({score:.3f} against "
-                                          f"{entry.score:.3f}), and a re-score never lowers a lock unasked: the lock "
-                                          "is left as it was. To lock the lower score, run `pytest --llm-test "
-                                          f"--llm-record --llm-accept-lower {target.nodeid}`; or re-tune: `pytest "
-                                          f"--llm-tune {target.nodeid}`")
-        self.relock(target, entry, results, every, score, bounds)
-        asked = " (lower: --llm-accept-lower)" if not spec.beats(score, entry.score) else ""
-        return gate.verdict("passed", f"re-scored lock written to {self.settings.lockfile.name}{asked}; commit it "
-                                      f"with the recordings{note}")
+        judgement = judge(evaluations, spec, locked_results=entry.results, locked_score=entry.score, alpha=gate.alpha,
+                          margin=gate.margin, threshold_on=gate.threshold_on, rescoring=rescoring,
+                          accept_lower=gate.accept_lower, replayed=replayed)
+        if judgement.passed and rescoring:
+            self.relock(target, entry, judgement)
+        shown = terminal.Gate.of(judgement, spec, entry.score, repeat=repeat,
+                                 how="live" if gate.live else "re-scored" if rescoring else "")
+        return shown.verdict(terminal.judgement_words(judgement, spec, target.nodeid, live=gate.live,
+                                                      rescoring=rescoring, lockfile=self.settings.lockfile.name,
+                                                      note=self.notes.get(target.name)))
 
-    def worse_words(self, target: Target, change: Drift, rescoring: bool) -> str:
-        """Why the gate fails a target worse than its lock, and what to run."""
-        retune = f"re-tune with `pytest --llm-tune {target.nodeid}`"
-        accept = (f"; to lock the lower score anyway, `pytest --llm-test --llm-record --llm-accept-lower "
-                  f"{target.nodeid}`" if rescoring else "")
-        kept = "the lock is left as it was; " if rescoring else ""
-        if change.code_worse:
-            return (f"the same recorded responses score lower than the lock: the code changed (the test, a helper "
-                    f"it uses, or an installed package), not the model; {kept}find the change{accept}")
-        if self.settings.gate.live:
-            return f"significantly worse than the lock: the model behind the endpoint may have changed; {retune}"
-        return f"significantly worse than the lock on new samples: {kept}find the change, or {retune}{accept}"
-
-    def relock(self, target: Target, entry: LockEntry, results: dict[str, float], every: list[Evaluation],
-               score: float, bounds: tuple[float, float] | None) -> None:
+    def relock(self, target: Target, entry: LockEntry, judgement: Judgement) -> None:
         """The locked config with its new score: new results and fingerprints; the tune's split scores are kept,
         marked as the tune's (they describe the code before the change)."""
         from pytest_llmtune import __version__
 
         relocked = replace(
-            entry, score=score, interval=bounds, instances=len(results), threshold=target.spec.threshold,
-            tokens_total=sum(e.usage.tokens for e in every), cost_total=sum(e.cost for e in every),
-            plugin_version=__version__, fingerprints=self.rescoring[target.name],
-            metrics=mean_by_key([e.others for e in every]), results=results, scored_by="rescore",
+            entry, score=judgement.score, interval=judgement.interval, instances=judgement.instances,
+            threshold=target.spec.threshold, tokens_total=judgement.tokens, cost_total=judgement.cost,
+            plugin_version=__version__, fingerprints=self.rescoring[target.name], metrics=judgement.others,
+            results=judgement.results, scored_by="rescore",
             tuning=entry.tuning and replace(entry.tuning, scored_by="tune"),
             held_out=entry.held_out and replace(entry.held_out, scored_by="tune"),
         )
