@@ -11,9 +11,10 @@ in which the body did not run.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,9 +23,10 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
 from pytest_llmtune.report import json_report
 from pytest_llmtune.report.hints import with_flags
-from pytest_llmtune.report.instances import MISS_PROPERTY, Row, instance_properties, instance_table, run_rows
-from pytest_llmtune.session.body import BodyResult, observe
+from pytest_llmtune.report.instances import MISS_PROPERTY, instance_properties, instance_table, run_rows
+from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.protocol import run_unlogged
+from pytest_llmtune.session.state import Run, TargetState
 from pytest_llmtune.session.targets import (
     TARGET_PROPERTY,
     Target,
@@ -41,42 +43,19 @@ __all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
 
 
 
-@dataclass
-class Run:
-    """One run of an instance's body under `config`: what the `llm` fixture serves, and what the body did."""
-
-    config: dict[str, Any]
-    split_n: bool | None = None
-    seeded: bool = True  # split samples carry seeds: False replays a lock recorded before they did
-    repeat: int = 0  # the repeat's number, under --llm-live --llm-repeat: it draws samples of its own
-    logged: bool = False  # the instance's own run, reported; evaluations are not
-    probe: Any = None  # set for the run that looks at a target's fixtures (tune.py)
-    fixtures: set[str] = field(default_factory=set)  # function-scoped fixtures set up for it, when probed
-    llm: LLM | None = None
-    result: BodyResult | None = None
-    error: BaseException | None = None  # raised by the body (not a failed assertion)
-    metric_error: str | None = None
-    reports: list[pytest.TestReport] = field(default_factory=list)
-
-    def record(self, result: BodyResult) -> None:
-        self.result = result
-
-
 RUN_KEY = pytest.StashKey[Run]()
 
 
-class BaseSession:
+class BaseSession(abc.ABC):
     """The session object of --llm-tune or --llm-test, registered as a plugin in pytest_configure."""
 
-    record = True
     label = "tune"
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
         self.targets: dict[str, Target] = {}
-        self.results: dict[str, dict[str, Run]] = {}  # target -> instance node id -> its logged run
-        self.reported_rows: dict[str, dict[str, Row]] = {}  # target -> node id -> -v row, from the reports
+        self.states: dict[str, TargetState] = {}  # target name -> what this session knows of it
 
     # --- collection -----------------------------------------------------------------------------------------
 
@@ -87,6 +66,11 @@ class BaseSession:
         if isinstance(collected, list) and any(isinstance(node, pytest.Function) for node in collected):
             add_target_item(collected, collector, name, obj, self.register)
         return collected
+
+    def state(self, name: str) -> TargetState:
+        if name not in self.states:
+            self.states[name] = TargetState(name)
+        return self.states[name]
 
     def register(self, target: Target) -> None:
         known = self.targets.get(target.name)
@@ -133,15 +117,15 @@ class BaseSession:
                 return (yield)
             finally:
                 del item.stash[RUN_KEY]
-                self.results.setdefault(target.name, {})[item.nodeid] = run
+                self.state(target.name).runs[item.nodeid] = run
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         """Where the target's requests go while its items run (its cassette)."""
         return contextlib.nullcontext()
 
+    @abc.abstractmethod
     def refuse(self, target: Target, why: str) -> None:
         """The target cannot be tuned or gated: its item fails with `why`, its instances are skipped."""
-        raise NotImplementedError
 
     def flag_for(self, target: Target) -> str:
         """The flag the commands a message names need for this target's endpoint (e.g. --llm-local)."""
@@ -150,18 +134,20 @@ class BaseSession:
     def flagged(self, target: Target, verdict: Verdict) -> Verdict:
         return replace(verdict, message=with_flags(verdict.message, self.flag_for(target)))
 
+    @abc.abstractmethod
     def prepare(self, target: Target, session: pytest.Session) -> None:
         """Once per target, before its first item runs (the search, or reading the lock)."""
 
-    def verdict(self, target: Target) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def verdict(self, target: Target) -> Verdict:
+        """The target's verdict, which its [llmtune] item reports."""
 
+    @abc.abstractmethod
     def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
         """The config an instance's own (logged) run uses; None after adding a skip marker saying why."""
-        raise NotImplementedError
 
     def run_unlogged(self, item: pytest.Function, run: Run, target: Target) -> Run:
-        """One evaluation of `item` under `run.config`, through pytest's protocol, reports kept off the terminal.
+        """One evaluation of `item` under `run.candidate`, through pytest's protocol, reports kept off the terminal.
 
         The target's item is the next item for the teardown: a sibling of every instance, so the fixtures broader
         than a function stay up between evaluations, and the instance's own node is torn down after each.
@@ -224,8 +210,9 @@ class BaseSession:
         run.llm = self.make_llm(run)
         return run.llm
 
+    @abc.abstractmethod
     def make_llm(self, run: Run) -> LLM:
-        raise NotImplementedError
+        """The `llm` callable of one run."""
 
     # --- reporting --------------------------------------------------------------------------------------------
 
@@ -239,12 +226,13 @@ class BaseSession:
         """With -v: each instance of the target under the config its own run used."""
         if self.config.get_verbosity() <= 0:
             return []
-        if self.results.get(name):
-            rows = run_rows(((nodeid, run.result, run.llm) for nodeid, run in self.results[name].items()),
+        state = self.state(name)
+        if state.runs:
+            rows = run_rows(((nodeid, run.result, run.llm) for nodeid, run in state.runs.items()),
                             self.targets[name].spec)
             heading = "(its own run, or the verdict's evaluation of it when it was deselected)"
-        elif self.reported_rows.get(name):  # a pytest-xdist controller: the workers made the runs
-            rows, heading = list(self.reported_rows[name].values()), "(its own run, as its report says)"
+        elif state.reported.rows:  # a pytest-xdist controller: the workers made the runs
+            rows, heading = list(state.reported.rows.values()), "(its own run, as its report says)"
         else:
             return []
         return [f"each instance under the locked config {heading}:", *instance_table(rows, width)]

@@ -17,9 +17,10 @@ from pytest_llmtune.llm.cost import worst_case_tokens
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.llm.pacing import Pacer
 from pytest_llmtune.llm.reach import FailFast
-from pytest_llmtune.session.base import BaseSession, Run, rerun_error
+from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
+from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import Target
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store.cassette import Cassettes
@@ -30,10 +31,10 @@ REPEAT_STRIDE = 1000  # repeat k of an evaluation numbers its samples from k x t
 
 
 class EndpointSession(BaseSession):
-    calls_out = True  # sends requests to the endpoint (else replays only): --llm-local starts its server
-
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
+        self.record = self.records(settings)  # responses not yet recorded are requested and recorded
+        self.calls_out = self.sends(settings)  # requests may go to the endpoint (--llm-local starts its server)
         self.local: LocalServer | None = None
         # the optimization budget's gate sits where a request is known to go to the network
         self.pacer = Pacer(settings.endpoint.concurrency, rpm=settings.endpoint.rpm, tpm=settings.endpoint.tpm)
@@ -44,6 +45,14 @@ class EndpointSession(BaseSession):
         self.endpoint: Endpoint = make_endpoint(settings, transport=self.cassettes.transport(self.network),
                                                 recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
+
+    @classmethod
+    def records(cls, settings: Settings) -> bool:
+        return True
+
+    @classmethod
+    def sends(cls, settings: Settings) -> bool:
+        return True
 
     def cassette_dir(self) -> Path:
         return self.settings.cassette_dir
@@ -84,14 +93,15 @@ class EndpointSession(BaseSession):
         return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run) -> LLM:
-        return LLM(run.config, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
+        (stage,) = run.candidate.stages  # one stage a candidate, until cascades
+        return LLM(stage, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
                    seeded=run.seeded)
 
     def probe(self, target: Target, inside: Callable[[pytest.Function, Sharing], None]) -> Sharing | str:
         """Set up the target's first instance without running its body, find what its body needs per instance,
         and call `inside(probed item, sharing)` while that setup's fixtures are alive; when the setup failed, its
         error. An exception from `inside` is raised here, after the probe's teardown."""
-        probe = Run(config={})
+        probe = Run.of({})
         sharing: list[Sharing] = []
         raised: list[Exception] = []
 

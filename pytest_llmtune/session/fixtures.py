@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.records import Sharing
-from pytest_llmtune.session.base import Run
+from pytest_llmtune.session.state import Run
 
 __all__ = ["Sharing", "shared_kwargs", "sharing_of"]
 

@@ -28,13 +28,14 @@ import pytest
 from pytest_llmtune.report import json_report, terminal
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
+from pytest_llmtune.search.candidate import Candidate
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.judge import Judgement, judge
 from pytest_llmtune.search.space import SearchSpace, fingerprint
-from pytest_llmtune.session.base import Run
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
+from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
@@ -45,23 +46,22 @@ __all__ = ["GateSession"]
 
 class GateSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
-        # before the cassettes are made: live, every response is new, recorded only in a cassette of this session
-        self.record = self.calls_out = settings.gate.record or settings.gate.live
         super().__init__(config, settings)
         self.label = ("test live, nothing replayed" if settings.gate.live else
                       "test, recording missing responses" if settings.gate.record else "test, replay only")
-        self.locks: dict[str, LockEntry] = {}
-        self.configs: dict[str, dict[str, Any]] = {}
-        self.rescoring: dict[str, dict[str, str]] = {}  # stale targets scored again -> their new fingerprints
-        self.refused: dict[str, Verdict] = {}  # targets that cannot be gated, and why
-        self.notes: dict[str, str] = {}  # target -> what its verdict adds (its space changed around the lock)
         self._entries: dict[str, Any] | LockfileError | None = None
-        self.verdicts_seen: dict[str, dict[str, Any]] = {}  # target -> its verdict and instances, for reports
         self.reported: list[str] = []  # where --llm-report wrote
-        self.seen: dict[str, str | None] = {}  # target -> its verdict line, None until its [llmtune] item reports
-        self.passed: set[str] = set()  # targets whose verdict passed: every instance ran and was scored
+        self.seen: list[str] = []  # the targets whose items reported, in order: the summary's
         self.prune = bool(config.getoption("llm_prune"))
-        self.pruned: dict[str, str] = {}  # target -> what --llm-prune did to its cassette, or why not
+
+    @classmethod
+    def records(cls, settings: Settings) -> bool:
+        # live, every response is new, recorded only in a cassette of this session (cassette_dir)
+        return settings.gate.record or settings.gate.live
+
+    @classmethod
+    def sends(cls, settings: Settings) -> bool:
+        return settings.gate.record or settings.gate.live  # a replay-only gate never calls out
 
     def cassette_dir(self) -> Path:
         if not self.settings.gate.live:
@@ -75,7 +75,8 @@ class GateSession(EndpointSession):
     # --- the lock ---------------------------------------------------------------------------------------------
 
     def prepare(self, target: Target, session: pytest.Session) -> None:
-        if target.name in self.locks or target.name in self.refused:
+        state = self.state(target.name)
+        if state.entry is not None or state.verdict is not None:
             return
         tune = f"`pytest --llm-tune {target.nodeid}` and commit {self.settings.lockfile.name}"
         try:
@@ -88,8 +89,8 @@ class GateSession(EndpointSession):
         if entry.fingerprints.get("space") != fingerprints["space"] and still_a_point(spec.space, entry):
             # the space was edited around the locked config: the lock still says what that config scores
             fingerprints = {**fingerprints, "space": entry.fingerprints["space"]}
-            self.notes[target.name] = ("its search space changed since the tune, and the locked config is still a "
-                                       f"point of it: a re-tune may find better (`pytest --llm-tune {target.nodeid}`)")
+            state.note = ("its search space changed since the tune, and the locked config is still a point of it: a "
+                          f"re-tune may find better (`pytest --llm-tune {target.nodeid}`)")
         stale = lockfile.staleness(entry, fingerprints, metric=spec.metric_name, mode=spec.mode, agg=spec.agg_name)
         if stale is not None and (stale.retune or not self.settings.gate.record):  # live judges fresh locks only
             what = (f"re-tune: {tune}" if stale.retune else
@@ -97,19 +98,18 @@ class GateSession(EndpointSession):
                     f"only missing responses), or re-tune: {tune}")
             return self.refuse(target, f"the lock is stale ({stale.words()}): {what}")
         try:
-            self.configs[target.name] = spec.space.decode(entry.config)
+            state.candidate = Candidate(spec.space.decode(entry.config))
         except InvalidSpaceError as error:
             return self.refuse(target, f"{error}: re-tune: {tune}")
         if stale is not None:
-            self.rescoring[target.name] = {**fingerprints, **{k: v for k, v in entry.fingerprints.items()
-                                                               if k == "config"}}
-        self.locks[target.name] = entry
+            state.rescore = {**fingerprints, **{k: v for k, v in entry.fingerprints.items() if k == "config"}}
+        state.entry = entry
         if self.calls_out and self.selected(target, session):
             repeat = self.settings.gate.repeat if self.settings.gate.live else 1
             self.warm(target, [(item, self.run_of(target, number)) for number in range(repeat)
                                for item in target.instances])
             if self.network.down is not None:  # once, not once per instance
-                del self.locks[target.name]
+                state.entry = None
                 return self.refuse(target, f"{self.network.down}{self.local_hint(entry)}")
         return None
 
@@ -122,7 +122,7 @@ class GateSession(EndpointSession):
         if self.settings.local.enabled:
             return self.settings.local.flag
         try:
-            entry = self.locks.get(target.name) or self.entry(target.name)
+            entry = self.state(target.name).entry or self.entry(target.name)
         except LockfileError:
             return ""
         return "--llm-local" if entry is not None and entry.local else ""
@@ -139,11 +139,14 @@ class GateSession(EndpointSession):
         return None if data is None else LockEntry.from_json(name, data, self.settings.lockfile)
 
     def refuse(self, target: Target, why: str) -> None:
-        self.refused.setdefault(target.name, Verdict("failed", why))
+        state = self.state(target.name)
+        state.verdict = state.verdict or Verdict("failed", why)
 
     def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
-        if target.name not in self.locks:
-            verdict = self.flagged(target, self.refused[target.name])
+        state = self.state(target.name)
+        if state.entry is None:
+            assert state.verdict is not None
+            verdict = self.flagged(target, state.verdict)
             why = verdict.message.split("\n", 1)[0]
             where = "" if verdict.outcome == "skipped" else f" (the failure is reported on {target.name}{SUFFIX})"
             item.add_marker(pytest.mark.skip(reason=f"llmtune: not gated: {why}{where}"))
@@ -153,18 +156,21 @@ class GateSession(EndpointSession):
     def run_of(self, target: Target, repeat: int = 0) -> Run:
         """Repeat `repeat` of the locked samples: repeat 0 replays (or, live, asks again for) those the lock
         holds the results of."""
-        entry = self.locks[target.name]
-        return Run(config=self.configs[target.name], split_n=entry.split_n, repeat=entry.repeat + repeat,
-                   seeded=entry.seeded)
+        state = self.state(target.name)
+        assert state.entry is not None and state.candidate is not None
+        entry = state.entry
+        return Run(state.candidate, split_n=entry.split_n, repeat=entry.repeat + repeat, seeded=entry.seeded)
 
     # --- the verdict ------------------------------------------------------------------------------------------
 
     def verdict(self, target: Target) -> Verdict:
-        if target.name not in self.locks:
-            return self.refused[target.name]
-        entry, spec = self.locks[target.name], target.spec
+        state = self.state(target.name)
+        if state.entry is None:
+            assert state.verdict is not None
+            return state.verdict
+        entry, spec = state.entry, target.spec
         repeat = self.settings.gate.repeat if self.settings.gate.live else 1
-        runs = self.results.setdefault(target.name, {})
+        runs = state.runs
         for item in target.instances:  # instances that did not run in this session (deselected, or on another worker)
             if item.nodeid not in runs:
                 runs[item.nodeid] = self.run_unlogged(item, self.run_of(target), target)
@@ -183,7 +189,7 @@ class GateSession(EndpointSession):
                     break
         if errors:
             return Verdict("failed", terminal.gate_error_words(target.name, errors, len(target.instances)))
-        gate, rescoring = self.settings.gate, target.name in self.rescoring
+        gate, rescoring = self.settings.gate, state.rescore is not None
         # an instance whose every response is a recording from before this session has no sampling noise
         replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
         judgement = judge(evaluations, spec, locked_results=entry.results, locked_score=entry.score, alpha=gate.alpha,
@@ -195,7 +201,7 @@ class GateSession(EndpointSession):
                                  how="live" if gate.live else "re-scored" if rescoring else "")
         return shown.verdict(terminal.judgement_words(judgement, spec, target.nodeid, live=gate.live,
                                                       rescoring=rescoring, lockfile=self.settings.lockfile.name,
-                                                      note=self.notes.get(target.name)))
+                                                      note=state.note))
 
     def relock(self, target: Target, entry: LockEntry, judgement: Judgement) -> None:
         """The locked config with its new score: new results and fingerprints; the tune's split scores are kept,
@@ -205,7 +211,7 @@ class GateSession(EndpointSession):
         relocked = replace(
             entry, score=judgement.score, interval=judgement.interval, instances=judgement.instances,
             threshold=target.spec.threshold, tokens_total=judgement.tokens, cost_total=judgement.cost,
-            plugin_version=__version__, fingerprints=self.rescoring[target.name], metrics=judgement.others,
+            plugin_version=__version__, fingerprints=self.state(target.name).rescore or {}, metrics=judgement.others,
             results=judgement.results, scored_by="rescore",
             tuning=entry.tuning and replace(entry.tuning, scored_by="tune"),
             held_out=entry.held_out and replace(entry.held_out, scored_by="tune"),
@@ -219,38 +225,40 @@ class GateSession(EndpointSession):
         if TARGET_PROPERTY not in properties:
             return
         name = str(properties[TARGET_PROPERTY])
-        self.seen.setdefault(name, None)
+        if name not in self.seen:
+            self.seen.append(name)
+        reported = self.state(name).reported
         if report.when == "call" and VERDICT_PROPERTY in properties:
-            self.seen[name] = ("FAILED " if report.failed else "") + f"{name}: {properties[VERDICT_PROPERTY]}"
-            if report.passed:
-                self.passed.add(name)
-        elif report.nodeid.endswith(SUFFIX) and report.failed and self.seen[name] is None:  # an internal error
-            self.seen[name] = f"FAILED {name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
+            reported.line, reported.outcome = f"{name}: {properties[VERDICT_PROPERTY]}", report.outcome
+        elif report.nodeid.endswith(SUFFIX) and report.failed and reported.line is None:  # an internal error
+            reported.line = f"{name}: " + (report.longreprtext.strip().splitlines() or ["error"])[0]
+            reported.outcome = "failed"
         if not report.nodeid.endswith(SUFFIX) and (report.when == "call" or not report.passed):
-            self.reported_rows.setdefault(name, {})[report.nodeid] = report_row(report)
+            reported.rows[report.nodeid] = report_row(report)
         if self.settings.reports and (report.when == "call" or (report.when == "setup" and not report.passed)):
-            json_report.gate_report(self.verdicts_seen.setdefault(name, {}), report, properties)
+            json_report.gate_report(reported.data, report, properties)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
         if self.config.option.collectonly:  # --co writes nothing
             return
         if self.prune:  # refused with --llm-live and under pytest-xdist (plugin.py)
-            self.pruned = {name: with_flags(self.prune_cassette(name), self.flag_for(target))
-                           for name, target in self.targets.items()}
+            for name, target in self.targets.items():
+                self.state(name).pruned = with_flags(self.prune_cassette(name), self.flag_for(target))
         if self.settings.reports and not hasattr(self.config, "workerinput"):  # the reports reach the controller
             data = json_report.header("gate" + (" live" if self.settings.gate.live else ""), self.settings,
-                                 self.endpoint_url if self.calls_out else None)
-            data["targets"] = {name: self.verdicts_seen.get(name, {}) for name in sorted(self.seen)}
+                                      self.endpoint_url if self.calls_out else None)
+            data["targets"] = {name: self.state(name).reported.data for name in sorted(self.seen)}
             self.reported = self.write_reports(data)
 
     def prune_cassette(self, name: str) -> str:
         """Only a passing gate replayed every instance's recordings; anything else leaves the cassette as it is."""
         path, root = self.cassettes.path_for(name), self.config.rootpath
         shown = path.relative_to(root) if path.is_relative_to(root) else path
-        if name in self.passed:
+        reported = self.state(name).reported
+        if reported.passed:
             return self.cassettes.prune(name).words(shown)
-        if self.seen.get(name) is None:
+        if reported.line is None:
             return (f"not pruned {shown}: its gate did not run ({name}{SUFFIX} was not selected, or the session "
                     "stopped before it)")
         return (f"not pruned {shown}: its gate did not pass; fix it first (a re-tune replays the recordings "
@@ -259,22 +267,26 @@ class GateSession(EndpointSession):
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for name in self.targets:  # stopped (-x) before any of its items reported
             if name not in self.seen and self.not_reached(self.targets[name]):
-                self.seen[name] = None
-        if not self.seen and not self.pruned:
+                self.seen.append(name)
+        pruned = [self.state(name).pruned for name in self.targets if self.state(name).pruned]
+        if not self.seen and not pruned:
             return
         terminalreporter.section("llmtune")
         for warning in self.cassettes.set_aside:  # --llm-record kept a damaged cassette aside
             terminalreporter.write_line(warning, yellow=True)
-        for name, line in self.seen.items():
+        for name in self.seen:
+            reported = self.state(name).reported
+            line, failed = reported.line, reported.outcome == "failed"
             if line is None:
                 stopped = name in self.targets and self.not_reached(self.targets[name])
                 line = f"{name}: " + (terminal.not_reached_words(name, "gated", str(self.stopped)) if stopped
                                       else terminal.not_selected_words(name, "gated"))
             for number, text in enumerate(line.splitlines()):
-                terminalreporter.write_line(text if number == 0 else "  " + text, red=line.startswith("FAILED"))
+                shown = ("FAILED " if failed else "") + text if number == 0 else "  " + text
+                terminalreporter.write_line(shown, red=failed)
             for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):
                 terminalreporter.write_line(text)
-        for line in [*self.pruned.values(), *self.reported]:
+        for line in [*pruned, *self.reported]:
             terminalreporter.write_line(line)
 
 

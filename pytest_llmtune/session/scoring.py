@@ -18,7 +18,7 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.report.instances import answer_line
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
-from pytest_llmtune.session.base import Run
+from pytest_llmtune.session.state import Run
 from pytest_llmtune.usage import Usage
 
 __all__ = ["error_of", "evaluation_of", "other_metrics"]

@@ -28,6 +28,7 @@ from pytest_llmtune.report.progress import ProgressDisplay, ShownTune
 from pytest_llmtune.search.afford import fit_plan
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.candidate import Candidate
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.evaluation import Evaluation, Executor, InlineExecutor, NothingFits, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
@@ -36,10 +37,11 @@ from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
 from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tune import Tune
-from pytest_llmtune.session.base import Run, rerun_error
+from pytest_llmtune.session.base import rerun_error
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
+from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import Target, Verdict, instance_id
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
@@ -56,10 +58,6 @@ CONFIRMATION = 1  # the repeat whose samples confirm a sampled winner (numbered 
 class TuneSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
-        self.configs: dict[str, dict[str, Any]] = {}  # target -> its winner
-        self.repeats: dict[str, int] = {}  # target -> the repeat whose samples are locked
-        self.verdicts: dict[str, Verdict] = {}
-        self.outcomes: dict[str, terminal.TuneOutcome] = {}
         self.reported: list[str] = []  # where --llm-report wrote
         self.plans: list[str] = []  # with --co: each selected target's plan
         self.warnings: list[str] = []  # damaged files kept aside
@@ -67,16 +65,17 @@ class TuneSession(EndpointSession):
     # --- the search ---------------------------------------------------------------------------------------------
 
     def prepare(self, target: Target, session: pytest.Session) -> None:
-        if target.name in self.verdicts:
+        state = self.state(target.name)
+        if state.verdict is not None:
             return
         if not self.selected(target, session):
-            self.verdicts[target.name] = Verdict("skipped", terminal.not_selected_words(target.name, "tuned"))
+            state.verdict = Verdict("skipped", terminal.not_selected_words(target.name, "tuned"))
             return
-        outcome = self.outcomes[target.name] = terminal.TuneOutcome(target.name, target.spec)
+        outcome = state.outcome = terminal.TuneOutcome(target.name, target.spec)
         try:
             outcome.held_out = target.spec.held_out(len(target.instances))
         except ValueError as error:
-            self.verdicts[target.name] = Verdict("failed", str(error))
+            state.verdict = Verdict("failed", str(error))
             return
         started = time.monotonic()
         self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
@@ -93,7 +92,7 @@ class TuneSession(EndpointSession):
             self.cassettes.save()
             outcome.seconds = time.monotonic() - started
             self.endpoint.usage = Usage()  # the logged runs of the instances replay; they are not the search's
-        self.verdicts[target.name] = self.conclude(target, outcome)
+        state.verdict = self.conclude(target, outcome)
 
     def search(self, target: Target, outcome: terminal.TuneOutcome) -> None:
         instances = target.shuffled()
@@ -115,7 +114,7 @@ class TuneSession(EndpointSession):
         def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = Run(config=configs[config], repeat=repeat)
+                run = Run.of(configs[config], repeat=repeat)
                 return evaluation_of(self.call_shared(item, probed, sharing, run), target.spec, item)
 
             return evaluate
@@ -129,7 +128,7 @@ class TuneSession(EndpointSession):
         def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
             def evaluate(config: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = self.run_unlogged(item, Run(config=configs[config], repeat=repeat), target)
+                run = self.run_unlogged(item, Run.of(configs[config], repeat=repeat), target)
                 error = rerun_error(run)
                 if error is not None:
                     raise error
@@ -185,11 +184,12 @@ class TuneSession(EndpointSession):
             why = held.error if held is not None and held.error else "not evaluated"
             return Verdict("failed", f"nothing was locked: the winner could not be scored on the {outcome.held_out} "
                                      f"held-out instances ({why}); a lock needs every instance, for the gate")
-        self.configs[target.name] = result.configs[winner.index]
+        state = self.state(target.name)
+        state.candidate = Candidate(result.configs[winner.index])
         entry = self.lock_entry(target, result, winner, held, outcome.confirmed)
         outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
         outcome.locked = entry
-        self.repeats[target.name] = entry.repeat  # the instances' own runs replay the locked samples
+        state.repeat = entry.repeat  # the instances' own runs replay the locked samples
         return Verdict("passed", terminal.locked_words(entry), terminal.entry_properties(entry))
 
     def lock_entry(self, target: Target, result: SearchResult, winner: Trial, held: HeldOut | None,
@@ -230,17 +230,22 @@ class TuneSession(EndpointSession):
         )
 
     def refuse(self, target: Target, why: str) -> None:
-        self.verdicts.setdefault(target.name, Verdict("failed", why))
+        state = self.state(target.name)
+        state.verdict = state.verdict or Verdict("failed", why)
 
     def verdict(self, target: Target) -> Verdict:
-        return self.verdicts[target.name]
+        verdict = self.state(target.name).verdict
+        assert verdict is not None
+        return verdict
 
     def logged_run(self, target: Target, item: pytest.Item) -> Run | None:
-        if target.name not in self.configs:
-            why = self.verdicts[target.name].message.split("\n", 1)[0]
+        state = self.state(target.name)
+        if state.candidate is None:
+            assert state.verdict is not None
+            why = state.verdict.message.split("\n", 1)[0]
             item.add_marker(pytest.mark.skip(reason=f"llmtune: {target.name} has no tuned config: {why}"))
             return None
-        return Run(config=self.configs[target.name], repeat=self.repeats.get(target.name, 0))
+        return Run(state.candidate, repeat=state.repeat)
 
     # --- the plan, with --co ------------------------------------------------------------------------------------
 
@@ -317,12 +322,13 @@ class TuneSession(EndpointSession):
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
-        if not self.settings.reports or not self.outcomes:
+        outcomes = {name: state.outcome for name, state in self.states.items() if state.outcome is not None}
+        if not self.settings.reports or not outcomes:
             return
         data = json_report.header("tune", self.settings, self.endpoint_url)
-        for name, outcome in self.outcomes.items():
+        for name, outcome in outcomes.items():
             ids = [instance_id(item) for item in self.targets[name].shuffled()]
-            data["targets"][name] = json_report.tune_target(outcome, self.verdicts.get(name), ids)
+            data["targets"][name] = json_report.tune_target(outcome, self.state(name).verdict, ids)
         self.reported = self.write_reports(data)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -347,7 +353,8 @@ class TuneSession(EndpointSession):
         # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)
         fold = (lambda line: wrap(line, width)) if terminalreporter.isatty() else (lambda line: [line])
         for name, target in self.targets.items():
-            outcome, verdict = self.outcomes.get(name), self.verdicts.get(name)
+            state = self.state(name)
+            outcome, verdict = state.outcome, state.verdict
             if verdict is None and self.not_reached(target):
                 verdict = Verdict("skipped", terminal.not_reached_words(name, "tuned", str(self.stopped)))
             lines = terminal.tune_lines(outcome, verdict, self.settings.lockfile.name,
