@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.connect import make_endpoint
-from pytest_llmtune.llm.cost import worst_case_tokens
+from pytest_llmtune.llm.layers import BudgetGate, Paced
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.llm.pacing import Pacer
 from pytest_llmtune.llm.reach import FailFast
@@ -36,13 +35,15 @@ class EndpointSession(BaseSession):
         self.record = self.records(settings)  # responses not yet recorded are requested and recorded
         self.calls_out = self.sends(settings)  # requests may go to the endpoint (--llm-local starts its server)
         self.local: LocalServer | None = None
-        # the optimization budget's gate sits where a request is known to go to the network
         self.pacer = Pacer(settings.endpoint.concurrency, rpm=settings.endpoint.rpm, tpm=settings.endpoint.tpm)
-        self.cassettes = Cassettes(self.cassette_dir(), record=self.record, before_live=self.admit, pace=self.pace)
+        self.cassettes = Cassettes(self.cassette_dir(), record=self.record)
         self.network = FailFast()  # a refused connection is the endpoint's answer for the session
+        # a live request's layers (llm/layers.py), under the cassettes: the budget of the target tuned now, pacing
+        self.live = BudgetGate(Paced(self.network, self.pacer), lambda: self.endpoint.spending,
+                               lambda: self.endpoint.prices)
         self.stopped: str | None = None
         self.finished: pytest.Session | None = None
-        self.endpoint: Endpoint = make_endpoint(settings, transport=self.cassettes.transport(self.network),
+        self.endpoint: Endpoint = make_endpoint(settings, transport=self.cassettes.transport(self.live),
                                                 recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
 
@@ -63,31 +64,6 @@ class EndpointSession(BaseSession):
     def not_reached(self, target: Target) -> bool:
         """Selected, but the run stopped (-x, --maxfail) before its verdict."""
         return self.stopped is not None and self.finished is not None and self.selected(target, self.finished)
-
-    def pace(self, body: bytes) -> contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]:
-        """The pacer around one live request, counting what OpenAI counts toward its tokens per minute."""
-        try:
-            request = json.loads(body)
-        except ValueError:
-            request = {}
-        bound = worst_case_tokens(request) if isinstance(request, dict) else None
-        return self.pacer.call(bound[0] // 4 + bound[1] if bound else 0)
-
-    def admit(self, body: bytes) -> None:
-        """The optimization budget's gate, with the request's worst case (its prompt and n x max_tokens)."""
-        spending = self.endpoint.spending
-        budget = spending.budget
-        worst = None
-        if budget is not None:
-            try:
-                request = json.loads(body)
-            except ValueError:
-                request = {}
-            bound = worst_case_tokens(request) if isinstance(request, dict) else None
-            if bound is not None:
-                model = str(request.get("model", ""))
-                worst = budget.measure(sum(bound), self.endpoint.prices.cost(model, *bound))
-        spending.admit(worst)
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         return self.cassettes.use(target.name)
@@ -167,7 +143,7 @@ class EndpointSession(BaseSession):
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
             self.endpoint = make_endpoint(self.settings, self.local.base_url,
-                                          transport=self.cassettes.transport(self.network),
+                                          transport=self.cassettes.transport(self.live),
                                           recorded=self.cassettes.recorded)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,12 @@ import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.client import FRESH, REPLAYED_HEADER, SAMPLE_HEADER, Recording
+from pytest_llmtune.llm.layers import NOT_JSON, parsed_body
 from pytest_llmtune.store.atomic import append_durably, locked_directory, read_json, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
 
 FORMAT_VERSION = 1  # vcrpy's cassette format version
-# around a live request: yields a function to report its status and headers (llm/pacing.Pacer.call)
-Pace = Callable[[bytes], contextlib.AbstractContextManager[Callable[[int, Mapping[str, str]], None]]]
 KEPT_REQUEST_HEADERS = {"content-type", SAMPLE_HEADER.lower()}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 
@@ -49,11 +48,17 @@ class CassetteError(LlmtuneError):
 
 
 def request_key(method: str, uri: str, headers: dict[str, Any], body: bytes | str | None) -> str:
+    """The key of a recorded request: its method, path, sample number and canonical JSON body."""
     raw = body.encode() if isinstance(body, str) else (body or b"")
     try:
-        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+        parsed = json.loads(raw)
     except ValueError:
-        canonical = raw
+        parsed = NOT_JSON
+    return _request_key(method, uri, headers, raw, parsed)
+
+
+def _request_key(method: str, uri: str, headers: Mapping[str, Any], raw: bytes, parsed: Any) -> str:
+    canonical = raw if parsed is NOT_JSON else json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
     sample = next((str(_first(v)) for k, v in headers.items() if k.lower() == SAMPLE_HEADER.lower()), "0")
     return _key(method, urlsplit(uri).path, sample, canonical)
 
@@ -255,7 +260,7 @@ class RecordingTransport(httpx2.BaseTransport):
             return self.network.handle_request(request)
         body = request.read()
         headers = dict(request.headers.items())
-        key = request_key(request.method, str(request.url), headers, body)
+        key = _request_key(request.method, str(request.url), headers, body, parsed_body(request))  # parsed once
         found = cassette.find(key)
         if found is not None:
             return _replayed(found["response"], request, fresh=key in cassette.new)
@@ -267,12 +272,9 @@ class RecordingTransport(httpx2.BaseTransport):
                 "Record the missing responses with `pytest --llm-test --llm-record` "
                 "(calls the endpoint; needs its URL and key)"
             )
-        self.cassettes.before_live(body)  # e.g. the optimization budget's gate: it may refuse to send
-        with self.cassettes.pace(body) as report:  # rate limits, and concurrency that backs off on 429
-            response = self.network.handle_request(request)
-            content = response.read()
-            response.close()
-            report(response.status_code, dict(response.headers))
+        response = self.network.handle_request(request)  # the live request's layers: llm/layers.py
+        content = response.read()
+        response.close()
         broken = _not_a_completion(request, response.status_code, content)
         if broken is not None:  # a 502 the SDK retries, and the search reports if it persists; never recorded
             return httpx2.Response(502, json={"error": {"message": broken, "type": "llmtune_broken_answer"}},
@@ -331,12 +333,9 @@ def _replayed(recorded: dict[str, Any], request: httpx2.Request, *, fresh: bool)
 class Cassettes:
     """One cassette per target under `directory`; `record=False` replays only and never calls out."""
 
-    def __init__(self, directory: Path, *, record: bool,
-                 before_live: Callable[[bytes], None] = lambda body: None, pace: Pace | None = None) -> None:
+    def __init__(self, directory: Path, *, record: bool) -> None:
         self.directory = directory
         self.record = record
-        self.before_live = before_live
-        self.pace: Pace = pace or (lambda body: contextlib.nullcontext(lambda status, headers: None))
         self.current: Cassette | None = None
         self.set_aside: list[str] = []  # damaged cassettes a recording run kept aside, in words
         self._cassettes: dict[str, Cassette] = {}
