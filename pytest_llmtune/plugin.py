@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pytest_llmtune.llm.client import LLM
     from pytest_llmtune.session.endpoint import EndpointSession
 
-MODE_KEY: pytest.StashKey[EndpointSession] = pytest.StashKey()
+SESSION_KEY: pytest.StashKey[EndpointSession] = pytest.StashKey()  # the mode's session object (tune or gate)
 SKIP_REASON = "llm_eval test: run `pytest --llm-tune` to search its settings or `pytest --llm-test` to gate on them"
 
 
@@ -78,9 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_llmtune.session.gate import GateSession
     from pytest_llmtune.session.tune import TuneSession
 
-    mode = (TuneSession if tune else GateSession)(config, read_settings(config))
-    config.stash[MODE_KEY] = mode
-    config.pluginmanager.register(mode, "llmtune-mode")
+    llmtune = (TuneSession if tune else GateSession)(config, read_settings(config))
+    config.stash[SESSION_KEY] = llmtune
+    config.pluginmanager.register(llmtune, "llmtune-mode")
 
 
 def refuse_distribution(config: pytest.Config, tune: bool) -> None:
@@ -108,20 +108,20 @@ def _distributed(config: pytest.Config) -> bool:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    mode = config.stash.get(MODE_KEY, None)
-    if mode is None:
+    llmtune = config.stash.get(SESSION_KEY, None)
+    if llmtune is None:
         return None
-    settings = mode.settings
-    local = (f"; {mode.local.model.name} (llama-server pid {mode.local.process.pid})"
-             if mode.local is not None and mode.local.process is not None else "")
-    where = (f"endpoint {mode.endpoint_url}, concurrency {settings.endpoint.concurrency}{local}" if mode.calls_out
+    settings = llmtune.settings
+    local = (f"; {llmtune.local.model.name} (llama-server pid {llmtune.local.process.pid})"
+             if llmtune.local is not None and llmtune.local.process is not None else "")
+    where = (f"endpoint {llmtune.endpoint_url}, concurrency {settings.endpoint.concurrency}{local}" if llmtune.calls_out
              else "no request leaves this machine")
-    return [f"llmtune: {mode.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",
+    return [f"llmtune: {llmtune.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",
             f"llmtune: {where}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if MODE_KEY in config.stash:
+    if SESSION_KEY in config.stash:
         return
     for item in items:
         if spec_of(item) is not None:
@@ -136,7 +136,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Genera
     config = terminalreporter.config
     chars = str(config.getoption("reportchars", "") or "")
     missed = terminalreporter.stats.get("missed", [])
-    if MODE_KEY not in config.stash or not missed or not ("A" in chars or "m" in chars):
+    if SESSION_KEY not in config.stash or not missed or not ("A" in chars or "m" in chars):
         return
     from pytest_llmtune.report.instances import miss_lines
 
@@ -149,7 +149,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Genera
 @pytest.fixture
 def llm(request: pytest.FixtureRequest) -> LLM:
     """`llm(context=None, **fields) -> list[str]`: the n texts for an instance under the config being evaluated."""
-    mode = request.config.stash.get(MODE_KEY, None)
-    if mode is None:
+    llmtune = request.config.stash.get(SESSION_KEY, None)
+    if llmtune is None:
         pytest.skip(SKIP_REASON)
-    return mode.llm_for(request.node)
+    return llmtune.llm_for(request.node)

@@ -68,7 +68,8 @@ def display(screen: Screen, clock: Clock, verbosity: int = 0, budget: str | None
 
 
 def progress(done: int, total: int = 100, finished: bool = False, **fields: Any) -> Progress:
-    return Progress(0, 2, 12, 10, done, total, Usage(), finished, planned=220, before=0, **fields)
+    return Progress(rung=0, rungs=2, configs=12, instances=10, done=done, total=total, usage=Usage(), finished=finished,
+                    planned=220, before=0, **fields)
 
 
 def test_on_a_terminal_one_line_is_rewritten_in_place_with_an_eta() -> None:
@@ -124,7 +125,7 @@ def test_quiet_shows_nothing_and_verbose_shows_each_config_that_finished_a_rung(
     scores = ((0, (1.0, 0.0, 1.0), 90), (1, (0.0, 0.0, 0.0), 30))
     for screen, verbosity in ((quiet, -1), (verbose, 1)):
         shown, _, _ = display(screen, Clock(), verbosity)
-        shown.plan("llmtune: tuning ...")
+        shown.announce("llmtune: tuning ...")
         shown.update(progress(100, finished=True, scores=scores, offset=12))
 
     assert quiet.lines == []

@@ -65,8 +65,8 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
     data: dict[str, Any] = {
         "metric": spec.metric_name, "mode": spec.mode, "agg": spec.agg_name, "threshold": spec.threshold,
         "verdict": {"outcome": verdict.outcome if verdict else None, "message": verdict.message if verdict else None},
-        "instances": {"tuning": list(instance_ids[: len(instance_ids) - outcome.held_out]),
-                      "held_out": list(instance_ids[len(instance_ids) - outcome.held_out:])},
+        "instances": {"tuning": list(instance_ids[: len(instance_ids) - outcome.held_out_count]),
+                      "held_out": list(instance_ids[len(instance_ids) - outcome.held_out_count:])},
         "budgets": {"optimization": budget_json(spec.optimization_budget, outcome.spending),
                     "inference": budget_json(spec.inference_budget, None)},
         "spending": usage_json(outcome.usage, outcome.seconds),

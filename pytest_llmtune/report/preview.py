@@ -17,7 +17,7 @@ from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.spec import EvalSpec
 
-__all__ = ["Sizes", "Tokens", "evaluations", "plan_lines", "recorded_sizes", "tokens_per_evaluation"]
+__all__ = ["Sizes", "Tokens", "evaluations", "preview_lines", "recorded_sizes", "tokens_per_evaluation"]
 
 CHARS_PER_TOKEN = 4  # a rough rule for English text, used only when there are no recordings to measure from
 
@@ -80,7 +80,7 @@ def evaluations(rungs: Sequence[Rung], held_out: int, confirm: int) -> tuple[int
     return planned + held_out + confirm, most + FINALISTS * held_out + confirm
 
 
-def plan_lines(name: str, spec: EvalSpec, candidates: Sequence[Mapping[str, Any]], rungs: Sequence[Rung],
+def preview_lines(name: str, spec: EvalSpec, candidates: Sequence[Mapping[str, Any]], rungs: Sequence[Rung],
                instances: int, held_out: int, confirm: int, sizes: Sizes, split_n: bool,
                cost: Callable[[Mapping[str, Any], float, float], float], width: int,
                fitting: Mapping[str, Any]) -> list[str]:

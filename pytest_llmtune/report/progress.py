@@ -51,7 +51,8 @@ class ProgressDisplay:
         self.shown = float("-inf") if self.tty else self.started  # when the last line was written
         self.drawn = ""  # the line in place, on a terminal
 
-    def plan(self, line: str) -> None:
+    def announce(self, line: str) -> None:
+        """A line above the progress line: a bracket's plan, a step after the search."""
         self.above(wrap(line, self.width) if self.tty else [line])
 
     def update(self, progress: Progress) -> None:
@@ -155,7 +156,7 @@ class ShownTune:
 
     def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: tuple[int, BudgetFit] | None) -> None:
         note = fit_note(fitted, self.budget) if fitted else ""
-        self.display.plan(bracket_line(self.target, candidates, self.instances, halving, self.concurrency,
+        self.display.announce(bracket_line(self.target, candidates, self.instances, halving, self.concurrency,
                                        self.held_out, note))
 
     def progress(self, progress: Progress) -> None:
@@ -165,4 +166,4 @@ class ShownTune:
         self.display.close()
 
     def phase(self, what: str) -> None:
-        self.display.plan(f"llmtune: {self.target}: {what}")
+        self.display.announce(f"llmtune: {self.target}: {what}")

@@ -45,7 +45,7 @@ class TuneOutcome:
     sharing: Sharing | None = None
     lock_changed: bool = False
     locked: LockEntry | None = None
-    held_out: int = 0  # instances kept from the search
+    held_out_count: int = 0  # instances kept from the search
     confirmed: Confirmation | None = None  # a sampled winner's confirmation run (fresh samples on every instance)
 
 

@@ -39,7 +39,7 @@ SAME_FAILURES_TO_STOP = 3  # distinct candidates failing the same way in a row, 
 Pair = tuple[int, int]  # (candidate, instance)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Progress:
     """Where a bracket's search is: sent on every finished evaluation and about once a second; the caller decides
     what to show."""
@@ -211,9 +211,10 @@ class RungRunner:
             tokens = trial.tokens + sum(o.tokens for o in mine.values())
             scores.append((trial.index, tuple(metrics[i] for i in sorted(metrics)), tokens))
         alive = sum(trial.dropped is None for trial in halving.alive)
-        return Progress(number, len(halving.rungs), alive, rung.instances, done, total, self.result.usage,
-                        outcomes is not None, sum(sizes[:number]) + total + sum(sizes[number + 1:]),
-                        sum(sizes[:number]), scores=tuple(scores))
+        return Progress(rung=number, rungs=len(halving.rungs), configs=alive, instances=rung.instances, done=done,
+                        total=total, usage=self.result.usage, finished=outcomes is not None,
+                        planned=sum(sizes[:number]) + total + sum(sizes[number + 1:]), before=sum(sizes[:number]),
+                        scores=tuple(scores))
 
 
 def run_bracket(

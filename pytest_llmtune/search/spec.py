@@ -73,7 +73,7 @@ class EvalSpec:
             raise ValueError("llm_eval(num_samples=-1) samples until the optimization_budget is spent: give one")
         resolve_agg(self.agg)
 
-    def held_out(self, instances: int) -> int:
+    def held_out_count(self, instances: int) -> int:
         """How many of `instances` are kept from the search and score its finalists at the end."""
         if self.holdout is None:
             count = int(instances * HOLDOUT_FRACTION) if instances >= HOLDOUT_FROM else 0

@@ -30,7 +30,15 @@ from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.candidate import Candidate
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
-from pytest_llmtune.search.evaluation import Evaluation, Executor, InlineExecutor, NothingFits, SearchFailed
+from pytest_llmtune.search.evaluation import (
+    Config,
+    Evaluate,
+    Evaluation,
+    Executor,
+    InlineExecutor,
+    NothingFits,
+    SearchFailed,
+)
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
@@ -52,6 +60,9 @@ from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
 
+How = tuple[Executor, int, Callable[..., Evaluate]]  # how evaluations run: the executor, at most how many at once,
+# and evaluate_with(configs, repeat=0): repeat 1 draws the confirmation's fresh samples
+
 CONFIRMATION = 1  # the repeat whose samples confirm a sampled winner (numbered from REPEAT_STRIDE): what is locked
 
 
@@ -59,7 +70,7 @@ class TuneSession(EndpointSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
         self.reported: list[str] = []  # where --llm-report wrote
-        self.plans: list[str] = []  # with --co: each selected target's plan
+        self.previews: list[str] = []  # with --co: each selected target's plan
         self.warnings: list[str] = []  # damaged files kept aside
 
     # --- the search ---------------------------------------------------------------------------------------------
@@ -73,7 +84,7 @@ class TuneSession(EndpointSession):
             return
         outcome = state.outcome = terminal.TuneOutcome(target.name, target.spec)
         try:
-            outcome.held_out = target.spec.held_out(len(target.instances))
+            outcome.held_out_count = target.spec.held_out_count(len(target.instances))
         except ValueError as error:
             state.verdict = Verdict("failed", str(error))
             return
@@ -110,11 +121,11 @@ class TuneSession(EndpointSession):
             self.run_tune(target, outcome, self.one_at_a_time(target, instances))
 
     def concurrent(self, target: Target, instances: list[pytest.Function], probed: pytest.Function,
-                   sharing: Sharing) -> tuple[Executor, int, Callable[..., Any]]:
-        def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
-            def evaluate(config: int, instance: int) -> Evaluation:
+                   sharing: Sharing) -> How:
+        def evaluate_with(configs: list[Config], repeat: int = 0) -> Evaluate:
+            def evaluate(candidate: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = Run.of(configs[config], repeat=repeat)
+                run = Run.of(configs[candidate], repeat=repeat)
                 return evaluation_of(self.call_shared(item, probed, sharing, run), target.spec, item)
 
             return evaluate
@@ -123,12 +134,11 @@ class TuneSession(EndpointSession):
         self.config.add_cleanup(lambda: pool.shutdown(wait=True, cancel_futures=True))
         return pool, self.settings.endpoint.concurrency, evaluate_with
 
-    def one_at_a_time(self, target: Target,
-                      instances: list[pytest.Function]) -> tuple[Executor, int, Callable[..., Any]]:
-        def evaluate_with(configs: list[dict[str, Any]], repeat: int = 0) -> Callable[[int, int], Evaluation]:
-            def evaluate(config: int, instance: int) -> Evaluation:
+    def one_at_a_time(self, target: Target, instances: list[pytest.Function]) -> How:
+        def evaluate_with(configs: list[Config], repeat: int = 0) -> Evaluate:
+            def evaluate(candidate: int, instance: int) -> Evaluation:
                 item = instances[instance]
-                run = self.run_unlogged(item, Run.of(configs[config], repeat=repeat), target)
+                run = self.run_unlogged(item, Run.of(configs[candidate], repeat=repeat), target)
                 error = rerun_error(run)
                 if error is not None:
                     raise error
@@ -147,12 +157,11 @@ class TuneSession(EndpointSession):
                            split_n=self.settings.endpoint.split_n,
                            price=lambda model, prompt, completion: prices.cost(model, round(prompt), round(completion)))
 
-    def run_tune(self, target: Target, outcome: terminal.TuneOutcome,
-                 how: tuple[Executor, int, Callable[..., Any]]) -> None:
+    def run_tune(self, target: Target, outcome: terminal.TuneOutcome, how: How) -> None:
         """The core's tune of the target (search/tune.py), its progress shown, its results kept in `outcome` also
         when it stops early."""
         executor, concurrency, evaluate_with = how
-        problem = self.problem(target, outcome.held_out)
+        problem = self.problem(target, outcome.held_out_count)
         tune = Tune(problem, self.endpoint.spending)
         display = ProgressDisplay(self.config.pluginmanager.get_plugin("terminalreporter"),
                                   self.config.get_verbosity(), target.name, target.spec, outcome.spending,
@@ -179,11 +188,12 @@ class TuneSession(EndpointSession):
             return Verdict("failed", "nothing was locked: no config was scored on every instance; raise the budgets "
                                      "or widen the space")
         winner = result.winner
-        held = result.held_out.get(winner.index) if outcome.held_out else None
-        if outcome.held_out and (held is None or held.error or len(held.metrics) < outcome.held_out):
+        count = outcome.held_out_count
+        held = result.held_out.get(winner.index) if count else None
+        if count and (held is None or held.error or len(held.metrics) < count):
             why = held.error if held is not None and held.error else "not evaluated"
-            return Verdict("failed", f"nothing was locked: the winner could not be scored on the {outcome.held_out} "
-                                     f"held-out instances ({why}); a lock needs every instance, for the gate")
+            return Verdict("failed", f"nothing was locked: the winner could not be scored on the {count} held-out "
+                                     f"instances ({why}); a lock needs every instance, for the gate")
         state = self.state(target.name)
         state.candidate = Candidate(result.configs[winner.index])
         entry = self.lock_entry(target, result, winner, held, outcome.confirmed)
@@ -256,8 +266,8 @@ class TuneSession(EndpointSession):
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.config.option.collectonly and reporter is not None:  # -p no:terminal: nothing to print it on
             width = self.config.get_terminal_writer().fullwidth
-            self.plans = [line for target in self.targets.values() if self.selected(target, session)
-                          for line in self.plan(target, width)]
+            self.previews = [line for target in self.targets.values() if self.selected(target, session)
+                          for line in self.preview(target, width)]
 
     def check_lockfile(self) -> None:
         """Before anything is spent: a lockfile from a newer version stops the tune (upgrade); a damaged one is
@@ -274,12 +284,12 @@ class TuneSession(EndpointSession):
                                  f"{path.name} holds the targets tuned from now on (the others' locks are in "
                                  f"{aside.name})")
 
-    def plan(self, target: Target, width: int) -> list[str]:
+    def preview(self, target: Target, width: int) -> list[str]:
         """What `pytest --llm-tune` would do for the target, with the tune's own drawing, screening and fitting:
         no request, no server (see report/preview.py)."""
         spec, settings = target.spec, self.settings
         try:
-            held = spec.held_out(len(target.instances))
+            held = spec.held_out_count(len(target.instances))
         except ValueError as error:
             return [f"{target.name}: {error}"]
         problem = self.problem(target, held)
@@ -315,7 +325,7 @@ class TuneSession(EndpointSession):
             candidates = candidates[: max(fitting["chosen"], 1)]
         rungs = SuccessiveHalving(len(candidates), problem.instances, eta=problem.eta,
                                   min_instances=problem.min_instances, one_rung=problem.one_rung).rungs
-        return preview.plan_lines(target.name, spec, candidates, rungs, problem.instances, held, confirm, sizes,
+        return preview.preview_lines(target.name, spec, candidates, rungs, problem.instances, held, confirm, sizes,
                                   settings.endpoint.split_n, cost, width, fitting)
 
     # --- the summary and the reports ----------------------------------------------------------------------------
@@ -333,10 +343,10 @@ class TuneSession(EndpointSession):
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.config.option.collectonly:
-            if self.plans:
+            if self.previews:
                 terminalreporter.section("llmtune plan: what `pytest --llm-tune` would do (no request sent)")
                 width = self.config.get_terminal_writer().fullwidth
-                for line in self.plans:
+                for line in self.previews:
                     for part in wrap(line, width) if terminalreporter.isatty() else [line]:
                         terminalreporter.write_line(part)
             return
