@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.report import json_report, terminal
+from pytest_llmtune.report import json_report, terminal, verdicts
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
 from pytest_llmtune.search.candidate import Candidate
@@ -188,7 +188,7 @@ class GateSession(EndpointSession):
                     errors.append(error)
                     break
         if errors:
-            return Verdict("failed", terminal.gate_error_words(target.name, errors, len(target.instances)))
+            return Verdict("failed", verdicts.gate_error_words(target.name, errors, len(target.instances)))
         gate, rescoring = self.settings.gate, state.rescore is not None
         # an instance whose every response is a recording from before this session has no sampling noise
         replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
@@ -197,9 +197,9 @@ class GateSession(EndpointSession):
                           accept_lower=gate.accept_lower, replayed=replayed)
         if judgement.passed and rescoring:
             self.relock(target, entry, judgement)
-        shown = terminal.Gate.of(judgement, spec, entry.score, repeat=repeat,
+        shown = verdicts.Gate.of(judgement, spec, entry.score, repeat=repeat,
                                  how="live" if gate.live else "re-scored" if rescoring else "")
-        return shown.verdict(terminal.judgement_words(judgement, spec, target.nodeid, live=gate.live,
+        return shown.verdict(verdicts.judgement_words(judgement, spec, target.nodeid, live=gate.live,
                                                       rescoring=rescoring, lockfile=self.settings.lockfile.name,
                                                       note=state.note))
 
