@@ -59,10 +59,13 @@ def test_plain():
 
 @pytest.fixture(autouse=True)
 def _quiet_pytest_asyncio(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pytester projects run with pytest-asyncio's loop scope set, as a user's project would (else it warns)."""
+    """pytester projects run with pytest-asyncio's loop scope set, as a user's project would (else it warns), and
+    in a wide log (COLUMNS=1000): the summary wraps its prose to the width pytest uses, and the tests read each
+    line whole; the tests of wrapping set COLUMNS themselves."""
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
         monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
+        monkeypatch.setenv("COLUMNS", "1000")
 
 
 @pytest.fixture(scope="session", autouse=True)

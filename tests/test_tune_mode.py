@@ -15,7 +15,9 @@ from openai_server import FakeOpenAI
 from conftest import API_KEY, assert_ran, read_lock
 
 
-def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai_server: FakeOpenAI,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the leaderboard at 80 columns: short names
     result = project.runpytest("--llm-tune")
 
     assert_ran(result, 26)
@@ -313,7 +315,8 @@ def test_sum(llm, a, b):
 
 
 def test_a_quarter_of_40_instances_is_held_out_and_scores_the_finalists(
-        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the leaderboard at 80 columns: short names
     pytester.makepyfile(test_sums=HOLDOUT_TEST.replace("HOLDOUT", "").replace("COUNT", "40"))
 
     result = pytester.runpytest("--llm-tune")
@@ -321,13 +324,13 @@ def test_a_quarter_of_40_instances_is_held_out_and_scores_the_finalists(
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["llmtune: tuning test_sums.py::test_sum: 16 configs, 30 instances (+10 held out)*",
                                  "*held-out [[]CI[]]*",
-                                 "held-out pass_rate * on the 10 instances the search never saw; * on the 30 it "
-                                 "tuned on"])
+                                 "held-out pass_rate * on the 10 instances the search",  # wrapped at 80
+                                 "  never saw; * on the 30 it tuned on"])
     entry = read_lock(pytester.path)["targets"]["test_sums.py::test_sum"]
     assert entry["instances"] == 40 and entry["holdout"]["instances"] == 10 and entry["tuning"]["instances"] == 30
     # the locked score is the confirmation run's, on all 40 (what the gate replays), beside what the search measured
     result.stdout.fnmatch_lines(["confirmed with fresh samples of the winner on all 40 instances: pass_rate "
-                                 f"{entry['score']:.3f} (the search measured * on them)*"])
+                                 f"{entry['score']:.3f}", "  (the search measured * on them)*"])  # wrapped at 80
     assert entry["repeat"] == 1 and len(entry["results"]) == 40
     assert entry["score"] == pytest.approx(sum(entry["results"].values()) / 40, abs=1e-5)
     assert pytester.runpytest("--llm-test").ret == pytest.ExitCode.OK

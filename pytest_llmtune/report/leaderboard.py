@@ -16,7 +16,7 @@ from pytest_llmtune.search.result import HeldOut
 from pytest_llmtune.search.stats import aggregate, interval
 
 __all__ = ["LONG", "NAMES", "ORDER", "Board", "cell", "config_lines", "cut", "format_score", "labels_for", "legend",
-           "plural", "render", "value_text", "varying_keys", "wrap"]
+           "plural", "render", "split_tables", "value_text", "varying_keys", "wrap"]
 
 TEMPLATES = ("prompt", "messages")  # a config has one or the other: one column, "template"
 ROWS = 10  # rows without -v; -v shows every config
@@ -116,25 +116,10 @@ class Board:
             lines = render(rows, names)
             if max(map(len, lines)) <= self.width:
                 return lines
-        first = [s[:2] for s in scores]
-        return [*self.split(first, [s[2:] for s in scores], [SHORT.get(h, h) for h in score_headers[2:]]), "",
-                *self.split(first, settings, [SHORT.get(k, k) for k in keys])]
-
-    def split(self, first: list[list[str]], rows: list[list[str]], names: list[str]) -> list[str]:
-        """Tables of as many columns as fit, each beginning with the `first` columns (rank and #)."""
-        chunks: list[list[int]] = [[]]
-        for column in range(len(names)):
-            wider = self.chunk(first, rows, names, [*chunks[-1], column])
-            if chunks[-1] and max(map(len, wider)) > self.width:
-                chunks.append([])
-            chunks[-1].append(column)
-        tables = [self.chunk(first, rows, names, chunk) for chunk in chunks if chunk]
-        return [line for number, table in enumerate(tables) for line in ([""] if number else []) + table]
-
-    @staticmethod
-    def chunk(first: list[list[str]], rows: list[list[str]], names: list[str], columns: Sequence[int]) -> list[str]:
-        return render([[*f, *(row[c] for c in columns)] for f, row in zip(first, rows, strict=True)],
-                      ["rank", "#", *(names[c] for c in columns)])
+        first, first_names = [s[:2] for s in scores], ["rank", "#"]
+        score_names = [SHORT.get(h, h) for h in score_headers[2:]]
+        return [*split_tables(first, first_names, [s[2:] for s in scores], score_names, self.width), "",
+                *split_tables(first, first_names, settings, [SHORT.get(k, k) for k in keys], self.width)]
 
     def score_headers(self, shown: Sequence[Trial]) -> list[str]:
         headers = ["rank", "#", "instances", "score [95% CI]"]
@@ -223,6 +208,23 @@ def render(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:
                          for cell, width, header in zip(cells, widths, headers, strict=True)).rstrip()
 
     return [line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)]
+
+
+def split_tables(first: Sequence[Sequence[str]], first_names: Sequence[str], rows: Sequence[Sequence[str]],
+                 names: Sequence[str], width: int) -> list[str]:
+    """Tables of as many of `names`' columns as fit in `width`, each beginning with the `first` columns (the row's
+    rank and number), one after another: a narrow terminal still shows every column."""
+    def chunk(columns: Sequence[int]) -> list[str]:
+        return render([[*f, *(row[c] for c in columns)] for f, row in zip(first, rows, strict=True)],
+                      [*first_names, *(names[c] for c in columns)])
+
+    chunks: list[list[int]] = [[]]
+    for column in range(len(names)):
+        if chunks[-1] and max(map(len, chunk([*chunks[-1], column]))) > width:
+            chunks.append([])
+        chunks[-1].append(column)
+    tables = [chunk(columns) for columns in chunks if columns]
+    return [line for number, table in enumerate(tables) for line in ([""] if number else []) + table]
 
 
 def dropped_note(trial: Trial) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmtune.report.leaderboard import cell, labels_for, legend, render, varying_keys
+from pytest_llmtune.report.leaderboard import cell, labels_for, legend, render, split_tables, varying_keys
 from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.spec import EvalSpec
@@ -143,6 +143,7 @@ def candidate_lines(candidates: Sequence[Mapping[str, Any]], tokens: Sequence[To
              f"{t.prompt + t.worst_completion:.0f}" if t.worst_completion is not None else "no bound"]
             for number, (config, t) in enumerate(zip(candidates, tokens, strict=True))]
     table = render(rows, ["#", *keys, "tok/eval", "worst"])
-    if max(map(len, table)) > width:  # the settings apart from the numbers
-        table = render([[row[0], *row[-2:]] for row in rows], ["#", "tok/eval", "worst"])
+    if max(map(len, table)) > width:  # tables that fit, one after another, each beginning with the number
+        table = split_tables([row[:1] for row in rows], ["#"], [row[1:] for row in rows],
+                             [*keys, "tok/eval", "worst"], width)
     return [*table, *legend(labels, width)]

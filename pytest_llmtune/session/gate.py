@@ -28,6 +28,7 @@ import pytest
 from pytest_llmtune.report import json_report, terminal, verdicts
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
+from pytest_llmtune.report.leaderboard import wrap
 from pytest_llmtune.search.candidate import Candidate
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
@@ -281,9 +282,11 @@ class GateSession(EndpointSession):
                 stopped = name in self.targets and self.not_reached(self.targets[name])
                 line = f"{name}: " + (terminal.not_reached_words(name, "gated", str(self.stopped)) if stopped
                                       else terminal.not_selected_words(name, "gated"))
+            width = terminalreporter.config.get_terminal_writer().fullwidth
             for number, text in enumerate(line.splitlines()):
                 shown = ("FAILED " if failed else "") + text if number == 0 else "  " + text
-                terminalreporter.write_line(shown, red=failed)
+                for part in wrap(shown, width):  # to the width pytest uses, in a log too (COLUMNS)
+                    terminalreporter.write_line(part, red=failed)
             for text in self.instance_lines(name, terminalreporter.config.get_terminal_writer().fullwidth):
                 terminalreporter.write_line(text)
         for line in [*pruned, *self.reported]:

@@ -347,7 +347,7 @@ class TuneSession(EndpointSession):
                 terminalreporter.section("llmtune plan: what `pytest --llm-tune` would do (no request sent)")
                 width = self.config.get_terminal_writer().fullwidth
                 for line in self.previews:
-                    for part in wrap(line, width) if terminalreporter.isatty() else [line]:
+                    for part in wrap(line, width):
                         terminalreporter.write_line(part)
             return
         if not self.targets:
@@ -360,8 +360,9 @@ class TuneSession(EndpointSession):
             terminalreporter.write_line(throttled, yellow=True)
         width = self.config.get_terminal_writer().fullwidth
         verbose = self.config.get_verbosity() > 0
-        # prose is wrapped on a terminal; a log (CI) keeps each line whole, to grep (tables fit either way)
-        fold = (lambda line: wrap(line, width)) if terminalreporter.isatty() else (lambda line: [line])
+        # prose is wrapped to the width pytest uses (the terminal's, or COLUMNS in a log); tables are fitted
+        def fold(line: str) -> list[str]:
+            return wrap(line, width)
         for name, target in self.targets.items():
             state = self.state(name)
             outcome, verdict = state.outcome, state.verdict
