@@ -47,14 +47,18 @@ def test_sentiment_example_tunes_then_gates_offline(pytester: pytest.Pytester, o
 @pytest.mark.parametrize(("name", "instances"), [("arithmetic", 40), ("capitals", 40), ("humaneval", 8)])
 def test_committed_example_passes_the_gate_offline(name: str, instances: int, pytester: pytest.Pytester,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh clone gates on the committed lockfile and recordings: no server, no key, no network."""
+    """A fresh clone gates on the committed lockfile and recordings: no server, no key, no network; and in this
+    venv (pytest-asyncio installed, no ini setting passed in) without a warning line."""
     copy_example(name, pytester)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("PYTEST_ADDOPTS")
 
-    result = pytester.runpytest("--llm-test")
+    result = pytester.runpytest_subprocess("--llm-test")
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    output = (result.stdout.str() + result.stderr.str()).lower()
+    assert "warning" not in output, output
     result.stdout.fnmatch_lines([f"*: pass_rate * on {instances} instances (* failed an assertion); locked *: ok"])
 
 
