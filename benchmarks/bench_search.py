@@ -138,8 +138,8 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     grid = strategy == "grid"
     spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
                     optimization_budget=spending.budget, seed=landscape.seed)
-    tune = Tune(TuneProblem(spec=spec, instances=TUNING, held_out=HELD_OUT, num_samples=16, eta=3, min_instances=5,
-                            confirms=confirm), spending)
+    tune = Tune(TuneProblem(spec=spec, instances=TUNING, held_out_count=HELD_OUT, num_samples=16, eta=3,
+                            min_instances=5, confirms=confirm), spending)
     try:
         tune.run(landscape.evaluate_with(spending), executor=InlineExecutor(), concurrency=1)
     except NothingFits:  # no lock, counted as such

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "BodyResult", "Sharing", "Verdict"]
+__all__ = ["SCORE_DIGITS", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "BodyResult", "Sharing", "Verdict"]
 
+SCORE_DIGITS = 6  # scores are locked, and compared, at this precision (the gate's and the lockfile's)
 SUFFIX = "[llmtune]"  # the target's item: test_x[llmtune]
 TARGET_PROPERTY = "llmtune_target"  # on the reports of a target's items: its instances and its verdict
 VERDICT_PROPERTY = "llmtune_verdict"

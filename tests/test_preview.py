@@ -10,7 +10,13 @@ from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
 from pytest_llmtune.report.preview import Sizes, evaluations, tokens_per_evaluation
+from pytest_llmtune.search.brackets import Brackets
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.domains import choice
 from pytest_llmtune.search.halving import TIES, Rung
+from pytest_llmtune.search.problem import TuneProblem
+from pytest_llmtune.search.space import SearchSpace
+from pytest_llmtune.search.spec import EvalSpec
 
 
 def test_the_plan_before_a_tune_sends_nothing(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
@@ -107,3 +113,19 @@ def test_collect_only_writes_nothing_and_needs_no_terminal(pytester: pytest.Pyte
     assert quiet.ret == plain.ret == pytest.ExitCode.OK
     assert sorted(p.name for p in pytester.path.iterdir()) == ["test_sentiment.py"]
     assert openai_server.requests == 0
+
+
+def test_the_first_bracket_a_tight_budget_pays_for_is_its_cheapest_candidate() -> None:
+    """The preview shows what the tune's fit chose: when only the cheapest candidate fits, that one (not the first
+    drawn), with no request sent."""
+    space = SearchSpace({"prompt": "p", "max_tokens": choice([8, 64, 256])})
+    spec = EvalSpec(space=space, optimization_budget=Budget.parse("85 tokens", "optimization_budget"), num_samples=12)
+    problem = TuneProblem(spec=spec, instances=10, confirms=False)
+
+    first = Brackets(problem).first(lambda config: float(config["max_tokens"]))
+
+    drawn = Brackets(problem).draw(problem.count, spec.seed)
+    assert drawn[0]["max_tokens"] != 8  # so the first drawn is not the cheapest
+    assert [c["max_tokens"] for c in first.candidates] == [8]  # 8 x 10 instances fits 85 tokens; no margin
+    assert first.fit is not None and first.fit.chosen and first.priced == first.drawn
+    assert first.rungs == [Rung(1, 10)]

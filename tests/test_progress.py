@@ -19,19 +19,8 @@ from pytest_llmtune.usage import Usage
 TARGET = "tests/test_sentiment.py::test_sentiment"
 
 
-class Writer:
-    fullwidth = 100
-
-
-class Config:
-    def get_terminal_writer(self) -> Writer:
-        return Writer()
-
-
 class Screen:
     """What a terminal shows, from the terminal reporter's public writing methods (the calls a tty receives)."""
-
-    config = Config()
 
     def __init__(self, tty: bool) -> None:
         self.tty, self.lines, self.current = tty, list[str](), ""
@@ -60,11 +49,12 @@ class Clock:
         return self.now
 
 
-def display(screen: Screen, clock: Clock, verbosity: int = 0, budget: str | None = "10000 tokens") -> tuple[
+def display(screen: Screen, clock: Clock, verbosity: int = 0, budget: str | None = "10000 tokens",
+            width: int = 100) -> tuple[
         ProgressDisplay, Spending, Usage]:
     spending, usage = Spending(Budget.parse(budget, "optimization_budget") if budget else None), Usage()
     spec = EvalSpec(space=SearchSpace({"model": "m", "prompt": "{x}"}))
-    return ProgressDisplay(screen, verbosity, TARGET, spec, spending, usage, clock=clock), spending, usage
+    return ProgressDisplay(screen, verbosity, TARGET, spec, spending, usage, width=width, clock=clock), spending, usage
 
 
 def progress(done: int, total: int = 100, finished: bool = False, **fields: Any) -> Progress:
@@ -94,13 +84,9 @@ def test_on_a_terminal_one_line_is_rewritten_in_place_with_an_eta() -> None:
 
 def test_a_narrow_terminal_keeps_the_rung_and_the_eta() -> None:
     screen, clock = Screen(tty=True), Clock()
-    Writer.fullwidth = 70
-    try:
-        shown, spending, _ = display(screen, clock)
-        clock.now, spending.spent = 10, 5000
-        shown.update(progress(50))
-    finally:
-        Writer.fullwidth = 100
+    shown, spending, _ = display(screen, clock, width=70)
+    clock.now, spending.spent = 10, 5000
+    shown.update(progress(50))
     assert len(screen.current) < 70
     assert "rung 1/2" in screen.current and "ETA 10s" in screen.current
 

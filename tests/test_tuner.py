@@ -99,7 +99,7 @@ def test_configs_failing_alike_stop_the_search_with_the_config() -> None:
     with pytest.raises(SearchFailed) as failed:
         run.run(evaluate_with, executor=InlineExecutor(), concurrency=1, finalists=False)
 
-    assert failed.value.candidates == 3
+    assert failed.value.in_a_row == 3
     assert failed.value.config is not None and failed.value.config["model"] == "m"
 
 
@@ -161,8 +161,8 @@ def budgeted(budget: str, evaluate_with: Callable[[Spending], Callable[[list[dic
     for a confirmation run when `confirm` (its 12 instances)."""
     spending = Spending(Budget.parse(budget, "optimization_budget"))
     run = Tune(TuneProblem(spec=EvalSpec(space=SPACE, optimization_budget=spending.budget, num_samples=num_samples),
-                           instances=12, num_samples=8, eta=3, min_instances=3, default_model="m", held_out=held_out,
-                           confirms=confirm > 0), spending)
+                           instances=12, num_samples=8, eta=3, min_instances=3, default_model="m",
+                           held_out_count=held_out, confirms=confirm > 0), spending)
     run.run(evaluate_with(spending), executor=InlineExecutor(), concurrency=1, finalists=False)
     return run, spending
 

@@ -111,7 +111,7 @@ class Endpoint:
             try:
                 reply = self._send(api, params, sample)
             except BaseException:
-                self.spending.release()  # the room the cassette reserved for a live request, if it did
+                self.spending.release()  # the room BudgetGate (llm/layers.py) held for a live request, if it did
                 raise
         if reply.replayed:
             self.spending.release()

@@ -7,42 +7,21 @@
             -> the network
 
 Only a request no recording answers reaches them, so replays are free and unpaced. The request's JSON body is
-parsed once, by the first layer that reads it, and kept on the request (`request_body`).
+parsed once, by the first layer that reads it, and kept on the request (llm/body.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import httpx2
 
+from pytest_llmtune.llm.body import request_body
 from pytest_llmtune.llm.cost import PriceTable, worst_case_tokens
 from pytest_llmtune.llm.pacing import Pacer
 from pytest_llmtune.search.budget import Spending
 
-__all__ = ["NOT_JSON", "BudgetGate", "Paced", "parsed_body", "request_body"]
-
-BODY = "llmtune.body"  # the parsed body, in the request's extensions
-NOT_JSON = object()
-
-
-def parsed_body(request: httpx2.Request) -> Any:
-    """The request's body parsed as JSON, once per request (the cassette's key and the live layers share it);
-    `NOT_JSON` when it is not JSON."""
-    if BODY not in request.extensions:
-        try:
-            request.extensions[BODY] = json.loads(request.read())
-        except ValueError:
-            request.extensions[BODY] = NOT_JSON
-    return request.extensions[BODY]
-
-
-def request_body(request: httpx2.Request) -> Mapping[str, Any]:
-    """The request's JSON body as a dict ({} when it is none)."""
-    found = parsed_body(request)
-    return found if isinstance(found, dict) else {}
+__all__ = ["BudgetGate", "Paced"]
 
 
 class BudgetGate(httpx2.BaseTransport):

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmtune.report.leaderboard import cell, labels_for, legend, render, split_tables, varying_keys
+from pytest_llmtune.report.leaderboard import cell, labels_for, legend, plural, render, split_tables, varying_keys
+from pytest_llmtune.search.brackets import FirstBracket
 from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.spec import EvalSpec
@@ -80,18 +81,16 @@ def evaluations(rungs: Sequence[Rung], held_out: int, confirm: int) -> tuple[int
     return planned + held_out + confirm, most + FINALISTS * held_out + confirm
 
 
-def preview_lines(name: str, spec: EvalSpec, candidates: Sequence[Mapping[str, Any]], rungs: Sequence[Rung],
-               instances: int, held_out: int, confirm: int, sizes: Sizes, split_n: bool,
-               cost: Callable[[Mapping[str, Any], float, float], float], width: int,
-               fitting: Mapping[str, Any]) -> list[str]:
+def preview_lines(name: str, spec: EvalSpec, first: FirstBracket, *, instances: int, held_out: int, sizes: Sizes,
+                  split_n: bool, cost: Callable[[Mapping[str, Any], float, float], float], width: int) -> list[str]:
     """The target's plan: candidates, rungs, expected and worst-case tokens and dollars, what the budgets allow."""
+    candidates, rungs, drawn = first.candidates, first.rungs, first.drawn
     tokens = [tokens_per_evaluation(config, sizes, split_n) for config in candidates]
-    planned, most = evaluations(rungs, held_out, confirm)
+    planned, most = evaluations(rungs, held_out, first.confirm)
     mean = statistics.fmean(t.prompt + t.completion for t in tokens)
     worst = [t.prompt + t.worst_completion if t.worst_completion is not None else None for t in tokens]
-    drawn = fitting.get("drawn", len(candidates))
-    lines = [f"{name}: {len(candidates)} candidates" + (f" (of {drawn} drawn)" if drawn != len(candidates) else "")
-             + f", {instances} instances searched"
+    lines = [f"{name}: {plural(len(candidates), 'candidate')}"
+             + (f" (of {drawn} drawn)" if drawn != len(candidates) else "") + f", {instances} instances searched"
              + (f" (+{held_out} held out)" if held_out else ""),
              f"  rungs (configs x instances): {', then '.join(f'{r.configs} x {r.instances}' for r in rungs)}; "
              f"{planned:,} evaluations planned"
@@ -108,7 +107,7 @@ def preview_lines(name: str, spec: EvalSpec, candidates: Sequence[Mapping[str, A
         line += f"; worst case: {worst_tokens:,.0f} tokens, ${worst_dollars:.4f}"
     else:
         line += "; worst case: no bound (a candidate has no max_tokens)"
-    lines += [line, *budget_lines(spec, fitting), *candidate_lines(candidates, tokens, width)]
+    lines += [line, *budget_lines(spec, first), *candidate_lines(candidates, tokens, width)]
     return lines
 
 
@@ -120,18 +119,18 @@ def sizes_words(sizes: Sizes) -> str:
             "template (without the instance's fields), answers half their max_tokens")
 
 
-def budget_lines(spec: EvalSpec, fitting: Mapping[str, Any]) -> list[str]:
+def budget_lines(spec: EvalSpec, first: FirstBracket) -> list[str]:
     lines = []
-    budget = spec.optimization_budget
-    if budget is None:
+    budget, fit = spec.optimization_budget, first.fit
+    if budget is None or fit is None:
         lines.append("  no optimization budget: the plan runs in full (set optimization_budget= to cap it)")
     else:
-        lines.append(f"  optimization budget {budget.words(budget.amount)}: pays for about {fitting['chosen']} of "
-                     f"the {fitting['candidates']} candidates (expected {budget.words(fitting['expected'])}); the "
+        lines.append(f"  optimization budget {budget.words(budget.amount)}: pays for about {len(fit.chosen)} of "
+                     f"the {first.priced} candidates (expected {budget.words(fit.expected)}); the "
                      "tune measures the first evaluation and fits the plan again")
     if spec.inference_budget is not None:
         lines.append(f"  inference budget {spec.inference_budget.words(spec.inference_budget.amount)} per instance: "
-                     f"{fitting['over']} of the {fitting['drawn']} drawn skipped before any request (n x max_tokens "
+                     f"{first.skipped} of the {first.drawn} drawn skipped before any request (n x max_tokens "
                      "alone can cost more)")
     return lines
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from pytest_llmtune.report.leaderboard import cut, format_score, plural, wrap
 from pytest_llmtune.report.terminal import bracket_line, fit_note
@@ -20,7 +20,7 @@ from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate
 from pytest_llmtune.usage import Usage
 
-__all__ = ["ProgressDisplay", "duration"]
+__all__ = ["ProgressDisplay", "Screen", "ShownTune", "duration"]
 
 REDRAW = 0.2  # seconds between redraws of the line on a terminal
 LOG_EVERY = 60.0  # seconds between lines in a log, within a rung
@@ -35,16 +35,26 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class ProgressDisplay:
-    """Shows one target's search; `reporter` is pytest's terminal reporter (None: show nothing)."""
+class Screen(Protocol):
+    """Where the progress goes: the session gives pytest's terminal reporter (its public writing methods). The
+    one place this layer writes, and only through what it is given."""
 
-    def __init__(self, reporter: Any, verbosity: int, target: str, spec: EvalSpec, spending: Spending,
-                 usage: Usage, clock: Callable[[], float] = time.monotonic,
+    def isatty(self) -> bool: ...
+    def write(self, text: str) -> None: ...
+    def write_line(self, line: str) -> None: ...
+    def rewrite(self, line: str, erase: bool = False) -> None: ...
+
+
+class ProgressDisplay:
+    """Shows one target's search on `screen` (None: show nothing), `width` columns wide."""
+
+    def __init__(self, screen: Screen | None, verbosity: int, target: str, spec: EvalSpec, spending: Spending,
+                 usage: Usage, *, width: int = 100, clock: Callable[[], float] = time.monotonic,
                  throttled: Callable[[], str | None] = lambda: None) -> None:
-        self.reporter: Any = None if verbosity < 0 else reporter
-        self.tty = bool(reporter is not None and reporter.isatty())
+        self.reporter = None if verbosity < 0 else screen
+        self.tty = bool(screen is not None and screen.isatty())
         self.verbose = verbosity > 0
-        self.width = reporter.config.get_terminal_writer().fullwidth if reporter is not None else 100
+        self.width = width
         self.target, self.spec, self.spending, self.usage, self.clock = target, spec, spending, usage, clock
         self.throttled = throttled  # why the endpoint's limits hold requests back now, if they do
         self.started = clock()
@@ -89,6 +99,7 @@ class ProgressDisplay:
             self.draw(drawn)
 
     def draw(self, line: str) -> None:
+        assert self.reporter is not None
         self.reporter.rewrite(line, erase=True)
         self.drawn = line
 
@@ -157,7 +168,7 @@ class ShownTune:
     def bracket(self, candidates: int, halving: SuccessiveHalving, fitted: tuple[int, BudgetFit] | None) -> None:
         note = fit_note(fitted, self.budget) if fitted else ""
         self.display.announce(bracket_line(self.target, candidates, self.instances, halving, self.concurrency,
-                                       self.held_out, note))
+                                           held_out=self.held_out, fitted=note))
 
     def progress(self, progress: Progress) -> None:
         self.display.update(progress)

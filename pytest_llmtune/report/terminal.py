@@ -50,7 +50,6 @@ class TuneOutcome:
 WIDTH = 36
 
 
-
 def usage_words(usage: Usage) -> str:
     """New spending and replays, apart: "152 requests (5,276 tokens, $0.0012); 184 replayed (6,010 tokens, $0.0014)"."""
     return (f"{usage.requests} requests ({usage.live.tokens:,} tokens, ${usage.live.cost:.4f}); "
@@ -110,8 +109,8 @@ def cheapest_line(result: SearchResult) -> str | None:
             "cannot call it worse")
 
 
-def bracket_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int,
-              held_out: int = 0, fitted: str = "") -> str:
+def bracket_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int, *,
+                 held_out: int = 0, fitted: str = "") -> str:
     how = f"{concurrency} at a time" if concurrency > 1 else "one at a time"
     kept = f" (+{held_out} held out)" if held_out else ""
     plural = "s" if configs != 1 else ""
@@ -146,7 +145,7 @@ def failed_search_words(outcome: TuneOutcome, url: str) -> str:
     failed = outcome.failed
     assert failed is not None
     error = failed.failure.error
-    how = "its last config" if failed.candidates == 1 else f"{failed.candidates} configs in a row"
+    how = "its last config" if failed.in_a_row == 1 else f"{failed.in_a_row} configs in a row"
     lines = [f"search stopped: {how} failed the same way, on {error.where}: {error.signature}"]
     if any(word in error.signature for word in ("APIConnectionError", "APITimeoutError", "Connection")):
         lines.append(f"requests go to {url}: check that it is up (ini llmtune_base_url, or OPENAI_BASE_URL)")

@@ -45,9 +45,9 @@ def fit_plan(problem: TuneProblem, estimates: Sequence[float], left: float, conf
     """The candidates `left` pays for, with room for the winner's held-out evaluation and, while something still
     fits with it, its confirmation run; when nothing does, the confirmation gives way (the lock then keeps the
     search's results)."""
-    found = _fit(problem, estimates, left, problem.held_out + confirm)
+    found = _fit(problem, estimates, left, problem.held_out_count + confirm)
     if not found.chosen and confirm:
-        return PlanFit(_fit(problem, estimates, left, problem.held_out), 0)
+        return PlanFit(_fit(problem, estimates, left, problem.held_out_count), 0)
     return PlanFit(found, confirm)
 
 
@@ -62,7 +62,8 @@ class Affordability:
 
     problem: TuneProblem
     spending: Spending
-    confirm: int = 0  # instances of the confirmation run the plan keeps room for, while the budget allows it
+    confirm: int = field(init=False)  # instances of the confirmation run the plan keeps room for, while the budget
+    # allows it (the problem's, until the budget gives it up)
     costs: CostModel = field(init=False)
     live: dict[LiveKey, tuple[dict[int, float], list[float]]] = field(default_factory=dict)
     # (bracket, candidate) -> its metrics by instance and per-instance costs so far, as evaluations finish
@@ -96,7 +97,7 @@ class Affordability:
             planned = fit_plan(self.problem, estimates, left, self.confirm)
             fitted, self.confirm = planned.fit, planned.confirm
         else:
-            fitted = _fit(self.problem, estimates, left, self.problem.held_out + self.confirm)
+            fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm)
         if not fitted.chosen and first:  # look further for one config the budget can finish
             found = cheaper(left)
             if found is not None:
@@ -108,7 +109,7 @@ class Affordability:
             enough = _round_up(self.spending.spent + MARGIN * fitted.needed)
             raise NothingFits(
                 f"the optimization budget of {budget.words(budget.amount)} cannot pay for one config on all "
-                f"{self.problem.instances + self.problem.held_out} instances: the cheapest of {len(configs)} "
+                f"{self.problem.instances + self.problem.held_out_count} instances: the cheapest of {len(configs)} "
                 f"candidates costs about {budget.words(cheapest)} an instance (priced from {self.costs.evaluations} "
                 f"measured evaluation{'s' if self.costs.evaluations != 1 else ''}), so a lock needs about "
                 f"{budget.words(fitted.needed)} more; give optimization_budget={budget.argument(enough)} or more, "
@@ -168,7 +169,7 @@ class Affordability:
         instance, priced at what the winner cost per instance in the search: the plan reserved it while it could,
         but estimates can run low, and a search that cost less than planned may leave room after all."""
         per_instance = self.budget.measure(winner.tokens, winner.cost) / max(1, len(winner.metrics))
-        total = self.problem.instances + self.problem.held_out
+        total = self.problem.instances + self.problem.held_out_count
         return per_instance * total <= self.budget.amount - self.spending.spent
 
     def reserve(self) -> float:
@@ -183,7 +184,7 @@ class Affordability:
                          for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
                         key=lambda entry: entry[:2], reverse=True)
         for seen, _, key, costs in scored:
-            need = 1.2 * statistics.fmean(costs) * (problem.instances - seen + problem.held_out + self.confirm)
+            need = 1.2 * statistics.fmean(costs) * (problem.instances - seen + problem.held_out_count + self.confirm)
             if need < left:
                 self.protected = key
                 return need

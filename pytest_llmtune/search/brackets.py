@@ -14,19 +14,33 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pytest_llmtune.search.afford import Affordability
+from pytest_llmtune.search.afford import Affordability, fit_plan
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.costs import key_of
+from pytest_llmtune.search.costs import BudgetFit, key_of
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
-from pytest_llmtune.search.halving import SuccessiveHalving
+from pytest_llmtune.search.halving import Rung, SuccessiveHalving
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.result import SearchResult, merge
 from pytest_llmtune.search.rungs import OnProgress, numbered, run_bracket
 
-__all__ = ["CHEAPER_DRAWS", "Brackets", "OnBracket"]
+__all__ = ["CHEAPER_DRAWS", "Brackets", "FirstBracket", "OnBracket"]
 
 CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
 OnBracket = Callable[[int, SuccessiveHalving], None]  # a bracket's candidates and its rungs, before it runs
+
+
+@dataclass(frozen=True)
+class FirstBracket:
+    """What the tune's first bracket would run, before any request (the `--co` preview): the candidates left by
+    the inference budget's screen and the optimization budget's fit, their rungs, and the room kept after them."""
+
+    candidates: list[Config]
+    rungs: list[Rung]
+    drawn: int
+    skipped: int  # drawn candidates the inference budget rules out before any request
+    confirm: int  # instances of the winner's confirmation run the plan keeps room for
+    fit: BudgetFit | None = None  # what the optimization budget pays for, when there is one
+    priced: int = 0  # the candidates the fit priced
 
 
 @dataclass
@@ -63,9 +77,7 @@ class Brackets:
                                              cheaper=cheaper, stopped=self.stop)
             if not configs:
                 return
-            halving = SuccessiveHalving(len(configs), self.problem.instances, eta=self.problem.eta,
-                                        min_instances=self.problem.min_instances, mode=spec.mode, agg=spec.agg,
-                                        one_rung=self.problem.one_rung)
+            halving = self.halving(len(configs))
             on_bracket(len(configs), halving)
             self.results.append(self.one(bracket, configs, halving, evaluate_with, executor=executor,
                                          concurrency=concurrency, on_progress=on_progress))
@@ -73,6 +85,26 @@ class Brackets:
                 self.afford.known.clear()
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
+
+    def halving(self, candidates: int) -> SuccessiveHalving:
+        problem = self.problem
+        return SuccessiveHalving(candidates, problem.instances, eta=problem.eta, min_instances=problem.min_instances,
+                                 mode=problem.spec.mode, agg=problem.spec.agg, one_rung=problem.one_rung)
+
+    def first(self, estimate: Callable[[Config], float]) -> FirstBracket:
+        """The first bracket as the tune would draw, screen and fit it, with `estimate` (a candidate's cost of one
+        evaluation, in the budget's unit) standing for the measured costs; no request is sent. Raises
+        `InvalidSpaceError` for a space nothing can be drawn from."""
+        problem, budget = self.problem, self.problem.spec.optimization_budget
+        drawn = self.draw(problem.count, problem.spec.seed)
+        candidates = self.screen(drawn)
+        if not candidates or budget is None:
+            return FirstBracket(candidates, self.halving(len(candidates)).rungs if candidates else [], len(drawn),
+                                len(self.skipped), problem.confirm)
+        planned = fit_plan(problem, [estimate(c) for c in candidates], budget.amount, problem.confirm)
+        chosen = [candidates[i] for i in planned.fit.chosen] or candidates[:1]
+        return FirstBracket(chosen, self.halving(len(chosen)).rungs, len(drawn), len(self.skipped), planned.confirm,
+                            planned.fit, len(candidates))
 
     def one(self, bracket: int, configs: list[Config], halving: SuccessiveHalving, evaluate_with: EvaluateWith, *,
             executor: Executor, concurrency: int, on_progress: OnProgress) -> SearchResult:
@@ -110,7 +142,7 @@ class Brackets:
                                                                 seed + 20_000)]))
         if not drawn:
             return None
-        total = self.problem.instances + self.problem.held_out
+        total = self.problem.instances + self.problem.held_out_count
         priced = min(((self.afford.costs.estimate(c) * total, n, c) for n, c in enumerate(drawn)),
                      key=lambda entry: entry[:2])
         return (priced[2], priced[0]) if priced[0] <= left else None

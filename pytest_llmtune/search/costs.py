@@ -128,19 +128,20 @@ class BudgetFit:
 
     chosen: list[int]
     expected: float
-    needed: float  # what the cheapest candidate on every instance (held-out included) would cost
+    needed: float  # what the cheapest candidate would cost on every instance and the evaluations after the search
 
 
-def fit_budget(estimates: Sequence[float], instances: int, held_out: int, left: float, *, eta: int,
+def fit_budget(estimates: Sequence[float], instances: int, after: int, left: float, *, eta: int,
                min_instances: int, one_rung: bool) -> BudgetFit:
-    """The longest prefix of the candidates whose plan, with room for the winner's held-out evaluation and
-    MARGIN for noise, fits in `left`; else the cheapest candidate alone when its estimate fits (no margin: the
-    alternative is no lock at all); else nothing."""
-    needed = min(estimates) * (instances + held_out) if estimates else math.inf
+    """The longest prefix of the candidates whose plan, with room for `after` evaluations of the winner once the
+    search is done (the held-out instances, and the confirmation run when there is one) and MARGIN for noise,
+    fits in `left`; else the cheapest candidate alone when its estimate fits (no margin: the alternative is no
+    lock at all); else nothing."""
+    needed = min(estimates) * (instances + after) if estimates else math.inf
     for count in range(len(estimates), 0, -1):
         prefix = list(estimates[:count])
         rungs = [Rung(count, instances)] if one_rung else rungs_for(count, instances, eta, min_instances)
-        expected = plan_cost(rungs, prefix) + statistics.fmean(prefix) * held_out
+        expected = plan_cost(rungs, prefix) + statistics.fmean(prefix) * after
         if MARGIN * expected <= left:
             return BudgetFit(list(range(count)), expected, needed)
     if needed <= left:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Direction"]
+__all__ = ["MODES", "Direction"]
+
+MODES = ("max", "min")
 
 
 @dataclass(frozen=True)
@@ -12,7 +14,7 @@ class Direction:
     mode: str  # "max" or "min", as `@llm_eval(mode=...)` says
 
     def __post_init__(self) -> None:
-        if self.mode not in ("max", "min"):
+        if self.mode not in MODES:
             raise ValueError(f"The value of `mode` is {self.mode!r}, but must be 'max' or 'min'")
 
     @property

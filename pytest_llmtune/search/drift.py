@@ -17,6 +17,8 @@ import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pytest_llmtune.search.direction import Direction
+
 __all__ = ["PERMUTATIONS", "Drift", "drift"]
 
 PERMUTATIONS = 4000  # of the permutation test: its p-value is within ~0.004 of the exact one at 0.05
@@ -99,7 +101,7 @@ def drift(new: Mapping[str, Sequence[float]], locked: Mapping[str, float], locke
     what it should be, at any size or skew). Seeded: the same results, the same p-value. When the lock kept no
     per-instance results, a one-sample t-test against `locked_score` decides, and its bound is Student's.
     """
-    sign = 1.0 if mode == "max" else -1.0
+    sign = Direction(mode).sign
     new = {key: values for key, values in new.items() if len(values)}
     shared = sorted(set(new) & set(locked))
     means = {key: statistics.fmean(values) for key, values in new.items()}

@@ -34,11 +34,12 @@ class Evaluation:
     others: Mapping[str, float] = field(default_factory=dict)
     answer: str = ""  # the model's first answer line, for reports
     miss: str | None = None  # why the instance missed (its failed assertion)
+    answers: tuple[str, ...] = ()  # the first line of every answer (n samples: n of them), for reports
 
     @property
     def outcome(self) -> Outcome:
         """What the search keeps of it."""
-        return Outcome(self.metric, self.usage.tokens, self.cost, self.others, self.answer, self.miss)
+        return Outcome(self.metric, self.usage.tokens, self.cost, self.others, self.answer, self.miss, self.answers)
 
 
 Evaluate = Callable[[int, int], Evaluation]  # (candidate, instance) -> its evaluation
@@ -66,10 +67,10 @@ class Failure:
 class SearchFailed(LlmtuneError):
     """Candidates kept failing the same way: the search of this target stopped."""
 
-    def __init__(self, failure: Failure, candidates: int) -> None:
-        super().__init__(f"{candidates} config{'' if candidates == 1 else 's'} failed the same way: "
+    def __init__(self, failure: Failure, in_a_row: int) -> None:
+        super().__init__(f"{in_a_row} config{'' if in_a_row == 1 else 's'} failed the same way: "
                          f"{failure.error.signature}")
-        self.failure, self.candidates = failure, candidates
+        self.failure, self.in_a_row = failure, in_a_row  # the first failure; how many candidates failed alike
         self.config: Config | None = None  # the failing config, set by the caller that knows the configs
 
 

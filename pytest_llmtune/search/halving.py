@@ -81,7 +81,7 @@ class SuccessiveHalving:
         self.rungs = ([Rung(n_configs, n_instances)] if one_rung
                       else rungs_for(n_configs, n_instances, eta, min_instances))
         self.n_instances = n_instances
-        self.mode, self.agg = mode, agg
+        self.agg = agg
         self.trials = [Trial(index) for index in range(n_configs)]
         self.alive: list[Trial] = []  # the configs of the rung being evaluated
 

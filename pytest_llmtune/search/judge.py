@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from pytest_llmtune.records import SCORE_DIGITS
 from pytest_llmtune.search.drift import Drift, drift
 from pytest_llmtune.search.evaluation import Evaluation
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 
-__all__ = ["SCORE_DIGITS", "Judgement", "judge"]
+__all__ = ["Judgement", "judge"]
 
-SCORE_DIGITS = 6  # scores are locked, and compared, at this precision (the lockfile's)
 
 # what decided: the threshold missed, worse than the lock, a re-score lower than the lock, or all is well
 THRESHOLD, WORSE, LOWER, OK = "threshold", "worse", "lower", "ok"
@@ -41,7 +41,6 @@ class Judgement:
     by_bound: bool = False  # the threshold was judged on the worse bound of the interval, not the score
     lower: bool = False  # the score is lower than the locked one (a re-score writes it only when asked)
     instances: int = 0
-    evaluations: list[Evaluation] = field(default_factory=list, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -77,4 +76,4 @@ def judge(evaluations: Mapping[str, Sequence[Evaluation]], spec: EvalSpec, *, lo
     return Judgement(score=score, interval=bounds, locked=locked_score, results=results, drift=change,
                      misses=sum(not e.passed for e in every), others=mean_by_key([e.others for e in every]),
                      tokens=sum(e.usage.tokens for e in every), cost=sum(e.cost for e in every), decided=decided,
-                     by_bound=judged != score, lower=lower, instances=len(values), evaluations=every)
+                     by_bound=judged != score, lower=lower, instances=len(values))

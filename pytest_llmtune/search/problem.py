@@ -28,7 +28,7 @@ def may_sample(space: Mapping[str, Any]) -> bool:
 class TuneProblem:
     spec: EvalSpec
     instances: int  # the instances the search tunes on
-    held_out: int = 0  # more, kept from the search: its finalists are scored on them at the end
+    held_out_count: int = 0  # more instances, kept from the search: its finalists are scored on them at the end
     num_samples: int = 16  # candidates a bracket draws, when the spec gives none
     eta: int = 3
     min_instances: int = 5
@@ -55,4 +55,4 @@ class TuneProblem:
     @property
     def confirm(self) -> int:
         """Instances of the winner's confirmation run, when its answers may be samples: all of them."""
-        return self.instances + self.held_out if self.confirms and may_sample(self.spec.space.spec) else 0
+        return self.instances + self.held_out_count if self.confirms and may_sample(self.spec.space.spec) else 0

@@ -54,8 +54,8 @@ class Progress:
     finished: bool = False
     planned: int = 0  # evaluations of the bracket's whole plan
     before: int = 0  # of those, in the rungs before this one
-    offset: int = 0  # the bracket's first config's number, as the merged result numbers them
-    scores: tuple[tuple[int, tuple[float, ...], int], ...] = ()  # with finished: (config, its metrics, tokens)
+    offset: int = 0  # the bracket's first candidate's number, as the merged result numbers them
+    scores: tuple[tuple[int, tuple[float, ...], int], ...] = ()  # with finished: (candidate, metrics, tokens)
 
     @property
     def fraction(self) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget
-from pytest_llmtune.search.direction import Direction
+from pytest_llmtune.search.direction import MODES, Direction
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
@@ -59,7 +59,7 @@ class EvalSpec:
             raise ValueError(f"llm_eval(strategy={self.strategy!r}): use one of {', '.join(map(repr, STRATEGIES))}")
         if self.strategy == "grid":
             self.space.grid()  # a continuous or huge space fails here, at collection
-        if self.mode not in ("max", "min"):
+        if self.mode not in MODES:
             raise ValueError(f"llm_eval(mode={self.mode!r}): use 'max' or 'min'")
         if self.threshold is not None and not _is_number(self.threshold):
             raise ValueError(f"llm_eval(threshold={self.threshold!r}): give a number, or None for no threshold")
@@ -111,7 +111,7 @@ class EvalSpec:
 
     def miss_value(self, message: str) -> float:
         """The metric of an instance whose assertion failed: 0, the worst a pass rate or a max-metric gets."""
-        if self.mode == "min" and self.metric is not None:
+        if self.direction.sign < 0 and self.metric is not None:
             raise MetricError(
                 f"an assertion failed ({message}), and with mode='min' no value can stand for a failure: "
                 f"return {{{self.metric!r}: ...}} instead of asserting"

@@ -139,7 +139,7 @@ class Tune:
         result, problem = self.search, self.problem
         if result is None or result.winner is None:
             return
-        n, held = problem.instances + problem.held_out, problem.held_out
+        n, held = problem.instances + problem.held_out_count, problem.held_out_count
         if held:
             watch.phase(f"scoring the winner on the {held} held-out instances")
             score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor, finalists=1)

@@ -32,11 +32,11 @@ REPEAT_STRIDE = 1000  # repeat k of an evaluation numbers its samples from k x t
 class EndpointSession(BaseSession):
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         super().__init__(config, settings)
-        self.record = self.records(settings)  # responses not yet recorded are requested and recorded
+        self.recording = self.records(settings)  # responses not yet recorded are requested and recorded
         self.calls_out = self.sends(settings)  # requests may go to the endpoint (--llm-local starts its server)
         self.local: LocalServer | None = None
         self.pacer = Pacer(settings.endpoint.concurrency, rpm=settings.endpoint.rpm, tpm=settings.endpoint.tpm)
-        self.cassettes = Cassettes(self.cassette_dir(), record=self.record)
+        self.cassettes = Cassettes(self.cassette_dir(), record=self.recording)
         self.network = FailFast()  # a refused connection is the endpoint's answer for the session
         # a live request's layers (llm/layers.py), under the cassettes: the budget of the target tuned now, pacing
         self.live = BudgetGate(Paced(self.network, self.pacer), lambda: self.endpoint.spending,

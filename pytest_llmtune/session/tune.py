@@ -25,7 +25,6 @@ from pytest_llmtune.report import json_report, preview, terminal
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.leaderboard import wrap
 from pytest_llmtune.report.progress import ProgressDisplay, ShownTune
-from pytest_llmtune.search.afford import fit_plan
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.candidate import Candidate
@@ -39,7 +38,7 @@ from pytest_llmtune.search.evaluation import (
     NothingFits,
     SearchFailed,
 )
-from pytest_llmtune.search.halving import SuccessiveHalving, Trial
+from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
 from pytest_llmtune.search.space import fingerprint
@@ -151,7 +150,7 @@ class TuneSession(EndpointSession):
     def problem(self, target: Target, held_out: int) -> TuneProblem:
         """The target's search as the core poses it: the one definition the tune and the --co preview share."""
         prices, search = self.endpoint.prices, self.settings.search
-        return TuneProblem(spec=target.spec, instances=len(target.instances) - held_out, held_out=held_out,
+        return TuneProblem(spec=target.spec, instances=len(target.instances) - held_out, held_out_count=held_out,
                            num_samples=search.num_samples, eta=search.eta, min_instances=search.min_instances,
                            strategy=search.strategy, default_model=self.endpoint.default_model,
                            split_n=self.settings.endpoint.split_n,
@@ -165,8 +164,9 @@ class TuneSession(EndpointSession):
         tune = Tune(problem, self.endpoint.spending)
         display = ProgressDisplay(self.config.pluginmanager.get_plugin("terminalreporter"),
                                   self.config.get_verbosity(), target.name, target.spec, outcome.spending,
-                                  outcome.usage, throttled=lambda: self.pacer.throttled)
-        shown = ShownTune(display, target.name, problem.instances, problem.held_out, concurrency,
+                                  outcome.usage, width=self.config.get_terminal_writer().fullwidth,
+                                  throttled=lambda: self.pacer.throttled)
+        shown = ShownTune(display, target.name, problem.instances, problem.held_out_count, concurrency,
                           target.spec.optimization_budget)
         try:
             tune.run(evaluate_with, executor=executor, concurrency=concurrency, observer=shown,
@@ -293,40 +293,31 @@ class TuneSession(EndpointSession):
         except ValueError as error:
             return [f"{target.name}: {error}"]
         problem = self.problem(target, held)
-        brackets = Brackets(problem)
-        try:
-            drawn = brackets.draw(problem.count, spec.seed)
-        except InvalidSpaceError as error:
-            return [f"{target.name}: {error}"]
-        candidates = brackets.screen(drawn)  # as the tune does: n x max_tokens over the inference budget is skipped
-        if not candidates:
-            return [f"{target.name}: every candidate is skipped: " + "; ".join(brackets.skipped[:2])]
-        model = self.endpoint.default_model or ""
-
-        def cost(config: Mapping[str, Any], prompt: float, completion: float) -> float:
-            return problem.price(str(config.get("model", model)), prompt, completion)
-
+        model, split_n = self.endpoint.default_model or "", settings.endpoint.split_n
         try:
             recorded = Cassette.load(self.cassettes.path_for(target.name)).interactions.values()
             sizes = preview.recorded_sizes(recorded)
         except CassetteError:
             sizes = preview.Sizes(None, None)  # the tune itself will say what is wrong with it
-        fitting: dict[str, Any] = {"over": len(brackets.skipped), "drawn": len(drawn)}
-        confirm = problem.confirm
-        if spec.optimization_budget is not None:
-            tokens = [preview.tokens_per_evaluation(c, sizes, settings.endpoint.split_n) for c in candidates]
-            budget = spec.optimization_budget
-            estimates = [budget.measure(round(t.prompt + t.completion), cost(c, t.prompt, t.completion))
-                         for c, t in zip(candidates, tokens, strict=True)]
-            planned = fit_plan(problem, estimates, budget.amount, confirm)  # as the tune's first bracket fits
-            confirm = planned.confirm
-            fitting.update({"chosen": len(planned.fit.chosen), "candidates": len(estimates),
-                            "expected": planned.fit.expected})
-            candidates = candidates[: max(fitting["chosen"], 1)]
-        rungs = SuccessiveHalving(len(candidates), problem.instances, eta=problem.eta,
-                                  min_instances=problem.min_instances, one_rung=problem.one_rung).rungs
-        return preview.preview_lines(target.name, spec, candidates, rungs, problem.instances, held, confirm, sizes,
-                                  settings.endpoint.split_n, cost, width, fitting)
+
+        def cost(config: Mapping[str, Any], prompt: float, completion: float) -> float:
+            return problem.price(str(config.get("model", model)), prompt, completion)
+
+        def estimate(config: Mapping[str, Any]) -> float:  # the recordings' sizes stand for measured costs
+            tokens = preview.tokens_per_evaluation(config, sizes, split_n)
+            assert spec.optimization_budget is not None
+            return spec.optimization_budget.measure(round(tokens.prompt + tokens.completion),
+                                                    cost(config, tokens.prompt, tokens.completion))
+
+        brackets = Brackets(problem)
+        try:
+            first = brackets.first(estimate)  # the tune's own drawing, screening and fitting
+        except InvalidSpaceError as error:
+            return [f"{target.name}: {error}"]
+        if not first.candidates:
+            return [f"{target.name}: every candidate is skipped: " + "; ".join(brackets.skipped[:2])]
+        return preview.preview_lines(target.name, spec, first, instances=problem.instances, held_out=held,
+                                     sizes=sizes, split_n=split_n, cost=cost, width=width)
 
     # --- the summary and the reports ----------------------------------------------------------------------------
 

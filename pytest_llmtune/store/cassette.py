@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
+from pytest_llmtune.llm.body import NOT_JSON, parsed_body
 from pytest_llmtune.llm.client import FRESH, REPLAYED_HEADER, SAMPLE_HEADER, Recording
-from pytest_llmtune.llm.layers import NOT_JSON, parsed_body
 from pytest_llmtune.store.atomic import append_durably, locked_directory, read_json, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
@@ -247,7 +247,7 @@ def read_journal(path: Path) -> dict[str, dict[str, Any]]:
 class RecordingTransport(httpx2.BaseTransport):
     """The openai client's transport: replays from the current cassette, or sends (when recording) and records.
 
-    With no cassette in use (`Cassettes.use`), requests go straight to the network.
+    With no cassette in use (`Cassettes.use`), a request goes to `network` (the live layers, then the network).
     """
 
     def __init__(self, cassettes: Cassettes, network: httpx2.BaseTransport | None = None) -> None:

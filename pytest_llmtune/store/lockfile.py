@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.search.judge import SCORE_DIGITS  # scores are locked, and compared, at this precision
+from pytest_llmtune.records import SCORE_DIGITS  # scores are locked, and compared, at this precision
 from pytest_llmtune.store.atomic import locked_directory, read_json, write_atomically
 
-__all__ = ["LOCK_VERSION", "SCORE_DIGITS", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
+__all__ = ["LOCK_VERSION", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
            "staleness", "write_target"]
 
 LOCK_VERSION = 1
-MODULE_PREFIX = "module:"  # fingerprints of the project's modules a test uses (session/fingerprints.py)
+MODULE_PREFIX = "module:"  # fingerprints of the project's modules a test uses (store/fingerprints.py)
 
 
 class LockfileError(LlmtuneError):
