@@ -1,14 +1,16 @@
-"""The HTML report: every section from export.py's dict, escaping, nothing loaded from the network, the Pareto
+"""The HTML report: every section from json_report.py's dict, escaping, nothing loaded from the network, the Pareto
 front, reports with fields missing, and the page as headless Chromium draws it."""
 
 from __future__ import annotations
 
 import copy
 import json
+import random
+import re
 import shutil
 import struct
 import subprocess
-from html import escape
+from html import escape, unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
-from pytest_llmtune.report.html_page import render
-from pytest_llmtune.report.svg_plot import Point, pareto_front, ticks
+from pytest_llmtune.report.html_page import STYLE, render
+from pytest_llmtune.report.svg_plot import Point, label_width, overlap, pareto_front, plot, ticks
 
 ANSWER = 'positive <script>alert("pwned")</script> & \'quoted\'\nsecond line'
 MISS = "assert \"<b>negative</b>\" == 'positive'"
@@ -125,9 +127,26 @@ def test_a_tune_page_has_the_header_the_verdict_the_lock_the_leaderboard_the_plo
                  "tests/test_sentiment.py::test_sentiment", '<span class="badge passed">passed</span>',
                  "locked pass_rate 1.000", "Locked config", "Leaderboard", "order: configs that reached a later rung",
                  "1 configs drawn but not evaluated", "Long values in full", "Score against cost", "<svg",
-                 "Answers of the top 4 configs", "rung 1: 5 configs on 2 instances"):
+                 "Answers of the top 4 configs", "5 configs drawn; rungs (configs x instances): 5 x 2, then 3 x 4",
+                 "optimization $1.0000 ($0.0002 spent)"):
         assert text in html
     assert "vcrpy" not in html  # versions of packages not installed are left out
+
+
+def test_the_plan_names_every_bracket_and_budgets_read_as_in_the_terminal() -> None:
+    report = tune_report()
+    target = report["targets"]["tests/test_sentiment.py::test_sentiment"]
+    target["plan"]["brackets"] = [[{"configs": 16, "instances": 8}, {"configs": 6, "instances": 24}],
+                                  [{"configs": 12, "instances": 8}, {"configs": 4, "instances": 24}]]
+    target["plan"]["configs_drawn"] = 28
+    target["budgets"] = {"optimization": {"amount": 20000.0, "unit": "tokens", "spent": 19580.4},
+                         "inference": {"amount": 0.01, "unit": "usd", "spent": None}}
+
+    html = render(report)
+
+    assert ("28 configs drawn in 2 brackets; rungs (configs x instances): bracket 1: 16 x 8, then 6 x 24 | "
+            "bracket 2: 12 x 8, then 4 x 24") in html
+    assert "optimization 20,000 tokens (19,580 spent); inference $0.0100 per instance" in html
 
 
 def test_the_leaderboard_shows_the_settings_that_differ_with_long_values_as_labels() -> None:
@@ -150,6 +169,18 @@ def test_the_answers_of_the_top_configs_stand_side_by_side_with_misses_marked() 
     assert rows[-1] == ["held0 held out", "positive", "not run", "not run", "not run"]
     assert html.count('class="miss"') == 5
     assert f'title="{escape(MISS)}"' in html  # the miss reason as a tooltip too
+
+
+def test_a_cell_of_n_samples_shows_each_distinct_answer_with_its_count() -> None:
+    report = tune_report()
+    winner = report["targets"]["tests/test_sentiment.py::test_sentiment"]["configs"][2]
+    winner["results"]["case0"]["answers"] = ["1919", "1919", "The year mentioned in this sentence is 19"]
+
+    html = render(report)
+
+    cell = html[html.index("3 answers"):]
+    cell = cell[: cell.index("</td>")]
+    assert cell.index("1919 <b>×2</b>") < cell.index("The year mentioned in this sentence is 19 <b>×1</b>")
 
 
 @pytest.mark.parametrize("report", [tune_report, gate_report])
@@ -295,3 +326,63 @@ def test_headless_chromium_draws_the_page(tmp_path: Path) -> None:
     dom = subprocess.run([*browse, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
                          check=True).stdout
     assert dom.count('<g class="mark') == 3 and "<script" not in dom  # the model's <script> stayed text
+
+
+def crowded(seed: int, count: int = 40) -> list[Point]:
+    """Configs bunched at a few costs and scores, as a tune's are: labels that a naive layout would pile up."""
+    draw = random.Random(seed)
+    points = []
+    for number in range(count):
+        x = draw.choice([1.0, 1.05, 1.1, 2.0, 2.02, 4.0]) * (1 + draw.random() * 0.01)
+        y = round(draw.choice([0.2, 0.5, 0.52, 0.55, 0.9]) + draw.random() * 0.02, 3)
+        points.append(Point(number, x, y, max(y - 0.2, 0.0), min(y + 0.2, 1.0)))
+    return points
+
+
+LABEL = re.compile(r'<text class="label" x="([\d.]+)" y="([\d.]+)">([^<]*)</text>')
+DOT_AT = re.compile(r'<circle class="dot" cx="([\d.]+)" cy="([\d.]+)"')
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_labels_never_overlap_each_other_or_another_marks_dot(seed: int) -> None:
+    svg = plot(crowded(seed), winner=seed, maximize=True, x_label="cost", y_label="score")
+
+    boxes = [(float(x), float(y) - 11, float(x) + label_width(unescape(text)), float(y) + 3)
+             for x, y, text in LABEL.findall(svg)]
+    dots = [(float(x), float(y)) for x, y in DOT_AT.findall(svg)]
+    assert len(dots) == svg.count('<g class="mark')
+    for i, a in enumerate(boxes):
+        assert not any(overlap(a, b) for b in boxes[i + 1:]), (seed, a)
+        assert sum(overlap(a, (x - 4.5, y - 4.5, x + 4.5, y + 4.5)) for x, y in dots) == 0, (seed, a)
+    labelled = {text for *_, text in LABEL.findall(svg)}
+    assert any(text.endswith(" winner") for text in labelled)  # the winner's label is placed first
+    left_out = re.search(r"no room to label ([^<]*) \(a mark", svg)
+    named = len(labelled) + (len(left_out.group(1).split("; ")) if left_out else 0)
+    assert named == len(dots)  # every mark is labelled, or named under the plot
+
+
+@pytest.mark.skipif(BROWSER is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_labels_as_chromium_lays_them_out_do_not_overlap(tmp_path: Path) -> None:
+    """The layout's text widths are upper bounds of the drawn ones: the boxes Chromium measures do not overlap."""
+    svgs = [plot(crowded(seed), winner=seed, maximize=True, x_label="cost", y_label="score") for seed in range(4)]
+    measure = """<script>
+const out = [...document.querySelectorAll("svg")].map(svg => [...svg.querySelectorAll("text.label")].map(t => {
+  const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; }));
+document.body.setAttribute("data-boxes", JSON.stringify(out));
+</script>"""
+    page = tmp_path / "labels.html"
+    style = STYLE[STYLE.index(".plot text"):]
+    page.write_text(f"<!doctype html><style>body {{ font: 14px system-ui, sans-serif; }} {style}</style>"
+                    f"{''.join(svgs)}{measure}", encoding="utf-8")
+    dom = subprocess.run([str(BROWSER), "--headless", "--disable-gpu", "--no-sandbox",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r'data-boxes="([^"]*)"', dom)
+    assert found, dom[:500]
+    drawn = json.loads(unescape(found.group(1)))
+    assert len(drawn) == 4 and all(drawn)
+    for seed, (svg, boxes) in enumerate(zip(svgs, drawn, strict=True)):
+        for (_, _, text), box in zip(LABEL.findall(svg), boxes, strict=True):  # the layout's width bounds the drawn
+            assert box[2] - box[0] <= label_width(unescape(text)) + 0.5, (seed, text, box)
+        for i, a in enumerate(boxes):
+            assert not any(overlap(tuple(a), tuple(b)) for b in boxes[i + 1:]), (seed, a)

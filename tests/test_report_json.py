@@ -49,9 +49,23 @@ def test_a_tune_report_holds_every_config_its_instances_and_the_winner(tuned: py
         assert config["rung"] in (1, 2)
         for result in config["results"].values():
             assert result["metric"] in (0.0, 1.0) and result["answer"].split()[0] in ("positive", "negative")
+            assert result["answers"][0] == result["answer"] and len(result["answers"]) == 1
             assert (result["miss"] is None) == (result["metric"] == 1.0)
     assert target["spending"]["requests"] > 0 and target["verdict"]["outcome"] == "passed"
     assert target["confirmation"]["instances"] == 24  # the sampled winner's fresh samples
+
+
+def test_a_config_with_n_samples_reports_every_answer(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sentiment=sentiment_test().replace('"max_tokens": randint(1, 16),',
+                                                                '"max_tokens": randint(1, 16), "n": 3,'))
+    assert pytester.runpytest("--llm-tune", "--llm-report", "tune.json").ret == pytest.ExitCode.OK
+
+    configs = load(pytester.path / "tune.json")["targets"][TARGET]["configs"]
+
+    results = [result for config in configs for result in config["results"].values()]
+    assert results and all(len(result["answers"]) == 3 for result in results)
+    assert all(result["answers"][0] == result["answer"] for result in results)
+    assert any(len(set(result["answers"])) > 1 for result in results)  # samples differ: each is shown
 
 
 def test_the_key_never_lands_in_a_report(tuned: pytest.Pytester) -> None:

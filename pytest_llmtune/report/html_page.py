@@ -1,8 +1,8 @@
-"""`--llm-report PATH.html`: a report (export.py's dict) as one self-contained page: inline CSS and SVG, nothing
+"""`--llm-report PATH.html`: a report (json_report.py's dict) as one self-contained page: inline CSS and SVG, nothing
 loaded from the network, every text escaped (answers come from a model).
 
 A tune report shows per target the verdict and the locked config, the leaderboard, score against cost with the
-Pareto front, and the answers of the top configs side by side (report_tune.py); a gate report shows per target
+Pareto front, and the answers of the top configs side by side (html_tune.py); a gate report shows per target
 the verdict and its instances. Any field may be missing (a failed tune, a refused gate): the page shows what is
 there.
 """
@@ -60,6 +60,8 @@ td.pass, tr.passed td { background: #edf7ee; }
 td.miss, tr.missed td, tr.failed td { background: #fdecec; }
 td.scored { background: #fffbe6; }
 td small { display: block; color: #555; font-size: 11px; }
+td .sample { display: block; }
+td .sample b { color: #555; font-weight: normal; font-size: 11px; }
 table.answers td, table.instances td { max-width: 28em; overflow-wrap: anywhere; }
 pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font: 12px ui-monospace, "DejaVu Sans Mono",
       monospace; background: #f7f7f7; padding: 4px 6px; }
@@ -83,6 +85,7 @@ svg.plot { max-width: 100%; height: auto; font-family: system-ui, "DejaVu Sans",
 .plot .winner .label { font-weight: 700; }
 .plot .dropped .dot { fill: #fff; stroke: #888; stroke-width: 1.5; }
 .plot .label { font-size: 11px; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+.plot .leader { stroke: #aaa; stroke-width: 0.8; }
 """
 
 

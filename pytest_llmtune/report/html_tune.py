@@ -4,6 +4,7 @@ front, and the answers of the top configs side by side."""
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,11 +26,13 @@ from pytest_llmtune.report.html_parts import (
 )
 from pytest_llmtune.report.leaderboard import LONG, NAMES, ORDER, value_text
 from pytest_llmtune.report.svg_plot import Point, plot
+from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.direction import Direction
 
 __all__ = ["tune_section"]
 
 TOP = 5  # configs side by side in the answers table
-Config = Mapping[str, Any]  # one of a tune report's configs (export.config_json)
+Config = Mapping[str, Any]  # one of a tune report's configs (json_report.config_json)
 Labels = dict[str, dict[str, tuple[str, Any]]]  # key -> value text -> its label and the whole value
 
 
@@ -71,12 +74,15 @@ def instances_text(instances: Mapping[str, Any]) -> str:
 
 
 def plan_text(plan: Mapping[str, Any]) -> str:
+    """The configs drawn and every bracket's rungs: "40 configs drawn in 3 brackets: 16 x 8, then 6 x 24 | ..."."""
     if not plan:
         return ""
-    rungs = (f"rung {n}: {r.get('configs')} config{'' if r.get('configs') == 1 else 's'} on {r.get('instances')} "
-             "instances"
-             for n, r in enumerate(map(mapping, sequence(plan.get("rungs"))), 1))
-    return "; ".join([f"{plan.get('configs_drawn')} configs drawn", *rungs])
+    brackets = sequence(plan.get("brackets")) or [plan.get("rungs")]
+    shown = [", then ".join(f"{r.get('configs')} x {r.get('instances')}" for r in map(mapping, sequence(rungs)))
+             for rungs in brackets]
+    drawn = f"{plan.get('configs_drawn')} configs drawn" + (f" in {len(shown)} brackets" if len(shown) > 1 else "")
+    return f"{drawn}; rungs (configs x instances): " + " | ".join(
+        (f"bracket {n}: " if len(shown) > 1 else "") + text for n, text in enumerate(shown, 1))
 
 
 def spending_text(spent: Mapping[str, Any]) -> str:
@@ -88,9 +94,17 @@ def spending_text(spent: Mapping[str, Any]) -> str:
 
 
 def budgets_text(budgets: Mapping[str, Any]) -> str:
-    return "; ".join(f"{name} {b.get('amount')} {b.get('unit')}"
-                     + (f" ({fmt(b.get('spent'))} spent)" if b.get("spent") is not None else "")
-                     for name, b in ((n, mapping(v)) for n, v in budgets.items()) if b)
+    """As the terminal says them: "optimization 20,000 tokens (19,580 spent)", "inference $0.0100 (per instance)"."""
+    parts = []
+    for name, found in budgets.items():
+        entry = mapping(found)
+        if not finite(entry.get("amount")):
+            continue
+        budget = Budget(float(entry["amount"]), "tokens" if entry.get("unit") == "tokens" else "usd")
+        spent = entry["spent"] if finite(entry.get("spent")) else None
+        note = f" ({budget.words(spent).removesuffix(' tokens')} spent)" if spent is not None else ""
+        parts.append(f"{name} {budget.words(budget.amount)}{note}" + (" per instance" if name == "inference" else ""))
+    return "; ".join(parts)
 
 
 def locked(target: Mapping[str, Any]) -> str:
@@ -200,7 +214,7 @@ def plot_figure(target: Mapping[str, Any], configs: Mapping[int, Config], winner
     by_cost = any(finite(c.get("cost_usd_per_instance")) and c["cost_usd_per_instance"] > 0 for c in scored)
     x_key = "cost_usd_per_instance" if by_cost else "tokens_per_instance"
     points = [point(c, x_key) for c in scored if finite(c.get(x_key))]
-    maximize = target.get("mode") != "min"
+    maximize = Direction(str(target.get("mode") or "max")).sign > 0
     svg = plot(points, winner=winner, maximize=maximize, y_label=str(target.get("metric") or "score"),
                x_label="cost per instance ($)" if by_cost else "tokens per instance")
     if not svg:
@@ -220,7 +234,8 @@ def point(config: Config, x_key: str) -> Point:
 
 def answers(configs: Mapping[int, Config], ranking: Sequence[int], winner: int | None,
             target: Mapping[str, Any]) -> str:
-    """Rows: instances; columns: the top configs; cells: the first answer line, green if it passed."""
+    """Rows: instances; columns: the top configs; cells: the first answer line (with n samples, each distinct one
+    and its count), green if it passed."""
     top = [configs[n] for n in ranking if results_of(configs[n])][:TOP]
     if not top:
         return ""
@@ -250,4 +265,10 @@ def answer_cell(result: Any) -> str:
     if finite(metric) and metric not in (0, 1):
         notes += f"<small>metric {fmt(metric)}</small>"
     cls = "miss" if miss else "pass" if metric is None or metric == 1 else "scored"
+    samples = [str(answer) for answer in sequence(result.get("answers"))]
+    if len(samples) > 1:  # n samples: each distinct answer with its count, the most frequent first
+        counts = collections.Counter(samples)
+        shown = "".join(f"<span class=\"sample\">{first_line(text)} <b>×{count}</b></span>"
+                        for text, count in counts.most_common())
+        return td(f"<small>{len(samples)} answers</small>{shown}{notes}", cls, title=miss)
     return td(first_line(result.get("answer")) + notes, cls, title=miss)

@@ -11,8 +11,8 @@ from pytest_llmtune.report.leaderboard import cut, render
 from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.usage import Usage
 
-__all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "Row", "answer_line", "instance_properties", "instance_table",
-           "miss_lines", "report_row", "run_rows"]
+__all__ = ["ANSWER_PROPERTY", "MISS_PROPERTY", "Row", "answer_line", "answer_lines", "instance_properties",
+           "instance_table", "miss_lines", "report_row", "run_rows"]
 
 MISS_PROPERTY = "llmtune_miss"
 ANSWER_PROPERTY = "llmtune_answer"
@@ -27,11 +27,12 @@ class Served(Protocol):
 
 def answer_line(answers: Sequence[str]) -> str:
     """The model's first answer, its first non-empty line."""
-    for text in answers[:1]:
-        for line in text.strip().splitlines():
-            if line.strip():
-                return line.strip()
-    return ""
+    return answer_lines(answers[:1])[0] if answers else ""
+
+
+def answer_lines(answers: Sequence[str]) -> tuple[str, ...]:
+    """Each answer's first non-empty line ("" for an empty answer)."""
+    return tuple(next((line.strip() for line in text.strip().splitlines() if line.strip()), "") for text in answers)
 
 
 def instance_properties(result: BodyResult, llm: Served | None, spec: EvalSpec) -> list[tuple[str, Any]]:

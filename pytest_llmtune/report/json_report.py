@@ -1,6 +1,6 @@
 """`--llm-report PATH`: what a tune or a gate did, as JSON (every key in a fixed order) or one HTML page.
 
-The data are plain dicts built here from the session's records; `report_html.py` renders the same dict. A tune
+The data are plain dicts built here from the session's records; `html_page.py` renders the same dict. A tune
 report holds, per target, every evaluated config (its settings as locked, the rung it reached, per-instance
 metrics, outcomes and answers, tokens, cost, why it was dropped), the ranking, the winner, the plan, budgets and
 spending. A gate report holds each target's verdict and its instances as their reports gave them (so it is whole
@@ -22,6 +22,7 @@ from pytest_llmtune.report.terminal import TuneOutcome
 from pytest_llmtune.search.budget import Budget, Spending
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.result import Confirmation, HeldOut
+from pytest_llmtune.search.scores import Scores
 from pytest_llmtune.search.stats import aggregate, interval
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.usage import Usage
@@ -29,7 +30,7 @@ from pytest_llmtune.usage import Usage
 __all__ = ["FORMAT", "SUFFIXES", "gate_report", "header", "rendered", "tune_target"]
 
 FORMAT = 1  # the report's format version, its first key
-SUFFIXES = (".json", ".html")
+SUFFIXES = (".json", ".html", ".md")
 PACKAGES = ("pytest-llmtune", "pytest", "openai", "scipy", "vcrpy", "pytest-xdist", "pytest-asyncio")
 
 
@@ -75,8 +76,9 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
     }
     if result is None:
         return data
-    data["plan"] = {"rungs": [{"configs": r.configs, "instances": r.instances} for r in result.halving.rungs],
-                    "configs_drawn": len(result.configs), "skipped_before_any_request": list(outcome.skipped)}
+    brackets = [[{"configs": r.configs, "instances": r.instances} for r in rungs] for rungs in result.brackets]
+    data["plan"] = {"rungs": brackets[0], "brackets": brackets, "configs_drawn": len(result.configs),
+                    "skipped_before_any_request": list(outcome.skipped)}
     data["configs"] = [config_json(number, result.configs[number], trial, result.held_out.get(number), spec,
                                    instance_ids, outcome)
                        for number, trial in sorted((t.index, t) for t in result.ranked)]
@@ -105,18 +107,19 @@ def config_json(number: int, config: Mapping[str, Any], trial: Trial, held: Held
         "tokens": trial.tokens, "cost_usd": usd(trial.cost),
         "tokens_per_instance": trial.tokens_per_instance, "cost_usd_per_instance": usd(trial.cost_per_instance),
         "dropped": trial.dropped,
-        "results": results_json(trial.metrics, trial.answers, ids),
+        "results": results_json(trial, ids),
         "held_out": held_json(held, ids, spec.agg, binary=spec.metric is None) if held is not None else None,
     }
 
 
-def results_json(metrics: Mapping[int, float], answers: Mapping[int, tuple[str, str | None]],
-                 ids: Sequence[str]) -> dict[str, Any]:
-    """instance id -> its metric, whether it missed and why, and the model's first answer line."""
+def results_json(scores: Scores, ids: Sequence[str]) -> dict[str, Any]:
+    """instance id -> its metric, whether it missed and why, the model's first answer line, and the first line of
+    every answer it got (n samples: all n)."""
     results = {}
-    for number in sorted(metrics):
-        answer, miss = answers.get(number, ("", None))
-        results[ids[number]] = {"metric": metrics[number], "miss": miss, "answer": answer}
+    for number in sorted(scores.metrics):
+        answer, miss = scores.answers.get(number, ("", None))
+        results[ids[number]] = {"metric": scores.metrics[number], "miss": miss, "answer": answer,
+                                "answers": list(scores.samples.get(number, ()))}
     return results
 
 
@@ -128,7 +131,7 @@ def held_json(held: HeldOut | Confirmation, ids: Sequence[str], agg: Any, *, exa
     bounds = interval(values, exact=exact, binary=binary)
     return {"instances": len(values), "score": aggregate(values, agg) if values else None,
             "interval": list(bounds) if bounds else None, "tokens": held.tokens, "cost_usd": usd(held.cost),
-            "error": held.error, "results": results_json(held.metrics, held.answers, ids)}
+            "error": held.error, "results": results_json(held, ids)}
 
 
 def budget_json(budget: Budget | None, spending: Spending | None) -> dict[str, Any] | None:

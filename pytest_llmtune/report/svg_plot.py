@@ -4,6 +4,10 @@ One mark per config: its score with a vertical bar for its 95% interval, labelle
 point share a mark ("#0, 4, 10") and marks at about the same cost are set a little apart so their bars stay
 readable (the tooltip gives the exact values). The Pareto front is a line through its marks, which are ringed; the
 winner is orange.
+
+Labels never overlap each other or another mark's dot: each takes the first free place of a list around its mark
+(right, left, above, below, then further out with a leader line), the winner's first, then the front's; a label
+with no free place is left out and named in a line under the plot.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ LEFT, RIGHT, TOP, BOTTOM = 70, 110, 20, 50  # margins: tick labels left and belo
 DODGE = 9  # pixels between marks at about the same cost
 SPREAD = 72  # pixels at most between the first and the last mark of a column
 LINE = 12  # pixels between labels
+FONT = 11  # a label's font size, in pixels (the page's CSS)
+EM = {"#": 0.84, ",": 0.32, " ": 0.32, "w": 0.82, "i": 0.28, "n": 0.64, "e": 0.62, "r": 0.42}  # DejaVu Sans widths
+SLACK = 1.12  # a label's room over its DejaVu width: another sans-serif, bold for the winner
+DOT = 7.5  # a mark's radius with its ring
+Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
 @dataclass(frozen=True)
@@ -84,40 +93,88 @@ class Scale:
 
 @dataclass
 class Mark:
-    """One or more points at the same place, as drawn, and where its label goes."""
+    """One or more points at the same place, as drawn, and where its label goes (None: no room for it)."""
 
     points: list[Point]
     x: float
     y: float
-    label_x: float = 0.0
+    label_x: float | None = None
     label_y: float = 0.0
+    winner: bool = False
 
     @property
     def label(self) -> str:
-        return "#" + ", ".join(str(p.number) for p in self.points)
+        return "#" + ", ".join(str(p.number) for p in self.points) + (" winner" if self.winner else "")
+
+    @property
+    def dot(self) -> Box:
+        return (self.x - DOT, self.y - DOT, self.x + DOT, self.y + DOT)
+
+    @property
+    def width(self) -> float:
+        return label_width(self.label)
+
+    def box(self, x: float, y: float) -> Box:
+        """The label's box with its text starting at x on the baseline y."""
+        return (x, y - 11, x + self.width, y + 3)  # ascent and descent of the 11px font, with a pixel spare
 
 
-def marks(points: Sequence[Point], sx: Scale, sy: Scale) -> list[Mark]:
-    """Points merged where they coincide (interval too), then set apart where they share about the same cost."""
+def marks(points: Sequence[Point], sx: Scale, sy: Scale, winner: int | None = None,
+          first: frozenset[int] = frozenset()) -> list[Mark]:
+    """Points merged where they coincide (interval too), then set apart where they share about the same cost, and
+    labelled: the winner's label placed first, then those of the marks numbered in `first` (the front's)."""
     merged: dict[tuple[float | None, ...], list[Point]] = {}
     for point in sorted(points, key=lambda p: (p.x, p.y, p.number)):
         place = tuple(None if v is None else same(v) for v in (point.x, point.y, point.low, point.high))
         merged.setdefault(place, []).append(point)
-    drawn = [Mark(group, sx(group[0].x), sy(group[0].y)) for group in merged.values()]
+    drawn = [Mark(group, sx(group[0].x), sy(group[0].y), winner=any(p.number == winner for p in group))
+             for group in merged.values()]
     for column in columns(drawn):
         step = min(DODGE, SPREAD / max(len(column) - 1, 1))
         for offset, mark in enumerate(sorted(column, key=lambda m: -m.y)):  # the lowest score leftmost
             mark.x += (offset - (len(column) - 1) / 2) * step
-        place_labels(column)
+    place_labels(sorted(drawn, key=lambda m: (not m.winner, m.points[0].number not in first, m.y, m.x)), drawn)
     return drawn
 
 
-def place_labels(column: Sequence[Mark]) -> None:
-    """Labels right of the whole column (clear of its bars), at their marks' heights, at least a line apart."""
-    right, above = max(m.x for m in column) + 9, -math.inf
-    for mark in sorted(column, key=lambda m: m.y):
-        mark.label_x, mark.label_y = right, max(mark.y + 4, above + LINE)
-        above = mark.label_y
+def place_labels(ordered: Sequence[Mark], drawn: Sequence[Mark]) -> None:
+    """Each label at the first place around its mark that is inside the picture and clear of the labels placed
+    before it and of every other mark's dot."""
+    taken: list[Box] = []
+    for mark in ordered:
+        dots = [other.dot for other in drawn if other is not mark]
+        for x, y in places(mark):
+            box = mark.box(x, y)
+            if inside(box) and not any(overlap(box, other) for other in (*taken, *dots)):
+                mark.label_x, mark.label_y = x, y
+                taken.append(box)
+                break
+
+
+def label_width(text: str) -> float:
+    """Pixels `text` takes at most as a label (digits are 0.64 em wide in DejaVu Sans; the rest as EM says)."""
+    return SLACK * FONT * sum(EM.get(char, 0.64) for char in text)
+
+
+def places(mark: Mark) -> list[tuple[float, float]]:
+    """Where a mark's label may go, nearest first: right of it, left, above, below; then rings further out."""
+    width = mark.width
+    found = []
+    for ring in range(8):
+        reach = DOT + 2 + ring * LINE
+        found += [(mark.x + reach, mark.y + 4), (mark.x - reach - width, mark.y + 4),
+                  (mark.x - width / 2, mark.y - reach - 3), (mark.x - width / 2, mark.y + reach + 9),
+                  (mark.x + reach, mark.y - reach), (mark.x + reach, mark.y + reach + 6),
+                  (mark.x - reach - width, mark.y - reach), (mark.x - reach - width, mark.y + reach + 6)]
+    return found
+
+
+def inside(box: Box) -> bool:
+    return box[0] >= LEFT + 2 and box[2] <= WIDTH - 2 and box[1] >= TOP + 1 and box[3] <= HEIGHT - BOTTOM - 1
+
+
+def overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def columns(drawn: Sequence[Mark]) -> list[list[Mark]]:
@@ -138,11 +195,15 @@ def plot(points: Sequence[Point], *, winner: int | None, maximize: bool, x_label
     sx = Scale.fit([p.x for p in points], LEFT, WIDTH - RIGHT)
     bounds = [v for p in points for v in (p.y, p.low, p.high) if v is not None]
     sy = Scale.fit(bounds, HEIGHT - BOTTOM, TOP)
-    drawn = marks(points, sx, sy)
-    front = {p.number for p in pareto_front(points, maximize=maximize)}
+    front = frozenset(p.number for p in pareto_front(points, maximize=maximize))
+    drawn = marks(points, sx, sy, winner, front)
     on_front = sorted((m for m in drawn if m.points[0].number in front), key=lambda m: m.x)
     parts = [*axes(sx, sy, x_label, y_label), front_line(on_front)]
-    parts += [mark_svg(m, sy, winner, m.points[0].number in front) for m in drawn]
+    parts += [mark_svg(m, sy, m.points[0].number in front) for m in drawn]
+    unlabelled = [m.label for m in drawn if m.label_x is None]
+    if unlabelled:
+        parts.append(f'<text class="tick" x="{LEFT}" y="{HEIGHT - 22}">no room to label {escape("; ".join(unlabelled))}'
+                     " (a mark's tooltip names it)</text>")
     return (f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" '
             f'aria-label="score against cost per config">{"".join(parts)}</svg>')
 
@@ -179,21 +240,29 @@ def front_line(on_front: Sequence[Mark]) -> str:
     return f'<polyline class="front" points="{coordinates}"/>'
 
 
-def mark_svg(mark: Mark, sy: Scale, winner: int | None, on_front: bool) -> str:
-    """A mark's interval bar, its dot (ringed on the front, orange for the winner), label and tooltip."""
+def mark_svg(mark: Mark, sy: Scale, on_front: bool) -> str:
+    """A mark's interval bar, its dot (ringed on the front, orange for the winner), label and tooltip; a label
+    set away from its mark has a thin line to it."""
     first = mark.points[0]
-    kind = "winner" if any(p.number == winner for p in mark.points) else "dropped" if first.dropped else "config"
+    kind = "winner" if mark.winner else "dropped" if first.dropped else "config"
     bar = ""
     if first.low is not None and first.high is not None:
         low, high = sy(first.low), sy(first.high)
         bar = (f'<line class="bar" x1="{mark.x:.1f}" x2="{mark.x:.1f}" y1="{low:.1f}" y2="{high:.1f}"/>'
                f'<line class="bar" x1="{mark.x - 3:.1f}" x2="{mark.x + 3:.1f}" y1="{low:.1f}" y2="{low:.1f}"/>'
                f'<line class="bar" x1="{mark.x - 3:.1f}" x2="{mark.x + 3:.1f}" y1="{high:.1f}" y2="{high:.1f}"/>')
-    ring = f'<circle class="ring" cx="{mark.x:.1f}" cy="{mark.y:.1f}" r="7.5"/>' if on_front else ""
+    ring = f'<circle class="ring" cx="{mark.x:.1f}" cy="{mark.y:.1f}" r="{DOT}"/>' if on_front else ""
+    label = ""
+    if mark.label_x is not None:
+        left, top, right, bottom = mark.box(mark.label_x, mark.label_y)
+        near_x, near_y = min(max(mark.x, left), right), min(max(mark.y, top), bottom)
+        if math.hypot(near_x - mark.x, near_y - mark.y) > DOT + LINE:  # far from its mark: a leader line
+            label = (f'<line class="leader" x1="{mark.x:.1f}" y1="{mark.y:.1f}" x2="{near_x:.1f}" '
+                     f'y2="{near_y:.1f}"/>')
+        label += f'<text class="label" x="{mark.label_x:.1f}" y="{mark.label_y:.1f}">{escape(mark.label)}</text>'
     return (f'<g class="mark {kind}"><title>{escape(tooltip(mark))}</title>{bar}{ring}'
             f'<circle class="dot" cx="{mark.x:.1f}" cy="{mark.y:.1f}" r="{6 if kind == "winner" else 4.5}"/>'
-            f'<text class="label" x="{mark.label_x:.1f}" y="{mark.label_y:.1f}">'
-            f'{escape(mark.label)}{" winner" if kind == "winner" else ""}</text></g>')
+            f'{label}</g>')
 
 
 def tooltip(mark: Mark) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_llmtune.search.evaluation import Config, Failure
-from pytest_llmtune.search.halving import SuccessiveHalving, Trial, significantly_worse
+from pytest_llmtune.search.halving import Rung, SuccessiveHalving, Trial, significantly_worse
 from pytest_llmtune.search.scores import Scores
 from pytest_llmtune.usage import Usage
 
@@ -39,6 +39,12 @@ class SearchResult:
     held_out: dict[int, HeldOut] = field(default_factory=dict)  # finalist's candidate number -> its held-out scores
     finished: str | None = None  # how the leader was finished after the budget stopped the search
     select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
+    merged: list[list[Rung]] = field(default_factory=list)  # each merged bracket's rungs, in order
+
+    @property
+    def brackets(self) -> list[list[Rung]]:
+        """Each bracket's rungs (configs x instances), in the order they ran."""
+        return self.merged or [self.halving.rungs]
 
     @property
     def complete(self) -> list[Trial]:
@@ -63,7 +69,8 @@ def merge(results: list[SearchResult]) -> SearchResult:
     """Brackets as one result: candidates and trials renumbered, ranked together (all brackets share one plan)."""
     if len(results) == 1:
         return results[0]
-    merged = SearchResult([], [], results[0].halving, stopped=results[-1].stopped, select=results[0].select)
+    merged = SearchResult([], [], results[0].halving, stopped=results[-1].stopped, select=results[0].select,
+                          merged=[rungs for result in results for rungs in result.brackets])
     for result in results:
         offset = len(merged.configs)
         merged.configs += result.configs

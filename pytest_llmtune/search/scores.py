@@ -19,6 +19,7 @@ class Outcome:
     others: Mapping[str, float] = field(default_factory=dict)  # the other numbers a metric dict held
     answer: str = ""  # the model's first answer line
     miss: str | None = None  # why the instance missed
+    answers: tuple[str, ...] = ()  # the first line of every answer the instance got (n samples: n of them)
 
 
 @dataclass(kw_only=True)
@@ -28,12 +29,14 @@ class Scores:
     metrics: dict[int, float] = field(default_factory=dict)
     others: dict[int, Mapping[str, float]] = field(default_factory=dict)  # instance -> other metrics
     answers: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # instance -> (answer, miss)
+    samples: dict[int, tuple[str, ...]] = field(default_factory=dict)  # instance -> every answer's first line
     tokens: int = 0
     cost: float = 0.0  # dollars, at list price
 
     def add(self, instance: int, outcome: Outcome) -> None:
         self.metrics[instance] = outcome.metric
         self.answers[instance] = (outcome.answer, outcome.miss)
+        self.samples[instance] = outcome.answers
         if outcome.others:
             self.others[instance] = outcome.others
         self.tokens += outcome.tokens

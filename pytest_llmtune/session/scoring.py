@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.errors import LlmtuneError
-from pytest_llmtune.report.instances import answer_line
+from pytest_llmtune.report.instances import answer_line, answer_lines
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.session.state import Run
@@ -38,8 +38,9 @@ def evaluation_of(run: Run, spec: EvalSpec, item: pytest.Item) -> Evaluation:
     except MetricError as problem:
         raise EvaluationError(f"MetricError: {problem}", where=item.nodeid) from None
     usage = run.llm.usage if run.llm is not None else Usage()
-    answer = answer_line(run.llm.answers) if run.llm is not None else ""
-    return Evaluation(metric, run.result.passed, usage, usage.cost, others, answer, run.result.miss)
+    served = run.llm.answers if run.llm is not None else []
+    return Evaluation(metric, run.result.passed, usage, usage.cost, others, answer_line(served), run.result.miss,
+                      answer_lines(served))
 
 
 def error_of(run: Run, item: pytest.Item) -> EvaluationError | None:
