@@ -42,8 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
                     help="requests in flight at once (default: ini llmtune_concurrency, 8)")
     group.addoption("--llm-report", action="append", default=[], metavar="PATH", help="write what the tune or gate "
-                    "did to PATH: .json (every config, instance and verdict) or .html (one page); repeatable "
-                    "(ini llmtune_report)")
+                    "did to PATH: .json (every config, instance and verdict), .html (one page) or .md (a summary "
+                    "for GitHub's job summary or a pull-request comment); repeatable (ini llmtune_report)")
+    group.addoption("--llm-base-lock", default=None, metavar="PATH", help="the base branch's lockfile: the .md "
+                    "report compares each target's lock with it (changed settings, the paired score difference, "
+                    "instances whose result changed); an empty file is a base with no lockfile")
     for name, ini in INI.items():
         parser.addini(name, ini.help_text(), type=ini.type, default=ini.default)
 
@@ -80,7 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     llmtune = (TuneSession if tune else GateSession)(config, read_settings(config))
     config.stash[SESSION_KEY] = llmtune
-    config.pluginmanager.register(llmtune, "llmtune-mode")
+    config.pluginmanager.register(llmtune, "llmtune-session")
 
 
 def refuse_distribution(config: pytest.Config, tune: bool) -> None:

@@ -81,6 +81,7 @@ class Settings:
     lockfile: Path
     cassette_dir: Path
     reports: tuple[Path, ...] = ()
+    base_lock: Path | None = None  # --llm-base-lock: the base branch's lockfile, which a .md report compares with
     search: SearchSettings = field(default_factory=SearchSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)

@@ -49,7 +49,8 @@ def test_the_pull_request_job_gates_offline_with_no_secret(workflow: dict[Any, A
     gate = workflow["jobs"]["gate"]
 
     assert gate["if"] == "github.event_name == 'pull_request'"
-    assert pytest_commands(gate) == [["pytest", "--llm-test"]]
+    assert pytest_commands(gate) == [["pytest", "--llm-test", "--llm-report", "summary.md", "--llm-base-lock",
+                                      "base.lock"]]
     assert "secrets" not in yaml.safe_dump(gate)
     assert all("OPENAI_API_KEY" not in env for env in environments(workflow, gate))
     setup = next(step for step in gate["steps"] if step.get("uses", "").startswith("actions/setup-python@"))

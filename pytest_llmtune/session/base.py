@@ -21,7 +21,7 @@ import pytest
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import LLM
-from pytest_llmtune.report import json_report
+from pytest_llmtune.report import json_report, markdown
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import MISS_PROPERTY, instance_properties, instance_table, run_rows
 from pytest_llmtune.session.body import observe
@@ -37,6 +37,7 @@ from pytest_llmtune.session.targets import (
     target_name,
 )
 from pytest_llmtune.settings import Settings
+from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import write_atomically
 
 __all__ = ["MISS_PROPERTY", "RUN_KEY", "BaseSession", "Run", "rerun_error"]
@@ -238,12 +239,25 @@ class BaseSession(abc.ABC):
         return [f"each instance under the locked config {heading}:", *instance_table(rows, width)]
 
     def write_reports(self, data: Mapping[str, Any]) -> list[str]:
-        """--llm-report: each path gets the report in its format; the lines say where."""
+        """--llm-report: each path gets the report in its format; the lines say where. A Markdown report reads
+        the lockfile as it is now and, with --llm-base-lock, the base branch's."""
         lines = []
         for path in self.settings.reports:
-            write_atomically(path, json_report.rendered(path.suffix, data))
+            if path.suffix == ".md":
+                text = markdown.render(data, lockfile.read(self.settings.lockfile), self.base_lock())
+            else:
+                text = json_report.rendered(path.suffix, data)
+            write_atomically(path, text)
             lines.append(f"report written to {path}")
         return lines
+
+    def base_lock(self) -> dict[str, dict[str, Any]] | None:
+        """The base branch's lock entries (none for an empty file: the base has no lockfile yet); None when no
+        base lock was given."""
+        path = self.settings.base_lock
+        if path is None:
+            return None
+        return lockfile.read(path) if path.read_bytes().strip() else {}
 
     def write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_llmtune.llm.cost import PRICES_DATE, parse_price_lines
 from pytest_llmtune.settings import EndpointSettings, GateSettings, LocalSettings, SearchSettings, Settings
+from pytest_llmtune.store import lockfile
 
 __all__ = ["INI", "positive_int", "read_settings"]
 
@@ -68,7 +69,7 @@ INI: dict[str, Ini] = {
     "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
     "llmtune_prices": Ini("lines `model input_per_1k output_per_1k` in dollars, over the built-in prices",
                           "linelist", [], f"the built-in table of OpenAI's prices on {PRICES_DATE}"),
-    "llmtune_report": Ini("report files written by each --llm-tune and --llm-test run (.json or .html), relative "
+    "llmtune_report": Ini("report files written by each --llm-tune and --llm-test run (.json, .html or .md), relative "
                           "to the ini file", "paths", [], "none"),
     "llmtune_split_n": Ini("send n samples as n single-sample requests so samples are reused across n: true, "
                            "false, or auto (true with --llm-local)", bool | Literal["auto"], "auto"),
@@ -103,6 +104,7 @@ def read_settings(config: pytest.Config) -> Settings:
         lockfile=root / _ini(config, "llmtune_lockfile"),
         cassette_dir=root / _ini(config, "llmtune_cassette_dir"),
         reports=_reports(config),
+        base_lock=_base_lock(config),
         search=SearchSettings(
             num_samples=_at_least(config, "llmtune_num_samples", 1),
             eta=_at_least(config, "llmtune_eta", 2),
@@ -200,9 +202,33 @@ def _reports(config: pytest.Config) -> tuple[Path, ...]:
     given = config.getoption("llm_report") or []
     paths = [config.invocation_params.dir / path for path in given] if given else list(_ini(config, "llmtune_report"))
     for path in paths:
-        if path.suffix not in (".json", ".html"):
-            raise pytest.UsageError(f"report {path}: give a path ending in .json (the data) or .html (one page)")
+        if path.suffix not in (".json", ".html", ".md"):
+            raise pytest.UsageError(f"report {path}: give a path ending in .json (the data), .html (one page) or "
+                                    ".md (a summary for GitHub's job summary or a pull-request comment)")
     return tuple(paths)
+
+
+def _base_lock(config: pytest.Config) -> Path | None:
+    """--llm-base-lock PATH (relative to where pytest was invoked): an existing file, with a .md report to show it
+    in. An empty file stands for a base branch with no lockfile yet."""
+    given = config.getoption("llm_base_lock")
+    if not given:
+        return None
+    path: Path = config.invocation_params.dir / str(given)
+    if not path.is_file():
+        raise pytest.UsageError(f"--llm-base-lock {given}: no such file. In a pull request, write the base branch's "
+                                "lockfile first: `git show origin/main:llmtune.lock > base.lock` (an empty file "
+                                "if it has none)")
+    if not any(report.suffix == ".md" for report in _reports(config)):
+        raise pytest.UsageError(f"--llm-base-lock {given} compares the locks in the Markdown report, and none is "
+                                "asked for: add --llm-report summary.md")
+    if path.read_bytes().strip():
+        try:
+            lockfile.read(path)
+        except lockfile.LockfileError as error:
+            raise pytest.UsageError(f"--llm-base-lock {given}: {str(error).split('. Restore')[0]}: give the base "
+                                    "branch's llmtune.lock as it is committed") from None
+    return path
 
 
 def _local_model(config: pytest.Config) -> Path | None:
