@@ -107,4 +107,5 @@ def test_the_ini_names_reports_and_a_bad_suffix_is_refused(tuned: pytest.Pyteste
 
     refused = tuned.runpytest("--llm-test", "--llm-report", "gate.txt")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
-    refused.stderr.fnmatch_lines(["ERROR: report */gate.txt: give a path ending in .json (the data), .html (one page) or .md*"])
+    refused.stderr.fnmatch_lines(
+        ["ERROR: report */gate.txt: give a path ending in .json (the data), .html (one page) or .md*"])
