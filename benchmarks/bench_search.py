@@ -12,6 +12,11 @@ a template needs its answer length; the completion template needs the stop), cos
 expected pass rate over the instance distribution; regret is the best true score in the space minus the
 locked config's. 60 tuning instances and 20 held out (the default quarter of 80).
 
+Two landscape families (`--families`): "narrow" (the best configs are a narrow region of cheap ones: the system
+template at a low temperature with a vote) and "expensive" (the best configs are the costliest: the three-shot
+template with long answers, n 4-5 and a vote at a middle temperature, 200-280 tokens an instance), where a plan
+biased to cheap configs fails.
+
 Every strategy runs the real search core (`Tune`, `Spending`: the tune the session runs) with simulated evaluations that
 pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
 60 tuning instances until the budget is spent and locks its best complete trial (it gets the whole budget: no
@@ -48,7 +53,9 @@ from pytest_llmtune.usage import Usage  # noqa: E402
 TUNING, HELD_OUT = 60, 20
 TEMPLATES = ["zero-shot", "system", "three-shot"]
 PROMPT_TOKENS = {"zero-shot": 20, "system": 32, "three-shot": 120}
-ANSWER_TOKENS = {"zero-shot": 9, "system": 5, "three-shot": 3}  # what an untruncated answer takes
+ANSWER_TOKENS = {"narrow": {"zero-shot": 9, "system": 5, "three-shot": 3},  # what an untruncated answer takes
+                 "expensive": {"zero-shot": 9, "system": 5, "three-shot": 22}}
+FAMILIES = tuple(ANSWER_TOKENS)
 SPACE = {"prompt": choice(TEMPLATES), "temperature": uniform(0, 1.2), "max_tokens": lograndint(4, 33),
          "n": randint(1, 6), "stop": choice(["\n", None])}
 GRID = {"prompt": choice(TEMPLATES), "temperature": choice([0.0, 0.6, 1.2]), "max_tokens": choice([4, 8, 32]),
@@ -56,7 +63,7 @@ GRID = {"prompt": choice(TEMPLATES), "temperature": choice([0.0, 0.6, 1.2]), "ma
 EASE = [statistics.NormalDist(0, 1.5).inv_cdf((k + 0.5) / 400) for k in range(400)]  # the instance distribution
 
 
-def quality(config: dict[str, Any]) -> float:
+def quality(config: dict[str, Any], family: str = "narrow") -> float:
     """The log-odds a config adds to every instance's ease."""
     template, temperature = config["prompt"], float(config["temperature"])
     n, most = int(config["n"]), int(config["max_tokens"])
@@ -64,21 +71,23 @@ def quality(config: dict[str, Any]) -> float:
     best_temperature = {"zero-shot": 0.7, "system": 0.2, "three-shot": 0.4}[template]
     score = base - 1.5 * (temperature - best_temperature) ** 2
     score += 0.5 * math.log(n) * min(temperature, 1.0) ** 0.5  # votes need sampling to help
-    if most < ANSWER_TOKENS[template]:
+    if most < ANSWER_TOKENS[family][template]:
         score -= 2.0  # the answer is cut off
     if template == "three-shot":
         score += 0.6 if config["stop"] == "\n" else -1.0  # without the stop it runs on into the next example
-    if template == "system" and 0.1 <= temperature <= 0.3 and n >= 4 and most >= 12:
+    if family == "narrow" and template == "system" and 0.1 <= temperature <= 0.3 and n >= 4 and most >= 12:
         score += 1.2  # a narrow, very good region
+    if family == "expensive" and template == "three-shot" and 0.3 <= temperature <= 0.8 and n >= 4:
+        score += 1.6  # reasoning at length, with a vote: the best configs are the costliest
     return score
 
 
-def true_score(config: dict[str, Any]) -> float:
-    q = quality(config)
+def true_score(config: dict[str, Any], family: str = "narrow") -> float:
+    q = quality(config, family)
     return statistics.fmean(1 / (1 + math.exp(-(q + ease))) for ease in EASE)
 
 
-def best_true_score() -> float:
+def best_true_score(family: str = "narrow") -> float:
     """The best true score of the space, by dense search (quality is smooth but for the bump and the cut-off)."""
     best = -math.inf
     for template in TEMPLATES:
@@ -88,27 +97,28 @@ def best_true_score() -> float:
                     for step in range(121):
                         config = {"prompt": template, "temperature": step / 100, "max_tokens": most, "n": n,
                                   "stop": stop}
-                        best = max(best, quality(config))
+                        best = max(best, quality(config, family))
     return statistics.fmean(1 / (1 + math.exp(-(best + ease))) for ease in EASE)
 
 
-def tokens(config: dict[str, Any]) -> tuple[int, int]:
+def tokens(config: dict[str, Any], family: str = "narrow") -> tuple[int, int]:
     """Prompt and completion tokens of one instance."""
     template, most, n = config["prompt"], int(config["max_tokens"]), int(config["n"])
-    natural = most if template == "three-shot" and config["stop"] is None else min(most, ANSWER_TOKENS[template])
+    answer = ANSWER_TOKENS[family][template]
+    natural = most if template == "three-shot" and config["stop"] is None else min(most, answer)
     return PROMPT_TOKENS[template], n * natural
 
 
 class Landscape:
     """One seed: instance eases and the Bernoulli outcome of every (config, instance), fixed by the seed."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    def __init__(self, seed: int, family: str = "narrow") -> None:
+        self.seed, self.family = seed, family
         rng = statistics.NormalDist(0, 1.5)
         self.ease = rng.samples(TUNING + HELD_OUT, seed=seed)
 
     def passed(self, config: dict[str, Any], instance: int) -> bool:
-        p = 1 / (1 + math.exp(-(quality(config) + self.ease[instance])))
+        p = 1 / (1 + math.exp(-(quality(config, self.family) + self.ease[instance])))
         digest = hashlib.blake2b(f"{self.seed}|{sorted(config.items())}|{instance}".encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big") / 2**64 < p
 
@@ -120,7 +130,7 @@ class Landscape:
         return evaluate_with
 
     def pay(self, config: dict[str, Any], instance: int, spending: Spending) -> Evaluation:
-        prompt, completion = tokens(config)
+        prompt, completion = tokens(config, self.family)
         spending.admit()  # as the recording transport does before a live request
         spending.settle(prompt + completion, 0.0)
         usage = Usage()
@@ -129,30 +139,59 @@ class Landscape:
         return Evaluation(float(right), right, usage)
 
 
+class BracketCosts:
+    """A tune observer that records each bracket's expected spend (the fit's plan) and what it spent."""
+
+    def __init__(self, spending: Spending) -> None:
+        self.spending, self.expected, self.starts, self.end = spending, [], [], 0.0
+
+    def bracket(self, candidates: int, halving: Any, fitted: Any) -> None:
+        self.expected.append(fitted[1].expected if fitted is not None else math.nan)
+        self.starts.append(self.spending.spent)
+
+    def progress(self, progress: Any) -> None:
+        pass
+
+    def searched(self) -> None:
+        self.end = self.spending.spent
+
+    def phase(self, what: str) -> None:
+        pass
+
+    def ratios(self) -> list[float]:
+        """Each bracket's expected spend over its actual one."""
+        spent = [after - before for before, after in zip(self.starts, [*self.starts[1:], self.end], strict=True)]
+        return [e / s for e, s in zip(self.expected, spent, strict=True) if s > 0 and not math.isnan(e)]
+
+
 def run_ours(strategy: str, landscape: Landscape, budget: float,
-             confirm: bool = True) -> tuple[dict[str, Any] | None, bool | None]:
-    """The locked config, and whether its true score lies in its held-out interval. As the session does: the
-    plan reserves a confirmation run of the winner (the space samples: temperature above 0), which runs after
-    the winner's held-out instances and before the other finalists', when what is left pays for it."""
+             confirm: bool = True) -> tuple[dict[str, Any] | None, bool | None, list[float]]:
+    """The locked config, whether its true score lies in its held-out interval, and each bracket's expected over
+    actual spend. As the session does: the plan reserves a confirmation run of the winner (the space samples:
+    temperature above 0) when it earns its keep, which runs after the winner's held-out instances and before the
+    other finalists', when what is left pays for it."""
     spending = Spending(Budget(budget, "tokens"))
     grid = strategy == "grid"
     spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
-                    optimization_budget=spending.budget, seed=landscape.seed)
+                    optimization_budget=spending.budget, seed=1000 * landscape.seed)  # a bracket b draws with seed +
+    # b: spaced so that one landscape's brackets never draw what another's first bracket draws
     tune = Tune(TuneProblem(spec=spec, instances=TUNING, held_out_count=HELD_OUT, num_samples=16, eta=3,
                             min_instances=5, confirms=confirm), spending)
+    costs = BracketCosts(spending)
     try:
-        tune.run(landscape.evaluate_with(spending), executor=InlineExecutor(), concurrency=1)
+        tune.run(landscape.evaluate_with(spending), executor=InlineExecutor(), concurrency=1, observer=costs)
     except NothingFits:  # no lock, counted as such
-        return None, None
+        return None, None, []
     result = tune.search
     if result is None or result.winner is None:
-        return None, None
+        return None, None, costs.ratios()
     held = result.held_out.get(result.winner.index)
     if held is None or len(held.metrics) < HELD_OUT:
-        return None, None  # the session locks nothing without the held-out score
+        return None, None, costs.ratios()  # the session locks nothing without the held-out score
     config = result.configs[result.winner.index]
     bounds = interval(list(held.metrics.values()), exact=True)  # as the lock records it
-    return config, bounds is not None and bounds[0] <= true_score(config) <= bounds[1]
+    inside = bounds is not None and bounds[0] <= true_score(config, landscape.family) <= bounds[1]
+    return config, inside, costs.ratios()
 
 
 def run_tpe(landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None, bool | None]:
@@ -184,6 +223,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", default="3000,6000,12000,25000,50000,100000")
     parser.add_argument("--strategies", default="halving,random,grid,tpe")
+    parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--no-confirm", action="store_true", help="the tune as it was before the confirmation run")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -193,39 +233,56 @@ def main() -> None:
     except ImportError:
         print("optuna is not installed (pip install -e '.[bench]'): the TPE column is left out\n")
         strategies = [s for s in strategies if s != "tpe"]
-    best = best_true_score()
     started = time.perf_counter()
+    for family in args.families.split(","):
+        table(family, budgets, strategies, args.seeds, not args.no_confirm)
+    print(f"({time.perf_counter() - started:.0f} s)")
+
+
+def table(family: str, budgets: list[float], strategies: list[str], seeds: int, confirm: bool) -> None:
+    best = best_true_score(family)
     rows = []
     pooled: dict[str, list[bool]] = {strategy: [] for strategy in strategies}
+    estimates: list[float] = []
     for budget in budgets:
         row: list[Any] = [f"{budget:,.0f}"]
         for strategy in strategies:
             regrets, empty, covered = [], 0, []
-            for seed in range(args.seeds):
-                landscape = Landscape(seed)
-                config, inside = (run_tpe(landscape, budget) if strategy == "tpe"
-                                  else run_ours(strategy, landscape, budget, not args.no_confirm))
+            for seed in range(seeds):
+                landscape = Landscape(seed, family)
+                if strategy == "tpe":
+                    (config, inside), ratios = run_tpe(landscape, budget), []
+                else:
+                    config, inside, ratios = run_ours(strategy, landscape, budget, confirm)
+                if strategy == "halving":
+                    estimates += ratios
                 if config is None:
                     empty += 1
                     continue
-                regrets.append(best - true_score(config))
+                regrets.append(best - true_score(config, family))
                 if inside is not None:
                     covered.append(inside)
             mean = f"{statistics.fmean(regrets):.3f}" if regrets else "-"
             error = f" ({statistics.stdev(regrets) / math.sqrt(len(regrets)):.3f})" if len(regrets) > 1 else ""
             coverage = f"{sum(covered) / len(covered):.0%}" if covered else "-"
             pooled[strategy] += covered
-            row += [mean + error, f"{empty}/{args.seeds}", coverage]
+            row += [mean + error, f"{empty}/{seeds}"] + ([coverage] if strategy != "tpe" else [])
         rows.append(row)
     headers = ["budget (tokens)"] + [f"{s} {what}" for s in strategies
-                                     for what in ("regret (se)", "no lock", "held-out CI covers")]
-    print(f"best true score in the space: {best:.3f}; cheapest config on all {TUNING + HELD_OUT} instances: "
-          f"{min(sum(tokens(c)) for c in grid_configs()) * (TUNING + HELD_OUT):,} tokens; {args.seeds} seeds a cell")
+                                     for what in ("regret (se)", "no lock", "held-out CI covers")[: 2 if s == "tpe"
+                                                                                                  else 3]]
+    cheapest = min(sum(tokens(c, family)) for c in grid_configs()) * (TUNING + HELD_OUT)
+    print(f"family {family!r}: best true score in the space {best:.3f}; cheapest config on all "
+          f"{TUNING + HELD_OUT} instances {cheapest:,} tokens; {seeds} seeds a cell")
     print(tabulate(rows, headers=headers, disable_numparse=True))
     print("held-out 95% interval covers the true score, all budgets pooled: " + "; ".join(
         f"{strategy} {sum(found) / len(found):.1%} of {len(found)} locks"
         for strategy, found in pooled.items() if found))
-    print(f"({time.perf_counter() - started:.0f} s)")
+    if estimates:
+        quartiles = statistics.quantiles(estimates, n=4) if len(estimates) > 1 else estimates * 3
+        print(f"halving's brackets, expected spend / actual: median {statistics.median(estimates):.2f} "
+              f"(quartiles {quartiles[0]:.2f}, {quartiles[2]:.2f}) over {len(estimates)} brackets")
+    print()
 
 
 def grid_configs() -> list[dict[str, Any]]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmtune.search.costs import MARGIN, CostModel, plan_cost
+from pytest_llmtune.search.costs import MARGIN, CostModel, plan_cost, shapes
 from pytest_llmtune.search.costs import fit_budget as fit
 from pytest_llmtune.search.halving import Rung
-from pytest_llmtune.search.halving import rungs_for as plan
 
 
 def tokens_model(split_n: bool = False) -> CostModel:
@@ -56,24 +55,68 @@ def test_the_plan_cost_counts_every_rung_and_the_ties_it_may_promote() -> None:
     assert plan_cost(rungs, [10.0] * 9) == 9 * 4 * 10 + 5 * 8 * 10
 
 
-@pytest.mark.parametrize("left", [700.0, 1500.0, 5000.0])
-def test_fit_keeps_the_longest_prefix_whose_plan_fits(left: float) -> None:
+@pytest.mark.parametrize("left", [300.0, 700.0, 1500.0, 5000.0])
+def test_fit_keeps_the_most_candidates_whose_plan_fits_on_the_least_aggressive_rungs_that_do(left: float) -> None:
     estimates = [10.0] * 16
 
     fitted = fit(estimates, 12, 0, left, eta=3, min_instances=3, one_rung=False)
 
     count = len(fitted.chosen)
     assert fitted.chosen == list(range(count))
-    assert MARGIN * plan_cost(plan(count, 12, 3, 3), estimates[:count]) <= left
+    assert fitted.expected == plan_cost(fitted.rungs, estimates[:count]) and MARGIN * fitted.expected <= left
+    fitting = [r for r in shapes(count, 12, 3, 3, False) if MARGIN * plan_cost(r, estimates[:count]) <= left]
+    assert fitted.rungs == fitting[0]
     if count < 16:
-        assert MARGIN * plan_cost(plan(count + 1, 12, 3, 3), estimates[: count + 1]) > left
+        assert all(MARGIN * plan_cost(r, estimates[: count + 1]) > left for r in shapes(count + 1, 12, 3, 3, False))
 
 
-def test_fit_falls_back_to_the_cheapest_candidate_then_to_nothing() -> None:
-    estimates = [50.0, 8.0, 30.0]
+def test_more_aggressive_rungs_start_smaller_so_more_candidates_fit() -> None:
+    assert shapes(16, 60, 3, 5, False) == [
+        [Rung(16, 7), Rung(6, 20), Rung(2, 60)],  # successive halving's own
+        [Rung(16, 5), Rung(6, 7), Rung(2, 20), Rung(1, 60)],  # a first rung as small as min_instances allows
+    ]
+    assert shapes(4, 60, 3, 5, False)[1] == [Rung(4, 7), Rung(2, 20), Rung(1, 60)]
+    assert shapes(5, 60, 3, 5, True) == [[Rung(5, 60)]] and shapes(1, 60, 3, 5, False) == [[Rung(1, 60)]]
 
-    alone = fit(estimates, 10, 2, 100.0, eta=3, min_instances=3, one_rung=False)
-    nothing = fit(estimates, 10, 2, 90.0, eta=3, min_instances=3, one_rung=False)
+    # 16 candidates fit on the aggressive rungs where successive halving's own would keep fewer
+    wide = fit([10.0] * 16, 60, 0, 1.2 * plan_cost(shapes(16, 60, 3, 5, False)[1], [10.0] * 16), eta=3,
+               min_instances=5, one_rung=False)
+    assert len(wide.chosen) == 16 and wide.rungs == shapes(16, 60, 3, 5, False)[1]
 
-    assert alone.chosen == [1] and alone.needed == 8.0 * 12
-    assert nothing.chosen == [] and nothing.needed == 96.0
+
+def test_an_expensive_candidate_early_is_left_out_not_a_reason_to_keep_only_the_cheapest() -> None:
+    estimates = [200.0, *[10.0] * 15]
+
+    fitted = fit(estimates, 12, 0, 1500.0, eta=3, min_instances=3, one_rung=False)
+
+    assert 0 not in fitted.chosen and len(fitted.chosen) > 8
+    assert fitted.chosen == list(range(1, 1 + len(fitted.chosen)))
+
+
+def test_never_more_than_the_dearer_half_is_left_out_to_fit_more_candidates() -> None:
+    estimates = [40.0, 10.0] * 8  # median 25: a cap under it would keep only the cheap half
+
+    fitted = fit(estimates, 12, 0, 1500.0, eta=3, min_instances=3, one_rung=False)
+
+    assert fitted.chosen == list(range(len(fitted.chosen)))  # in order, dear and cheap alike
+    assert len(fitted.chosen) >= 2
+
+
+def test_what_the_winner_needs_after_the_search_is_kept_once_apart_from_the_brackets_plan() -> None:
+    estimates = [10.0] * 4
+
+    fitted = fit(estimates, 12, 8, 2000.0, eta=3, min_instances=3, one_rung=False)
+    kept = fit(estimates, 12, 8, 2000.0, eta=3, min_instances=3, one_rung=False, kept=500.0)
+
+    assert fitted.reserved == 10.0 * 8 and fitted.expected == plan_cost(fitted.rungs, estimates)
+    assert kept.reserved == 500.0  # the leader so far needs more than the candidates' mean would
+
+
+def test_fit_falls_back_to_the_cheapest_candidate_without_the_margin_then_to_nothing() -> None:
+    estimates = [50.0, 8.0, 30.0, 7.0]
+
+    alone = fit(estimates, 10, 2, 97.0, eta=3, min_instances=3, one_rung=False)  # 7 with the margin: 98
+    nothing = fit(estimates, 10, 2, 80.0, eta=3, min_instances=3, one_rung=False)
+
+    assert alone.chosen == [3] and alone.needed == 7.0 * 12  # the most room for estimates that ran low
+    assert nothing.chosen == [] and nothing.needed == 84.0

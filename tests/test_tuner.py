@@ -340,3 +340,50 @@ def test_early_next_rung_evaluations_change_nothing_but_the_wait() -> None:
         return sorted(asked), [t.index for t in result.ranked]
 
     assert tune((0.0, 1.0)) == tune(None)
+
+
+def test_each_bracket_is_expected_to_spend_what_it_spends_and_runs_the_rungs_its_fit_chose() -> None:
+    """The plan is priced as it is paid: the winner's held-out instances are kept once, apart from the bracket's
+    plan, so a bracket's expected spend is its own (every evaluation here costs 10 tokens, as estimated)."""
+    starts: list[float] = []
+    spending = Spending(Budget.parse("900 tokens", "optimization_budget"))
+
+    class Watch:
+        def bracket(self, candidates: int, halving: Any, fitted: Any) -> None:
+            starts.append(spending.spent)
+            assert fitted is not None and halving.rungs == fitted[1].rungs
+
+        def progress(self, progress: Any) -> None: ...
+        def searched(self) -> None: starts.append(spending.spent)
+        def phase(self, what: str) -> None: ...
+
+    run = Tune(TuneProblem(spec=EvalSpec(space=SPACE, optimization_budget=spending.budget), instances=12,
+                           num_samples=8, eta=3, min_instances=3, held_out_count=4), spending)
+    run.run(paying(spending, lambda config: float(config["temperature"] < 0.5)), executor=InlineExecutor(),
+            concurrency=1, observer=Watch(), finalists=False)
+
+    (_, fitted), = run.fits
+    assert fitted.reserved == 10 * (4 + 16)  # held-out and confirmation (all 16), once, at the candidates' cost
+    assert fitted.expected <= starts[1] - starts[0] + 10 * len(fitted.chosen)  # ties may promote fewer than priced
+    assert starts[1] - starts[0] <= fitted.expected
+
+
+@pytest.mark.parametrize(("budget", "piloted"), [("400 tokens", 4), ("100000 tokens", 6)])
+def test_pilots_measure_prompt_shapes_in_waves_until_they_spent_their_share_of_the_budget(
+        budget: str, piloted: int) -> None:
+    """Six prompt shapes; a wave of 4 pilots at 10 tokens each is 10% of 400 tokens, over the 5% share, so the
+    other two shapes are priced from the first four; a large budget measures all six."""
+    from pytest_llmtune.search.afford import Affordability
+
+    spending = Spending(Budget.parse(budget, "optimization_budget"))
+    space = SearchSpace({"prompt": choice(list("abcdef")), "temperature": uniform(0, 1), "max_tokens": 8})
+    problem = TuneProblem(spec=EvalSpec(space=space, optimization_budget=spending.budget), instances=12,
+                          num_samples=16, eta=3, min_instances=3)
+    afford = Affordability(problem, spending)
+    configs = [{"prompt": p, "temperature": 0.5, "max_tokens": 8} for p in "abcdef"]
+
+    ran = afford.pilot(configs, paying(spending, lambda config: 1.0), InlineExecutor())
+
+    assert ran == piloted and afford.costs.evaluations == piloted and spending.spent == 10 * piloted
+    assert afford.pilot(configs, paying(spending, lambda config: 1.0), InlineExecutor(), every_shape=True) == (
+        6 - piloted)  # before giving up on a budget, the shapes left are measured too

@@ -24,12 +24,15 @@ from pytest_llmtune.search.evaluation import (
     Executor,
     NothingFits,
 )
-from pytest_llmtune.search.halving import Trial
+from pytest_llmtune.search.halving import Rung, Trial
 from pytest_llmtune.search.problem import TuneProblem
 
-__all__ = ["PILOTS", "Affordability", "PlanFit", "fit_plan"]
+__all__ = ["CONFIRM_SHARE", "PILOTS", "Affordability", "PlanFit", "fit_plan"]
 
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
+PILOT_WAVE = 4  # pilots sent at once
+PILOT_SHARE = 0.05  # once the pilots have spent this share of the budget, no new wave starts
+CONFIRM_SHARE = 0.25  # the most of the budget a planned confirmation run may be expected to take
 LiveKey = tuple[int, int]  # (bracket, candidate)
 
 
@@ -42,18 +45,25 @@ class PlanFit:
 
 
 def fit_plan(problem: TuneProblem, estimates: Sequence[float], left: float, confirm: int) -> PlanFit:
-    """The candidates `left` pays for, with room for the winner's held-out evaluation and, while something still
-    fits with it, its confirmation run; when nothing does, the confirmation gives way (the lock then keeps the
-    search's results)."""
+    """The candidates `left` pays for, with room for the winner's held-out evaluation and its confirmation run
+    when that earns its keep: while something still fits with it, and it is expected to cost at most
+    CONFIRM_SHARE of `left` (a second evaluation of the winner on every instance would otherwise take the budget
+    the search needs to find a good config). When the confirmation gives way, the lock keeps the search's results,
+    and the confirmation still runs if the search leaves enough."""
     found = _fit(problem, estimates, left, problem.held_out_count + confirm)
-    if not found.chosen and confirm:
+    if confirm and (not found.chosen or _mean(estimates, found.chosen) * confirm > CONFIRM_SHARE * left):
         return PlanFit(_fit(problem, estimates, left, problem.held_out_count), 0)
     return PlanFit(found, confirm)
 
 
-def _fit(problem: TuneProblem, estimates: Sequence[float], left: float, reserved: int) -> BudgetFit:
+def _fit(problem: TuneProblem, estimates: Sequence[float], left: float, reserved: int,
+         kept: float = 0.0) -> BudgetFit:
     return fit_budget(estimates, problem.instances, reserved, left, eta=problem.eta,
-                      min_instances=problem.min_instances, one_rung=problem.one_rung)
+                      min_instances=problem.min_instances, one_rung=problem.one_rung, kept=kept)
+
+
+def _mean(estimates: Sequence[float], chosen: Sequence[int]) -> float:
+    return statistics.fmean(estimates[i] for i in chosen)
 
 
 @dataclass
@@ -68,8 +78,10 @@ class Affordability:
     live: dict[LiveKey, tuple[dict[int, float], list[float]]] = field(default_factory=dict)
     # (bracket, candidate) -> its metrics by instance and per-instance costs so far, as evaluations finish
     protected: LiveKey | None = None  # the (bracket, candidate) whose finishing the reserve kept room for
+    kept_confirm: bool = False  # whether that room holds its confirmation run too
     fits: list[tuple[int, BudgetFit]] = field(default_factory=list)  # per bracket: candidates drawn, the fit
     known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
+    planned: list[Rung] = field(default_factory=list)  # the rungs of the last fit, for the bracket it chose
 
     def __post_init__(self) -> None:
         budget, price, default = self.budget, self.problem.price, self.problem.default_model or ""
@@ -87,6 +99,7 @@ class Affordability:
         """The candidates whose plan the budget left pays for (see `costs.fit_budget`). When not one candidate can
         be finished: before the search has spent anything (`first`), one `cheaper` candidate it can finish, else
         `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why)."""
+        self.planned = []
         self.pilot(configs, evaluate_with, executor)
         if not self.costs.ready:  # every pilot failed: the search meets (and reports) the error
             return configs
@@ -95,13 +108,20 @@ class Affordability:
         left = budget.amount - self.spending.spent
         if first:  # the first bracket gives up the confirmation rather than lock nothing
             planned = fit_plan(self.problem, estimates, left, self.confirm)
+            if not planned.fit.chosen and self.pilot(configs, evaluate_with, executor, every_shape=True):
+                estimates = [self.costs.estimate(config) for config in configs]  # the shapes left were priced
+                left = budget.amount - self.spending.spent  # from the others: measure them before giving up
+                planned = fit_plan(self.problem, estimates, left, self.confirm)
             fitted, self.confirm = planned.fit, planned.confirm
-        else:
-            fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm)
+        else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner
+            fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm,
+                          kept=self.reserve())
         if not fitted.chosen and first:  # look further for one config the budget can finish
             found = cheaper(left)
             if found is not None:
-                self.fits.append((len(configs), BudgetFit([0], found[1], found[1])))
+                alone = BudgetFit([0], found[1], found[1], [Rung(1, self.problem.instances)])
+                self.fits.append((len(configs), alone))
+                self.planned = alone.rungs
                 return [found[0]]
         self.fits.append((len(configs), fitted))
         if not fitted.chosen and first:
@@ -117,19 +137,32 @@ class Affordability:
         if not fitted.chosen:
             stopped(f"the {budget.words(left)} left of the optimization budget cannot finish another config "
                     f"(about {budget.words(fitted.needed)} needed)")
+        self.planned = fitted.rungs
         return [configs[i] for i in fitted.chosen]
 
-    def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor) -> None:
-        """Measure each prompt shape not measured yet (at most PILOTS): its cheapest candidate (smallest
-        n x max_tokens) on the first instance. The evaluations are kept: the search uses them when it gets there."""
-        cheapest: dict[str, Config] = {}
+    def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *,
+              every_shape: bool = False) -> int:
+        """Measure each prompt shape not measured yet (at most PILOTS): its candidate with the fewest samples and,
+        of those, the largest max_tokens (one answer, at the length it takes when nothing cuts it: a pilot cut
+        short would price every longer config at its max_tokens) on the first instance, in waves of PILOT_WAVE,
+        until the pilots have spent PILOT_SHARE of the budget (a shape left unmeasured is priced from the others).
+        `every_shape`: no share limit. The evaluations are kept: the search uses them when it gets there. Returns
+        how many pilots ran."""
+        telling: dict[str, Config] = {}
         for config in configs:
             group = shape(config)
-            if group not in self.costs.seen and (group not in cheapest or _worst(config) < _worst(cheapest[group])):
-                cheapest[group] = config
-        chosen = list(cheapest.values())[:PILOTS]
-        if not chosen:
-            return
+            if group not in self.costs.seen and (group not in telling or _pilot_order(config) < _pilot_order(
+                    telling[group])):
+                telling[group] = config
+        waiting, started, ran = list(telling.values())[:PILOTS], self.spending.spent, 0
+        while waiting and (every_shape or not self.costs.ready
+                           or self.spending.spent - started < PILOT_SHARE * self.budget.amount):
+            wave, waiting = waiting[:PILOT_WAVE], waiting[PILOT_WAVE:]
+            self._pilot_wave(wave, evaluate_with, executor)
+            ran += len(wave)
+        return ran
+
+    def _pilot_wave(self, chosen: list[Config], evaluate_with: EvaluateWith, executor: Executor) -> None:
         evaluate = evaluate_with(chosen)
         futures = [executor.submit(evaluate, index, 0) for index in range(len(chosen))]
         for config, future in zip(chosen, futures, strict=True):
@@ -174,9 +207,9 @@ class Affordability:
 
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
-        instances it has not been scored on (the held-out ones included), with a fifth more for noise. The leader
-        is the candidate furthest on, then best, among those the budget can still finish; when none can be,
-        nothing is kept back."""
+        instances it has not been scored on (the held-out ones included) and its confirmation run while that still
+        fits, with a fifth more for noise. The leader is the candidate furthest on, then best, among those the
+        budget can still finish; when none can be, nothing is kept back."""
         problem = self.problem
         left = self.budget.amount - self.spending.spent
         sign = problem.spec.direction.sign
@@ -184,18 +217,21 @@ class Affordability:
                          for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
                         key=lambda entry: entry[:2], reverse=True)
         for seen, _, key, costs in scored:
-            need = 1.2 * statistics.fmean(costs) * (problem.instances - seen + problem.held_out_count + self.confirm)
-            if need < left:
-                self.protected = key
-                return need
-            if key == self.protected:  # its room is reached: exploration stops here, and finishing uses the rest
-                return need
+            per_instance = 1.2 * statistics.fmean(costs)
+            need = per_instance * (problem.instances - seen + problem.held_out_count)  # what a lock needs
+            with_confirm = need + per_instance * self.confirm  # the confirmation gives way first
+            if key == self.protected and self.kept_confirm:  # its room is reached: exploration stops here
+                return with_confirm
+            if need < left or key == self.protected:
+                self.protected, self.kept_confirm = key, with_confirm < left
+                return with_confirm if self.kept_confirm else need
         return 0.0
 
 
-def _worst(config: Config) -> float:
-    most = config.get("max_tokens")
-    return config.get("n", 1) * most if isinstance(most, int) and isinstance(config.get("n", 1), int) else math.inf
+def _pilot_order(config: Config) -> tuple[float, float]:
+    """Fewer samples first, then the larger max_tokens (none: unbounded, first)."""
+    n, most = config.get("n", 1), config.get("max_tokens")
+    return (n if isinstance(n, int) else math.inf, -most if isinstance(most, int) else -math.inf)
 
 
 def _round_up(amount: float) -> float:

@@ -1,17 +1,20 @@
 """Brackets of drawn candidates, each through successive halving: one bracket of `num_samples` candidates, or with
 `num_samples=-1` new brackets (new seeds, candidates not drawn before) until the optimization budget is spent.
 
-A later bracket draws half of its candidates in a box around the two best configs so far (side 0.5 in the unit
-cube, halved each bracket) and half in the whole space: it looks closer where the search found good configs, and
-keeps exploring. Same seed, same draws. `results` holds what finished, also after an interrupt.
+A later bracket draws a third of its candidates in the whole space and the rest from a model of where good
+configs lie (proposals.py: BOHB's densities of the good and the other configs), once enough configs were scored
+on the same instances; before that, half in a box around the two best configs so far (side 0.5 in the unit cube,
+halved each bracket). It looks closer where the search found good configs, and keeps exploring. Same seed, same
+draws. `results` holds what finished, also after an interrupt.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_llmtune.search.afford import Affordability, fit_plan
@@ -20,11 +23,13 @@ from pytest_llmtune.search.costs import BudgetFit, key_of
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
 from pytest_llmtune.search.halving import Rung, SuccessiveHalving
 from pytest_llmtune.search.problem import TuneProblem
+from pytest_llmtune.search.proposals import DensityModel, Observation, fit_model
 from pytest_llmtune.search.result import SearchResult, merge
 from pytest_llmtune.search.rungs import OnProgress, numbered, run_bracket
 
 __all__ = ["CHEAPER_DRAWS", "Brackets", "FirstBracket", "OnBracket"]
 
+EXPLORE = 1 / 3  # of a later bracket's candidates, the share drawn in the whole space when a model proposes the rest
 CHEAPER_DRAWS = 256  # candidates priced (no request) for one a tight budget can finish, before it is refused
 OnBracket = Callable[[int, SuccessiveHalving], None]  # a bracket's candidates and its rungs, before it runs
 
@@ -77,7 +82,7 @@ class Brackets:
                                              cheaper=cheaper, stopped=self.stop)
             if not configs:
                 return
-            halving = self.halving(len(configs))
+            halving = self.halving(len(configs), self.afford.planned if self.afford is not None else ())
             on_bracket(len(configs), halving)
             self.results.append(self.one(bracket, configs, halving, evaluate_with, executor=executor,
                                          concurrency=concurrency, on_progress=on_progress))
@@ -86,10 +91,12 @@ class Brackets:
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
 
-    def halving(self, candidates: int) -> SuccessiveHalving:
+    def halving(self, candidates: int, rungs: Sequence[Rung] = ()) -> SuccessiveHalving:
+        """The bracket's successive halving, on the budget fit's rungs when it chose them."""
         problem = self.problem
         return SuccessiveHalving(candidates, problem.instances, eta=problem.eta, min_instances=problem.min_instances,
-                                 mode=problem.spec.mode, agg=problem.spec.agg, one_rung=problem.one_rung)
+                                 mode=problem.spec.mode, agg=problem.spec.agg, one_rung=problem.one_rung,
+                                 rungs=rungs)
 
     def first(self, estimate: Callable[[Config], float]) -> FirstBracket:
         """The first bracket as the tune would draw, screen and fit it, with `estimate` (a candidate's cost of one
@@ -103,8 +110,9 @@ class Brackets:
                                 len(self.skipped), problem.confirm)
         planned = fit_plan(problem, [estimate(c) for c in candidates], budget.amount, problem.confirm)
         chosen = [candidates[i] for i in planned.fit.chosen] or candidates[:1]
-        return FirstBracket(chosen, self.halving(len(chosen)).rungs, len(drawn), len(self.skipped), planned.confirm,
-                            planned.fit, len(candidates))
+        rungs = planned.fit.rungs if planned.fit.chosen else ()
+        return FirstBracket(chosen, self.halving(len(chosen), rungs).rungs, len(drawn), len(self.skipped),
+                            planned.confirm, planned.fit, len(candidates))
 
     def one(self, bracket: int, configs: list[Config], halving: SuccessiveHalving, evaluate_with: EvaluateWith, *,
             executor: Executor, concurrency: int, on_progress: OnProgress) -> SearchResult:
@@ -131,8 +139,9 @@ class Brackets:
         self.results[-1].stopped = why
 
     def cheaper(self, left: float, seed: int) -> tuple[Config, float] | None:
-        """The cheapest of CHEAPER_DRAWS more candidates when it can be finished on every instance (held-out ones
-        included) within `left`, with the cost estimated for it; no request is sent."""
+        """The first of CHEAPER_DRAWS more candidates that can be finished on every instance (held-out ones
+        included) within `left`, with the cost estimated for it (the first, not the cheapest: the cheapest configs
+        are often the worst, their answers cut short); no request is sent."""
         assert self.afford is not None
         if self.problem.chosen_strategy == "grid":
             return None
@@ -143,9 +152,8 @@ class Brackets:
         if not drawn:
             return None
         total = self.problem.instances + self.problem.held_out_count
-        priced = min(((self.afford.costs.estimate(c) * total, n, c) for n, c in enumerate(drawn)),
-                     key=lambda entry: entry[:2])
-        return (priced[2], priced[0]) if priced[0] <= left else None
+        priced = ((self.afford.costs.estimate(config) * total, config) for config in drawn)
+        return next(((config, cost) for cost, config in priced if cost <= left), None)
 
     def draw(self, count: int, seed: int, bracket: int = 0) -> list[Config]:
         """`count` Sobol candidates, or the whole grid in a seeded order (drawn again, it adds nothing)."""
@@ -156,16 +164,29 @@ class Brackets:
         if strategy == "grid":  # shuffled: a part of the grid the budget pays for is a random part
             drawn = [(config, ()) for config in space.grid()]
             random.Random(seed).shuffle(drawn)
+        elif strategy == "halving" and bracket:
+            drawn = self.focused(count, seed, bracket)
         else:
-            leaders = self.leaders(2) if strategy == "halving" and bracket else []
-            local = count // 2 if leaders else 0
-            drawn = draw(space, count - local, seed)
-            if local:
-                drawn += draw(space, local, seed + 10_000, around=leaders, width=0.5 ** bracket)
+            drawn = draw(space, count, seed)
         configs = self.with_model([config for config, _ in drawn])
         for config, (_, point) in zip(configs, drawn, strict=True):
             self.points.setdefault(key_of(config), point)
         return list({key_of(c): c for c in configs}.values())
+
+    def focused(self, count: int, seed: int, bracket: int) -> list[tuple[Config, tuple[float, ...]]]:
+        """A later bracket's candidates: EXPLORE of them in the whole space, the rest where good configs lie: half
+        proposed by the density model (once there is one), half in a box around the two leaders."""
+        from pytest_llmtune.search.sampler import draw
+
+        space, model, leaders = self.problem.spec.space, self.model(), self.leaders(2)
+        near = count - math.ceil(EXPLORE * count) if model is not None or leaders else 0
+        proposed = (near // 2 if leaders else near) if model is not None else 0
+        drawn = draw(space, count - near, seed)
+        if model is not None and proposed:
+            drawn += [(space.config_at(point), point) for point in model.propose(proposed, seed + 10_000)]
+        if near - proposed:
+            drawn += draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
+        return drawn
 
     def with_model(self, configs: list[Config]) -> list[Config]:
         """Each config naming the endpoint's model when the space names none, so a lock says what it ran on."""
@@ -173,6 +194,14 @@ class Brackets:
         if not model:
             return configs
         return [config if "model" in config else {"model": model, **config} for config in configs]
+
+    def model(self) -> DensityModel | None:
+        """Where good configs lie, from every config scored so far that has a point in the unit cube."""
+        observations = [Observation(self.points[key], dict(trial.metrics))
+                        for result in self.results for trial in result.ranked
+                        if trial.metrics and (key := key_of(result.configs[trial.index])) in self.points
+                        and self.points[key]]
+        return fit_model(observations, self.problem.spec.direction.sign)
 
     def leaders(self, count: int) -> list[tuple[float, ...]]:
         """The points of the best configs so far: furthest on, then best."""

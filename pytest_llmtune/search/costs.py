@@ -2,10 +2,14 @@
 
 Costs are estimated from what was measured (a config measured on some instances costs its own mean; another is
 priced from the evaluations of configs like it: same prompt shape, then its own n and max_tokens), in the
-optimization budget's unit. A bracket keeps the longest prefix of its candidates (Sobol order: any prefix is
-spread over the space) whose successive-halving plan fits what is left of the budget, after keeping room for the
-winner's held-out evaluation: fewer configs, each still compared on the same instances and the best finished on
-all of them. This is Hyperband's trade of configs against instances, with the budget choosing the point.
+optimization budget's unit.
+
+A bracket's plan is priced as it will be paid: its own rungs, with MARGIN for noise, and apart from it what the
+tune pays once after the search (the winner's held-out instances and confirmation run), kept once. The fit trades
+configs against instances both ways (Hyperband's brackets): for as many candidates as it can, the rungs of
+successive halving (`rungs_for`), then more aggressive ones (a smaller first rung, down to `min_instances`), and
+candidates taken in Sobol order (any prefix is spread over the space) below a cost cap as high as fits: an
+expensive candidate is left out rather than being a reason to keep only the cheapest one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from pytest_llmtune.search.halving import TIES, Rung, rungs_for
 
-__all__ = ["MARGIN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape"]
+__all__ = ["MARGIN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape", "shapes"]
 
 MARGIN = 1.2  # estimates are noisy: a plan is sized for a fifth more than its estimate
 TRUNCATED = 0.9  # a sample this close to its max_tokens probably hit it: it says nothing about the natural length
@@ -124,27 +128,64 @@ def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class BudgetFit:
-    """The candidates a budget pays for (indices into the drawn ones) and the plan's expected spend."""
+    """The candidates a budget pays for (indices into the drawn ones), their rungs, and what the plan is expected
+    to spend: the bracket itself, and what is kept once for the winner's evaluations after the search."""
 
     chosen: list[int]
-    expected: float
+    expected: float  # the bracket's own spend (no margin)
     needed: float  # what the cheapest candidate would cost on every instance and the evaluations after the search
+    rungs: list[Rung] = field(default_factory=list)  # the plan's rungs (configs x instances)
+    reserved: float = 0.0  # kept for the winner's evaluations after the search (held-out, confirmation)
+
+
+def shapes(count: int, instances: int, eta: int, min_instances: int, one_rung: bool) -> list[list[Rung]]:
+    """The rungs a bracket of `count` candidates may run, least aggressive first: successive halving's own
+    (`rungs_for`), then each with one rung more in front (a first rung eta times smaller, at least
+    `min_instances`), so the same candidates cost less and more of them fit."""
+    if one_rung or count == 1:
+        return [[Rung(count, instances)]]
+    found = [rungs_for(count, instances, eta, min_instances)]
+    depth = len(found[0])
+    while found[-1][0].instances > min_instances and found[-1][0].configs == count:
+        sizes = [max(min_instances, math.ceil(instances / eta**depth)),
+                 *(math.ceil(instances / eta ** (depth - r)) for r in range(1, depth)), instances]
+        rungs = []
+        for r, size in enumerate(sizes):
+            configs = max(1, math.ceil(count / eta**r))
+            last = configs == 1 or r == len(sizes) - 1
+            rungs.append(Rung(configs, instances if last else size))
+            if last:
+                break
+        found.append(rungs)
+        depth += 1
+    return found
 
 
 def fit_budget(estimates: Sequence[float], instances: int, after: int, left: float, *, eta: int,
-               min_instances: int, one_rung: bool) -> BudgetFit:
-    """The longest prefix of the candidates whose plan, with room for `after` evaluations of the winner once the
-    search is done (the held-out instances, and the confirmation run when there is one) and MARGIN for noise,
-    fits in `left`; else the cheapest candidate alone when its estimate fits (no margin: the alternative is no
-    lock at all); else nothing."""
+               min_instances: int, one_rung: bool, kept: float = 0.0) -> BudgetFit:
+    """The most candidates whose plan, with MARGIN for noise, fits in `left` once `after` evaluations of the
+    winner (the held-out instances, and the confirmation run when there is one) are kept at the chosen candidates'
+    mean cost, or `kept` when that is more (what the leader so far needs: the room is kept once, for whichever
+    config wins). Candidates are taken in their order, below the highest cost cap that lets that many fit (for
+    more than one, a cap at least the median estimate: the dearer half may be left out, never the cheap bias of
+    keeping only the cheapest), on the least aggressive rungs that do; else the cheapest candidate alone when its
+    estimate fits without the margin (the alternative is no lock at all); else nothing."""
     needed = min(estimates) * (instances + after) if estimates else math.inf
+    caps = sorted(set(estimates), reverse=True)
+    median = statistics.median(estimates) if estimates else 0.0
     for count in range(len(estimates), 0, -1):
-        prefix = list(estimates[:count])
-        rungs = [Rung(count, instances)] if one_rung else rungs_for(count, instances, eta, min_instances)
-        expected = plan_cost(rungs, prefix) + statistics.fmean(prefix) * after
-        if MARGIN * expected <= left:
-            return BudgetFit(list(range(count)), expected, needed)
-    if needed <= left:
+        for cap in caps if count == 1 else [c for c in caps if c >= median]:  # at most the dearer half left out
+            chosen = [i for i, estimate in enumerate(estimates) if estimate <= cap][:count]
+            if len(chosen) < count:
+                break
+            priced = [estimates[i] for i in chosen]
+            reserved = max(kept, statistics.fmean(priced) * after)
+            for rungs in shapes(count, instances, eta, min_instances, one_rung):
+                expected = plan_cost(rungs, priced)
+                if MARGIN * expected + reserved <= left:
+                    return BudgetFit(chosen, expected, needed, rungs, reserved)
+    if needed <= left:  # the last resort: the cheapest leaves the most room for estimates that ran low
         cheapest = min(range(len(estimates)), key=lambda i: (estimates[i], i))
-        return BudgetFit([cheapest], needed, needed)
+        return BudgetFit([cheapest], estimates[cheapest] * instances, needed, [Rung(1, instances)],
+                         max(kept, estimates[cheapest] * after))
     return BudgetFit([], 0.0, needed)

@@ -75,11 +75,19 @@ class SuccessiveHalving:
         mode: str = "max",
         agg: str | Aggregate = "mean",
         one_rung: bool = False,
+        rungs: Sequence[Rung] = (),
     ) -> None:
-        """`one_rung`: every config on every instance (the random and grid strategies)."""
+        """`one_rung`: every config on every instance (the random and grid strategies). `rungs`: a plan's own
+        (the budget fit's), which must start with every config and end on every instance."""
         self.direction = Direction(mode)
-        self.rungs = ([Rung(n_configs, n_instances)] if one_rung
-                      else rungs_for(n_configs, n_instances, eta, min_instances))
+        if rungs:
+            if rungs[0].configs != n_configs or rungs[-1].instances != n_instances:
+                raise ValueError(f"rungs {list(rungs)} must start with the {n_configs} configs and end on all "
+                                 f"{n_instances} instances")
+            self.rungs = list(rungs)
+        else:
+            self.rungs = ([Rung(n_configs, n_instances)] if one_rung
+                          else rungs_for(n_configs, n_instances, eta, min_instances))
         self.n_instances = n_instances
         self.agg = agg
         self.trials = [Trial(index) for index in range(n_configs)]
