@@ -387,3 +387,19 @@ def test_pilots_measure_prompt_shapes_in_waves_until_they_spent_their_share_of_t
     assert ran == piloted and afford.costs.evaluations == piloted and spending.spent == 10 * piloted
     assert afford.pilot(configs, paying(spending, lambda config: 1.0), InlineExecutor(), every_shape=True) == (
         6 - piloted)  # before giving up on a budget, the shapes left are measured too
+
+
+def test_the_reserve_keeps_room_for_a_confirmation_only_for_a_leader_whose_answers_are_samples() -> None:
+    from pytest_llmtune.search.afford import Affordability
+
+    def reserve_for(temperature: float) -> float:
+        spending = Spending(Budget.parse("10000 tokens", "optimization_budget"))
+        problem = TuneProblem(spec=EvalSpec(space=SPACE, optimization_budget=spending.budget), instances=12,
+                              held_out_count=4, eta=3, min_instances=3)  # the space samples: a confirmation
+        afford = Affordability(problem, spending)
+        for instance in range(12):
+            afford.watch((0, 0), {"prompt": "a", "temperature": temperature}, instance, scored(1.0, 10))
+        return afford.reserve()
+
+    assert reserve_for(0.0) == pytest.approx(1.2 * 10 * 4)  # the held-out instances only
+    assert reserve_for(0.7) == pytest.approx(1.2 * 10 * (4 + 16))  # and all 16 again, with fresh samples

@@ -25,7 +25,7 @@ from pytest_llmtune.search.evaluation import (
     NothingFits,
 )
 from pytest_llmtune.search.halving import Rung, Trial
-from pytest_llmtune.search.problem import TuneProblem
+from pytest_llmtune.search.problem import TuneProblem, sampled
 
 __all__ = ["CONFIRM_SHARE", "PILOTS", "Affordability", "PlanFit", "fit_plan"]
 
@@ -79,6 +79,7 @@ class Affordability:
     # (bracket, candidate) -> its metrics by instance and per-instance costs so far, as evaluations finish
     protected: LiveKey | None = None  # the (bracket, candidate) whose finishing the reserve kept room for
     kept_confirm: bool = False  # whether that room holds its confirmation run too
+    samples: dict[LiveKey, bool] = field(default_factory=dict)  # whether a candidate's answers are samples
     fits: list[tuple[int, BudgetFit]] = field(default_factory=list)  # per bracket: candidates drawn, the fit
     known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
     planned: list[Rung] = field(default_factory=list)  # the rungs of the last fit, for the bracket it chose
@@ -184,6 +185,7 @@ class Affordability:
     def watch(self, key: LiveKey, config: Config, instance: int, evaluation: Evaluation) -> None:
         """A finished evaluation of the search: what the reserve and the cost model learn from it."""
         metrics, costs = self.live.setdefault(key, ({}, []))
+        self.samples.setdefault(key, sampled(config))
         metrics[instance] = evaluation.metric
         costs.append(self.measure(evaluation))
         if (key_of(config), instance) not in self.known:  # the pilot was observed when it ran
@@ -219,7 +221,8 @@ class Affordability:
         for seen, _, key, costs in scored:
             per_instance = 1.2 * statistics.fmean(costs)
             need = per_instance * (problem.instances - seen + problem.held_out_count)  # what a lock needs
-            with_confirm = need + per_instance * self.confirm  # the confirmation gives way first
+            confirm = self.confirm if self.samples.get(key, True) else 0  # temperature 0 needs no confirmation
+            with_confirm = need + per_instance * confirm  # the confirmation gives way first
             if key == self.protected and self.kept_confirm:  # its room is reached: exploration stops here
                 return with_confirm
             if need < left or key == self.protected:
