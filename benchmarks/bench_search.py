@@ -2,7 +2,7 @@
 
     pip install -e ".[bench]"                 # Optuna, for its TPE baseline (never a runtime dependency)
     python benchmarks/bench_search.py          # 20 seeds a point; --seeds N, --budgets 3000,12000,
-                                               # --strategies halving,random,grid,tpe
+                                               # --strategies halving,random,grid,tpe,tpe-hyperband
 
 Each seed is a landscape in FLAML's own space (3 templates, temperature in [0, 1.2], max_tokens 4-32 on a log
 scale, n 1-5, stop "\\n" or none): per-instance Bernoulli outcomes, p = sigmoid(quality(config) + ease of the
@@ -20,7 +20,8 @@ biased to cheap configs fails.
 Every strategy runs the real search core (`Tune`, `Spending`: the tune the session runs) with simulated evaluations that
 pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
 60 tuning instances until the budget is spent and locks its best complete trial (it gets the whole budget: no
-held-out share is kept for it). Columns: mean regret (its standard error), how often nothing was locked, and
+held-out share is kept for it); "tpe-hyperband" adds Optuna's HyperbandPruner, which may stop a trial after 5, 15
+or 45 instances. Columns: mean regret (its standard error), how often nothing was locked, and
 how often the locked config's true score is inside its reported held-out 95% interval.
 """
 
@@ -194,12 +195,18 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     return config, inside, costs.ratios()
 
 
-def run_tpe(landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None, bool | None]:
+def run_tpe(landscape: Landscape, budget: float, hyperband: bool = False) -> tuple[dict[str, Any] | None, None]:
+    """Optuna's TPE, a trial a config on the 60 tuning instances until the budget is spent; with `hyperband`, each
+    trial reports its mean after 5, 15 and 45 instances to Optuna's HyperbandPruner, which may stop it there. The
+    best trial scored on every tuning instance is locked."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spending = Spending(Budget(budget, "tokens"))
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=landscape.seed))
+    pruner = (optuna.pruners.HyperbandPruner(min_resource=5, max_resource=TUNING, reduction_factor=3) if hyperband
+              else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=landscape.seed),
+                                pruner=pruner)
     best: tuple[float, dict[str, Any]] | None = None
     while True:
         trial = study.ask()
@@ -208,10 +215,20 @@ def run_tpe(landscape: Landscape, budget: float) -> tuple[dict[str, Any] | None,
                   "max_tokens": trial.suggest_int("max_tokens", 4, 32, log=True),
                   "n": trial.suggest_int("n", 1, 5),
                   "stop": trial.suggest_categorical("stop", ["\n", None])}
+        metrics: list[float] = []
         try:
-            score = statistics.fmean(landscape.pay(config, i, spending).metric for i in range(TUNING))
+            for instance in range(TUNING):
+                metrics.append(landscape.pay(config, instance, spending).metric)
+                if hyperband and len(metrics) in (5, 15, 45):
+                    trial.report(statistics.fmean(metrics), len(metrics))
+                    if trial.should_prune():
+                        break
         except BudgetSpent:
             break
+        score = statistics.fmean(metrics)
+        if len(metrics) < TUNING:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
         study.tell(trial, score)
         if best is None or score > best[0]:
             best = (score, config)
@@ -222,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", default="3000,6000,12000,25000,50000,100000")
-    parser.add_argument("--strategies", default="halving,random,grid,tpe")
+    parser.add_argument("--strategies", default="halving,random,grid,tpe,tpe-hyperband")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--no-confirm", action="store_true", help="the tune as it was before the confirmation run")
     args = parser.parse_args()
@@ -232,7 +249,7 @@ def main() -> None:
         import optuna  # noqa: F401
     except ImportError:
         print("optuna is not installed (pip install -e '.[bench]'): the TPE column is left out\n")
-        strategies = [s for s in strategies if s != "tpe"]
+        strategies = [s for s in strategies if not s.startswith("tpe")]
     started = time.perf_counter()
     for family in args.families.split(","):
         table(family, budgets, strategies, args.seeds, not args.no_confirm)
@@ -250,8 +267,8 @@ def table(family: str, budgets: list[float], strategies: list[str], seeds: int, 
             regrets, empty, covered = [], 0, []
             for seed in range(seeds):
                 landscape = Landscape(seed, family)
-                if strategy == "tpe":
-                    (config, inside), ratios = run_tpe(landscape, budget), []
+                if strategy.startswith("tpe"):
+                    (config, inside), ratios = run_tpe(landscape, budget, strategy == "tpe-hyperband"), []
                 else:
                     config, inside, ratios = run_ours(strategy, landscape, budget, confirm)
                 if strategy == "halving":
@@ -266,18 +283,19 @@ def table(family: str, budgets: list[float], strategies: list[str], seeds: int, 
             error = f" ({statistics.stdev(regrets) / math.sqrt(len(regrets)):.3f})" if len(regrets) > 1 else ""
             coverage = f"{sum(covered) / len(covered):.0%}" if covered else "-"
             pooled[strategy] += covered
-            row += [mean + error, f"{empty}/{seeds}"] + ([coverage] if strategy != "tpe" else [])
+            row += [mean + error, f"{empty}/{seeds}"] + ([coverage] if not strategy.startswith("tpe") else [])
         rows.append(row)
     headers = ["budget (tokens)"] + [f"{s} {what}" for s in strategies
-                                     for what in ("regret (se)", "no lock", "held-out CI covers")[: 2 if s == "tpe"
-                                                                                                  else 3]]
+                                     for what in ("regret (se)", "no lock", "held-out CI covers")[
+                                         : 2 if s.startswith("tpe") else 3]]
     cheapest = min(sum(tokens(c, family)) for c in grid_configs()) * (TUNING + HELD_OUT)
     print(f"family {family!r}: best true score in the space {best:.3f}; cheapest config on all "
           f"{TUNING + HELD_OUT} instances {cheapest:,} tokens; {seeds} seeds a cell")
     print(tabulate(rows, headers=headers, disable_numparse=True))
-    print("held-out 95% interval covers the true score, all budgets pooled: " + "; ".join(
-        f"{strategy} {sum(found) / len(found):.1%} of {len(found)} locks"
-        for strategy, found in pooled.items() if found))
+    if any(pooled.values()):
+        print("held-out 95% interval covers the true score, all budgets pooled: " + "; ".join(
+            f"{strategy} {sum(found) / len(found):.1%} of {len(found)} locks"
+            for strategy, found in pooled.items() if found))
     if estimates:
         quartiles = statistics.quantiles(estimates, n=4) if len(estimates) > 1 else estimates * 3
         print(f"halving's brackets, expected spend / actual: median {statistics.median(estimates):.2f} "
