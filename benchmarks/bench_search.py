@@ -33,6 +33,7 @@ import math
 import statistics
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ class Landscape:
         return Evaluation(float(right), right, usage)
 
 
+CONFIRMED: dict[str, list[bool]] = defaultdict(list)  # per strategy: whether each sampled winner was confirmed
+
+
 class BracketCosts:
     """A tune observer that records each bracket's expected spend (the fit's plan) and what it spent."""
 
@@ -190,6 +194,8 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     if held is None or len(held.metrics) < HELD_OUT:
         return None, None, costs.ratios()  # the session locks nothing without the held-out score
     config = result.configs[result.winner.index]
+    if tune.confirmed is not None:  # a sampled winner: was its confirmation run paid for?
+        CONFIRMED[strategy].append(tune.confirmed.error is None)
     bounds = interval(list(held.metrics.values()), exact=True)  # as the lock records it
     inside = bounds is not None and bounds[0] <= true_score(config, landscape.family) <= bounds[1]
     return config, inside, costs.ratios()
@@ -296,6 +302,10 @@ def table(family: str, budgets: list[float], strategies: list[str], seeds: int, 
         print("held-out 95% interval covers the true score, all budgets pooled: " + "; ".join(
             f"{strategy} {sum(found) / len(found):.1%} of {len(found)} locks"
             for strategy, found in pooled.items() if found))
+    confirmed = {s: CONFIRMED.pop(s) for s in list(CONFIRMED)}
+    if confirmed:
+        print("sampled winners confirmed with fresh samples: " + "; ".join(
+            f"{s} {sum(c)} of {len(c)}" for s, c in confirmed.items()))
     if estimates:
         quartiles = statistics.quantiles(estimates, n=4) if len(estimates) > 1 else estimates * 3
         print(f"halving's brackets, expected spend / actual: median {statistics.median(estimates):.2f} "

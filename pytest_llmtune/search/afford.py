@@ -80,6 +80,7 @@ class Affordability:
     protected: LiveKey | None = None  # the (bracket, candidate) whose finishing the reserve kept room for
     kept_confirm: bool = False  # whether that room holds its confirmation run too
     samples: dict[LiveKey, bool] = field(default_factory=dict)  # whether a candidate's answers are samples
+    leader_room: float = 0.0  # what the leader the reserve last chose needs, its confirmation run included
     fits: list[tuple[int, BudgetFit]] = field(default_factory=list)  # per bracket: candidates drawn, the fit
     known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
     planned: list[Rung] = field(default_factory=list)  # the rungs of the last fit, for the bracket it chose
@@ -114,9 +115,10 @@ class Affordability:
                 left = budget.amount - self.spending.spent  # from the others: measure them before giving up
                 planned = fit_plan(self.problem, estimates, left, self.confirm)
             fitted, self.confirm = planned.fit, planned.confirm
-        else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner
+        else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner,
+            self.reserve()  # its confirmation included: a bracket that cannot leave room for it does not start
             fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm,
-                          kept=self.reserve())
+                          kept=self.leader_room)
         if not fitted.chosen and first:  # look further for one config the budget can finish
             found = cheaper(left)
             if found is not None:
@@ -223,11 +225,13 @@ class Affordability:
             need = per_instance * (problem.instances - seen + problem.held_out_count)  # what a lock needs
             confirm = self.confirm if self.samples.get(key, True) else 0  # temperature 0 needs no confirmation
             with_confirm = need + per_instance * confirm  # the confirmation gives way first
+            self.leader_room = with_confirm
             if key == self.protected and self.kept_confirm:  # its room is reached: exploration stops here
                 return with_confirm
             if need < left or key == self.protected:
                 self.protected, self.kept_confirm = key, with_confirm < left
                 return with_confirm if self.kept_confirm else need
+        self.leader_room = 0.0
         return 0.0
 
 
