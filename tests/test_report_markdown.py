@@ -103,7 +103,10 @@ def test_an_empty_base_lock_is_a_base_with_no_lockfile(pytester: pytest.Pytester
     (None, ["--llm-report", "s.md", "--llm-base-lock", "gone.lock"],
      "--llm-base-lock gone.lock: no such file. In a pull request, write the base branch's lockfile first"),
     ("{}", ["--llm-report", "s.json", "--llm-base-lock", "base.lock"],
-     "--llm-base-lock base.lock compares the locks in the Markdown report, and none is asked for: add --llm-report"),
+     "--llm-base-lock base.lock compares the locks in the Markdown report, and no .md report is asked for: add "
+     "--llm-report summary.md"),
+    (None, ["--llm-report", "s.md", "--llm-base-lock", "."],
+     "--llm-base-lock .: a directory, not a lockfile. In a pull request, write the base branch's lockfile first"),
     ("not json", ["--llm-report", "s.md", "--llm-base-lock", "base.lock"],
      "--llm-base-lock base.lock: *base.lock is not a lockfile*"),
 ])

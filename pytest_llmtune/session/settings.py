@@ -216,12 +216,13 @@ def _base_lock(config: pytest.Config) -> Path | None:
         return None
     path: Path = config.invocation_params.dir / str(given)
     if not path.is_file():
-        raise pytest.UsageError(f"--llm-base-lock {given}: no such file. In a pull request, write the base branch's "
+        what = "a directory, not a lockfile" if path.is_dir() else "no such file"
+        raise pytest.UsageError(f"--llm-base-lock {given}: {what}. In a pull request, write the base branch's "
                                 "lockfile first: `git show origin/main:llmtune.lock > base.lock` (an empty file "
                                 "if it has none)")
     if not any(report.suffix == ".md" for report in _reports(config)):
-        raise pytest.UsageError(f"--llm-base-lock {given} compares the locks in the Markdown report, and none is "
-                                "asked for: add --llm-report summary.md")
+        raise pytest.UsageError(f"--llm-base-lock {given} compares the locks in the Markdown report, and no .md "
+                                "report is asked for: add --llm-report summary.md")
     if path.read_bytes().strip():
         try:
             lockfile.read(path)
