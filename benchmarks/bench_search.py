@@ -212,7 +212,8 @@ def run_tpe(landscape: Landscape, budget: float, hyperband: bool = False) -> tup
     pruner = (optuna.pruners.HyperbandPruner(min_resource=5, max_resource=TUNING, reduction_factor=3) if hyperband
               else optuna.pruners.NopPruner())
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=landscape.seed),
-                                pruner=pruner)
+                                pruner=pruner, study_name=f"landscape-{landscape.seed}")  # the pruner's brackets
+    # are hashed from the study's name, a random one unless given: named, a run repeats
     best: tuple[float, dict[str, Any]] | None = None
     while True:
         trial = study.ask()

@@ -209,6 +209,17 @@ def test_a_config_tied_with_the_cut_off_on_the_shared_instances_is_promoted_too(
     assert 5 not in promoted  # 1 of 3 vs 2 of 3: tied too, but the room for ties is full
 
 
+def test_a_plan_that_cannot_pay_for_ties_promotes_the_rungs_own_count_only() -> None:
+    right = {0: [1, 1, 1], 1: [1, 1, 1], 2: [1, 1, 0], 3: [1, 0, 1], 4: [0, 1, 1], 5: [0, 0, 1], 6: [0, 0, 0],
+             7: [0, 0, 0], 8: [0, 0, 0]}
+    halving = SuccessiveHalving(9, 9, eta=3, min_instances=3, ties=0.0)
+    recorder = Recorder(lambda config, instance: float(right[config][instance]) if instance < 3 else 1.0)
+
+    halving.run(recorder)
+
+    assert sorted(recorder.instances_of(1)) == [0, 1, 2]  # the same results as above, no room for the ties
+
+
 def test_a_config_significantly_worse_than_the_cut_off_is_eliminated() -> None:
     halving = SuccessiveHalving(4, 24, eta=2, min_instances=12)
     recorder = Recorder(lambda config, instance: 0.0 if config >= 2 else 1.0)

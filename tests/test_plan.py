@@ -120,3 +120,16 @@ def test_fit_falls_back_to_the_cheapest_candidate_without_the_margin_then_to_not
 
     assert alone.chosen == [3] and alone.needed == 7.0 * 12  # the most room for estimates that ran low
     assert nothing.chosen == [] and nothing.needed == 84.0
+
+
+def test_a_budget_too_tight_for_ties_still_compares_a_cheap_few_before_it_keeps_one_config_alone() -> None:
+    """Two configs at 10 on (2 x 3, then 1 x 12): without ties 10 x (2 x 3 + 9) = 150, 180 with the margin, and
+    20 kept for the winner's 2 held-out instances; were the tie promoted, 2 x 12 x 10 = 240, 288 with the margin."""
+    estimates = [10.0, 10.0, 40.0, 40.0]
+
+    fitted = fit(estimates, 12, 2, 200.0, eta=3, min_instances=3, one_rung=False)
+
+    assert fitted.chosen == [0, 1] and fitted.ties == 0.0
+    assert fitted.rungs == [Rung(2, 3), Rung(1, 12)]
+    assert fitted.expected == plan_cost(fitted.rungs, [10.0, 10.0], ties=0.0) == 10.0 * (2 * 3 + 9)
+    assert MARGIN * fitted.expected + fitted.reserved <= 200.0 < MARGIN * plan_cost(fitted.rungs, [10.0, 10.0])

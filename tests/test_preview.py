@@ -12,7 +12,7 @@ from conftest import sentiment_test
 from pytest_llmtune.report.preview import Sizes, evaluations, tokens_per_evaluation
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Budget
-from pytest_llmtune.search.domains import choice
+from pytest_llmtune.search.domains import choice, randint
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.space import SearchSpace
@@ -129,3 +129,27 @@ def test_the_first_bracket_a_tight_budget_pays_for_is_its_cheapest_candidate() -
     assert [c["max_tokens"] for c in first.candidates] == [8]  # 8 x 10 instances fits 85 tokens; no margin
     assert first.fit is not None and first.fit.chosen and first.priced == first.drawn
     assert first.rungs == [Rung(1, 10)]
+
+
+def test_when_no_drawn_candidate_fits_the_plan_shows_the_cheaper_few_the_tune_draws_further() -> None:
+    """16 candidates of which none can be finished in 700 tokens: the tune (and so the preview) draws further for
+    candidates it can finish, and compares a few of them on a few instances rather than run one
+    drawn blind."""
+    space = SearchSpace({"prompt": "p", "max_tokens": randint(4, 400)})
+    spec = EvalSpec(space=space, optimization_budget=Budget.parse("700 tokens", "optimization_budget"), num_samples=16)
+    problem = TuneProblem(spec=spec, instances=30, held_out_count=5, confirms=False)
+    brackets = Brackets(problem)
+    drawn = brackets.draw(problem.count, spec.seed)
+
+    def estimate(config: dict[str, int | str]) -> float:
+        return float(config["max_tokens"])
+
+    assert min(estimate(c) for c in drawn) * 35 > 700  # none of the 16 fits on its own
+
+    first = brackets.first(estimate)
+
+    assert first.cheaper and first.fit is not None
+    assert len(first.candidates) >= 2
+    assert all(estimate(c) * 35 <= 700 for c in first.candidates)
+    assert first.rungs[0].configs == len(first.candidates) and first.rungs[-1] == Rung(1, 30)
+    assert first.candidates == brackets.cheaper(700.0, spec.seed, estimate)[0]  # type: ignore[index]

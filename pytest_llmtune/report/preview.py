@@ -69,12 +69,12 @@ def tokens_per_evaluation(config: Mapping[str, Any], sizes: Sizes, split_n: bool
     return Tokens(requests * prompt, n * sample, n * most if most is not None else None)
 
 
-def evaluations(rungs: Sequence[Rung], held_out: int, confirm: int) -> tuple[int, int]:
+def evaluations(rungs: Sequence[Rung], held_out: int, confirm: int, ties: float = TIES) -> tuple[int, int]:
     """Evaluations of the plan (the winner alone on the held-out instances), and the most they can be: a rung
-    may promote TIES more configs on ties, and the other finalists are scored on the held-out instances too."""
+    may promote `ties` more configs on ties, and the other finalists are scored on the held-out instances too."""
     planned, most, seen, alive = 0, 0, 0, rungs[0].configs if rungs else 0
     for number, rung in enumerate(rungs):
-        alive = rung.configs if number == 0 else min(alive, rung.configs + math.ceil(TIES * rung.configs))
+        alive = rung.configs if number == 0 else min(alive, rung.configs + math.ceil(ties * rung.configs))
         planned += rung.configs * (rung.instances - seen)
         most += alive * (rung.instances - seen)
         seen = rung.instances
@@ -86,7 +86,7 @@ def preview_lines(name: str, spec: EvalSpec, first: FirstBracket, *, instances: 
     """The target's plan: candidates, rungs, expected and worst-case tokens and dollars, what the budgets allow."""
     candidates, rungs, drawn = first.candidates, first.rungs, first.drawn
     tokens = [tokens_per_evaluation(config, sizes, split_n) for config in candidates]
-    planned, most = evaluations(rungs, held_out, first.confirm)
+    planned, most = evaluations(rungs, held_out, first.confirm, first.fit.ties if first.fit else TIES)
     mean = statistics.fmean(t.prompt + t.completion for t in tokens)
     worst = [t.prompt + t.worst_completion if t.worst_completion is not None else None for t in tokens]
     lines = [f"{name}: {plural(len(candidates), 'candidate')}"
@@ -125,9 +125,13 @@ def budget_lines(spec: EvalSpec, first: FirstBracket) -> list[str]:
     if budget is None or fit is None:
         lines.append("  no optimization budget: the plan runs in full (set optimization_budget= to cap it)")
     else:
-        lines.append(f"  optimization budget {budget.words(budget.amount)}: pays for about {len(fit.chosen)} of "
-                     f"the {first.priced} candidates (expected {budget.words(fit.expected)}); the "
-                     "tune measures the first evaluation and fits the plan again")
+        paid = (f"pays for none of the {first.priced} candidates: {plural(len(fit.chosen), 'cheaper one')} drawn "
+                f"further" if first.cheaper else f"pays for about {len(fit.chosen)} of the {first.priced} candidates")
+        lines.append(f"  optimization budget {budget.words(budget.amount)}: {paid} (expected "
+                     f"{budget.words(fit.expected)}{'' if fit.ties else ', ties not promoted'}). This is an estimate: "
+                     "the tune first measures each prompt shape's answers (pilot evaluations, about 5% of the budget) "
+                     "and fits the plan again, so it runs more candidates where answers are shorter than estimated "
+                     "here and fewer where they are longer")
     if spec.inference_budget is not None:
         lines.append(f"  inference budget {spec.inference_budget.words(spec.inference_budget.amount)} per instance: "
                      f"{first.skipped} of the {first.drawn} drawn skipped before any request (n x max_tokens "

@@ -24,7 +24,7 @@ from pytest_llmtune.search.evaluation import (
     Executor,
     NothingFits,
 )
-from pytest_llmtune.search.halving import Rung, Trial
+from pytest_llmtune.search.halving import TIES, Rung, Trial
 from pytest_llmtune.search.problem import TuneProblem, sampled
 
 __all__ = ["CONFIRM_SHARE", "PILOTS", "Affordability", "PlanFit", "fit_plan"]
@@ -84,6 +84,7 @@ class Affordability:
     fits: list[tuple[int, BudgetFit]] = field(default_factory=list)  # per bracket: candidates drawn, the fit
     known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
     planned: list[Rung] = field(default_factory=list)  # the rungs of the last fit, for the bracket it chose
+    ties: float = TIES  # and the share of ties it pays for
 
     def __post_init__(self) -> None:
         budget, price, default = self.budget, self.problem.price, self.problem.default_model or ""
@@ -97,11 +98,12 @@ class Affordability:
         return self.spending.budget
 
     def afford(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *, first: bool,
-               cheaper: Callable[[float], tuple[Config, float] | None], stopped: Callable[[str], None]) -> list[Config]:
+               cheaper: Callable[[float], tuple[list[Config], BudgetFit] | None],
+               stopped: Callable[[str], None]) -> list[Config]:
         """The candidates whose plan the budget left pays for (see `costs.fit_budget`). When not one candidate can
-        be finished: before the search has spent anything (`first`), one `cheaper` candidate it can finish, else
+        be finished: before the search has spent anything (`first`), `cheaper` candidates it can finish, else
         `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why)."""
-        self.planned = []
+        self.planned, self.ties = [], TIES
         self.pilot(configs, evaluate_with, executor)
         if not self.costs.ready:  # every pilot failed: the search meets (and reports) the error
             return configs
@@ -122,10 +124,9 @@ class Affordability:
         if not fitted.chosen and first:  # look further for one config the budget can finish
             found = cheaper(left)
             if found is not None:
-                alone = BudgetFit([0], found[1], found[1], [Rung(1, self.problem.instances)])
-                self.fits.append((len(configs), alone))
-                self.planned = alone.rungs
-                return [found[0]]
+                self.fits.append((len(configs), found[1]))
+                self.planned, self.ties = found[1].rungs, found[1].ties
+                return found[0]
         self.fits.append((len(configs), fitted))
         if not fitted.chosen and first:
             cheapest = min(estimates)
@@ -140,7 +141,7 @@ class Affordability:
         if not fitted.chosen:
             stopped(f"the {budget.words(left)} left of the optimization budget cannot finish another config "
                     f"(about {budget.words(fitted.needed)} needed)")
-        self.planned = fitted.rungs
+        self.planned, self.ties = fitted.rungs, fitted.ties
         return [configs[i] for i in fitted.chosen]
 
     def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *,

@@ -10,6 +10,7 @@ draws. `results` holds what finished, also after an interrupt.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -21,7 +22,7 @@ from pytest_llmtune.search.afford import Affordability, fit_plan
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.costs import BudgetFit, key_of
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
-from pytest_llmtune.search.halving import Rung, SuccessiveHalving
+from pytest_llmtune.search.halving import TIES, Rung, SuccessiveHalving
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.proposals import DensityModel, Observation, fit_model
 from pytest_llmtune.search.result import SearchResult, merge
@@ -46,6 +47,7 @@ class FirstBracket:
     confirm: int  # instances of the winner's confirmation run the plan keeps room for
     fit: BudgetFit | None = None  # what the optimization budget pays for, when there is one
     priced: int = 0  # the candidates the fit priced
+    cheaper: bool = False  # none of them fits: these were drawn further, for what the budget can finish
 
 
 @dataclass
@@ -82,7 +84,8 @@ class Brackets:
                                              cheaper=cheaper, stopped=self.stop)
             if not configs:
                 return
-            halving = self.halving(len(configs), self.afford.planned if self.afford is not None else ())
+            halving = (self.halving(len(configs), self.afford.planned, self.afford.ties) if self.afford is not None
+                       else self.halving(len(configs)))
             on_bracket(len(configs), halving)
             self.results.append(self.one(bracket, configs, halving, evaluate_with, executor=executor,
                                          concurrency=concurrency, on_progress=on_progress))
@@ -91,12 +94,12 @@ class Brackets:
             if spec.num_samples != -1 or self.results[-1].stopped:
                 return
 
-    def halving(self, candidates: int, rungs: Sequence[Rung] = ()) -> SuccessiveHalving:
-        """The bracket's successive halving, on the budget fit's rungs when it chose them."""
+    def halving(self, candidates: int, rungs: Sequence[Rung] = (), ties: float = TIES) -> SuccessiveHalving:
+        """The bracket's successive halving, on the budget fit's rungs (and ties) when it chose them."""
         problem = self.problem
         return SuccessiveHalving(candidates, problem.instances, eta=problem.eta, min_instances=problem.min_instances,
                                  mode=problem.spec.mode, agg=problem.spec.agg, one_rung=problem.one_rung,
-                                 rungs=rungs)
+                                 rungs=rungs, ties=ties)
 
     def first(self, estimate: Callable[[Config], float]) -> FirstBracket:
         """The first bracket as the tune would draw, screen and fit it, with `estimate` (a candidate's cost of one
@@ -109,6 +112,9 @@ class Brackets:
             return FirstBracket(candidates, self.halving(len(candidates)).rungs if candidates else [], len(drawn),
                                 len(self.skipped), problem.confirm)
         planned = fit_plan(problem, [estimate(c) for c in candidates], budget.amount, problem.confirm)
+        if not planned.fit.chosen and (found := self.cheaper(budget.amount, problem.spec.seed, estimate)):
+            return FirstBracket(found[0], self.halving(len(found[0]), found[1].rungs, found[1].ties).rungs,
+                                len(drawn), len(self.skipped), 0, found[1], len(candidates), cheaper=True)
         chosen = [candidates[i] for i in planned.fit.chosen] or candidates[:1]
         rungs = planned.fit.rungs if planned.fit.chosen else ()
         return FirstBracket(chosen, self.halving(len(chosen), rungs).rungs, len(drawn), len(self.skipped),
@@ -138,22 +144,34 @@ class Brackets:
         """The budget cannot pay for another bracket."""
         self.results[-1].stopped = why
 
-    def cheaper(self, left: float, seed: int) -> tuple[Config, float] | None:
-        """The first of CHEAPER_DRAWS more candidates that can be finished on every instance (held-out ones
-        included) within `left`, with the cost estimated for it (the first, not the cheapest: the cheapest configs
-        are often the worst, their answers cut short); no request is sent."""
-        assert self.afford is not None
+    def cheaper(self, left: float, seed: int,
+                estimate: Callable[[Config], float] | None = None) -> tuple[list[Config], BudgetFit] | None:
+        """Of CHEAPER_DRAWS more candidates, in their order, the first `count` that can each be finished on every
+        instance (held-out ones included) within `left`, and as many of them as the budget fit pays for (a few
+        compared on a few instances beat one drawn blind); when it pays for one only, the first (not the cheapest:
+        the cheapest configs are often the worst, their answers cut short). `estimate`: a config's cost of one
+        evaluation (the measured costs' when not given). No request is sent."""
         if self.problem.chosen_strategy == "grid":
             return None
+        if estimate is None:
+            assert self.afford is not None
+            estimate = self.afford.costs.estimate
         from pytest_llmtune.search.sampler import draw
 
         drawn = self.screen(self.with_model([c for c, _ in draw(self.problem.spec.space, CHEAPER_DRAWS,
                                                                 seed + 20_000)]))
-        if not drawn:
-            return None
         total = self.problem.instances + self.problem.held_out_count
-        priced = ((self.afford.costs.estimate(config) * total, config) for config in drawn)
-        return next(((config, cost) for cost, config in priced if cost <= left), None)
+        affordable = [(config, cost) for config in drawn
+                      if (cost := estimate(config)) * total <= left][: self.problem.count]
+        if not affordable:
+            return None
+        fitted = fit_plan(self.problem, [cost for _, cost in affordable], left, 0).fit
+        if len(fitted.chosen) < 2:
+            config, cost = affordable[0]
+            return [config], BudgetFit([0], cost * self.problem.instances, cost * total,
+                                       [Rung(1, self.problem.instances)], cost * self.problem.held_out_count)
+        return ([affordable[i][0] for i in fitted.chosen],
+                dataclasses.replace(fitted, chosen=list(range(len(fitted.chosen)))))
 
     def draw(self, count: int, seed: int, bracket: int = 0) -> list[Config]:
         """`count` Sobol candidates, or the whole grid in a seeded order (drawn again, it adds nothing)."""

@@ -111,9 +111,9 @@ class CostModel:
         return self.price(model, requests * prompt, requests * per_request * sample)
 
 
-def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float]) -> float:
+def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float], ties: float = TIES) -> float:
     """The expected spend of a plan: every candidate on the first rung's instances, then the promoted ones
-    (priced at the candidates' mean: who is promoted is not known yet; as many as ties can make them) on each
+    (priced at the candidates' mean: who is promoted is not known yet; as many as `ties` can make them) on each
     later rung's new instances."""
     if not rungs:
         return 0.0
@@ -121,7 +121,7 @@ def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float]) -> float:
     cost = sum(estimates[: rungs[0].configs]) * rungs[0].instances
     alive = rungs[0].configs
     for before, rung in itertools.pairwise(rungs):
-        alive = min(alive, rung.configs + math.ceil(TIES * rung.configs))
+        alive = min(alive, rung.configs + math.ceil(ties * rung.configs))
         cost += alive * (rung.instances - before.instances) * mean
     return cost
 
@@ -136,6 +136,7 @@ class BudgetFit:
     needed: float  # what the cheapest candidate would cost on every instance and the evaluations after the search
     rungs: list[Rung] = field(default_factory=list)  # the plan's rungs (configs x instances)
     reserved: float = 0.0  # kept for the winner's evaluations after the search (held-out, confirmation)
+    ties: float = TIES  # the share more that ties may promote (0: the budget pays for the plan's configs only)
 
 
 def shapes(count: int, instances: int, eta: int, min_instances: int, one_rung: bool) -> list[list[Rung]]:
@@ -168,22 +169,26 @@ def fit_budget(estimates: Sequence[float], instances: int, after: int, left: flo
     mean cost, or `kept` when that is more (what the leader so far needs: the room is kept once, for whichever
     config wins). Candidates are taken in their order, below the highest cost cap that lets that many fit (for
     more than one, a cap at least the median estimate: the dearer half may be left out, never the cheap bias of
-    keeping only the cheapest), on the least aggressive rungs that do; else the cheapest candidate alone when its
-    estimate fits without the margin (the alternative is no lock at all); else nothing."""
+    keeping only the cheapest), on the least aggressive rungs that do; else a cheap few, their ties not promoted
+    (a choice on a few instances, noisy as it is, beats one config drawn blind); else the cheapest candidate alone
+    when its estimate fits without the margin (the alternative is no lock at all); else nothing."""
     needed = min(estimates) * (instances + after) if estimates else math.inf
     caps = sorted(set(estimates), reverse=True)
     median = statistics.median(estimates) if estimates else 0.0
-    for count in range(len(estimates), 0, -1):
-        for cap in caps if count == 1 else [c for c in caps if c >= median]:  # at most the dearer half left out
-            chosen = [i for i, estimate in enumerate(estimates) if estimate <= cap][:count]
-            if len(chosen) < count:
-                break
-            priced = [estimates[i] for i in chosen]
-            reserved = max(kept, statistics.fmean(priced) * after)
-            for rungs in shapes(count, instances, eta, min_instances, one_rung):
-                expected = plan_cost(rungs, priced)
-                if MARGIN * expected + reserved <= left:
-                    return BudgetFit(chosen, expected, needed, rungs, reserved)
+    few = range(len(estimates), 1, -1)
+    passes = [(few, median, TIES), *([] if one_rung else [(few, 0.0, 0.0)]), ([1], 0.0, TIES)]
+    for counts, lowest, ties in passes:
+        for count in counts:
+            for cap in caps if count == 1 else [c for c in caps if c >= lowest]:
+                chosen = [i for i, estimate in enumerate(estimates) if estimate <= cap][:count]
+                if len(chosen) < count:
+                    break
+                priced = [estimates[i] for i in chosen]
+                reserved = max(kept, statistics.fmean(priced) * after)
+                for rungs in shapes(count, instances, eta, min_instances, one_rung):
+                    expected = plan_cost(rungs, priced, ties)
+                    if MARGIN * expected + reserved <= left:
+                        return BudgetFit(chosen, expected, needed, rungs, reserved, ties)
     if needed <= left:  # the last resort: the cheapest leaves the most room for estimates that ran low
         cheapest = min(range(len(estimates)), key=lambda i: (estimates[i], i))
         return BudgetFit([cheapest], estimates[cheapest] * instances, needed, [Rung(1, instances)],

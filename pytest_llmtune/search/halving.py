@@ -76,9 +76,11 @@ class SuccessiveHalving:
         agg: str | Aggregate = "mean",
         one_rung: bool = False,
         rungs: Sequence[Rung] = (),
+        ties: float = TIES,
     ) -> None:
         """`one_rung`: every config on every instance (the random and grid strategies). `rungs`: a plan's own
-        (the budget fit's), which must start with every config and end on every instance."""
+        (the budget fit's), which must start with every config and end on every instance. `ties`: the share of a
+        rung's configs more that ties with the cut-off may promote (0 when the budget cannot pay for them)."""
         self.direction = Direction(mode)
         if rungs:
             if rungs[0].configs != n_configs or rungs[-1].instances != n_instances:
@@ -89,6 +91,7 @@ class SuccessiveHalving:
             self.rungs = ([Rung(n_configs, n_instances)] if one_rung
                           else rungs_for(n_configs, n_instances, eta, min_instances))
         self.n_instances = n_instances
+        self.ties = ties
         self.agg = agg
         self.trials = [Trial(index) for index in range(n_configs)]
         self.alive: list[Trial] = []  # the configs of the rung being evaluated
@@ -108,11 +111,11 @@ class SuccessiveHalving:
 
     def promote(self, ranked: Sequence[Trial], count: int) -> list[Trial]:
         """The best `count`, and those the paired comparison on their shared instances cannot call worse than the
-        last of them (at most TIES x count more, best first): a config is not eliminated on noise."""
+        last of them (at most `ties` x count more, best first): a config is not eliminated on noise."""
         kept = list(ranked[:count])
         if not kept or len(ranked) <= count or not ranked[count].metrics:
             return kept
-        cutoff, room = kept[-1], math.ceil(TIES * count)
+        cutoff, room = kept[-1], math.ceil(self.ties * count)
         return kept + [t for t in ranked[count:] if not significantly_worse(t, cutoff, self.direction)][:room]
 
     def _evaluate(self, alive: Sequence[Trial], rung: Rung, number: int, evaluate: Evaluate) -> None:
