@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_llmtune.llm.local import alias_of
+from pytest_llmtune.llm.routes import EndpointTable
 
 __all__ = ["EndpointSettings", "GateSettings", "LocalSettings", "SearchSettings", "Settings"]
 
@@ -37,7 +38,7 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class EndpointSettings:
-    """Where requests go and how: one endpoint a session."""
+    """Where requests go and how: the default endpoint, and the table of models on their own endpoints."""
 
     base_url: str | None = None  # None: OPENAI_BASE_URL, else OpenAI's
     model: str | None = None  # of configs whose space names none
@@ -48,6 +49,7 @@ class EndpointSettings:
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # over the built-in table
     rpm: int = 0  # requests per minute the endpoint allows (0: no limit)
     tpm: int = 0  # tokens per minute
+    table: EndpointTable = field(default_factory=EndpointTable)  # ini llmtune_endpoints: models on their own endpoints
 
 
 @dataclass(frozen=True)

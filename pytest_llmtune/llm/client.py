@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
 
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
@@ -31,8 +30,8 @@ from pytest_llmtune.usage import Usage
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["FRESH", "LLM", "Endpoint", "Recorded", "Recording", "Reply", "render_request", "sample_requests", "send",
-           "texts_of"]
+__all__ = ["API_PATHS", "FRESH", "LLM", "Endpoint", "Lane", "Recorded", "Recording", "Reply", "render_request",
+           "sample_requests", "send", "texts_of"]
 
 
 
@@ -46,6 +45,7 @@ Recorded = Callable[[str, int, Mapping[str, Any]], "Recording | None"]  # (path,
 REPLAYED_HEADER = "x-llmtune-replayed"  # set on responses played back from a cassette (cassette.py): "1", or
 FRESH = "new"  # when this session recorded it
 SAMPLE_HEADER = "X-Llmtune-Sample"  # tells apart repeated identical requests within one evaluation
+API_PATHS = {"chat": "/chat/completions", "completions": "/completions"}  # under an endpoint's base URL
 
 
 @dataclass(frozen=True)
@@ -62,37 +62,18 @@ class Reply:
         return self.prompt_tokens + self.completion_tokens
 
 
-class Endpoint:
-    """One OpenAI client shared by every evaluation: at most `concurrency` requests in flight, none sent twice.
-
-    A second thread asking for a request that is in flight waits for it; the cassette then holds the
-    response and plays it back. With `split_n`, a request for n samples is sent as n single-sample
-    requests (sample k with seed + k when a seed is set): a config that differs only by a larger n pays
-    only for the extra samples, a smaller n reuses those drawn, n may exceed a server's slots, and each
-    response's usage counts its one sample (llama-server under-counts completion tokens when n > 1).
-    """
+class Lane:
+    """One endpoint's share of the requests: its client (its URL and its key, made on the first request that needs
+    the SDK) and its slots, at most `concurrency` requests in flight."""
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
-                 concurrency: int = 8, split_n: bool = False, default_model: str | None = None,
-                 prices: PriceTable | None = None, spending: Spending | None = None,
-                 recorded: Recorded | None = None) -> None:
-        """`client` may be a function that makes it, on the first request that needs the SDK (a replay from
-        `recorded` does not: a replay-only run never imports openai); `base_url` is then required."""
+                 concurrency: int = 8) -> None:
         self._client: openai.OpenAI | None = None if callable(client) else client
         self._make_client: Callable[[], openai.OpenAI] | None = client if callable(client) else None
         self.base_url = base_url or str(self.client.base_url)
+        self.concurrency = concurrency
+        self.slots = threading.Semaphore(concurrency)
         self._client_lock = threading.Lock()
-        self.recorded = recorded  # a recording's response body, looked up before the SDK builds a request
-        self.split_n = split_n
-        self.default_model = default_model
-        self.prices = prices or PriceTable.default()
-        self.spending = spending or Spending(None)
-        self.usage = Usage()
-        self._usage_lock = threading.Lock()
-        self._slots = threading.Semaphore(concurrency)
-        self._fanout = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llmtune-sample")
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_lock = threading.Lock()
 
     @property
     def client(self) -> openai.OpenAI:
@@ -103,13 +84,64 @@ class Endpoint:
         assert self._client is not None
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None and self._make_client is not None:
+            self._client.close()
+
+
+class Endpoint:
+    """The session's way to the models: one OpenAI client per endpoint, shared by every evaluation, each with at
+    most its `concurrency` requests in flight, none sent twice.
+
+    `routes` maps a model to the lane of its own endpoint (the ini llmtune_endpoints table, llm/routes.py); any
+    other model goes to the default lane (`client`). A second thread asking for a request that is in flight waits
+    for it; the cassette then holds the response and plays it back. With `split_n`, a request for n samples is
+    sent as n single-sample requests (sample k with seed + k when a seed is set): a config that differs only by a
+    larger n pays only for the extra samples, a smaller n reuses those drawn, n may exceed a server's slots, and
+    each response's usage counts its one sample (llama-server under-counts completion tokens when n > 1).
+    """
+
+    def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
+                 concurrency: int = 8, split_n: bool = False, default_model: str | None = None,
+                 prices: PriceTable | None = None, spending: Spending | None = None,
+                 recorded: Recorded | None = None, routes: Mapping[str, Lane] | None = None) -> None:
+        """`client` may be a function that makes it, on the first request that needs the SDK (a replay from
+        `recorded` does not: a replay-only run never imports openai); `base_url` is then required."""
+        self.default = Lane(client, base_url=base_url, concurrency=concurrency)
+        self.routes = dict(routes or {})
+        self.recorded = recorded  # a recording's response body, looked up before the SDK builds a request
+        self.split_n = split_n
+        self.default_model = default_model
+        self.prices = prices or PriceTable.default()
+        self.spending = spending or Spending(None)
+        self.usage = Usage()
+        self._usage_lock = threading.Lock()
+        lanes = {id(lane): lane for lane in [self.default, *self.routes.values()]}.values()
+        self._fanout = cf.ThreadPoolExecutor(max_workers=sum(lane.concurrency for lane in lanes),
+                                             thread_name_prefix="llmtune-sample")
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return self.default.base_url
+
+    @property
+    def client(self) -> openai.OpenAI:
+        return self.default.client
+
+    def lane(self, model: Any) -> Lane:
+        """The lane of the model's endpoint."""
+        return self.routes.get(str(model), self.default) if self.routes else self.default
+
     def complete(self, api: str, params: dict[str, Any], sample: int = 0) -> Reply:
         key = json.dumps([api, params, sample], sort_keys=True, default=str)
         with self._locks_lock:
             lock = self._locks[key]
-        with lock, self._slots:
+        lane = self.lane(params.get("model"))
+        with lock, lane.slots:
             try:
-                reply = self._send(api, params, sample)
+                reply = self._send(lane, api, params, sample)
             except BaseException:
                 self.spending.release()  # the room BudgetGate (llm/layers.py) held for a live request, if it did
                 raise
@@ -130,14 +162,14 @@ class Endpoint:
 
     def close(self) -> None:
         self._fanout.shutdown(wait=True)
-        if self._client is not None and self._make_client is not None:
-            self._client.close()
+        for lane in {id(lane): lane for lane in [self.default, *self.routes.values()]}.values():
+            lane.close()
 
-    def _send(self, api: str, params: dict[str, Any], sample: int) -> Reply:
+    def _send(self, lane: Lane, api: str, params: dict[str, Any], sample: int) -> Reply:
         found = self._replay(api, params, sample)
         if found is not None:
             return found
-        response, headers = send(self.client, api, params, sample=sample)
+        response, headers = send(lane.client, api, params, sample=sample)
         prompt_tokens = response.usage.prompt_tokens if response.usage else 0
         completion_tokens = response.usage.completion_tokens if response.usage else 0
         replayed = headers.get(REPLAYED_HEADER)
@@ -158,9 +190,9 @@ class Endpoint:
         """
         if self.recorded is None:
             return None
-        # the SDK sends the fields it names and `extra_body` as one JSON object: `params`
-        path = urlsplit(self.base_url).path.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
-        recording = self.recorded(path, sample, params)
+        # the SDK sends the fields it names and `extra_body` as one JSON object: `params`; recordings are matched
+        # on the API's path, whatever the endpoint's base path
+        recording = self.recorded(API_PATHS[api], sample, params)
         if recording is None:
             return None
         try:

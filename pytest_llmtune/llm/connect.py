@@ -1,44 +1,93 @@
-"""The session's connection to its endpoint, from its settings: the `Endpoint` the tune and the gate share and the
-SDK client under it. No pytest here; the key is read from the environment and never written anywhere."""
+"""The session's connection to its endpoints, from its settings: the `Endpoint` the tune and the gate share, one
+lane a model's endpoint (the ini llmtune_endpoints table, llm/routes.py), and the SDK client of each. No pytest
+here; each key is read from the environment when its client is made, and never written anywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pytest_llmtune.llm.client import Endpoint, Recorded
+from pytest_llmtune.errors import LlmtuneError
+from pytest_llmtune.llm.client import Endpoint, Lane, Recorded
 from pytest_llmtune.llm.cost import PriceTable
-from pytest_llmtune.llm.resolve import resolve_endpoint
+from pytest_llmtune.llm.resolve import PLACEHOLDER_KEY, resolve_endpoint
+from pytest_llmtune.llm.routes import Route
 from pytest_llmtune.settings import EndpointSettings, Settings
 
 if TYPE_CHECKING:
     import httpx2
     import openai
 
-__all__ = ["make_client", "make_endpoint"]
+__all__ = ["TransportFor", "make_client", "make_endpoint", "route_name"]
+
+TransportFor = Callable[["Route | None"], "httpx2.BaseTransport"]  # the transport of the default endpoint or a route
+
+
+def route_name(route: Route | None) -> str:
+    """How messages name an endpoint: its URL (never its key), or `local`."""
+    return "the default endpoint" if route is None else route.base_url
 
 
 def make_endpoint(settings: Settings, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
-                  recorded: Recorded | None = None) -> Endpoint:
-    """The endpoint at `base_url` (a local server's), else the ini's, else as `create` resolves it:
-    OPENAI_BASE_URL, else OpenAI's. `transport` (the cassettes') carries its requests."""
+                  recorded: Recorded | None = None, transport_for: TransportFor | None = None) -> Endpoint:
+    """The endpoints: the default one at `base_url` (a local server's), else the ini's, else as `create` resolves
+    it (OPENAI_BASE_URL, else OpenAI's), and one lane per endpoint of the table, models at the same URL with the
+    same key sharing it. `transport_for(route)` (the cassettes' over the live layers) carries each lane's requests;
+    without it, `transport` carries the default endpoint's. A `local` route is the local server at `base_url`."""
     given = settings.endpoint
     url = resolve_endpoint(base_url or given.base_url).base_url
-    return Endpoint(lambda: make_client(given, url, transport), base_url=url, concurrency=given.concurrency,
-                    split_n=given.split_n, recorded=recorded,
-                    default_model=settings.local.alias if settings.local.enabled else given.model,
-                    prices=PriceTable.default().with_prices(given.prices, warn=False))
+    local = settings.local.enabled and base_url is not None
+    default_transport = transport_for(None) if transport_for is not None else transport
+    lanes: dict[tuple[str, str | None], Lane] = {}
+    routes, served_locally = {}, []
+    for route in given.table.routes:
+        if route.local and local:
+            served_locally.append(route.model)  # the default lane: the local server's
+        elif route.local:
+            routes[route.model] = _unserved(route, given)
+        else:
+            if route.lane not in lanes:
+                routed = transport_for(route) if transport_for is not None else None
+                lanes[route.lane] = Lane(_client_for(given, route, routed), base_url=route.base_url,
+                                         concurrency=route.concurrency or given.concurrency)
+            routes[route.model] = lanes[route.lane]
+    endpoint = Endpoint(lambda: make_client(given, url, default_transport), base_url=url,
+                        concurrency=given.concurrency, split_n=given.split_n, recorded=recorded,
+                        default_model=settings.local.alias if settings.local.enabled else given.model,
+                        prices=PriceTable.default().with_prices(given.prices, warn=False), routes=routes)
+    endpoint.routes.update(dict.fromkeys(served_locally, endpoint.default))
+    return endpoint
+
+
+def _client_for(given: EndpointSettings, route: Route,
+                transport: httpx2.BaseTransport | None) -> Callable[[], openai.OpenAI]:
+    def make() -> openai.OpenAI:
+        return make_client(given, route.base_url, transport, key_env=route.key_env, keyless=route.key_env is None)
+    return make
+
+
+def _unserved(route: Route, given: EndpointSettings) -> Lane:
+    def refuse() -> openai.OpenAI:
+        raise LlmtuneError(f"the model {route.model!r} is served by the local server (ini llmtune_endpoints): "
+                           "add --llm-local")
+    return Lane(refuse, base_url=LOCAL_URL, concurrency=given.concurrency)
+
+
+LOCAL_URL = "http://127.0.0.1/v1"  # stands for the local server's URL until it is started
 
 
 def make_client(settings: EndpointSettings, base_url: str | None,
-                transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
-    """The SDK's client. The key is OPENAI_API_KEY, else a placeholder (a keyless local server, a replay), as
-    for `create`."""
+                transport: httpx2.BaseTransport | None = None, *, key_env: str | None = None,
+                keyless: bool = False) -> openai.OpenAI:
+    """The SDK's client. The key is the variable `key_env` names; else, for the default endpoint, OPENAI_API_KEY;
+    else a placeholder (a keyless local server, a replay). `keyless`: a table's endpoint with no key variable gets
+    the placeholder, never OPENAI_API_KEY (a key reaches only its own endpoint)."""
     import openai  # ~0.4 s to import: only when a mode is on
 
-    endpoint = resolve_endpoint(base_url)
+    endpoint = resolve_endpoint(base_url, api_key_env=key_env)
     return openai.OpenAI(
         base_url=endpoint.base_url,
-        api_key=endpoint.api_key,
+        api_key=PLACEHOLDER_KEY if keyless else endpoint.api_key,
         max_retries=settings.max_retries,
         timeout=settings.timeout,
         http_client=openai.DefaultHttpxClient(transport=transport) if transport is not None else None,

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["Pacer", "reset_seconds"]
+__all__ = ["Pacer", "Pacers", "reset_seconds"]
 
 WINDOW = 60.0  # seconds: what "per minute" counts over
 EDGE = 0.25  # seconds more: a server counts a request when it arrives, after this side sent it
@@ -131,3 +131,31 @@ class Pacer:
                     self.limit += 1
                     self._successes = 0
             self._cond.notify_all()
+
+
+class Pacers:
+    """One pacer per endpoint: each its own limits, and a 429 slows that endpoint only. `throttled` and `summary`
+    speak of all of them."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Pacer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, concurrency: int, *, rpm: int = 0, tpm: int = 0) -> Pacer:
+        with self._lock:
+            if name not in self.by_name:
+                self.by_name[name] = Pacer(concurrency, rpm=rpm, tpm=tpm)
+            return self.by_name[name]
+
+    @property
+    def throttled(self) -> str | None:
+        found = [(name, words) for name, pacer in self.by_name.items() if (words := pacer.throttled)]
+        if len(self.by_name) == 1:
+            return found[0][1] if found else None
+        return "; ".join(f"{name}: {words}" for name, words in found) or None
+
+    def summary(self) -> str | None:
+        found = [(name, words) for name, pacer in self.by_name.items() if (words := pacer.summary())]
+        if len(self.by_name) == 1:
+            return found[0][1] if found else None
+        return "; ".join(f"{name}: {words}" for name, words in found) or None

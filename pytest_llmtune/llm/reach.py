@@ -22,9 +22,15 @@ class EndpointUnreachable(LlmtuneError):
     """Nothing listens at the endpoint, or its host cannot be found."""
 
 
+DEFAULT_FIX = "start the endpoint's server, or point ini llmtune_base_url (or OPENAI_BASE_URL) at one that runs"
+
+
 class FailFast(httpx2.BaseTransport):
-    def __init__(self, network: httpx2.BaseTransport | None = None) -> None:
+    """One endpoint's network; `fix` says what to do when nothing answers there."""
+
+    def __init__(self, network: httpx2.BaseTransport | None = None, fix: str = DEFAULT_FIX) -> None:
         self.network = network or httpx2.HTTPTransport()
+        self.fix = fix
         self.down: str | None = None  # why the endpoint is unreachable, once a request found it so
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -36,8 +42,7 @@ class FailFast(httpx2.BaseTransport):
             problem = _unreachable(error, request)
             if problem is None:
                 raise  # another connection error: the SDK's retries decide
-            self.down = (f"{problem}: start the endpoint's server, or point ini llmtune_base_url (or "
-                         "OPENAI_BASE_URL) at one that runs")
+            self.down = f"{problem}: {self.fix}"
             raise EndpointUnreachable(self.down) from None
 
     def close(self) -> None:

