@@ -119,8 +119,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
              if llmtune.local is not None and llmtune.local.process is not None else "")
     where = (f"endpoint {llmtune.endpoint_url}, concurrency {settings.endpoint.concurrency}{local}" if llmtune.calls_out
              else "no request leaves this machine")
+    routes = [f"{route.model} at {route.base_url} ({route.concurrency or settings.endpoint.concurrency})"
+              for route in settings.endpoint.table.routes] if llmtune.calls_out else []
     return [f"llmtune: {llmtune.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",
-            f"llmtune: {where}"]
+            f"llmtune: {where}", *([f"llmtune: models on their own endpoints (concurrency): {', '.join(routes)}"]
+                                   if routes else [])]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -76,6 +76,7 @@ class FakeOpenAI:
     window: float = 60.0
     throttled: int = 0  # 429s served
     answered: list[float] = field(default_factory=list)  # when each request was let through (rate-limited runs)
+    models: tuple[str, ...] = ()  # the models it serves (others get a 404, as OpenAI answers); empty: any name
 
     def start(self) -> FakeOpenAI:
         self._lock = threading.Lock()
@@ -126,6 +127,9 @@ class FakeOpenAI:
             self.auth_headers.append(headers.get("authorization", ""))
             self.sample_headers.append(headers.get("x-llmtune-sample", "0"))
             failure = self.failures.pop(0) if self.failures else None
+            if self.models and body.get("model") not in self.models:
+                return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist",
+                                       "type": "invalid_request_error", "code": "model_not_found"}}, {}
             limited = self._over_limit()
             if limited is not None:
                 self.throttled += 1

@@ -67,7 +67,9 @@ class Lane:
     the SDK) and its slots, at most `concurrency` requests in flight."""
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
-                 concurrency: int = 8) -> None:
+                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY") -> None:
+        """`key_from`: where its key comes from, for messages (a variable's name; never the key)."""
+        self.key_from = key_from
         self._client: openai.OpenAI | None = None if callable(client) else client
         self._make_client: Callable[[], openai.OpenAI] | None = client if callable(client) else None
         self.base_url = base_url or str(self.client.base_url)

@@ -49,7 +49,8 @@ def make_endpoint(settings: Settings, base_url: str | None = None, transport: ht
             if route.lane not in lanes:
                 routed = transport_for(route) if transport_for is not None else None
                 lanes[route.lane] = Lane(_client_for(given, route, routed), base_url=route.base_url,
-                                         concurrency=route.concurrency or given.concurrency)
+                                         concurrency=route.concurrency or given.concurrency,
+                                         key_from=route.key_env or "no key")
             routes[route.model] = lanes[route.lane]
     endpoint = Endpoint(lambda: make_client(given, url, default_transport), base_url=url,
                         concurrency=given.concurrency, split_n=given.split_n, recorded=recorded,

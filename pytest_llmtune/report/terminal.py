@@ -141,7 +141,9 @@ def _split_words(split: Split) -> str:
     return f"{split.score:.3f}{bounds}"
 
 
-def failed_search_words(outcome: TuneOutcome, url: str) -> str:
+def failed_search_words(outcome: TuneOutcome, url: str, model: str = "", key_from: str = "OPENAI_API_KEY") -> str:
+    """Why the search stopped, and what to check: `url` is the endpoint of the failing config's `model`, whose
+    key comes from `key_from`."""
     failed = outcome.failed
     assert failed is not None
     error = failed.failure.error
@@ -150,7 +152,11 @@ def failed_search_words(outcome: TuneOutcome, url: str) -> str:
     if any(word in error.signature for word in ("APIConnectionError", "APITimeoutError", "Connection")):
         lines.append(f"requests go to {url}: check that it is up (ini llmtune_base_url, or OPENAI_BASE_URL)")
     elif any(word in error.signature for word in ("AuthenticationError", "PermissionDenied", "401", "403")):
-        lines.append(f"{url} refused the key: check OPENAI_API_KEY")
+        lines.append(f"{url} refused the key: check {key_from}" if key_from != "no key" else
+                     f"{url} wants a key: name the variable that holds it on the model's line in ini llmtune_endpoints")
+    elif model and any(word in error.signature for word in ("NotFoundError", "404")):
+        lines.append(f"{url} does not serve the model {model!r} (404): check the model's name, or give it its own "
+                     "endpoint with a line `MODEL BASE_URL [API_KEY_ENV]` in ini llmtune_endpoints")
     elif any(word in error.signature for word in ("APIStatusError", "InternalServerError", "RateLimitError",
                                                   "NotFoundError", "BadRequestError")):
         lines.append(f"requests go to {url}: check the endpoint and the model name")

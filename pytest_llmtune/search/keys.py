@@ -47,9 +47,9 @@ API_FIELDS: dict[str, frozenset[str]] = {
 TEMPLATES = ("prompt", "messages")
 OURS = frozenset({"api", *TEMPLATES, "extra_body"})
 
-_ONE_ENDPOINT = ("a session sends every request to one endpoint (ini llmtune_base_url, else OPENAI_BASE_URL; its key "
-                 "in OPENAI_API_KEY), so a tune would measure that endpoint and lock another: set the endpoint "
-                 "there, and tune the models of another endpoint in a run pointed at it")
+_ONE_ENDPOINT = ("a config names its model, and the model picks its endpoint: give each model its line "
+                 "`MODEL BASE_URL [API_KEY_ENV]` in ini llmtune_endpoints (the key in the variable named, never in "
+                 "a file), and tune \"model\"; a lock holds model names, not places")
 _CREATE_ONLY = "a setting of create(), not a request field: the tune and the gate never send it"
 # Keys a request cannot carry, and what to do instead.
 SESSION_KEYS: dict[str, str] = {

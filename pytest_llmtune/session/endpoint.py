@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from pytest_llmtune.llm.layers import BudgetGate, Paced
 from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
 from pytest_llmtune.llm.pacing import Pacers
 from pytest_llmtune.llm.reach import FailFast
-from pytest_llmtune.llm.routes import Route
+from pytest_llmtune.llm.routes import Route, TableError
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
@@ -150,8 +151,11 @@ class EndpointSession(BaseSession):
         return self.endpoint.base_url
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self.settings.local.enabled and self.calls_out:
-            for target in self.targets.values():
+        if not self.calls_out:
+            return  # a replay needs no endpoint: no table, key or server
+        for target in self.targets.values():
+            check_routes(target, self.settings, self.endpoint.default_model)
+            if self.settings.local.enabled:
                 refuse_for_local(target, self.settings)
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal's header, which names the local server
@@ -171,6 +175,31 @@ class EndpointSession(BaseSession):
         self.finished = session
 
 
+def check_routes(target: Target, settings: Settings, default_model: str | None) -> None:
+    """Before any request, each model the target's space may name (or the default one) against the endpoint
+    table: listed when the table is complete, its key's variable set, its local server running."""
+    table = settings.endpoint.table
+    if not table:
+        return
+    space = target.spec.space
+    models = [str(model) for model in space.values_of("model")] or ([default_model] if default_model else [])
+    for model in dict.fromkeys(models):
+        try:
+            route = table.route(model)
+        except TableError as error:
+            raise pytest.UsageError(f"{target.name}: {error}") from None
+        if route is None:
+            continue
+        if route.key_env and not os.environ.get(route.key_env):
+            raise pytest.UsageError(
+                f"{target.name}: the model {model!r} is served at {route.base_url} with the key in the environment "
+                f"variable {route.key_env} (ini llmtune_endpoints), which is not set: `export {route.key_env}=...` "
+                "and run again; nothing was sent")
+        if route.local and not settings.local.enabled:
+            raise pytest.UsageError(f"{target.name}: the model {model!r} is served by the local server (ini "
+                                    "llmtune_endpoints): add --llm-local")
+
+
 def refuse_for_local(target: Target, settings: Settings) -> None:
     """What llama-server would answer without honouring, before any request: best_of (ignored) and a model name it
     does not serve (it answers any name with its one model)."""
@@ -178,14 +207,17 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
     if space.values_of("best_of"):
         raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure noise; "
                                 "remove it from the space (n with a vote does what it would)")
-    served = settings.local.alias
-    models = [model for model in space.values_of("model") if model != served]
+    served, table = settings.local.alias, settings.endpoint.table
+    models = [model for model in space.values_of("model") if model != served
+              and ((route := table.route(str(model))) is None or route.local)]  # a model on its own endpoint
+    # is served there
     if models:
         raise pytest.UsageError(
             f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves one model, "
             f"{served!r} ({settings.local.model_name}), and answers any other name with it: a tune would measure "
             f"{served!r} and lock {models[0]!r}. Under --llm-local, leave \"model\" out of the space or give "
-            f"{served!r}; to compare models, tune each against its own server (ini llmtune_base_url)")
+            f"{served!r}; to compare it with a model on another endpoint, give that model its line in ini "
+            "llmtune_endpoints")
 
 
 def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:

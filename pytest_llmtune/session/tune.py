@@ -183,7 +183,11 @@ class TuneSession(EndpointSession):
         if outcome.setup_error is not None:
             return Verdict("failed", f"could not tune {target.name}:\n{outcome.setup_error}")
         if outcome.failed is not None:
-            return Verdict("failed", terminal.failed_search_words(outcome, self.endpoint_url))
+            config = outcome.failed.config or {}
+            model = config.get("model", self.endpoint.default_model)
+            lane = self.endpoint.lane(model)
+            return Verdict("failed", terminal.failed_search_words(outcome, lane.base_url, str(model or ""),
+                                                                  lane.key_from))
         if result is None or result.winner is None:
             return Verdict("failed", "nothing was locked: no config was scored on every instance; raise the budgets "
                                      "or widen the space")

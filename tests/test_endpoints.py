@@ -1,0 +1,204 @@
+"""Models on their own endpoints: the ini llmtune_endpoints table routes each model to its URL with its key, over
+real HTTP to servers on 127.0.0.1; files hold model names, never places or keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai_server import FakeOpenAI
+
+from conftest import read_lock
+from pytest_llmtune.llm.routes import EndpointTable, Route, TableError, endpoint_table, parse_endpoints
+
+BIG_KEY, SMALL_KEY, DEFAULT_KEY = "sk-big-0123456789", "sk-small-0123456789", "sk-default-0123456789"
+
+TWO_MODELS = '''
+import pytest
+from pytest_llmtune import llm_eval, choice
+
+WORDS = ["Loved every minute", "great fun", "a waste of time", "boring and long", "brilliant acting",
+         "I enjoyed it", "dull", "best film", "terrible plot", "wonderful score", "awful", "a masterpiece"]
+POSITIVE = ("loved", "great", "brilliant", "enjoyed", "best", "wonderful", "masterpiece")
+CASES = [{"review": w, "label": "positive" if any(p in w.lower() for p in POSITIVE) else "negative"}
+         for w in WORDS * 2]
+
+@llm_eval(space={"model": choice(MODELS), "prompt": "Examples: Review: {review} ->", "temperature": 0,
+                 "max_tokens": 4})
+@pytest.mark.parametrize("case", CASES)
+def test_sentiment(llm, case):
+    assert llm(case)[0].split()[0].lower() == case["label"]
+'''
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, FakeOpenAI]]:
+    """Three servers: the default endpoint (OPENAI_BASE_URL, OPENAI_API_KEY) and one for each model, each key in
+    its own variable; the small model's server answers worse (drift)."""
+    found = {"default": FakeOpenAI().start(), "big": FakeOpenAI(models=("big-model",)).start(),
+             "small": FakeOpenAI(drift=0.4, models=("small-model",)).start()}
+    monkeypatch.setenv("OPENAI_BASE_URL", found["default"].base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", DEFAULT_KEY)
+    monkeypatch.setenv("BIG_KEY", BIG_KEY)
+    monkeypatch.setenv("SMALL_KEY", SMALL_KEY)
+    yield found
+    for server in found.values():
+        server.stop()
+
+
+def project(pytester: pytest.Pytester, servers: dict[str, FakeOpenAI], models: list[str], *lines: str) -> None:
+    table = lines or (f"big-model {servers['big'].base_url} BIG_KEY concurrency=2",
+                      f"small-model {servers['small'].base_url} SMALL_KEY")
+    pytester.makeini("[pytest]\nllmtune_endpoints =\n" + "".join(f"    {line}\n" for line in table))
+    pytester.makepyfile(test_two=TWO_MODELS.replace("MODELS", repr(models)))
+
+
+def test_each_model_goes_to_its_own_endpoint_with_its_own_key_and_the_files_hold_names_only(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI], monkeypatch: pytest.MonkeyPatch) -> None:
+    project(pytester, servers, ["big-model", "small-model"])
+
+    tuned = pytester.runpytest("--llm-tune")
+
+    assert tuned.ret == pytest.ExitCode.OK, tuned.stdout.str()
+    big, small, default = (servers[name] for name in ("big", "small", "default"))
+    assert big.requests and small.requests and default.requests == 0
+    assert {body["model"] for body in big.bodies} == {"big-model"}
+    assert {body["model"] for body in small.bodies} == {"small-model"}
+    assert set(big.auth_headers) == {f"Bearer {BIG_KEY}"}  # a key reaches only its own endpoint
+    assert set(small.auth_headers) == {f"Bearer {SMALL_KEY}"}
+    assert big.max_in_flight <= 2  # its own concurrency
+    entry = read_lock(pytester.path)["targets"]["test_two.py::test_sentiment"]
+    assert entry["config"]["model"] == "big-model"  # the better model won
+    files = [pytester.path / "llmtune.lock", *(pytester.path / "llmtune_cassettes").rglob("*.json")]
+    text = "".join(path.read_text() for path in files)
+    for place in ("127.0.0.1", "http", BIG_KEY, SMALL_KEY, DEFAULT_KEY, "Bearer"):
+        assert place not in text
+    tuned.stdout.fnmatch_lines(["*models on their own endpoints (concurrency): big-model at http*(2), small-model*"])
+
+    for server in servers.values():  # the offline gate needs no endpoint, no key
+        server.stop()
+    for variable in ("BIG_KEY", "SMALL_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(variable)
+    gated = pytester.runpytest("--llm-test")
+
+    assert gated.ret == pytest.ExitCode.OK, gated.stdout.str()
+    gated.stdout.fnmatch_lines(["*no request leaves this machine*"])
+
+
+def test_a_key_variable_that_is_not_set_is_named_before_any_request(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI], monkeypatch: pytest.MonkeyPatch) -> None:
+    project(pytester, servers, ["big-model", "small-model"])
+    monkeypatch.delenv("SMALL_KEY")
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'small-model' is served at http*SMALL_KEY*which is not set*export SMALL_KEY=*"])
+    assert sum(server.requests for server in servers.values()) == 0
+
+
+def test_a_model_its_endpoint_does_not_serve_is_one_error_naming_the_model_and_the_endpoint(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI]) -> None:
+    big = servers["big"].base_url
+    project(pytester, servers, ["big-modle"], f"big-modle {big} BIG_KEY")  # misspelt: the server says 404
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"*{big} does not serve the model 'big-modle' (404)*llmtune_endpoints*"])
+    sent = [json.dumps(body, sort_keys=True) for body in servers["big"].bodies]
+    assert len(sent) == len(set(sent))  # a 404 is an answer: no request was retried
+
+
+def test_a_complete_table_refuses_a_model_it_does_not_list(pytester: pytest.Pytester,
+                                                           servers: dict[str, FakeOpenAI]) -> None:
+    project(pytester, servers, ["big-model", "gpt-4o"])
+    pytester.makeini(f"[pytest]\nllmtune_endpoints = big-model {servers['big'].base_url} BIG_KEY\n"
+                     "llmtune_endpoints_only = true\n")
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the model 'gpt-4o' has no line in ini llmtune_endpoints*listed: big-model*"])
+    assert sum(server.requests for server in servers.values()) == 0
+
+
+def test_a_malformed_line_is_refused_with_the_line_and_what_is_wrong(pytester: pytest.Pytester,
+                                                                     servers: dict[str, FakeOpenAI]) -> None:
+    project(pytester, servers, ["big-model"], "big-model localhost:8080")
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*line 'big-model localhost:8080': 'localhost:8080' is not an http(s) URL*"])
+
+
+@pytest.mark.parametrize(("line", "wrong"), [
+    ("gpt-4o", "no BASE_URL"),
+    ("gpt-4o ftp://host/v1", "not an http(s) URL nor `local`"),
+    ("gpt-4o https://host/v1 KEY speed=3", "unknown option 'speed'"),
+    ("gpt-4o https://host/v1 KEY concurrency=0", "concurrency='0' must be a whole number >= 1"),
+    ("gpt-4o https://host/v1 KEY rpm=many", "rpm='many' must be a whole number"),
+    ("gpt-4o https://host/v1 KEY OTHER", "'OTHER' is not an option"),
+    ("smollm2 local KEY", "the local server needs no key"),
+])
+def test_table_lines_that_cannot_be_read_say_what_is_wrong(line: str, wrong: str) -> None:
+    with pytest.raises(TableError, match="line '" + line.replace("(", r"\(") + "'") as raised:
+        parse_endpoints([line])
+
+    assert wrong in str(raised.value) and "MODEL BASE_URL [API_KEY_ENV]" in str(raised.value)
+
+
+def test_a_key_pasted_into_the_table_is_refused_and_never_shown_whole() -> None:
+    with pytest.raises(TableError, match="a key never goes in a file") as raised:
+        parse_endpoints(["gpt-4o https://api.openai.com/v1 sk-proj-abcdefghijklmnopqrstuvwxyz0123"])
+
+    assert "abcdefghijklmnop" not in str(raised.value)
+
+
+def test_the_table_reads_models_urls_key_variables_and_limits() -> None:
+    table = parse_endpoints(["# comment", "gpt-4o https://api.openai.com/v1/ OPENAI_API_KEY rpm=500 tpm=30000",
+                             "llama http://10.0.0.5:8000/v1 concurrency=4  # a vLLM of ours, no key", "smollm2 local"])
+
+    assert table.routes == (Route("gpt-4o", "https://api.openai.com/v1", "OPENAI_API_KEY", None, 500, 30000),
+                            Route("llama", "http://10.0.0.5:8000/v1", None, 4), Route("smollm2", "local"))
+    assert table.route("other") is None  # the default endpoint
+    with pytest.raises(TableError, match="llmtune_endpoints_only is true"):
+        EndpointTable(table.routes, only=True).route("other")
+
+
+@pytest.mark.parametrize("ini", ["pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"])
+def test_application_code_reads_the_same_table_without_pytest(tmp_path: Path, ini: str) -> None:
+    lines = ["gpt-4o https://api.openai.com/v1 OPENAI_API_KEY", "llama http://10.0.0.5:8000/v1"]
+    if ini == "pyproject.toml":
+        text = f"[tool.pytest.ini_options]\nllmtune_endpoints = {json.dumps(lines)}\nllmtune_endpoints_only = true\n"
+    else:
+        section = "tool:pytest" if ini == "setup.cfg" else "pytest"
+        text = f"[{section}]\nllmtune_endpoints =\n" + "".join(f"    {line}\n" for line in lines)
+        text += "llmtune_endpoints_only = true\n"
+    (tmp_path / ini).write_text(text)
+    (tmp_path / "app").mkdir()
+
+    table = endpoint_table(tmp_path / "app")  # found upwards, as pytest finds its ini file
+
+    assert [route.model for route in table.routes] == ["gpt-4o", "llama"] and table.only
+
+
+def test_without_an_ini_file_the_table_is_empty(tmp_path: Path) -> None:
+    assert endpoint_table(tmp_path) == EndpointTable()
+
+
+def test_the_live_check_routes_as_the_tune_did(pytester: pytest.Pytester, servers: dict[str, FakeOpenAI]) -> None:
+    project(pytester, servers, ["big-model", "small-model"])
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+    before = {name: server.requests for name, server in servers.items()}
+
+    live = pytester.runpytest("--llm-test", "--llm-live")
+
+    assert live.ret == pytest.ExitCode.OK, live.stdout.str()
+    assert servers["big"].requests - before["big"] == 12  # the locked big-model, once a distinct prompt (the 24
+    # cases are 12 reviews twice, at temperature 0)
+    assert servers["small"].requests == before["small"] and servers["default"].requests == 0
+    assert set(servers["big"].auth_headers) == {f"Bearer {BIG_KEY}"}
