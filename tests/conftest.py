@@ -24,7 +24,7 @@ def lock_entry(config: dict[str, Any], **fields: Any) -> LockEntry:
                              "split_n": False, "plugin_version": "0.1.0", "fingerprints": {}}
     return LockEntry(config=config, **{**plain, **fields})
 
-SENTIMENT_TEST = '''
+SENTIMENT_CASES = '''
 import pytest
 from pytest_llmtune import llm_eval, choice, uniform, randint
 
@@ -33,7 +33,9 @@ WORDS = ["Loved every minute", "great fun", "a waste of time", "boring and long"
 POSITIVE = ("loved", "great", "brilliant", "enjoyed", "best", "wonderful", "masterpiece")
 CASES = [{"review": w, "label": "positive" if any(p in w.lower() for p in POSITIVE) else "negative"}
          for w in WORDS * 2]
+'''  # the sentiment target's 24 cases (12 reviews twice), for a test module's text
 
+SENTIMENT_TEST = SENTIMENT_CASES + '''
 @llm_eval(
     space={
         "model": "gpt-4o-mini",

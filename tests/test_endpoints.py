@@ -10,21 +10,12 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAI
 
-from conftest import read_lock
+from conftest import SENTIMENT_CASES, read_lock
 from pytest_llmtune.llm.routes import EndpointTable, Route, TableError, endpoint_table, parse_endpoints
 
 BIG_KEY, SMALL_KEY, DEFAULT_KEY = "sk-big-0123456789", "sk-small-0123456789", "sk-default-0123456789"
 
-TWO_MODELS = '''
-import pytest
-from pytest_llmtune import llm_eval, choice
-
-WORDS = ["Loved every minute", "great fun", "a waste of time", "boring and long", "brilliant acting",
-         "I enjoyed it", "dull", "best film", "terrible plot", "wonderful score", "awful", "a masterpiece"]
-POSITIVE = ("loved", "great", "brilliant", "enjoyed", "best", "wonderful", "masterpiece")
-CASES = [{"review": w, "label": "positive" if any(p in w.lower() for p in POSITIVE) else "negative"}
-         for w in WORDS * 2]
-
+TWO_MODELS = SENTIMENT_CASES + '''
 @llm_eval(space={"model": choice(MODELS), "prompt": "Examples: Review: {review} ->", "temperature": 0,
                  "max_tokens": 4})
 @pytest.mark.parametrize("case", CASES)
