@@ -1,7 +1,7 @@
 """pytest-llmtune: tune, lock and gate LLM inference settings from pytest.
 
 In tests:            from pytest_llmtune import llm_eval, choice, uniform, randint
-In application code: from pytest_llmtune import locked, create, config_list_from_json
+In application code: from pytest_llmtune import locked, create, endpoint_table, config_list_from_json
 Evaluation helpers:  from pytest_llmtune.evals import check_program, extract_answer, vote
 
 Names are imported on first use, so application code that calls `create` loads neither pytest nor scipy.
@@ -27,11 +27,13 @@ _LAZY = {
     **dict.fromkeys(["create", "usage_summary", "reset_usage", "clear_cache", "set_cache_size", "CreateError",
                      "Response"], "runtime.api"),
     "locked": "runtime.locked_config", "config_list_from_json": "runtime.config_list",
+    "endpoint_table": "llm.routes",
 }
 
 if TYPE_CHECKING:
     from pytest_llmtune.errors import LlmtuneError, MissingRecordingError, TemplateError
     from pytest_llmtune.llm.client import LLM
+    from pytest_llmtune.llm.routes import endpoint_table
     from pytest_llmtune.runtime.api import (
         CreateError,
         Response,
@@ -71,6 +73,7 @@ __all__ = [
     "config_list_from_json",
     "create",
     "default_space",
+    "endpoint_table",
     "llm_eval",
     "locked",
     "lograndint",

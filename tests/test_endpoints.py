@@ -193,3 +193,37 @@ def test_the_live_check_routes_as_the_tune_did(pytester: pytest.Pytester, server
     # cases are 12 reviews twice, at temperature 0)
     assert servers["small"].requests == before["small"] and servers["default"].requests == 0
     assert set(servers["big"].auth_headers) == {f"Bearer {BIG_KEY}"}
+
+
+@pytest.mark.filterwarnings("ignore:no price for model")  # unpriced test models cost 0
+def test_the_application_routes_the_locked_model_through_the_same_table(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmtune import create, endpoint_table, locked
+
+    project(pytester, servers, ["big-model", "small-model"])
+    assert pytester.runpytest("--llm-tune").ret == pytest.ExitCode.OK
+    before = {name: server.requests for name, server in servers.items()}
+    monkeypatch.chdir(pytester.path)
+
+    config = locked("test_two.py::test_sentiment")
+    answer = create({"review": "a masterpiece"}, **config, endpoints=endpoint_table())
+    small = create({"review": "dull"}, **{**config, "model": "small-model"}, endpoints=endpoint_table())
+
+    assert answer.text and small.text
+    assert servers["big"].requests == before["big"] + 1 and servers["small"].requests == before["small"] + 1
+    assert servers["big"].auth_headers[-1] == f"Bearer {BIG_KEY}"
+    assert servers["small"].auth_headers[-1] == f"Bearer {SMALL_KEY}"
+    assert servers["default"].requests == 0
+
+
+@pytest.mark.filterwarnings("ignore:no price for model")  # unpriced test models cost 0
+def test_a_table_endpoint_without_a_key_variable_is_sent_no_key(servers: dict[str, FakeOpenAI]) -> None:
+    """OPENAI_API_KEY is set, but it is the default endpoint's: a vLLM of one's own listed without a key variable
+    must not receive it."""
+    from pytest_llmtune import create
+
+    table = parse_endpoints([f"small-model {servers['small'].base_url}"])
+    create({"review": "dull"}, model="small-model", prompt="Review: {review} ->", max_tokens=2, temperature=0,
+           endpoints=table)
+
+    assert DEFAULT_KEY not in "".join(servers["small"].auth_headers)

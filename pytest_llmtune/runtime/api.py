@@ -22,8 +22,15 @@ from tabulate import tabulate
 from pytest_llmtune.errors import LlmtuneError, TemplateError
 from pytest_llmtune.llm.client import render_request, sample_requests, send, texts_of
 from pytest_llmtune.llm.cost import PriceTable
-from pytest_llmtune.llm.resolve import KEY_VARIABLE, MissingKeyError, ResolvedEndpoint, resolve_endpoint
+from pytest_llmtune.llm.resolve import (
+    KEY_VARIABLE,
+    PLACEHOLDER_KEY,
+    MissingKeyError,
+    ResolvedEndpoint,
+    resolve_endpoint,
+)
 from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
+from pytest_llmtune.llm.routes import EndpointTable, TableError
 
 if TYPE_CHECKING:
     import openai
@@ -35,7 +42,7 @@ __all__ = ["CACHE_SIZE", "CreateError", "ModelUsage", "Response", "TokenUsage", 
 # AutoGen's config_list keys are among them: `api_version` is Azure's (which create refuses), `tags` only select.
 CACHE_SIZE = 1000  # responses create() keeps in memory by default (set_cache_size)
 RUNTIME_KEYS = frozenset({"base_url", "api_key", "api_key_env", "api_type", "api_version", "tags", "retry_timeout",
-                          "cache", "price", "timeout", "split_n"})
+                          "cache", "price", "timeout", "split_n", "endpoints"})
 KEY_FIELDS = ("api_key", "api_key_env")  # an alternative that names either replaces both of the shared config's
 OPENAI_API_TYPES = (None, "openai", "open_ai")  # AutoGen's spellings of an OpenAI-compatible endpoint
 MASK = "***"  # what responses and messages show instead of a key
@@ -204,9 +211,11 @@ def create(
     (default: OPENAI_BASE_URL, else OpenAI's); the key, as `api_key` (the key itself: kept in memory, masked
     wherever it would show) or `api_key_env` (the name of the variable holding it), else OPENAI_API_KEY, else
     none, for a keyless local server; `api_type` ("openai": AutoGen's other types are refused), `api_version`
-    and `tags` (AutoGen's, ignored); `retry_timeout`, the seconds one alternative may take, retries included
-    (default 60); `timeout`, the seconds one attempt may take; `cache`; `price`, (dollars per 1K input tokens,
-    per 1K output tokens) instead of the built-in table.
+    and `tags` (AutoGen's, ignored); `endpoints`, the project's endpoint table (`endpoint_table()`, the ini
+    llmtune_endpoints the tune used): a config without a `base_url` goes to its model's endpoint with the key in
+    the variable the table names, as the tune's requests did; `retry_timeout`, the seconds one alternative may
+    take, retries included (default 60); `timeout`, the seconds one attempt may take; `cache`; `price`, (dollars
+    per 1K input tokens, per 1K output tokens) instead of the built-in table.
 
     `cache` (default None): a deterministic call (temperature 0 and n 1) made before in this process is answered
     from memory; a sampled one (any other temperature, unset included: the API's default is 1; or n > 1; a seed
@@ -251,6 +260,9 @@ def _check_runtime_keys(config: Mapping[str, Any], where: str) -> None:
                                   and all(isinstance(p, (int, float)) and p >= 0 for p in price)):
         raise CreateError(f"price is {price!r}, but must be (dollars per 1K input tokens, per 1K output tokens), "
                           "e.g. price=(0.00015, 0.0006)")
+    endpoints = config.get("endpoints")
+    if endpoints is not None and not isinstance(endpoints, EndpointTable):
+        raise CreateError(f"endpoints is a {type(endpoints).__name__}, but must be the table endpoint_table() reads")
     if config.get("cache") not in (None, True, False):
         raise CreateError(f"cache is {config['cache']!r}, but must be True, False or None (None: only "
                           "deterministic calls, temperature 0 and n 1, are answered from memory)")
@@ -312,9 +324,22 @@ def _answers_from_memory(config: Mapping[str, Any], params: Mapping[str, Any]) -
 
 
 def _endpoint(config: Mapping[str, Any]) -> ResolvedEndpoint:
+    table, routed = config.get("endpoints"), None
+    if table is not None and not config.get("base_url"):
+        try:
+            routed = table.route(str(config.get("model")))
+        except TableError as error:
+            raise CreateError(str(error)) from None
+    if routed is not None and routed.local:
+        raise CreateError(f"the model {routed.model!r} is served by the local server (ini llmtune_endpoints): "
+                          "pass base_url= of the llama-server that runs it (docs/local-models.md)")
     try:
-        return resolve_endpoint(config.get("base_url") or None, api_key=config.get("api_key") or None,
-                                api_key_env=config.get("api_key_env") or None)
+        if routed is not None and not (config.get("api_key") or config.get("api_key_env")):
+            if routed.key_env is None:  # a table's endpoint without a key variable gets no key, never another's
+                return resolve_endpoint(routed.base_url, api_key=PLACEHOLDER_KEY)
+            return resolve_endpoint(routed.base_url, api_key_env=routed.key_env)
+        return resolve_endpoint(routed.base_url if routed else config.get("base_url") or None,
+                                api_key=config.get("api_key") or None, api_key_env=config.get("api_key_env") or None)
     except MissingKeyError as error:
         raise RetryFailed(str(error)) from None  # the next alternative may have its key
 
