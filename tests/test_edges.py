@@ -208,7 +208,7 @@ def test_sum(llm, x):
 
 @pytest.mark.parametrize(("space", "message"), [
     ('{"model": choice(["smollm2", "some-other-model"]), "prompt": "Q: {x}"}',
-     "*the space names the model 'some-other-model', but --llm-local serves one model, 'smollm2'*"),
+     "*the space names the model 'some-other-model', but --llm-local serves 'smollm2' (*llmtune_local_models*"),
     ('{"g": choice([{"model": "gpt-4o-mini", "prompt": "Q: {x}"}, {"prompt": "{x}"}])}',
      "*the space names the model 'gpt-4o-mini'*"),
     ('{"prompt": "Q: {x}", "api": "completions", "best_of": 3}', "*llama-server ignores best_of*"),
@@ -231,7 +231,7 @@ def test_x(llm, x):
     result.stderr.fnmatch_lines([message])
     if "some-other-model" in space:
         edge_row(record_property, '--llm-local with "model": choice(["smollm2", "some-other-model"])',
-                 "refused before any request: the local server serves one model, 'smollm2'")
+                 "refused before any request: --llm-local serves 'smollm2' and the models of llmtune_local_models")
 
 
 def test_llmtune_model_other_than_the_local_one_is_refused_under_llm_local(pytester: pytest.Pytester) -> None:

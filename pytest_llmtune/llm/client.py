@@ -67,9 +67,10 @@ class Lane:
     the SDK) and its slots, at most `concurrency` requests in flight."""
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
-                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY") -> None:
-        """`key_from`: where its key comes from, for messages (a variable's name; never the key)."""
-        self.key_from = key_from
+                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY", chat: bool = True) -> None:
+        """`key_from`: where its key comes from, for messages (a variable's name; never the key). `chat`: whether
+        its models take chat requests (a local base model without a chat template takes completions only)."""
+        self.key_from, self.chat = key_from, chat
         self._client: openai.OpenAI | None = None if callable(client) else client
         self._make_client: Callable[[], openai.OpenAI] | None = client if callable(client) else None
         self.base_url = base_url or str(self.client.base_url)
@@ -141,6 +142,10 @@ class Endpoint:
         with self._locks_lock:
             lock = self._locks[key]
         lane = self.lane(params.get("model"))
+        if api == "chat" and not lane.chat:
+            raise TemplateError(f"the model {params.get('model')!r} has no chat template (its GGUF holds none), so "
+                                "it takes completions only: give its configs api='completions' and a prompt (in a "
+                                "space, a group: choice([{\"model\": ..., \"api\": \"completions\", ...}, ...]))")
         with lock, lane.slots:
             try:
                 reply = self._send(lane, api, params, sample)

@@ -5,13 +5,15 @@ here; each key is read from the environment when its client is made, and never w
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import Endpoint, Lane, Recorded
 from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.local import PACKAGES, LocalModel, has_chat_template
 from pytest_llmtune.llm.resolve import PLACEHOLDER_KEY, resolve_endpoint
-from pytest_llmtune.llm.routes import Route
+from pytest_llmtune.llm.routes import LOCAL, Route
 from pytest_llmtune.settings import EndpointSettings, Settings
 
 if TYPE_CHECKING:
@@ -24,16 +26,22 @@ TransportFor = Callable[["Route | None"], "httpx2.BaseTransport"]  # the transpo
 
 
 def route_name(route: Route | None) -> str:
-    """How messages name an endpoint: its URL (never its key), or `local`."""
-    return "the default endpoint" if route is None else route.base_url
+    """How messages name an endpoint: its URL (never its key), or the local model's name."""
+    return "the default endpoint" if route is None else f"local {route.model}" if route.local else route.base_url
+
+
+StartLocal = Callable[[LocalModel], str]  # starts a local model's server (once), returns its base URL
 
 
 def make_endpoint(settings: Settings, base_url: str | None = None, transport: httpx2.BaseTransport | None = None,
-                  recorded: Recorded | None = None, transport_for: TransportFor | None = None) -> Endpoint:
+                  recorded: Recorded | None = None, transport_for: TransportFor | None = None,
+                  start_local: StartLocal | None = None, chat: bool = True) -> Endpoint:
     """The endpoints: the default one at `base_url` (a local server's), else the ini's, else as `create` resolves
     it (OPENAI_BASE_URL, else OpenAI's), and one lane per endpoint of the table, models at the same URL with the
     same key sharing it. `transport_for(route)` (the cassettes' over the live layers) carries each lane's requests;
-    without it, `transport` carries the default endpoint's. A `local` route is the local server at `base_url`."""
+    without it, `transport` carries the default endpoint's. A `local` route is the local server at `base_url`; a
+    model of llmtune_local_models has a lane of its own, whose server `start_local` starts on its first request
+    (under --llm-local). `chat`: whether the default endpoint's model takes chat requests."""
     given = settings.endpoint
     url = resolve_endpoint(base_url or given.base_url).base_url
     local = settings.local.enabled and base_url is not None
@@ -52,12 +60,31 @@ def make_endpoint(settings: Settings, base_url: str | None = None, transport: ht
                                          concurrency=route.concurrency or given.concurrency,
                                          key_from=route.key_env or "no key")
             routes[route.model] = lanes[route.lane]
+    for model in settings.local.models:
+        route = Route(model.name, LOCAL)
+        routed = transport_for(route) if transport_for is not None else None
+        routes[model.name] = (_local_lane(model, start_local, given, routed) if settings.local.enabled
+                              and start_local is not None else _unserved(route, given))
     endpoint = Endpoint(lambda: make_client(given, url, default_transport), base_url=url,
                         concurrency=given.concurrency, split_n=given.split_n, recorded=recorded,
                         default_model=settings.local.alias if settings.local.enabled else given.model,
                         prices=PriceTable.default().with_prices(given.prices, warn=False), routes=routes)
     endpoint.routes.update(dict.fromkeys(served_locally, endpoint.default))
+    endpoint.default.chat = chat
     return endpoint
+
+
+def _local_lane(model: LocalModel, start: StartLocal, given: EndpointSettings,
+                transport: httpx2.BaseTransport | None) -> Lane:
+    """A local model's lane: its server starts on the first request that needs it (a replay needs none)."""
+    def make() -> openai.OpenAI:
+        url = start(model)
+        lane.base_url = url
+        return make_client(given, url, transport, keyless=True)
+    lane = Lane(make, base_url=f"local:{model.name}", concurrency=given.concurrency, key_from="no key",
+                chat=has_chat_template(model.path()) if model.source in PACKAGES or Path(model.source).is_file()
+                else True)
+    return lane
 
 
 def _client_for(given: EndpointSettings, route: Route,

