@@ -227,3 +227,17 @@ def test_a_table_endpoint_without_a_key_variable_is_sent_no_key(servers: dict[st
            endpoints=table)
 
     assert DEFAULT_KEY not in "".join(servers["small"].auth_headers)
+
+
+def test_a_field_a_provider_refuses_is_refused_in_that_models_configs_before_any_request(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI]) -> None:
+    pytester.makeini(f"[pytest]\nllmtune_endpoints = small-model {servers['small'].base_url} SMALL_KEY refuses=n\n")
+    pytester.makepyfile(test_two=TWO_MODELS.replace('"model": choice(MODELS),', '"model": "small-model", '
+                                                    '"n": choice([1, 3]),'))
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the space may send 'small-model' n=3, which its endpoint refuses (refuses= on "
+                                 "its line in ini llmtune_endpoints)*"])
+    assert servers["small"].requests == 0

@@ -62,24 +62,53 @@ def test_two_local_models_each_in_its_own_server_are_tuned_locked_and_gated_offl
     gated.stdout.fnmatch_lines(["*all 8 results as locked*"])
 
 
-def test_a_chat_request_to_a_model_without_a_chat_template_is_refused_before_it_is_sent(
-        pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_chat='''
+@pytest.mark.parametrize("space", [
+    '{"model": "gemma3-270m", "prompt": "Capital of {country}?", "max_tokens": 4, "temperature": 0}',
+    '{"model": choice(["smollm2", "gemma3-270m"]), "prompt": "Capital of {country}?", "max_tokens": 4}',
+    '{"g": choice([{"model": "smollm2", "api": "chat", "prompt": "Capital of {country}?"}, '
+    '{"model": "gemma3-270m", "prompt": "Capital of {country}:"}]), "max_tokens": 4}',
+])
+def test_a_space_that_may_send_a_chat_request_to_a_model_without_a_chat_template_is_refused(
+        pytester: pytest.Pytester, space: str) -> None:
+    pytester.makepyfile(test_chat=f"""
 import pytest
-from pytest_llmtune import llm_eval
+from pytest_llmtune import llm_eval, choice
 
-@llm_eval(space={"model": "gemma3-270m", "prompt": "Capital of {country}?", "max_tokens": 4, "temperature": 0})
+@llm_eval(space={space})
 @pytest.mark.parametrize("country", ["France", "Japan"])
 def test_chat(llm, country):
     llm(country=country)
-''')
+""")
     pytester.makeini(f"[pytest]\nllmtune_local_models = gemma3-270m {GEMMA}\n")
 
     result = pytester.runpytest("--llm-tune", "--llm-local")
 
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the space may send 'gemma3-270m' a chat request (api unset: chat), but its GGUF "
+                                 "has no chat template, so it takes completions only*"])
+    assert "gemma3-270m (llama-server pid" not in result.stdout.str()  # its server never started
+    assert not list((pytester.path / "llmtune_cassettes").rglob("*.json"))  # nothing was sent
+
+
+def test_a_chat_request_to_a_default_model_without_a_chat_template_is_refused_before_it_is_sent(
+        pytester: pytest.Pytester) -> None:
+    """--llm-local-model=FILE with a space that names no model: the request itself is refused, never sent."""
+    pytester.makepyfile(test_chat='''
+import pytest
+from pytest_llmtune import llm_eval
+
+@llm_eval(space={"prompt": "Capital of {country}?", "max_tokens": 4, "temperature": 0})
+@pytest.mark.parametrize("country", ["France", "Japan"])
+def test_chat(llm, country):
+    llm(country=country)
+''')
+    gemma = LocalModel("gemma3-270m", GEMMA).path()
+
+    result = pytester.runpytest("--llm-tune", f"--llm-local-model={gemma}")
+
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*the model 'gemma3-270m' has no chat template*completions only*"])
-    assert "gemma3-270m (llama-server pid" not in result.stdout.str()  # never started: nothing was sent
+    result.stdout.fnmatch_lines(["*the model 'gemma-3-270m-q4_k_m' has no chat template*completions only*"])
+    assert not list((pytester.path / "llmtune_cassettes").rglob("*.json"))  # nothing was sent, so none recorded
 
 
 def test_a_local_model_without_llm_local_is_refused_with_the_flag(pytester: pytest.Pytester) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.search.domains import (
+    Choice,
     InvalidSpaceError,
     choice,
     lograndint,
@@ -328,3 +329,23 @@ def test_a_template_renamed_after_its_def_is_refused() -> None:
 
     with invalid("is not what its module holds under the name 'SHOTS_2'"):
         SearchSpace({"prompt": renamed})
+
+
+@pytest.mark.parametrize(("spec", "pairs"), [
+    ({"model": choice(["a", "b"]), "prompt": "p", "api": "completions"}, {("a", "completions"), ("b", "completions")}),
+    ({"g": choice([{"model": "a", "api": "chat", "prompt": "p"}, {"model": "b", "api": "completions", "prompt": "q"}])},
+     {("a", "chat"), ("b", "completions")}),  # a group pairs only within an option
+    ({"g": choice([{"model": "a", "prompt": "p"}, {"model": "b", "api": "completions", "prompt": "q"}])},
+     {("a", None), ("b", "completions")}),  # None: a config with that model may lack the key
+    ({"model": choice(["a", "b"]), "g": choice([{"api": "chat", "prompt": "p"}, {"api": "completions",
+                                                                                  "prompt": "q"}])},
+     {(m, api) for m in "ab" for api in ("chat", "completions")}),  # independent choices pair every way
+    ({"model": "a", "prompt": "p", "g": choice([{"n": randint(1, 4)}, {"temperature": 0.0}])},
+     {("a", 1), ("a", 3), ("a", None)}),  # a domain's bounds
+])
+def test_together_says_which_values_of_two_keys_a_config_may_hold_at_once(
+        spec: dict[str, Any], pairs: set[tuple[Any, Any]]) -> None:
+    other = "n" if any("n" in option for value in spec.values() if isinstance(value, Choice)
+                       for option in value.options if isinstance(option, dict)) else "api"
+
+    assert SearchSpace(spec).together("model", other) == pairs

@@ -67,10 +67,11 @@ class Lane:
     the SDK) and its slots, at most `concurrency` requests in flight."""
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
-                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY", chat: bool = True) -> None:
+                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY", chat: bool = True,
+                 refuses: tuple[str, ...] = ()) -> None:
         """`key_from`: where its key comes from, for messages (a variable's name; never the key). `chat`: whether
         its models take chat requests (a local base model without a chat template takes completions only)."""
-        self.key_from, self.chat = key_from, chat
+        self.key_from, self.chat, self.refuses = key_from, chat, refuses  # refuses: fields its provider won't take
         self._client: openai.OpenAI | None = None if callable(client) else client
         self._make_client: Callable[[], openai.OpenAI] | None = client if callable(client) else None
         self.base_url = base_url or str(self.client.base_url)
@@ -146,6 +147,10 @@ class Endpoint:
             raise TemplateError(f"the model {params.get('model')!r} has no chat template (its GGUF holds none), so "
                                 "it takes completions only: give its configs api='completions' and a prompt (in a "
                                 "space, a group: choice([{\"model\": ..., \"api\": \"completions\", ...}, ...]))")
+        refused = [field for field in lane.refuses if field in params and (field != "n" or params[field] != 1)]
+        if refused:
+            raise TemplateError(f"the endpoint of {params.get('model')!r} does not take {refused[0]!r} (refuses= on "
+                                "its line in ini llmtune_endpoints): leave it out of that model's configs")
         with lock, lane.slots:
             try:
                 reply = self._send(lane, api, params, sample)

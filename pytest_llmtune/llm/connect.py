@@ -58,7 +58,7 @@ def make_endpoint(settings: Settings, base_url: str | None = None, transport: ht
                 routed = transport_for(route) if transport_for is not None else None
                 lanes[route.lane] = Lane(_client_for(given, route, routed), base_url=route.base_url,
                                          concurrency=route.concurrency or given.concurrency,
-                                         key_from=route.key_env or "no key")
+                                         key_from=route.key_env or "no key", refuses=route.refuses)
             routes[route.model] = lanes[route.lane]
     for model in settings.local.models:
         route = Route(model.name, LOCAL)

@@ -1,12 +1,14 @@
 """Which endpoint serves which model: the ini `llmtune_endpoints` table, one line per model,
 
-    MODEL  BASE_URL  [API_KEY_ENV]  [concurrency=N]  [rpm=N]  [tpm=N]
+    MODEL  BASE_URL  [API_KEY_ENV]  [concurrency=N]  [rpm=N]  [tpm=N]  [refuses=FIELD,FIELD]
 
 `local` as BASE_URL is the local server (`--llm-local`). API_KEY_ENV names the environment variable that holds
 the endpoint's key: the key itself is read when a client is made, held in memory by that client only, and sent to
 that endpoint only. A model not listed goes to `llmtune_base_url` (else OPENAI_BASE_URL, else OpenAI's), unless
-`llmtune_endpoints_only` says the table is complete. The same table serves the plugin and application code
-(`endpoint_table()` reads it from the ini file without pytest). No pytest here; nothing here writes anywhere.
+`llmtune_endpoints_only` says the table is complete. `refuses=` names request fields the provider does not take
+(e.g. `refuses=n,logprobs`): a space that could send one to that model is refused before any request. The same
+table serves the plugin and application code (`endpoint_table()` reads it from the ini file without pytest). No
+pytest here; nothing here writes anywhere.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pytest_llmtune.errors import LlmtuneError
 __all__ = ["LOCAL", "EndpointTable", "Route", "TableError", "endpoint_table", "parse_endpoints"]
 
 LOCAL = "local"  # the BASE_URL of a model the local server serves
-OPTIONS = ("concurrency", "rpm", "tpm")
+OPTIONS = ("concurrency", "rpm", "tpm", "refuses")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 KEY_LIKE = re.compile(r"^(sk-|sk_|gsk_|xai-|AIza|hf_)|^[A-Za-z0-9_\-]{32,}$")  # what an API key itself looks like
 EXAMPLE = "gpt-4o-mini https://api.openai.com/v1 OPENAI_API_KEY concurrency=4 rpm=500"
@@ -46,6 +48,7 @@ class Route:
     concurrency: int | None = None  # requests in flight at once; None: --llm-concurrency
     rpm: int = 0  # requests per minute (0: no limit)
     tpm: int = 0  # tokens per minute
+    refuses: tuple[str, ...] = ()  # request fields the provider does not take (n: more than one sample)
 
     @property
     def local(self) -> bool:
@@ -91,7 +94,8 @@ def parse_endpoints(lines: Iterable[str], only: bool = False) -> EndpointTable:
 def _route(line: str, words: Sequence[str], before: Sequence[Route]) -> Route:
     def wrong(what: str) -> TableError:
         return TableError(f"ini llmtune_endpoints line {line!r}: {what}; write `MODEL BASE_URL [API_KEY_ENV] "
-                          f"[concurrency=N] [rpm=N] [tpm=N]`, e.g. `{EXAMPLE}` (BASE_URL `local`: the local server)")
+                          f"[concurrency=N] [rpm=N] [tpm=N] [refuses=FIELD,...]`, e.g. `{EXAMPLE}` (BASE_URL "
+                          "`local`: the local server)")
 
     if len(words) < 2:
         raise wrong("no BASE_URL")
@@ -100,12 +104,17 @@ def _route(line: str, words: Sequence[str], before: Sequence[Route]) -> Route:
         raise wrong(f"the model {model!r} has a line already")
     if url != LOCAL and not re.match(r"^https?://[^/\s]+", url):
         raise wrong(f"{url!r} is not an http(s) URL nor `local`")
-    key_env, options = None, dict[str, int]()
+    key_env, options, refuses = None, dict[str, int](), tuple[str, ...]()
     for word in rest:
         name, equals, value = word.partition("=")
         if equals:
             if name not in OPTIONS:
                 raise wrong(f"unknown option {name!r} (options: {', '.join(OPTIONS)})")
+            if name == "refuses":
+                refuses = tuple(field for field in value.split(",") if field)
+                if not refuses or not all(VARIABLE.fullmatch(field) for field in refuses):
+                    raise wrong(f"refuses={value!r} must name request fields, e.g. refuses=n,logprobs")
+                continue
             if not value.isdigit() or (name == "concurrency" and int(value) < 1):
                 raise wrong(f"{name}={value!r} must be a whole number" + (" >= 1" if name == "concurrency" else ""))
             options[name] = int(value)
@@ -119,7 +128,7 @@ def _route(line: str, words: Sequence[str], before: Sequence[Route]) -> Route:
             raise wrong(f"{word!r} is not an option (the local server needs no key)" if url == LOCAL
                         else f"{word!r} is not an option")
     return Route(model, url.rstrip("/"), key_env, options.get("concurrency"), options.get("rpm", 0),
-                 options.get("tpm", 0))
+                 options.get("tpm", 0), refuses)
 
 
 def _masked(word: str) -> str:

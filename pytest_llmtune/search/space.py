@@ -152,6 +152,34 @@ class SearchSpace:
         found += [option[key] for group in self.groups for option in self.spec[group].options if key in option]
         return [v for value in found for v in (value.values() if isinstance(value, Domain) else [value])]
 
+    def together(self, key: str, other: str) -> set[tuple[Any, Any]]:
+        """The (value of `key`, value of `other`) pairs a config may hold at once, `other`'s value None when a
+        config with that `key` value may lack it (e.g. ("gemma3-270m", "chat"): a model and its api). Values are a
+        constant's or a domain's options or bounds; a config picks one option of each group."""
+        Source = tuple[str | None, int, list[Any]]  # where a key's values come from: (its group, option), values
+        sources: list[list[Source]] = []
+        for name in (key, other):
+            found: list[Source] = ([(None, 0, self._values(self.spec[name]))]
+                                   if name in self.spec and name not in self.groups else [])
+            found += [(group, index, self._values(option[name])) for group in self.groups
+                      for index, option in enumerate(self.spec[group].options) if name in option]
+            sources.append(found)
+        keyed, others = sources[0], sources[1]
+        pairs = set()
+        for group, index, values in keyed:
+            compatible = [o for o in others if o[0] is None or o[0] != group or o[1] == index]
+            pairs |= {(v, w) for _, _, ws in compatible for v in values for w in ws}
+            may_lack = not any(o[0] is None for o in others) and all(  # not top-level, and each group that holds
+                any(other not in option and (g != group or i == index)  # it has an option without it
+                    for i, option in enumerate(self.spec[g].options)) for g in {o[0] for o in others if o[0]})
+            if may_lack:
+                pairs |= {(v, None) for v in values}
+        return pairs
+
+    @staticmethod
+    def _values(value: Any) -> list[Any]:
+        return list(value.values()) if isinstance(value, Domain) else [value]
+
     def contains(self, config: Mapping[str, Any]) -> bool:
         """Whether `config` (decoded) is a point of this space: a config some coordinates would give."""
         remaining = dict(config)

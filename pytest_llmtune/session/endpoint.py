@@ -156,10 +156,26 @@ class EndpointSession(BaseSession):
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.calls_out:
             return  # a replay needs no endpoint: no table, key or server
+        chatless = self.chatless() if self.settings.local.enabled else set()
         for target in self.targets.values():
             check_routes(target, self.settings, self.endpoint.default_model)
             if self.settings.local.enabled:
                 refuse_for_local(target, self.settings)
+            refuse_what_models_cannot_take(target, self.settings, chatless)
+
+    def chatless(self) -> set[str]:
+        """The local models whose GGUF holds no chat template (base models: completions only), of those the
+        targets' spaces name; a model's package that is missing is a UsageError with its install command."""
+        named = {str(model) for target in self.targets.values() for model in target.spec.space.values_of("model")}
+        local = self.settings.local
+        try:
+            found = {model.name for model in local.models if model.name in named
+                     and not has_chat_template(model.path())}
+            if local.model is not None and not has_chat_template(local.model):
+                found.add(local.alias)
+        except LocalServerError as error:
+            raise pytest.UsageError(str(error)) from None
+        return found
 
     @pytest.hookimpl(tryfirst=True)  # before the terminal's header, which names the local server
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -220,6 +236,28 @@ def check_routes(target: Target, settings: Settings, default_model: str | None) 
         if route.local and not settings.local.enabled:
             raise pytest.UsageError(f"{target.name}: the model {model!r} is served by the local server (ini "
                                     "llmtune_endpoints): add --llm-local")
+
+
+def refuse_what_models_cannot_take(target: Target, settings: Settings, chatless: set[str]) -> None:
+    """Before any request: a chat request to a model without a chat template, and a field a provider refuses
+    (refuses= in ini llmtune_endpoints), wherever the space could pair them with that model."""
+    space = target.spec.space
+    for model, api in sorted(space.together("model", "api"), key=repr):
+        if str(model) in chatless and api in (None, "chat"):
+            raise pytest.UsageError(
+                f"{target.name}: the space may send {model!r} a chat request (api {api or 'unset: chat'}), but its "
+                "GGUF has no chat template, so it takes completions only (a chat answer would be garbage): give its "
+                f"configs \"api\": \"completions\" and a prompt, e.g. in a group: choice([{{\"model\": \"{model}\", "
+                "\"api\": \"completions\", \"prompt\": ...}, {...}])")
+    for route in settings.endpoint.table.routes:
+        for field in route.refuses:
+            sent = [value for model, value in space.together("model", field) if model == route.model
+                    and value is not None and (field != "n" or value != 1)]
+            if sent:
+                raise pytest.UsageError(
+                    f"{target.name}: the space may send {route.model!r} {field}={sent[0]!r}, which its endpoint "
+                    f"refuses (refuses= on its line in ini llmtune_endpoints): leave {field} out of that model's "
+                    "configs, e.g. with a group per model")
 
 
 def refuse_for_local(target: Target, settings: Settings) -> None:
