@@ -4,7 +4,11 @@ each in its own llama-server, started when first needed and stopped by its PID (
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +148,25 @@ def test_a_package_that_is_not_installed_names_its_install_command(monkeypatch: 
 
 def test_a_file_is_its_own_path(tmp_path: Path) -> None:
     assert LocalModel("mine", str(tmp_path / "mine.gguf")).path() == tmp_path / "mine.gguf"
+
+
+def test_the_serve_command_serves_each_local_model_to_create_until_ctrl_c(tmp_path: Path) -> None:
+    from pytest_llmtune import create
+
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\nllmtune_local_models = gemma3-270m {GEMMA}\n")
+    process = subprocess.Popen([sys.executable, "-m", "pytest_llmtune.local", "serve"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(3)]
+    urls = {line.split()[0]: line.split()[1] for line in lines[:2]}
+    pids = [int(re.search(r"pid (\d+)", line).group(1)) for line in lines[:2]]  # type: ignore[union-attr]
+    assert set(urls) == {"smollm2", "gemma3-270m"} and lines[2].startswith("serving")
+
+    answer = create({"country": "Japan"}, model="gemma3-270m", api="completions", base_url=urls["gemma3-270m"],
+                    prompt="Country: France\nCapital: Paris\n\nCountry: {country}\nCapital:", max_tokens=4,
+                    temperature=0, stop=["\n"], price=(0.0, 0.0))
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+
+    assert "Tokyo" in answer.text
+    assert process.returncode == 0 and not any(is_running(pid) for pid in pids)

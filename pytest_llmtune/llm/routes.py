@@ -25,7 +25,8 @@ import tomllib
 
 from pytest_llmtune.errors import LlmtuneError
 
-__all__ = ["LOCAL", "EndpointTable", "Route", "TableError", "endpoint_table", "parse_endpoints"]
+__all__ = ["LOCAL", "EndpointTable", "Route", "TableError", "endpoint_table", "ini_lines", "ini_settings",
+           "parse_endpoints"]
 
 LOCAL = "local"  # the BASE_URL of a model the local server serves
 OPTIONS = ("concurrency", "rpm", "tpm", "refuses")
@@ -143,14 +144,21 @@ def endpoint_table(start: str | Path | None = None) -> EndpointTable:
     """The endpoint table of the project, for application code: the ini file pytest would read (the first of
     pytest.ini, .pytest.ini, pyproject.toml with [tool.pytest.ini_options], tox.ini or setup.cfg with a pytest
     section, from `start`, default the current folder, upwards). An empty table when there is none."""
+    found = ini_settings(start)
+    return parse_endpoints(ini_lines(found.get("llmtune_endpoints", "")),
+                           _true(found.get("llmtune_endpoints_only", "false")))
+
+
+def ini_settings(start: str | Path | None = None) -> Mapping[str, Any]:
+    """The pytest section of the ini file pytest would read from `start` (default the current folder), with the
+    folder that holds it under the key `rootdir`; empty when there is none."""
     folder = Path(start or os.getcwd()).resolve()
     for directory in (folder, *folder.parents):
         for name in INI_FILES:
             section = _pytest_section(directory / name)
             if section is not None:
-                return parse_endpoints(_lines(section.get("llmtune_endpoints", "")),
-                                       _true(section.get("llmtune_endpoints_only", "false")))
-    return EndpointTable()
+                return {**section, "rootdir": directory}
+    return {}
 
 
 def _pytest_section(path: Path) -> Mapping[str, Any] | None:
@@ -167,7 +175,8 @@ def _pytest_section(path: Path) -> Mapping[str, Any] | None:
     return {} if path.name.endswith("pytest.ini") else None  # pytest.ini is the ini file even when empty
 
 
-def _lines(value: Any) -> list[str]:
+def ini_lines(value: Any) -> list[str]:
+    """An ini `linelist` as pytest reads it: a TOML list, or the lines of an ini value."""
     return [str(line) for line in value] if isinstance(value, list) else str(value).splitlines()
 
 
