@@ -128,7 +128,7 @@ def test_a_tune_page_has_the_header_the_verdict_the_lock_the_leaderboard_the_plo
                  "locked pass_rate 1.000", "Locked config", "Leaderboard", "order: configs that reached a later rung",
                  "1 configs drawn but not evaluated", "Long values in full", "Score against cost", "<svg",
                  "Answers of the top 4 configs", "5 configs drawn; rungs (configs x instances): 5 x 2, then 3 x 4",
-                 "optimization $1.0000 ($0.0002 spent)"):
+                 "optimization $1.0000 ($0.00020 spent)"):  # two significant digits below $0.001
         assert text in html
     assert "vcrpy" not in html  # versions of packages not installed are left out
 

@@ -56,6 +56,21 @@ def usage_words(usage: Usage) -> str:
             f"{usage.replayed} replayed ({usage.replay.tokens:,} tokens, ${usage.replay.cost:.4f}, not spent)")
 
 
+def model_lines(result: SearchResult, budget: Budget | None) -> list[str]:
+    """What the search's evaluations cost per model, when its configs name more than one."""
+    tally: dict[str, list[float]] = {}
+    for trial in result.ranked:
+        model = str(result.configs[trial.index].get("model", ""))
+        configs, tokens, cost = tally.setdefault(model, [0, 0, 0.0])
+        tally[model] = [configs + 1, tokens + trial.tokens, cost + trial.cost]
+    if len(tally) < 2:
+        return []
+    money = Budget(1.0, "usd")
+    return ["  by model (the search's evaluations, replays included): " + "; ".join(
+        f"{model} {plural(int(configs), 'config')}, {int(tokens):,} tokens, {money.words(cost)}"
+        for model, (configs, tokens, cost) in sorted(tally.items()))]
+
+
 def budget_lines(budget: Budget | None, spent: float, stopped: str | None, skipped: Sequence[str],
                  ranked: Sequence[Trial]) -> list[str]:
     """What the tune spent against its budget, and which configs the inference budget ruled out, and when."""
@@ -170,7 +185,9 @@ def failed_search_words(outcome: TuneOutcome, url: str, model: str = "", key_fro
 
 def locked_words(entry: LockEntry) -> str:
     bounds = f" [95% CI {entry.interval[0]:.2f}, {entry.interval[1]:.2f}]" if entry.interval else ""
-    return f"locked {entry.metric} {entry.score:.3f}{bounds} on {entry.instances} instances"
+    model = entry.config.get("model")
+    return (f"locked {entry.metric} {entry.score:.3f}{bounds} on {entry.instances} instances"
+            + (f" with {model}" if model else ""))
 
 
 def entry_properties(entry: LockEntry) -> tuple[tuple[str, Any], ...]:
@@ -228,7 +245,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if result is None:
         return interrupted_lines(outcome, nodeid or name, cassette)
     lines = [f"{name}: {plural(len(result.configs), 'config')} in {outcome.seconds:.1f}s",
-             f"  {usage_words(outcome.usage)}"]
+             f"  {usage_words(outcome.usage)}", *model_lines(result, outcome.spec.optimization_budget)]
     if outcome.sharing is not None and outcome.sharing.reason is not None:
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,

@@ -41,7 +41,13 @@ class Budget:
         return float(tokens) if self.unit == "tokens" else dollars
 
     def words(self, amount: float) -> str:
-        return f"{amount:,.0f} tokens" if self.unit == "tokens" else f"${amount:.4f}"
+        """`amount` in words: tokens, or dollars to the cent's hundredth, with two significant digits below it
+        ($0.000090 against a budget of $0.000080 reads as two amounts, not as $0.0001 twice)."""
+        if self.unit == "tokens":
+            return f"{amount:,.0f} tokens"
+        if amount == 0 or abs(amount) >= 0.001:
+            return f"${amount:.4f}"
+        return f"${amount:.{1 - math.floor(math.log10(abs(amount)))}f}"
 
     def argument(self, amount: float) -> str:
         """`amount` as the marker argument that gives it: '"3800 tokens"' or '0.25'."""
