@@ -241,3 +241,15 @@ def test_a_field_a_provider_refuses_is_refused_in_that_models_configs_before_any
     result.stderr.fnmatch_lines(["*the space may send 'small-model' n=3, which its endpoint refuses (refuses= on "
                                  "its line in ini llmtune_endpoints)*"])
     assert servers["small"].requests == 0
+
+
+def test_the_plan_needs_no_key(pytester: pytest.Pytester, servers: dict[str, FakeOpenAI],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """--co sends nothing, so a key variable that is not set does not stop it (the tune would)."""
+    project(pytester, servers, ["big-model", "small-model"])
+    monkeypatch.delenv("SMALL_KEY")
+
+    result = pytester.runpytest("--llm-tune", "--co")
+
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.stdout.fnmatch_lines(["*test_sentiment: * candidate*"])

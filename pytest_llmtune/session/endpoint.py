@@ -158,7 +158,8 @@ class EndpointSession(BaseSession):
             return  # a replay needs no endpoint: no table, key or server
         chatless = self.chatless() if self.settings.local.enabled else set()
         for target in self.targets.values():
-            check_routes(target, self.settings, self.endpoint.default_model)
+            check_routes(target, self.settings, self.endpoint.default_model,
+                         keys=not self.config.option.collectonly)  # --co sends nothing: it needs no key
             if self.settings.local.enabled:
                 refuse_for_local(target, self.settings)
             refuse_what_models_cannot_take(target, self.settings, chatless)
@@ -210,7 +211,7 @@ class EndpointSession(BaseSession):
         self.finished = session
 
 
-def check_routes(target: Target, settings: Settings, default_model: str | None) -> None:
+def check_routes(target: Target, settings: Settings, default_model: str | None, keys: bool = True) -> None:
     """Before any request, each model the target's space may name (or the default one) against the endpoint
     table: listed when the table is complete, its key's variable set, its local server running."""
     table, local = settings.endpoint.table, {model.name for model in settings.local.models}
@@ -228,7 +229,7 @@ def check_routes(target: Target, settings: Settings, default_model: str | None) 
             raise pytest.UsageError(f"{target.name}: {error}") from None
         if route is None:
             continue
-        if route.key_env and not os.environ.get(route.key_env):
+        if keys and route.key_env and not os.environ.get(route.key_env):
             raise pytest.UsageError(
                 f"{target.name}: the model {model!r} is served at {route.base_url} with the key in the environment "
                 f"variable {route.key_env} (ini llmtune_endpoints), which is not set: `export {route.key_env}=...` "
