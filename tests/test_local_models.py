@@ -96,7 +96,7 @@ def test_chat(llm, country):
 
 def test_a_chat_request_to_a_default_model_without_a_chat_template_is_refused_before_it_is_sent(
         pytester: pytest.Pytester) -> None:
-    """--llm-local-model=FILE with a space that names no model: the request itself is refused, never sent."""
+    """--llm-local-model=FILE with a space that names no model: the default model is checked as a named one."""
     pytester.makepyfile(test_chat='''
 import pytest
 from pytest_llmtune import llm_eval
@@ -110,9 +110,29 @@ def test_chat(llm, country):
 
     result = pytester.runpytest("--llm-tune", f"--llm-local-model={gemma}")
 
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*the model 'gemma-3-270m-q4_k_m' has no chat template*completions only*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the space may send 'gemma-3-270m-q4_k_m' a chat request*completions only*"])
     assert not list((pytester.path / "llmtune_cassettes").rglob("*.json"))  # nothing was sent, so none recorded
+
+
+def test_the_endpoint_refuses_a_chat_request_to_a_lane_without_chat_before_it_is_sent() -> None:
+    """The last guard, under the space's check: a request that gets there anyway is never sent."""
+    import openai
+    from openai_server import FakeOpenAI
+
+    from pytest_llmtune.errors import TemplateError
+    from pytest_llmtune.llm.client import LLM, Endpoint
+
+    server = FakeOpenAI().start()
+    try:
+        endpoint = Endpoint(openai.OpenAI(base_url=server.base_url, api_key="sk-x", max_retries=0))
+        endpoint.default.chat = False
+        with pytest.raises(TemplateError, match="has no chat template"):
+            LLM({"model": "gpt-4o-mini", "prompt": "Capital of {c}?"}, endpoint)(c="Peru")
+        assert LLM({"model": "gpt-4o-mini", "api": "completions", "prompt": "Capital of {c}:"}, endpoint)(c="Peru")
+    finally:
+        server.stop()
+    assert server.requests == 1  # the completion only
 
 
 def test_a_local_model_without_llm_local_is_refused_with_the_flag(pytester: pytest.Pytester) -> None:

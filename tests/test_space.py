@@ -342,6 +342,8 @@ def test_a_template_renamed_after_its_def_is_refused() -> None:
      {(m, api) for m in "ab" for api in ("chat", "completions")}),  # independent choices pair every way
     ({"model": "a", "prompt": "p", "g": choice([{"n": randint(1, 4)}, {"temperature": 0.0}])},
      {("a", 1), ("a", 3), ("a", None)}),  # a domain's bounds
+    ({"api": "chat", "prompt": "p", "g": choice([{"model": "a", "api": "completions"}, {"model": "b"}])},
+     {("a", "completions"), ("b", "chat")}),  # an option's own value overrides the top-level one
 ])
 def test_together_says_which_values_of_two_keys_a_config_may_hold_at_once(
         spec: dict[str, Any], pairs: set[tuple[Any, Any]]) -> None:

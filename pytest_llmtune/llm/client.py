@@ -67,11 +67,10 @@ class Lane:
     the SDK) and its slots, at most `concurrency` requests in flight."""
 
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
-                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY", chat: bool = True,
-                 refuses: tuple[str, ...] = ()) -> None:
+                 concurrency: int = 8, key_from: str = "OPENAI_API_KEY", chat: bool = True) -> None:
         """`key_from`: where its key comes from, for messages (a variable's name; never the key). `chat`: whether
         its models take chat requests (a local base model without a chat template takes completions only)."""
-        self.key_from, self.chat, self.refuses = key_from, chat, refuses  # refuses: fields its provider won't take
+        self.key_from, self.chat = key_from, chat
         self._client: openai.OpenAI | None = None if callable(client) else client
         self._make_client: Callable[[], openai.OpenAI] | None = client if callable(client) else None
         self.base_url = base_url or str(self.client.base_url)
@@ -108,11 +107,14 @@ class Endpoint:
     def __init__(self, client: openai.OpenAI | Callable[[], openai.OpenAI], *, base_url: str | None = None,
                  concurrency: int = 8, split_n: bool = False, default_model: str | None = None,
                  prices: PriceTable | None = None, spending: Spending | None = None,
-                 recorded: Recorded | None = None, routes: Mapping[str, Lane] | None = None) -> None:
+                 recorded: Recorded | None = None, routes: Mapping[str, Lane] | None = None,
+                 refuses: Mapping[str, tuple[str, ...]] | None = None) -> None:
         """`client` may be a function that makes it, on the first request that needs the SDK (a replay from
-        `recorded` does not: a replay-only run never imports openai); `base_url` is then required."""
+        `recorded` does not: a replay-only run never imports openai); `base_url` is then required. `refuses`:
+        per model, the request fields its provider does not take."""
         self.default = Lane(client, base_url=base_url, concurrency=concurrency)
         self.routes = dict(routes or {})
+        self.refuses = dict(refuses or {})
         self.recorded = recorded  # a recording's response body, looked up before the SDK builds a request
         self.split_n = split_n
         self.default_model = default_model
@@ -147,7 +149,8 @@ class Endpoint:
             raise TemplateError(f"the model {params.get('model')!r} has no chat template (its GGUF holds none), so "
                                 "it takes completions only: give its configs api='completions' and a prompt (in a "
                                 "space, a group: choice([{\"model\": ..., \"api\": \"completions\", ...}, ...]))")
-        refused = [field for field in lane.refuses if field in params and (field != "n" or params[field] != 1)]
+        refused = [field for field in self.refuses.get(str(params.get("model")), ()) if field in params
+                   and (field != "n" or params[field] != 1)]  # split n is sent as single samples, without n
         if refused:
             raise TemplateError(f"the endpoint of {params.get('model')!r} does not take {refused[0]!r} (refuses= on "
                                 "its line in ini llmtune_endpoints): leave it out of that model's configs")

@@ -5,13 +5,12 @@ here; each key is read from the environment when its client is made, and never w
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.llm.client import Endpoint, Lane, Recorded
 from pytest_llmtune.llm.cost import PriceTable
-from pytest_llmtune.llm.local import PACKAGES, LocalModel, has_chat_template
+from pytest_llmtune.llm.local import LocalModel, has_chat_template
 from pytest_llmtune.llm.resolve import PLACEHOLDER_KEY, resolve_endpoint
 from pytest_llmtune.llm.routes import LOCAL, Route
 from pytest_llmtune.settings import EndpointSettings, Settings
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     import httpx2
     import openai
 
-__all__ = ["TransportFor", "make_client", "make_endpoint", "route_name"]
+__all__ = ["TransportFor", "lane_name", "make_client", "make_endpoint", "route_name"]
 
 TransportFor = Callable[["Route | None"], "httpx2.BaseTransport"]  # the transport of the default endpoint or a route
 
@@ -28,6 +27,13 @@ TransportFor = Callable[["Route | None"], "httpx2.BaseTransport"]  # the transpo
 def route_name(route: Route | None) -> str:
     """How messages name an endpoint: its URL (never its key), or the local model's name."""
     return "the default endpoint" if route is None else f"local {route.model}" if route.local else route.base_url
+
+
+def lane_name(route: Route | None) -> str:
+    """The lane a route's requests take: models at one URL with one key share it (its client, slots, pacer)."""
+    if route is None or route.local:
+        return route_name(route)
+    return f"{route.base_url} ({route.key_env or 'no key'})"
 
 
 StartLocal = Callable[[LocalModel], str]  # starts a local model's server (once), returns its base URL
@@ -58,17 +64,20 @@ def make_endpoint(settings: Settings, base_url: str | None = None, transport: ht
                 routed = transport_for(route) if transport_for is not None else None
                 lanes[route.lane] = Lane(_client_for(given, route, routed), base_url=route.base_url,
                                          concurrency=route.concurrency or given.concurrency,
-                                         key_from=route.key_env or "no key", refuses=route.refuses)
+                                         key_from=route.key_env or "no key")
             routes[route.model] = lanes[route.lane]
     for model in settings.local.models:
         route = Route(model.name, LOCAL)
         routed = transport_for(route) if transport_for is not None else None
         routes[model.name] = (_local_lane(model, start_local, given, routed) if settings.local.enabled
                               and start_local is not None else _unserved(route, given))
-    endpoint = Endpoint(lambda: make_client(given, url, default_transport), base_url=url,
+    endpoint = Endpoint(lambda: make_client(given, url, default_transport, keyless=local), base_url=url,
                         concurrency=given.concurrency, split_n=given.split_n, recorded=recorded,
                         default_model=settings.local.alias if settings.local.enabled else given.model,
-                        prices=PriceTable.default().with_prices(given.prices, warn=False), routes=routes)
+                        prices=PriceTable.default().with_prices(given.prices, warn=False), routes=routes,
+                        refuses={route.model: route.refuses for route in given.table.routes if route.refuses})
+    if local:
+        endpoint.default.key_from = "no key"  # the local server needs none, and gets none
     endpoint.routes.update(dict.fromkeys(served_locally, endpoint.default))
     endpoint.default.chat = chat
     return endpoint
@@ -80,10 +89,9 @@ def _local_lane(model: LocalModel, start: StartLocal, given: EndpointSettings,
     def make() -> openai.OpenAI:
         url = start(model)
         lane.base_url = url
+        lane.chat = has_chat_template(model.path())  # the spaces that name it were checked before any request
         return make_client(given, url, transport, keyless=True)
-    lane = Lane(make, base_url=f"local:{model.name}", concurrency=given.concurrency, key_from="no key",
-                chat=has_chat_template(model.path()) if model.source in PACKAGES or Path(model.source).is_file()
-                else True)
+    lane = Lane(make, base_url=f"local:{model.name}", concurrency=given.concurrency, key_from="no key")
     return lane
 
 

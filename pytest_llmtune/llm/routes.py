@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomllib
 
@@ -30,7 +31,8 @@ __all__ = ["LOCAL", "EndpointTable", "Route", "TableError", "endpoint_table", "i
 
 LOCAL = "local"  # the BASE_URL of a model the local server serves
 OPTIONS = ("concurrency", "rpm", "tpm", "refuses")
-VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a request field's name
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # an environment variable's name, as the table takes it: in capitals
 KEY_LIKE = re.compile(r"^(sk-|sk_|gsk_|xai-|AIza|hf_)|^[A-Za-z0-9_\-]{32,}$")  # what an API key itself looks like
 EXAMPLE = "gpt-4o-mini https://api.openai.com/v1 OPENAI_API_KEY concurrency=4 rpm=500"
 
@@ -65,6 +67,7 @@ class Route:
 class EndpointTable:
     routes: tuple[Route, ...] = ()
     only: bool = False  # every model a request names must be listed
+    base_url: str | None = None  # where an unlisted model goes (the ini's llmtune_base_url), for application code
 
     def route(self, model: str | None) -> Route | None:
         """The model's route, or None: the default endpoint. Raises `TableError` for an unlisted model when the
@@ -77,40 +80,65 @@ class EndpointTable:
                              "model out of the space")
         return found
 
+    def route_or_none(self, model: str) -> Route | None:
+        """The model's line, if it has one (a complete table refuses nothing here)."""
+        return next((route for route in self.routes if route.model == model), None)
+
     def __bool__(self) -> bool:
         return bool(self.routes) or self.only
 
 
 def parse_endpoints(lines: Iterable[str], only: bool = False) -> EndpointTable:
-    """The table from its ini lines. Raises `TableError` naming the line and what is wrong with it."""
+    """The table from its ini lines. Raises `TableError` naming the line (any word that may be a key masked) and
+    what is wrong with it."""
     routes: list[Route] = []
     for line in lines:
         words = line.split("#", 1)[0].split()
         if not words:
             continue
-        routes.append(_route(line.strip(), words, routes))
+        routes.append(_route(words, routes))
+    for route in routes:  # models at one URL with one key share one client, its slots and its limits
+        first = next(r for r in routes if r.lane == route.lane)
+        if (route.concurrency, route.rpm, route.tpm) != (first.concurrency, first.rpm, first.tpm):
+            raise TableError(f"ini llmtune_endpoints: {first.model!r} and {route.model!r} share an endpoint "
+                             f"({route.base_url}, the same key), and so its slots and limits, but their lines give "
+                             "it different concurrency, rpm or tpm: give them the same (or give it on one line and "
+                             "repeat it on the other)")
     return EndpointTable(tuple(routes), only)
 
 
-def _route(line: str, words: Sequence[str], before: Sequence[Route]) -> Route:
+def _shown(words: Sequence[str]) -> str:
+    """A line as messages show it: the model, the URL, options, and a variable's name; any other word masked."""
+    return " ".join(word if index == 0 or len(word) <= 8 or word.partition("=")[0] in OPTIONS
+                    or ENV_NAME.fullmatch(word) or (index == 1 and not KEY_LIKE.search(word))
+                    else _masked(word) for index, word in enumerate(words))
+
+
+def _route(words: Sequence[str], before: Sequence[Route]) -> Route:
     def wrong(what: str) -> TableError:
-        return TableError(f"ini llmtune_endpoints line {line!r}: {what}; write `MODEL BASE_URL [API_KEY_ENV] "
-                          f"[concurrency=N] [rpm=N] [tpm=N] [refuses=FIELD,...]`, e.g. `{EXAMPLE}` (BASE_URL "
-                          "`local`: the local server)")
+        return TableError(f"ini llmtune_endpoints line `{_shown(words)}`: {what}; write `MODEL BASE_URL "
+                          f"[API_KEY_ENV] [concurrency=N] [rpm=N] [tpm=N] [refuses=FIELD,...]`, e.g. `{EXAMPLE}` "
+                          "(BASE_URL `local`: the local server)")
 
     if len(words) < 2:
         raise wrong("no BASE_URL")
     model, url, rest = words[0], words[1], words[2:]
     if any(route.model == model for route in before):
         raise wrong(f"the model {model!r} has a line already")
-    if url != LOCAL and not re.match(r"^https?://[^/\s]+", url):
-        raise wrong(f"{url!r} is not an http(s) URL nor `local`")
+    if url != LOCAL:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = _masked(url) if KEY_LIKE.search(url) else repr(url)
+            raise TableError(f"ini llmtune_endpoints: the line of {model!r}: {shown} is not an http(s) URL "
+                             "nor `local`; write `MODEL BASE_URL [API_KEY_ENV]`, e.g. `" + EXAMPLE + "`")
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            raise TableError(f"ini llmtune_endpoints: the URL of {model!r} holds a user, password, query or "
+                             "fragment, which can carry a key: a key never goes in a file; give the URL without "
+                             "them and name the variable that holds the key after it")
     key_env, options, refuses = None, dict[str, int](), tuple[str, ...]()
     for word in rest:
         name, equals, value = word.partition("=")
-        if equals:
-            if name not in OPTIONS:
-                raise wrong(f"unknown option {name!r} (options: {', '.join(OPTIONS)})")
+        if equals and name in OPTIONS:
             if name == "refuses":
                 refuses = tuple(field for field in value.split(",") if field)
                 if not refuses or not all(VARIABLE.fullmatch(field) for field in refuses):
@@ -119,22 +147,26 @@ def _route(line: str, words: Sequence[str], before: Sequence[Route]) -> Route:
             if not value.isdigit() or (name == "concurrency" and int(value) < 1):
                 raise wrong(f"{name}={value!r} must be a whole number" + (" >= 1" if name == "concurrency" else ""))
             options[name] = int(value)
+        elif equals and VARIABLE.fullmatch(name):
+            raise wrong(f"unknown option {name!r} (options: {', '.join(OPTIONS)})")
         elif key_env is None and url != LOCAL:
-            if KEY_LIKE.search(word) or not VARIABLE.fullmatch(word):
+            if KEY_LIKE.search(word) or not ENV_NAME.fullmatch(word):
                 raise TableError(f"ini llmtune_endpoints: the line of {model!r} holds {_masked(word)} where the "
-                                 "name of an environment variable belongs; a key never goes in a file: set "
-                                 f"`export MY_KEY=...` in the environment and write `{model} {url} MY_KEY`")
+                                 "name of an environment variable belongs (capitals, digits and _); a key never "
+                                 f"goes in a file: `export MY_KEY=...` in the environment and write `{model} {url} "
+                                 "MY_KEY`")
             key_env = word
         else:
-            raise wrong(f"{word!r} is not an option (the local server needs no key)" if url == LOCAL
-                        else f"{word!r} is not an option")
+            shown = word if ENV_NAME.fullmatch(word) else _masked(word)
+            raise wrong(f"{shown} is not an option (the local server needs no key)" if url == LOCAL
+                        else f"{shown} is not an option")
     return Route(model, url.rstrip("/"), key_env, options.get("concurrency"), options.get("rpm", 0),
                  options.get("tpm", 0), refuses)
 
 
 def _masked(word: str) -> str:
     """A word that may be a key, never shown whole."""
-    return f"{word[:3]}... ({len(word)} characters)" if len(word) > 8 else repr(word)
+    return f"`{word[:3]}...` ({len(word)} characters)" if len(word) > 8 else repr(word)
 
 
 INI_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
@@ -143,10 +175,14 @@ INI_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cf
 def endpoint_table(start: str | Path | None = None) -> EndpointTable:
     """The endpoint table of the project, for application code: the ini file pytest would read (the first of
     pytest.ini, .pytest.ini, pyproject.toml with [tool.pytest.ini_options], tox.ini or setup.cfg with a pytest
-    section, from `start`, default the current folder, upwards). An empty table when there is none."""
+    section, from `start`, default the current folder, upwards), with the models of llmtune_local_models as `local`
+    routes and llmtune_base_url for the others. An empty table when there is none."""
     found = ini_settings(start)
-    return parse_endpoints(ini_lines(found.get("llmtune_endpoints", "")),
-                           _true(found.get("llmtune_endpoints_only", "false")))
+    table = parse_endpoints(ini_lines(found.get("llmtune_endpoints", "")),
+                            _true(found.get("llmtune_endpoints_only", "false")))
+    local = [Route(words[0], LOCAL) for line in ini_lines(found.get("llmtune_local_models", ""))
+             if (words := line.split("#", 1)[0].split()) and table.route_or_none(words[0]) is None]
+    return EndpointTable((*table.routes, *local), table.only, str(found.get("llmtune_base_url", "")) or None)
 
 
 def ini_settings(start: str | Path | None = None) -> Mapping[str, Any]:

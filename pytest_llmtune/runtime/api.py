@@ -330,16 +330,22 @@ def _endpoint(config: Mapping[str, Any]) -> ResolvedEndpoint:
             routed = table.route(str(config.get("model")))
         except TableError as error:
             raise CreateError(str(error)) from None
+    if routed is not None and (config.get("api_key") or config.get("api_key_env")):
+        raise CreateError(f"the config gives a key ({'api_key' if config.get('api_key') else 'api_key_env'}) but no "
+                          f"base_url, and the endpoint table routes {routed.model!r} to {routed.base_url}: a key "
+                          "reaches only its own endpoint, so give the base_url it belongs to, or leave the key to "
+                          "the table (its line names the variable)")
     if routed is not None and routed.local:
         raise CreateError(f"the model {routed.model!r} is served by the local server (ini llmtune_endpoints): "
-                          "pass base_url= of the llama-server that runs it (docs/local-models.md)")
+                          "pass base_url= of its server (`python -m pytest_llmtune.local serve` prints it)")
     try:
-        if routed is not None and not (config.get("api_key") or config.get("api_key_env")):
+        if routed is not None:
             if routed.key_env is None:  # a table's endpoint without a key variable gets no key, never another's
                 return resolve_endpoint(routed.base_url, api_key=PLACEHOLDER_KEY)
             return resolve_endpoint(routed.base_url, api_key_env=routed.key_env)
-        return resolve_endpoint(routed.base_url if routed else config.get("base_url") or None,
-                                api_key=config.get("api_key") or None, api_key_env=config.get("api_key_env") or None)
+        default = table.base_url if table is not None else None  # the ini's llmtune_base_url, as the tune's
+        return resolve_endpoint(config.get("base_url") or default or None, api_key=config.get("api_key") or None,
+                                api_key_env=config.get("api_key_env") or None)
     except MissingKeyError as error:
         raise RetryFailed(str(error)) from None  # the next alternative may have its key
 

@@ -165,10 +165,21 @@ class SearchSpace:
                       for index, option in enumerate(self.spec[group].options) if name in option]
             sources.append(found)
         keyed, others = sources[0], sources[1]
+
+        def option_has(group: str | None, index: int, name: str) -> bool:
+            return group is not None and name in self.spec[group].options[index]
+
+        def compatible(k: Source, o: Source) -> bool:
+            if k[0] is not None and k[0] == o[0]:
+                return k[1] == o[1]  # one option of a group at a time
+            if o[0] is None and option_has(k[0], k[1], other):
+                return False  # the option sets `other` itself, over the top-level value
+            return not (k[0] is None and option_has(o[0], o[1], key))  # likewise for `key`
+
         pairs = set()
         for group, index, values in keyed:
-            compatible = [o for o in others if o[0] is None or o[0] != group or o[1] == index]
-            pairs |= {(v, w) for _, _, ws in compatible for v in values for w in ws}
+            fitting = [o for o in others if compatible((group, index, values), o)]
+            pairs |= {(v, w) for _, _, ws in fitting for v in values for w in ws}
             may_lack = not any(o[0] is None for o in others) and all(  # not top-level, and each group that holds
                 any(other not in option and (g != group or i == index)  # it has an option without it
                     for i, option in enumerate(self.spec[g].options)) for g in {o[0] for o in others if o[0]})

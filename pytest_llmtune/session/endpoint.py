@@ -14,12 +14,13 @@ import httpx2
 import pytest
 
 from pytest_llmtune.llm.client import LLM, Endpoint
-from pytest_llmtune.llm.connect import make_endpoint, route_name
+from pytest_llmtune.llm.connect import lane_name, make_endpoint
 from pytest_llmtune.llm.layers import BudgetGate, Paced
 from pytest_llmtune.llm.local import LocalModel, LocalServer, LocalServerError, default_model_path, has_chat_template
 from pytest_llmtune.llm.pacing import Pacers
 from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.llm.routes import Route, TableError
+from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
@@ -41,6 +42,7 @@ class EndpointSession(BaseSession):
         self.local: LocalServer | None = None
         self.locals: dict[str, LocalServer] = {}  # the servers of llmtune_local_models started so far
         self._starting = threading.Lock()
+        self.failed: dict[str, LocalServerError] = {}  # local models whose server would not start
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.cassettes = Cassettes(self.cassette_dir(), record=self.recording)
         self.networks: dict[str, FailFast] = {}  # a refused connection is an endpoint's answer for the session
@@ -54,7 +56,7 @@ class EndpointSession(BaseSession):
         """An endpoint's transport: the cassettes over a live request's layers (llm/layers.py): the budget of the
         target tuned now, the endpoint's own pacing, its network."""
         given = self.settings.endpoint
-        name = route_name(route)
+        name = lane_name(route)  # models at one URL with one key share a lane: its pacer and its network
         if route is None:
             pacer = self.pacer.get(name, given.concurrency, rpm=given.rpm, tpm=given.tpm)
             network = self.networks.setdefault(name, FailFast())
@@ -65,10 +67,17 @@ class EndpointSession(BaseSession):
         live = BudgetGate(Paced(network, pacer), lambda: self.endpoint.spending, lambda: self.endpoint.prices)
         return self.cassettes.transport(live)
 
-    @property
-    def down(self) -> str | None:
-        """Why an endpoint is unreachable, once a request found it so."""
-        return next((network.down for network in self.networks.values() if network.down is not None), None)
+    def down(self, target: Target) -> str | None:
+        """Why an endpoint of the target's models is unreachable, once a request found it so (another target's
+        endpoint being down says nothing of this one's)."""
+        table = self.settings.endpoint.table
+        models = [str(m) for m in target.spec.space.values_of("model")] or [self.endpoint.default_model or ""]
+        local = {m.name for m in self.settings.local.models}
+        routes = {model: table.route_or_none(model) for model in models}
+        names = {f"local {model}" if model in local else lane_name(None if route is None or route.local else route)
+                 for model, route in routes.items()}  # a `local` line: the local server, the default endpoint
+        return next((network.down for name, network in self.networks.items()
+                     if name in names and network.down is not None), None)
 
     @classmethod
     def records(cls, settings: Settings) -> bool:
@@ -162,7 +171,7 @@ class EndpointSession(BaseSession):
                          keys=not self.config.option.collectonly)  # --co sends nothing: it needs no key
             if self.settings.local.enabled:
                 refuse_for_local(target, self.settings)
-            refuse_what_models_cannot_take(target, self.settings, chatless)
+            refuse_what_models_cannot_take(target, self.settings, chatless, self.endpoint.default_model)
 
     def chatless(self) -> set[str]:
         """The local models whose GGUF holds no chat template (base models: completions only), of those the
@@ -196,11 +205,17 @@ class EndpointSession(BaseSession):
         """The base URL of a local model's server, started on its first request (once: other threads wait), and
         stopped by its PID when pytest unconfigures."""
         with self._starting:
+            if model.name in self.failed:  # once: not a minute's wait on every request
+                raise self.failed[model.name]
             if model.name not in self.locals:
                 local = self.settings.local
-                server = LocalServer(model.path(), alias=model.name, slots=local.slots, context=local.context)
-                self.config.add_cleanup(server.stop)
-                server.start()
+                try:
+                    server = LocalServer(model.path(), alias=model.name, slots=local.slots, context=local.context)
+                    self.config.add_cleanup(server.stop)
+                    server.start()
+                except LocalServerError as error:
+                    self.failed[model.name] = error
+                    raise
                 self.locals[model.name] = server
             return self.locals[model.name].base_url
 
@@ -239,10 +254,14 @@ def check_routes(target: Target, settings: Settings, default_model: str | None, 
                                     "llmtune_endpoints): add --llm-local")
 
 
-def refuse_what_models_cannot_take(target: Target, settings: Settings, chatless: set[str]) -> None:
+def refuse_what_models_cannot_take(target: Target, settings: Settings, chatless: set[str],
+                                   default_model: str | None = None) -> None:
     """Before any request: a chat request to a model without a chat template, and a field a provider refuses
-    (refuses= in ini llmtune_endpoints), wherever the space could pair them with that model."""
+    (refuses= in ini llmtune_endpoints), wherever the space could pair them with that model (the default model
+    when the space names none). With split n, n is never sent: n single-sample requests are."""
     space = target.spec.space
+    if not space.values_of("model") and default_model:
+        space = SearchSpace({**space.spec, "model": default_model})
     for model, api in sorted(space.together("model", "api"), key=repr):
         if str(model) in chatless and api in (None, "chat"):
             raise pytest.UsageError(
@@ -253,7 +272,7 @@ def refuse_what_models_cannot_take(target: Target, settings: Settings, chatless:
     for route in settings.endpoint.table.routes:
         for field in route.refuses:
             sent = [value for model, value in space.together("model", field) if model == route.model
-                    and value is not None and (field != "n" or value != 1)]
+                    and value is not None and (field != "n" or (value != 1 and not settings.endpoint.split_n))]
             if sent:
                 raise pytest.UsageError(
                     f"{target.name}: the space may send {route.model!r} {field}={sent[0]!r}, which its endpoint "

@@ -109,9 +109,10 @@ class GateSession(EndpointSession):
             repeat = self.settings.gate.repeat if self.settings.gate.live else 1
             self.warm(target, [(item, self.run_of(target, number)) for number in range(repeat)
                                for item in target.instances])
-            if self.down is not None:  # once, not once per instance
+            down = self.down(target)
+            if down is not None:  # once, not once per instance
                 state.entry = None
-                return self.refuse(target, f"{self.down}{self.local_hint(entry)}")
+                return self.refuse(target, f"{down}{self.local_hint(entry)}")
         return None
 
     def local_hint(self, entry: LockEntry) -> str:

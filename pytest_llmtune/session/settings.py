@@ -145,6 +145,14 @@ def read_settings(config: pytest.Config) -> Settings:
         ),
         local=local,
     )
+    names = {m.name for m in local.models}
+    both = [route.model for route in settings.endpoint.table.routes if route.model in names]
+    if both:
+        raise pytest.UsageError(f"the model {both[0]!r} has a line in ini llmtune_local_models and one in "
+                                "llmtune_endpoints: a model is served in one place, so keep one of them")
+    if local.alias in names:
+        raise pytest.UsageError(f"ini llmtune_local_models names {local.alias!r}, the default local model's name "
+                                "(--llm-local serves it already): give the other model another name")
     model = settings.endpoint.model
     if local.enabled and model not in (None, local.alias):
         raise pytest.UsageError(

@@ -317,7 +317,7 @@ def _interaction(request: httpx2.Request, headers: dict[str, str], body: bytes, 
             "body": body.decode("utf-8", errors="replace"),
             "headers": {k: [v] for k, v in headers.items() if k.lower() in KEPT_REQUEST_HEADERS},
             "method": request.method,
-            "uri": request.url.raw_path.decode("ascii"),  # the path only: a cassette holds no host, port or URL
+            "uri": request.url.path,  # the path only: a cassette holds no host, port, query or URL
         },
         "response": {
             "body": {"string": content.decode("utf-8", errors="replace")},
