@@ -1,6 +1,6 @@
 """pytest-llmtune: tune, lock and gate LLM inference settings from pytest.
 
-In tests:            from pytest_llmtune import llm_eval, choice, uniform, randint
+In tests:            from pytest_llmtune import llm_eval, choice, uniform, randint, demos
 In application code: from pytest_llmtune import locked, create, endpoint_table, config_list_from_json
 Evaluation helpers:  from pytest_llmtune.evals import check_program, extract_answer, vote
 
@@ -21,7 +21,7 @@ _LAZY = {
     "llm_eval": "session.marker",
     **dict.fromkeys(["choice", "uniform", "loguniform", "randint", "lograndint", "qrandint", "InvalidSpaceError"],
                     "search.domains"),
-    "default_space": "search.space",
+    "default_space": "search.space", "demos": "search.demos",
     "LLM": "llm.client", "Usage": "usage",
     "LlmtuneError": "errors", "MissingRecordingError": "errors", "TemplateError": "errors",
     **dict.fromkeys(["create", "usage_summary", "reset_usage", "clear_cache", "set_cache_size", "CreateError",
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     )
     from pytest_llmtune.runtime.config_list import config_list_from_json
     from pytest_llmtune.runtime.locked_config import locked
+    from pytest_llmtune.search.demos import demos
     from pytest_llmtune.search.domains import (
         InvalidSpaceError,
         choice,
@@ -73,6 +74,7 @@ __all__ = [
     "config_list_from_json",
     "create",
     "default_space",
+    "demos",
     "endpoint_table",
     "llm_eval",
     "locked",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.keys import (
     API_FIELDS,
     OURS,
@@ -294,8 +295,13 @@ def render(template: Any, context: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def render_request(config: Mapping[str, Any], context: Mapping[str, Any],
+                   instance: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The API ("chat" or "completions") and the request body's fields for one instance, in a stable order.
+
+    Demonstrations (search/demos.py) are rendered where the template names them, or as chat turns before the last
+    user message; `instance` (the fields of the instance evaluated, when the session knows them) is never shown as
+    one of them.
 
     The config's keys are sorted as search/keys.py says: request fields of the API are sent, `extra_body`'s fields
     are sent as they are, template variables are rendered into the template and never sent; any other key is a
@@ -308,6 +314,13 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tup
     template = config.get("messages", config.get("prompt"))
     variables = {key: value for key, value in config.items() if key not in OURS and key not in fields}
     _check_variables(variables, template, api, context)
+    turns: list[dict[str, str]] = []
+    for key, value in variables.items():
+        if isinstance(value, Demonstrations):
+            shown = value.shown(*([instance] if instance else []))
+            if value.as_turns:
+                turns += value.turns(shown)
+            variables[key] = "" if value.as_turns else value.text(shown)
     context = {**context, **variables}
     params = {k: v for k, v in sorted(config.items()) if k in fields}
     params.update(sorted(_extra_body(config.get("extra_body"), params).items()))
@@ -318,11 +331,22 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any]) -> tup
         ]
         if api == "completions":
             raise TemplateError("api='completions' takes a 'prompt', not 'messages'")
-        return api, {"messages": rendered, **params}
+        return api, {"messages": _with_turns(rendered, turns), **params}
     prompt = render(config["prompt"], context)
     if api == "completions":
+        if turns:
+            raise TemplateError("demonstrations as chat turns (user=, assistant=) need api='chat'; for a "
+                                "completions prompt give demos(format=...)")
         return api, {"prompt": prompt, **params}
-    return api, {"messages": [{"role": "user", "content": prompt}], **params}
+    return api, {"messages": _with_turns([{"role": "user", "content": prompt}], turns), **params}
+
+
+def _with_turns(messages: list[dict[str, Any]], turns: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The demonstrations' turns before the last user message."""
+    if not turns:
+        return messages
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages))
+    return [*messages[:last], *turns, *messages[last:]]
 
 
 def _check_variables(variables: Mapping[str, Any], template: Any, api: str, context: Mapping[str, Any]) -> None:
@@ -335,6 +359,8 @@ def _check_variables(variables: Mapping[str, Any], template: Any, api: str, cont
             raise TemplateError(f"{key!r} is not a request field: {SESSION_KEYS[key]}")
         if any(key in found for found in API_FIELDS.values()):
             raise TemplateError(wrong_api_words(key, [api]))
+        if isinstance(variables[key], Demonstrations) and variables[key].as_turns:
+            continue  # chat turns: no template names them
         if names is None or key not in names:
             raise TemplateError(unknown_key_words(key, [api], names))
         if key in context:
@@ -373,13 +399,14 @@ class LLM:
         self.endpoint = endpoint
         self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
         self.seeded = seeded  # split samples carry seeds (False: an older lock's recordings have none)
+        self.instance: Mapping[str, Any] | None = None  # the fields of the instance evaluated: never a demonstration
         self.usage = Usage()
         self.answers: list[str] = []  # every text served, in order: the first one is the instance's answer
         self._seen: Counter[str] = Counter()
 
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
         merged = {**(context or {}), **fields}
-        api, params = render_request(self.config, merged)
+        api, params = render_request(self.config, merged, self.instance)
         if "model" not in params:
             if not self.endpoint.default_model:
                 raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')

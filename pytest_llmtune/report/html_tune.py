@@ -27,6 +27,7 @@ from pytest_llmtune.report.html_parts import (
 from pytest_llmtune.report.leaderboard import LONG, NAMES, ORDER, value_text
 from pytest_llmtune.report.svg_plot import Point, plot
 from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.direction import Direction
 
 __all__ = ["tune_section"]
@@ -119,7 +120,14 @@ def locked(target: Mapping[str, Any]) -> str:
 
 
 def whole(value: Any) -> str:
-    """A setting in full, as the lockfile holds it: a string as its text, a long list or dict as indented JSON."""
+    """A setting in full, as the lockfile holds it: a string as its text, a long list or dict as indented JSON,
+    demonstrations as they are rendered."""
+    if Demonstrations.encoded(value):
+        found = Demonstrations.decode(value)
+        shown = (found.text(found.items) if not found.as_turns else
+                 "\n".join(f"{turn['role']}: {turn['content']}" for turn in found.turns(found.items)))
+        spare = f"\n\n(spare, for an instance that is one of them: {json.dumps(found.spare, ensure_ascii=False)})"
+        return f"<pre>{e(found.label())}\n\n{e(shown)}{e(spare) if found.spare else ''}</pre>"
     text = value if isinstance(value, str) else value_text(value)
     if isinstance(value, (list, dict)) and len(text) > LONG:
         text = json.dumps(value, indent=1, ensure_ascii=False, default=repr)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.result import HeldOut
@@ -31,7 +32,11 @@ ORDER = ("order: configs that reached a later rung (more instances) first, then 
 
 
 def value_text(value: Any) -> str:
-    """A config value as one line: JSON, a callable by its name."""
+    """A config value as one line: JSON, a callable by its name, demonstrations by their k and first fields."""
+    if Demonstrations.encoded(value):
+        value = Demonstrations.decode(value)
+    if isinstance(value, Demonstrations):
+        return value.label()
     if callable(value):
         return callable_name(value).rsplit(".", 1)[-1]
     return json.dumps(value, ensure_ascii=False, default=repr)
@@ -237,7 +242,24 @@ def config_lines(encoded: Mapping[str, Any], width: int) -> list[str]:
     """The locked config, one setting a line, in full (as the lockfile holds it)."""
     lines = []
     for key, value in encoded.items():
+        if Demonstrations.encoded(value):
+            lines += demonstration_lines(key, Demonstrations.decode(value), width)
+            continue
         text = f"  {key}: {json.dumps(value, ensure_ascii=False)}"
         lines += textwrap.wrap(text, width, subsequent_indent="    ", drop_whitespace=False,
                                break_on_hyphens=False) or [text]
     return lines
+
+
+def demonstration_lines(key: str, found: Demonstrations, width: int) -> list[str]:
+    """Locked demonstrations: how they are rendered, then each one's fields (and the spare an instance that is one
+    of them sees instead)."""
+    def quoted(text: str | None) -> str:
+        return json.dumps(text, ensure_ascii=False)
+
+    how = (f"format {quoted(found.format)}" if found.format is not None else
+           f"user {quoted(found.user)}, assistant {quoted(found.assistant)}")
+    lines = [cut(f"  {key}: {found.k} demonstrations, {how}", width - 1)]
+    named = [(f"{number}.", demo) for number, demo in enumerate(found.items, 1)]
+    named += [("spare:", found.spare)] if found.spare is not None else []
+    return lines + [cut(f"    {label} {json.dumps(demo, ensure_ascii=False)}", width - 1) for label, demo in named]

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.direction import Direction
 from pytest_llmtune.search.stats import paired_difference
 
@@ -166,6 +167,8 @@ def number(value: Any) -> str:
 
 
 def value_text(value: Any) -> str:
+    if Demonstrations.encoded(value):
+        return Demonstrations.decode(value).label()
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = json.dumps(text, ensure_ascii=False)[1:-1] if isinstance(value, str) else text  # newlines as \n
     return text if len(text) <= VALUE else text[: VALUE - 1] + "…"

@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.store.lockfile import LockfileError
 from pytest_llmtune.store.lockfile import read as read_lockfile
 
@@ -46,6 +47,8 @@ def _find_lockfile(start: Path) -> Path:
 
 
 def _resolve(value: Any, where: str) -> Any:
+    if Demonstrations.encoded(value):
+        return Demonstrations.decode(value)  # rendered as the tune rendered them
     if not (isinstance(value, dict) and set(value) == {"callable"}):
         return value
     try:

@@ -4,8 +4,9 @@
 A later bracket draws a third of its candidates in the whole space and the rest from a model of where good
 configs lie (proposals.py: BOHB's densities of the good and the other configs), once enough configs were scored
 on the same instances; before that, half in a box around the two best configs so far (side 0.5 in the unit cube,
-halved each bracket). It looks closer where the search found good configs, and keeps exploring. Same seed, same
-draws. `results` holds what finished, also after an interrupt.
+halved each bracket). It looks closer where the search found good configs, and keeps exploring. Demonstrations
+are not boxed: a draw around a leader shows the leader's own demonstrations with one swapped by credit
+(demo_credit.py). Same seed, same draws. `results` holds what finished, also after an interrupt.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pytest_llmtune.search.afford import Affordability, fit_plan
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.costs import BudgetFit, key_of
+from pytest_llmtune.search.demo_credit import credit_of, swapped
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
 from pytest_llmtune.search.halving import TIES, Rung, SuccessiveHalving
 from pytest_llmtune.search.problem import TuneProblem
@@ -203,8 +206,39 @@ class Brackets:
         if model is not None and proposed:
             drawn += [(space.config_at(point), point) for point in model.propose(proposed, seed + 10_000)]
         if near - proposed:
-            drawn += draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
+            around = draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
+            drawn += self.demos_swapped(around, leaders, seed) if space.demos else around
         return drawn
+
+    def demos_swapped(self, around: list[tuple[Config, tuple[float, ...]]], leaders: Sequence[tuple[float, ...]],
+                      seed: int) -> list[tuple[Config, tuple[float, ...]]]:
+        """The draws around the leaders with each one's demonstrations those of its leader, one swapped by credit
+        (demo_credit.py): a box around a subset's coordinates would change every demonstration at once."""
+        space, rng = self.problem.spec.space, random.Random(seed)
+        credit = {key: credit_of(shown, self.problem.spec.direction.sign) for key, shown in self.demo_results().items()}
+        found = []
+        for number, (_, point) in enumerate(around):
+            leader = leaders[number % len(leaders)]
+            moved, config = point, space.config_at(leader)
+            for offset, key, domain in space.demo_coordinates():
+                value = config.get(key)
+                if isinstance(value, Demonstrations) and key in credit:
+                    copied = list(moved)
+                    for index in (offset + i for i in domain.slot_coordinates()):
+                        copied[index] = leader[index]
+                    moved = swapped(copied, offset, domain, value, credit[key], rng)
+            found.append((space.config_at(moved), moved))
+        return found
+
+    def demo_results(self) -> dict[str, list[tuple[Demonstrations, dict[int, float]]]]:
+        """Per demonstrations key, each evaluated config's demonstrations and its metric per instance."""
+        found: dict[str, list[tuple[Demonstrations, dict[int, float]]]] = {}
+        for result in self.results:
+            for trial in result.ranked:
+                for key, value in result.configs[trial.index].items():
+                    if isinstance(value, Demonstrations) and trial.metrics:
+                        found.setdefault(key, []).append((value, dict(trial.metrics)))
+        return found
 
     def with_model(self, configs: list[Config]) -> list[Config]:
         """Each config naming the endpoint's model when the space names none, so a lock says what it ran on."""

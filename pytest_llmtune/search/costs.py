@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.halving import TIES, Rung, rungs_for
 
 __all__ = ["MARGIN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape", "shapes"]
@@ -32,8 +33,10 @@ TRUNCATED = 0.9  # a sample this close to its max_tokens probably hit it: it say
 
 
 def shape(config: Mapping[str, Any]) -> str:
-    """What a config's prompt depends on: every field but the numbers (temperature 0.3 and 0.7 share a shape)."""
-    return json.dumps({key: (None if isinstance(value, (int, float)) and not isinstance(value, bool) else value)
+    """What a config's prompt depends on: every field but the numbers (temperature 0.3 and 0.7 share a shape), and
+    of demonstrations how many there are (which ones changes a prompt's length less than how many)."""
+    return json.dumps({key: (None if isinstance(value, (int, float)) and not isinstance(value, bool) else
+                             f"{value.k} demonstrations" if isinstance(value, Demonstrations) else value)
                        for key, value in config.items()}, sort_keys=True, default=repr)
 
 

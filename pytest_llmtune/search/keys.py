@@ -23,6 +23,7 @@ import textwrap
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
+from pytest_llmtune.search.demos import Demos
 from pytest_llmtune.search.domains import Choice, InvalidSpaceError
 
 __all__ = ["API_FIELDS", "OURS", "SESSION_KEYS", "TEMPLATES", "check_keys", "template_names", "unknown_key_words",
@@ -141,6 +142,9 @@ def check_keys(shape: Mapping[str, tuple[Any, str]]) -> None:
         readable = readable and found is not None
         names |= found or set()
     for key, (value, where) in shape.items():
+        if any(isinstance(option, Demos) for option in _options(value)):
+            _check_demos(key, value, apis, names, readable, where)
+            continue
         if key == "extra_body":
             _check_extra_body(value, apis, where)
         if key in OURS:
@@ -155,6 +159,27 @@ def check_keys(shape: Mapping[str, tuple[Any, str]]) -> None:
         if key not in names:
             known = names if readable else None
             raise InvalidSpaceError(f"{where}: {unknown_key_words(key, list(map(str, apis)), known)}")
+
+
+def _check_demos(key: str, value: Any, apis: list[Any], names: set[str], readable: bool, where: str) -> None:
+    """demos() is a template variable: text where a str template names it (format=), or chat turns (user=,
+    assistant=), which a completions prompt cannot hold."""
+    __tracebackhide__ = True
+    if key in OURS or any(key in fields for fields in API_FIELDS.values()) or key in SESSION_KEYS:
+        raise InvalidSpaceError(f"{where}: demos() is a template variable, not the request field {key!r}: give it "
+                                'a key of its own, e.g. "demos": demos(...), and put {demos} in the template')
+    for option in _options(value):
+        if not isinstance(option, Demos):
+            raise InvalidSpaceError(f"{where}: choose between demos() with demos(k=...) or a pool, not between "
+                                    f"demos() and {option!r}")
+        if option.as_turns and any(str(api) != "chat" for api in apis):
+            raise InvalidSpaceError(f"{where}: demos(user=..., assistant=...) become chat turns, but this config "
+                                    "may use api='completions': give format=... and put {" + key + "} in the prompt")
+        if not option.as_turns and readable and key not in names:
+            raise InvalidSpaceError(
+                f"{where}: no template names {{{key}}}, so the demonstrations would be tuned but never shown: put "
+                f"{{{key}}} in the prompt or a message where they go, e.g. \"{{{key}}}Q: {{question}}\\nA:\", or "
+                "give user=... and assistant=... (instead of format=) for chat turns")
 
 
 def _check_extra_body(value: Any, apis: list[Any], where: str) -> None:

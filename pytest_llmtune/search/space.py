@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pytest_llmtune.search.demos import Demonstrations, Demos
 from pytest_llmtune.search.domains import (
     GRID_LIMIT,
     Choice,
@@ -80,6 +81,8 @@ class SearchSpace:
         __tracebackhide__ = True
         if key in self.groups:
             return self._validate_group(key, value)
+        if _demos_in(value):
+            return None  # a template variable: check_keys says where it may go
         if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options) \
                 and key != "extra_body":
             raise InvalidSpaceError(
@@ -94,7 +97,8 @@ class SearchSpace:
             for name, value in option.items():
                 if not isinstance(name, str):
                     raise InvalidSpaceError(f"space[{key!r}]: option key {name!r} must be a str")
-                validate_field(name, value, f"space[{key!r}] option {name!r}")
+                if not _demos_in(value):
+                    validate_field(name, value, f"space[{key!r}] option {name!r}")
 
     def _shapes(self) -> list[dict[str, tuple[Any, str]]]:
         """The keys a config may have, each with its value (a constant or a domain) and where the space gives it:
@@ -244,6 +248,27 @@ class SearchSpace:
     def fingerprint(self) -> str:
         return fingerprint(describe(self.spec))
 
+    @property
+    def demos(self) -> list[Demos]:
+        """Every demos() domain of the space, top-level or in a group's option."""
+        return _demos_in(self.spec)
+
+    def demo_coordinates(self) -> list[tuple[int, str, Demos]]:
+        """Where each demos() domain's coordinates start in the unit cube, with the config key it sets."""
+        found: list[tuple[int, str, Demos]] = []
+        offset = 0
+        for key in self.keys:
+            found += _demo_offsets(key, self.spec[key], offset)
+            offset += dims_of(self.spec[key])
+        return found
+
+    def bound(self, pool: Sequence[Mapping[str, Any]]) -> SearchSpace:
+        """This space with each demos() that has no pool drawing from `pool` (the target's tuning instances).
+        Raises InvalidSpaceError when the pool cannot serve it (too small, a field its templates name missing)."""
+        if not any(found.pool is None for found in self.demos):
+            return self
+        return SearchSpace({key: _bound(value, pool) for key, value in self.spec.items()})
+
     def encode(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The config as JSON-able data: a callable template becomes {"callable": "module.qualname"}."""
         return {key: _encode(value) for key, value in config.items()}
@@ -279,17 +304,58 @@ def _is_group(key: str, value: Any) -> bool:
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, Demonstrations):
+        return value.encode()
     if callable(value):
         return {"callable": callable_name(value)}
     return value
 
 
 def _decode(value: Any, callables: Mapping[str, Callable[..., Any]]) -> Any:
+    if Demonstrations.encoded(value):
+        return Demonstrations.decode(value)
     if isinstance(value, Mapping) and set(value) == {"callable"}:
         name = value["callable"]
         if name not in callables:
             raise InvalidSpaceError(f"the locked template {name} is not in the space any more")
         return callables[name]
+    return value
+
+
+def _demos_in(value: Any) -> list[Demos]:
+    if isinstance(value, Demos):
+        return [value]
+    if isinstance(value, Choice):
+        return [d for option in value.options for d in _demos_in(option)]
+    if isinstance(value, Mapping):
+        return [d for item in value.values() for d in _demos_in(item)]
+    return []
+
+
+def _demo_offsets(key: str, value: Any, offset: int) -> list[tuple[int, str, Demos]]:
+    """As `sample` lays the coordinates out: a choice's own first, then each option's; a dict's keys sorted."""
+    if isinstance(value, Demos):
+        return [(offset, key, value)]
+    found: list[tuple[int, str, Demos]] = []
+    if isinstance(value, Choice):
+        offset += 1
+        for option in value.options:
+            found += _demo_offsets(key, option, offset)
+            offset += dims_of(option)
+    elif isinstance(value, Mapping):
+        for name in sorted(value):
+            found += _demo_offsets(name, value[name], offset)
+            offset += dims_of(value[name])
+    return found
+
+
+def _bound(value: Any, pool: Sequence[Mapping[str, Any]]) -> Any:
+    if isinstance(value, Demos):
+        return value.bound(pool) if value.pool is None else value
+    if isinstance(value, Choice):
+        return Choice([_bound(option, pool) for option in value.options])
+    if isinstance(value, Mapping):
+        return {key: _bound(item, pool) for key, item in value.items()}
     return value
 
 

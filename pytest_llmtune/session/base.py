@@ -208,12 +208,12 @@ class BaseSession(abc.ABC):
         run = item.stash.get(RUN_KEY, None)
         if run is None:
             raise LlmtuneError(f"{item.nodeid}: the llm fixture is served only while llmtune runs this test")
-        run.llm = self.make_llm(run)
+        run.llm = self.make_llm(run, item)
         return run.llm
 
     @abc.abstractmethod
-    def make_llm(self, run: Run) -> LLM:
-        """The `llm` callable of one run."""
+    def make_llm(self, run: Run, item: pytest.Item) -> LLM:
+        """The `llm` callable of one run of `item`."""
 
     # --- reporting --------------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.state import Run
-from pytest_llmtune.session.targets import Target
+from pytest_llmtune.session.targets import Target, instance_fields
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store.cassette import Cassettes
 
@@ -100,10 +100,12 @@ class EndpointSession(BaseSession):
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         return self.cassettes.use(target.name)
 
-    def make_llm(self, run: Run) -> LLM:
+    def make_llm(self, run: Run, item: pytest.Item) -> LLM:
         (stage,) = run.candidate.stages  # one stage a candidate, until cascades
-        return LLM(stage, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
-                   seeded=run.seeded)
+        llm = LLM(stage, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
+                  seeded=run.seeded)
+        llm.instance = instance_fields(item)  # never shown itself as a demonstration
+        return llm
 
     def probe(self, target: Target, inside: Callable[[pytest.Function, Sharing], None]) -> Sharing | str:
         """Set up the target's first instance without running its body, find what its body needs per instance,
@@ -130,7 +132,7 @@ class EndpointSession(BaseSession):
     def call_shared(self, item: pytest.Function, probed: pytest.Function, sharing: Sharing, run: Run) -> Run:
         """One evaluation of `item` in a worker thread, with the fixtures of the probe's setup (`sharing` says
         the body needs nothing else per instance)."""
-        run.llm = self.make_llm(run)
+        run.llm = self.make_llm(run, item)
         kwargs = {**shared_kwargs(item, probed, sharing), "llm": run.llm}
         try:
             observe(item.obj, run.record)(**kwargs)

@@ -10,6 +10,7 @@ ungated, and says so. Its outcome is the target's verdict, so junit, `--lf`, `-x
 from __future__ import annotations
 
 import inspect
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.store.fingerprints import code_fingerprints
 
 __all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict",
-           "instance_id", "spec_of", "target_name"]
+           "instance_fields", "instance_id", "spec_of", "target_name"]
 
 MARKER = "llm_eval"
 
@@ -135,6 +136,19 @@ def _lineno(obj: Any) -> int | None:
 def instances_fingerprint(items: Sequence[pytest.Function]) -> str:
     params = [describe(getattr(item, "callspec", None) and item.callspec.params or {}) for item in items]
     return fingerprint(sorted(params, key=repr))
+
+
+def instance_fields(item: pytest.Item) -> dict[str, Any]:
+    """The instance's parameters that are JSON values (as a lock reads them back): what a demonstration drawn from
+    the target's instances holds, and how an instance is told apart from the demonstrations it must not see."""
+    callspec = getattr(item, "callspec", None)
+    fields = {}
+    for name, value in (callspec.params.items() if callspec is not None else ()):
+        try:
+            fields[name] = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError):
+            continue  # an object: no demonstration holds it
+    return fields
 
 
 def instance_id(item: pytest.Function) -> str:

@@ -13,6 +13,7 @@ instance that sets up its fixtures, looks, and stops before the body.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +50,7 @@ from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.state import Run
-from pytest_llmtune.session.targets import Target, Verdict, instance_id
+from pytest_llmtune.session.targets import Target, Verdict, instance_fields, instance_id
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import locked_directory, set_aside
@@ -86,6 +87,11 @@ class TuneSession(EndpointSession):
             outcome.held_out_count = target.spec.held_out_count(len(target.instances))
         except ValueError as error:
             state.verdict = Verdict("failed", str(error))
+            return
+        try:
+            self.problem(target, outcome.held_out_count)
+        except InvalidSpaceError as error:  # demos() that the target's own instances cannot serve
+            state.verdict = Verdict("failed", f"could not tune {target.name}: {error}")
             return
         started = time.monotonic()
         self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
@@ -148,9 +154,14 @@ class TuneSession(EndpointSession):
         return InlineExecutor(), 1, evaluate_with
 
     def problem(self, target: Target, held_out: int) -> TuneProblem:
-        """The target's search as the core poses it: the one definition the tune and the --co preview share."""
+        """The target's search as the core poses it: the one definition the tune and the --co preview share.
+        demos() with no pool draws from the tuning instances (the first of the shuffled order, never a held-out
+        one); raises InvalidSpaceError when they cannot serve it."""
         prices, search = self.endpoint.prices, self.settings.search
-        return TuneProblem(spec=target.spec, instances=len(target.instances) - held_out, held_out_count=held_out,
+        tuning = len(target.instances) - held_out
+        pool = [instance_fields(item) for item in target.shuffled()[:tuning]]
+        spec = dataclasses.replace(target.spec, space=target.spec.space.bound(pool))
+        return TuneProblem(spec=spec, instances=tuning, held_out_count=held_out,
                            num_samples=search.num_samples, eta=search.eta, min_instances=search.min_instances,
                            strategy=search.strategy, default_model=self.endpoint.default_model,
                            split_n=self.settings.endpoint.split_n,
@@ -296,7 +307,10 @@ class TuneSession(EndpointSession):
             held = spec.held_out_count(len(target.instances))
         except ValueError as error:
             return [f"{target.name}: {error}"]
-        problem = self.problem(target, held)
+        try:
+            problem = self.problem(target, held)
+        except InvalidSpaceError as error:
+            return [f"{target.name}: {error}"]
         model, split_n = self.endpoint.default_model or "", settings.endpoint.split_n
         try:
             recorded = Cassette.load(self.cassettes.path_for(target.name)).interactions.values()

@@ -1,0 +1,272 @@
+"""Demonstrations chosen by the search: which k few-shot examples of a pool, in which order.
+
+`demos(pool, k=3, format="Q: {country}\\nA: {capital}\\n")` is a domain like the others: a point of the unit cube
+picks k of the pool (one coordinate per slot, so a small step in one coordinate swaps one demonstration and keeps
+the others) and one spare. The config holds the chosen demonstrations in full (`Demonstrations`), so the lock, the
+gate and `create()` render exactly what was tuned without the pool. With no pool, the pool is the target's tuning
+instances (`Demos.bound`, by the session): never a held-out one. An instance never sees itself as a
+demonstration: `Demonstrations.shown` puts the spare in its place.
+
+A str template names the domain's key (`{demos}`) where the demonstrations go, each rendered with `format` and
+joined by `sep`; with `user=` and `assistant=` templates instead, they become chat turns before the last user
+message.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_llmtune.search.domains import Choice, Domain, IntRange, InvalidSpaceError
+
+__all__ = ["Demonstrations", "Demos", "demos", "same_instance"]
+
+Demo = Mapping[str, Any]  # one demonstration: its fields (JSON values)
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """The demonstrations of one config, in order, with the spare shown in place of the instance itself."""
+
+    items: tuple[Demo, ...]
+    spare: Demo | None = None
+    format: str | None = None
+    user: str | None = None
+    assistant: str | None = None
+    sep: str = ""
+
+    @property
+    def k(self) -> int:
+        return len(self.items)
+
+    @property
+    def as_turns(self) -> bool:
+        """Chat turns (user= and assistant=), not text in a template (format=)."""
+        return self.format is None
+
+    def shown(self, *instances: Demo) -> list[Demo]:
+        """The demonstrations an instance sees: any that is one of `instances` (its own fields) is replaced by the
+        spare, or left out when the spare is one too."""
+        def own(demo: Demo) -> bool:
+            return any(same_instance(demo, fields) for fields in instances)
+
+        spare = self.spare if self.spare is not None and not own(self.spare) else None
+        shown: list[Demo] = []
+        for demo in self.items:
+            if not own(demo):
+                shown.append(demo)
+            elif spare is not None:
+                shown.append(spare)
+                spare = None
+        return shown
+
+    def text(self, shown: Sequence[Demo]) -> str:
+        assert self.format is not None
+        return self.sep.join(_filled(self.format, demo) for demo in shown)
+
+    def turns(self, shown: Sequence[Demo]) -> list[dict[str, str]]:
+        assert self.user is not None and self.assistant is not None
+        return [turn for demo in shown for turn in ({"role": "user", "content": _filled(self.user, demo)},
+                                                    {"role": "assistant", "content": _filled(self.assistant, demo)})]
+
+    def label(self) -> str:
+        """Short: k and each demonstration by its first field's value."""
+        names = [_short(demo) for demo in self.items]
+        return f"k{self.k} " + ("[" + ", ".join(names) + "]" if names else "none")
+
+    def encode(self) -> dict[str, Any]:
+        found = {"items": [dict(demo) for demo in self.items], "spare": dict(self.spare) if self.spare else None,
+                 **{name: value for name in ("format", "user", "assistant") if (value := getattr(self, name))},
+                 "sep": self.sep}
+        return {"demonstrations": found}
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any]) -> Demonstrations:
+        found = data["demonstrations"]
+        return cls(tuple(found.get("items", ())), found.get("spare"), found.get("format"), found.get("user"),
+                   found.get("assistant"), found.get("sep", ""))
+
+    @staticmethod
+    def encoded(value: Any) -> bool:
+        return isinstance(value, Mapping) and set(value) == {"demonstrations"} and isinstance(
+            value["demonstrations"], Mapping)
+
+    def __repr__(self) -> str:  # a config's key (json default=repr): the same demonstrations, the same text
+        return "Demonstrations(" + json.dumps(self.encode(), sort_keys=True) + ")"
+
+
+def same_instance(demo: Demo, fields: Demo) -> bool:
+    """Whether `demo` is the instance with these fields: equal on every field of the one with fewer (a field that
+    every instance shares, such as a constant parameter, alone does not make two instances one)."""
+    shared = set(demo) & set(fields)
+    if not shared or shared not in (set(demo), set(fields)):
+        return False
+    return all(demo[name] == fields[name] for name in shared)
+
+
+def _filled(template: str, demo: Demo) -> str:
+    from pytest_llmtune.errors import TemplateError
+
+    try:
+        return template.format_map(demo)
+    except (KeyError, IndexError, ValueError) as error:
+        raise TemplateError(f"the demonstration template {template!r} cannot be filled from the demonstration "
+                            f"{dict(demo)!r}: {error}") from None
+
+
+def _short(demo: Demo) -> str:
+    first = next(iter(demo.values()), "")
+    text = first if isinstance(first, str) else json.dumps(first)
+    return text if len(text) <= 12 else text[:11] + "…"
+
+
+def _names(template: str) -> set[str]:
+    try:
+        return {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field}
+    except ValueError as error:
+        raise InvalidSpaceError(f"demos(): the template {template!r} is not a str.format template: {error}") from None
+
+
+def _json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(item) for item in value)
+    return isinstance(value, Mapping) and all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+
+
+class Demos(Domain):
+    """k demonstrations of a pool, in order, and a spare (see the module's docstring)."""
+
+    def __init__(self, pool: Sequence[Demo] | None, *, k: Any, format: str | None = None, user: str | None = None,
+                 assistant: str | None = None, sep: str = "") -> None:
+        self.k, self.format, self.user, self.assistant, self.sep = k, format, user, assistant, sep
+        self.ks = self._ks(k)
+        self._check_templates()
+        self.pool: tuple[Demo, ...] | None = None if pool is None else self._pool(pool, "pool")
+
+    def _ks(self, k: Any) -> list[int]:
+        if isinstance(k, bool) or not isinstance(k, (int, IntRange, Choice)):
+            raise InvalidSpaceError(f"demos(k={k!r}): `k` must be an int or an int domain, e.g. randint(0, 6)")
+        if isinstance(k, int):
+            values = [k]
+        elif isinstance(k, IntRange):
+            values = list(range(int(k.values()[0]), int(k.values()[-1]) + 1))
+        else:
+            values = list(k.options)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise InvalidSpaceError(f"demos(k={k!r}): every k must be an int >= 0")
+        return values
+
+    def _check_templates(self) -> None:
+        if self.format is not None and (self.user is not None or self.assistant is not None):
+            raise InvalidSpaceError("demos(): give `format` (text in a template) or `user` and `assistant` (chat "
+                                    "turns), not both")
+        if self.format is None and (self.user is None or self.assistant is None):
+            raise InvalidSpaceError('demos(): give `format`, e.g. format="Q: {question}\\nA: {answer}\\n", or both '
+                                    '`user` and `assistant` templates for chat turns')
+        for name in ("format", "user", "assistant", "sep"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidSpaceError(f"demos({name}={value!r}): `{name}` must be a str")
+        self.fields = set().union(*(_names(t) for t in (self.format, self.user, self.assistant) if t))
+
+    def _pool(self, pool: Sequence[Demo], where: str) -> tuple[Demo, ...]:
+        if isinstance(pool, (str, bytes, Mapping)) or not isinstance(pool, Sequence):
+            raise InvalidSpaceError(f"demos(pool={pool!r}): give a list of dicts, one per demonstration")
+        for number, demo in enumerate(pool):
+            if not isinstance(demo, Mapping) or not all(isinstance(name, str) for name in demo):
+                raise InvalidSpaceError(f"demos(): {where}[{number}] is {demo!r}, but must be a dict of fields")
+            if not _json_value(dict(demo)):
+                raise InvalidSpaceError(f"demos(): {where}[{number}] holds a value that is not JSON (str, number, "
+                                        "bool, None, list, dict): the lock holds demonstrations in full")
+            missing = sorted(self.fields - set(demo))
+            if missing:
+                raise InvalidSpaceError(f"demos(): the templates name the field {missing[0]!r}, but {where}[{number}] "
+                                        f"has only {', '.join(sorted(demo)) or 'no fields'}")
+        most = max(self.ks)
+        if len(pool) < most:
+            raise InvalidSpaceError(f"demos(k={self.k!r}): k can be {most}, but the {where} holds "
+                                    f"{len(pool)} demonstration{'s' if len(pool) != 1 else ''}: give k <= "
+                                    f"{len(pool)} or a larger pool")
+        return tuple(json.loads(json.dumps(dict(demo))) for demo in pool)  # as the lock will read them back
+
+    def bound(self, pool: Sequence[Demo]) -> Demos:
+        """This domain drawing from `pool` (the target's tuning instances, when it was given none)."""
+        found = Demos(None, k=self.k, format=self.format, user=self.user, assistant=self.assistant, sep=self.sep)
+        found.pool = found._pool(pool, "target's tuning instances")
+        return found
+
+    @property
+    def as_turns(self) -> bool:
+        return self.format is None
+
+    @property
+    def k_dims(self) -> int:
+        return self.k.dims() if isinstance(self.k, Domain) else 0
+
+    def dims(self) -> int:
+        return self.k_dims + max(self.ks) + 1  # k, a coordinate per slot, the spare
+
+    def sample(self, coords: Sequence[float]) -> Demonstrations:
+        if self.pool is None:
+            raise InvalidSpaceError("demos() with no pool draws from the target's instances, which only a tune "
+                                    "binds")
+        k = self.k.sample(coords) if isinstance(self.k, Domain) else self.k
+        slots = coords[self.k_dims:]
+        used: list[int] = []
+        for coordinate in [*slots[:k], slots[max(self.ks)]]:
+            if len(used) == len(self.pool):
+                break
+            index = min(int(coordinate * len(self.pool)), len(self.pool) - 1)
+            while index in used:  # the next one along: a slot's coordinate keeps its meaning when another moves
+                index = (index + 1) % len(self.pool)
+            used.append(index)
+        items = tuple(self.pool[i] for i in used[:k])
+        spare = self.pool[used[k]] if len(used) > k else None
+        return Demonstrations(items, spare, self.format, self.user, self.assistant, self.sep)
+
+    def slot_coordinates(self) -> range:
+        """The coordinates (from this domain's first) that pick the demonstrations: one per slot, then the spare."""
+        return range(self.k_dims, self.dims())
+
+    def index_of(self, demo: Demo) -> int:
+        assert self.pool is not None
+        return self.pool.index(demo)
+
+    def values(self) -> list[Any]:
+        return list(self.pool or ())
+
+    def holds(self, value: Any) -> bool:
+        if not isinstance(value, Demonstrations) or value.k not in self.ks:
+            return False
+        if (value.format, value.user, value.assistant, value.sep) != (self.format, self.user, self.assistant,
+                                                                      self.sep):
+            return False
+        return self.pool is None or all(demo in self.pool for demo in value.items)
+
+    def describe(self) -> Any:
+        from pytest_llmtune.search.domains import describe
+
+        return {"demos": {"pool": list(self.pool) if self.pool is not None else "the target's tuning instances",
+                          "k": describe(self.k), "format": self.format, "user": self.user,
+                          "assistant": self.assistant, "sep": self.sep}}
+
+    def __repr__(self) -> str:
+        what = f"format={self.format!r}" if self.format is not None else f"user={self.user!r}, ..."
+        pool = "None" if self.pool is None else f"<{len(self.pool)} demonstrations>"
+        return f"demos({pool}, k={self.k!r}, {what})"
+
+
+def demos(pool: Sequence[Demo] | None = None, *, k: Any, format: str | None = None, user: str | None = None,
+          assistant: str | None = None, sep: str = "") -> Demos:
+    """k demonstrations of `pool` (dicts of fields), chosen and ordered by the search; with no pool, the target's
+    own tuning instances (never the one evaluated, never a held-out one). `k`: an int or an int domain.
+
+    `format` renders each one in a str template that names this key (`"prompt": "{demos}Q: {country}\\nA:"`),
+    joined by `sep`; `user` and `assistant` instead make each one a pair of chat turns before the last user
+    message."""
+    return Demos(pool, k=k, format=format, user=user, assistant=assistant, sep=sep)
