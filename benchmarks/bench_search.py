@@ -12,10 +12,13 @@ a template needs its answer length; the completion template needs the stop), cos
 expected pass rate over the instance distribution; regret is the best true score in the space minus the
 locked config's. 60 tuning instances and 20 held out (the default quarter of 80).
 
-Two landscape families (`--families`): "narrow" (the best configs are a narrow region of cheap ones: the system
+Three landscape families (`--families`): "narrow" (the best configs are a narrow region of cheap ones: the system
 template at a low temperature with a vote) and "expensive" (the best configs are the costliest: the three-shot
 template with long answers, n 4-5 and a vote at a middle temperature, 200-280 tokens an instance), where a plan
-biased to cheap configs fails.
+biased to cheap configs fails; and "demos", a demonstration landscape: `demos(POOL, k=randint(0, 9))` over a pool
+of 40, where 4 demonstrations help a lot, 6 hurt and the rest do little (each adds its effect to the log-odds),
+beside temperature, n and max_tokens; each demonstration costs 15 prompt tokens. Its TPE column is left out (a
+subset of a pool is no parameter Optuna suggests); "random" is random subsets and settings at the same budget.
 
 Every strategy runs the real search core (`Tune`, `Spending`: the tune the session runs) with simulated evaluations that
 pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from tabulate import tabulate  # noqa: E402
 
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending  # noqa: E402
+from pytest_llmtune.search.demos import Demonstrations, demos  # noqa: E402
 from pytest_llmtune.search.domains import choice, lograndint, randint, uniform  # noqa: E402
 from pytest_llmtune.search.evaluation import Evaluation, InlineExecutor, NothingFits  # noqa: E402
 from pytest_llmtune.search.problem import TuneProblem  # noqa: E402
@@ -57,7 +61,17 @@ TEMPLATES = ["zero-shot", "system", "three-shot"]
 PROMPT_TOKENS = {"zero-shot": 20, "system": 32, "three-shot": 120}
 ANSWER_TOKENS = {"narrow": {"zero-shot": 9, "system": 5, "three-shot": 3},  # what an untruncated answer takes
                  "expensive": {"zero-shot": 9, "system": 5, "three-shot": 22}}
-FAMILIES = tuple(ANSWER_TOKENS)
+POOL = [{"id": number} for number in range(40)]
+EFFECTS = [0.0] * len(POOL)  # what each demonstration adds to the log-odds: a few help a lot, some hurt
+for _number, _effect in zip([3, 17, 26, 34, 5, 11, 20, 29, 31, 38], [0.9, 0.8, 0.8, 0.7, *[-0.6] * 6], strict=True):
+    EFFECTS[_number] = _effect
+for _number in range(len(POOL)):
+    if EFFECTS[_number] == 0.0:
+        EFFECTS[_number] = round(0.1 * math.sin(7.0 * _number), 3)  # little either way
+FAMILIES = (*ANSWER_TOKENS, "demos")
+DEMO_SPACE = {"prompt": "{demos}Q:", "demos": demos(POOL, k=randint(0, 9), format="{id} "),
+              "temperature": uniform(0, 1.2), "max_tokens": lograndint(4, 33), "n": randint(1, 6)}
+DEMO_TOKENS, DEMO_PROMPT, DEMO_ANSWER = 15, 20, 5
 SPACE = {"prompt": choice(TEMPLATES), "temperature": uniform(0, 1.2), "max_tokens": lograndint(4, 33),
          "n": randint(1, 6), "stop": choice(["\n", None])}
 GRID = {"prompt": choice(TEMPLATES), "temperature": choice([0.0, 0.6, 1.2]), "max_tokens": choice([4, 8, 32]),
@@ -67,6 +81,8 @@ EASE = [statistics.NormalDist(0, 1.5).inv_cdf((k + 0.5) / 400) for k in range(40
 
 def quality(config: dict[str, Any], family: str = "narrow") -> float:
     """The log-odds a config adds to every instance's ease."""
+    if family == "demos":
+        return demo_quality(config)
     template, temperature = config["prompt"], float(config["temperature"])
     n, most = int(config["n"]), int(config["max_tokens"])
     base = {"zero-shot": 0.0, "system": 0.3, "three-shot": -0.2}[template]
@@ -84,6 +100,13 @@ def quality(config: dict[str, Any], family: str = "narrow") -> float:
     return score
 
 
+def demo_quality(config: dict[str, Any]) -> float:
+    temperature, n, most = float(config["temperature"]), int(config["n"]), int(config["max_tokens"])
+    score = -1.0 + sum(EFFECTS[demo["id"]] for demo in config["demos"].items)
+    score -= 1.5 * (temperature - 0.3) ** 2 - 0.3 * math.log(n) * min(temperature, 1.0) ** 0.5
+    return score - (2.0 if most < DEMO_ANSWER else 0.0)
+
+
 def true_score(config: dict[str, Any], family: str = "narrow") -> float:
     q = quality(config, family)
     return statistics.fmean(1 / (1 + math.exp(-(q + ease))) for ease in EASE)
@@ -91,6 +114,11 @@ def true_score(config: dict[str, Any], family: str = "narrow") -> float:
 
 def best_true_score(family: str = "narrow") -> float:
     """The best true score of the space, by dense search (quality is smooth but for the bump and the cut-off)."""
+    if family == "demos":  # the best 8 demonstrations (k = 8 at most), the best settings
+        settings = max(demo_quality({"demos": Demonstrations(()), "temperature": step / 100,
+                                     "n": n, "max_tokens": 32}) for step in range(121) for n in range(1, 6))
+        best = settings + sum(sorted((e for e in EFFECTS if e > 0), reverse=True)[:8])
+        return statistics.fmean(1 / (1 + math.exp(-(best + ease))) for ease in EASE)
     best = -math.inf
     for template in TEMPLATES:
         for stop in ("\n", None):
@@ -105,6 +133,9 @@ def best_true_score(family: str = "narrow") -> float:
 
 def tokens(config: dict[str, Any], family: str = "narrow") -> tuple[int, int]:
     """Prompt and completion tokens of one instance."""
+    if family == "demos":
+        return DEMO_PROMPT + DEMO_TOKENS * config["demos"].k, int(config["n"]) * min(int(config["max_tokens"]),
+                                                                                      DEMO_ANSWER)
     template, most, n = config["prompt"], int(config["max_tokens"]), int(config["n"])
     answer = ANSWER_TOKENS[family][template]
     natural = most if template == "three-shot" and config["stop"] is None else min(most, answer)
@@ -177,7 +208,8 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     other finalists', when what is left pays for it."""
     spending = Spending(Budget(budget, "tokens"))
     grid = strategy == "grid"
-    spec = EvalSpec(space=SearchSpace(GRID if grid else SPACE), strategy=strategy, num_samples=-1,
+    space = DEMO_SPACE if landscape.family == "demos" else GRID if grid else SPACE
+    spec = EvalSpec(space=SearchSpace(space), strategy=strategy, num_samples=-1,
                     optimization_budget=spending.budget, seed=1000 * landscape.seed)  # a bracket b draws with seed +
     # b: spaced so that one landscape's brackets never draw what another's first bracket draws
     tune = Tune(TuneProblem(spec=spec, instances=TUNING, held_out_count=HELD_OUT, num_samples=16, eta=3,
@@ -259,7 +291,8 @@ def main() -> None:
         strategies = [s for s in strategies if not s.startswith("tpe")]
     started = time.perf_counter()
     for family in args.families.split(","):
-        table(family, budgets, strategies, args.seeds, not args.no_confirm)
+        own = [s for s in strategies if s in ("halving", "random")] if family == "demos" else strategies
+        table(family, budgets, own, args.seeds, not args.no_confirm)
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
@@ -295,7 +328,8 @@ def table(family: str, budgets: list[float], strategies: list[str], seeds: int, 
     headers = ["budget (tokens)"] + [f"{s} {what}" for s in strategies
                                      for what in ("regret (se)", "no lock", "held-out CI covers")[
                                          : 2 if s.startswith("tpe") else 3]]
-    cheapest = min(sum(tokens(c, family)) for c in grid_configs()) * (TUNING + HELD_OUT)
+    cheapest = (DEMO_PROMPT + DEMO_ANSWER if family == "demos" else min(sum(tokens(c, family))
+                                                                        for c in grid_configs())) * (TUNING + HELD_OUT)
     print(f"family {family!r}: best true score in the space {best:.3f}; cheapest config on all "
           f"{TUNING + HELD_OUT} instances {cheapest:,} tokens; {seeds} seeds a cell")
     print(tabulate(rows, headers=headers, disable_numparse=True))

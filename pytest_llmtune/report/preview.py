@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_llmtune.report.leaderboard import cell, labels_for, legend, plural, render, split_tables, varying_keys
 from pytest_llmtune.search.brackets import FirstBracket
+from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
 from pytest_llmtune.search.spec import EvalSpec
@@ -60,7 +61,9 @@ def recorded_sizes(interactions: Iterable[Mapping[str, Any]]) -> Sizes:
 def tokens_per_evaluation(config: Mapping[str, Any], sizes: Sizes, split_n: bool) -> Tokens:
     n = config.get("n", 1) if isinstance(config.get("n", 1), int) else 1
     most = config.get("max_tokens") if isinstance(config.get("max_tokens"), int) else None
-    template = json.dumps(config.get("messages") or config.get("prompt") or "")
+    template = json.dumps(config.get("messages") or config.get("prompt") or "") + "".join(
+        value.text(value.items) if not value.as_turns else json.dumps(value.turns(value.items))
+        for value in config.values() if isinstance(value, Demonstrations))  # demonstrations lengthen the prompt
     prompt = sizes.prompt if sizes.prompt is not None else len(template) / CHARS_PER_TOKEN
     sample = sizes.sample if sizes.sample is not None else (most / 2 if most else 64.0)
     if most is not None:

@@ -5,8 +5,9 @@ A later bracket draws a third of its candidates in the whole space and the rest 
 configs lie (proposals.py: BOHB's densities of the good and the other configs), once enough configs were scored
 on the same instances; before that, half in a box around the two best configs so far (side 0.5 in the unit cube,
 halved each bracket). It looks closer where the search found good configs, and keeps exploring. Demonstrations
-are not boxed: a draw around a leader shows the leader's own demonstrations with one swapped by credit
-(demo_credit.py). Same seed, same draws. `results` holds what finished, also after an interrupt.
+are not boxed: a draw around a leader shows the leader's own demonstrations with one swapped by credit, and the
+density model's proposals draw theirs by credit (demo_credit.py). Same seed, same draws. `results` holds what
+finished, also after an interrupt.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pytest_llmtune.search.afford import Affordability, fit_plan
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.costs import BudgetFit, key_of
-from pytest_llmtune.search.demo_credit import credit_of, swapped
+from pytest_llmtune.search.demo_credit import Credit, by_credit, credit_of, swapped
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
 from pytest_llmtune.search.halving import TIES, Rung, SuccessiveHalving
@@ -204,18 +205,35 @@ class Brackets:
         proposed = (near // 2 if leaders else near) if model is not None else 0
         drawn = draw(space, count - near, seed)
         if model is not None and proposed:
-            drawn += [(space.config_at(point), point) for point in model.propose(proposed, seed + 10_000)]
+            points = model.propose(proposed, seed + 10_000)
+            points = self.demos_by_credit(points, seed) if space.demos else points
+            drawn += [(space.config_at(point), point) for point in points]
         if near - proposed:
             around = draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
             drawn += self.demos_swapped(around, leaders, seed) if space.demos else around
         return drawn
 
+    def credits(self) -> dict[str, Credit]:
+        sign = self.problem.spec.direction.sign
+        return {key: credit_of(shown, sign) for key, shown in self.demo_results().items()}
+
+    def demos_by_credit(self, points: list[tuple[float, ...]], seed: int) -> list[tuple[float, ...]]:
+        """The density model's proposals with their demonstrations drawn by credit: a density over a subset's
+        coordinates says little about which demonstrations help."""
+        space, rng, credit = self.problem.spec.space, random.Random(seed + 1), self.credits()
+        found = []
+        for point in points:
+            for offset, key, domain in space.demo_coordinates():
+                if key in credit:
+                    point = by_credit(point, offset, domain, credit[key], rng)
+            found.append(point)
+        return found
+
     def demos_swapped(self, around: list[tuple[Config, tuple[float, ...]]], leaders: Sequence[tuple[float, ...]],
                       seed: int) -> list[tuple[Config, tuple[float, ...]]]:
         """The draws around the leaders with each one's demonstrations those of its leader, one swapped by credit
         (demo_credit.py): a box around a subset's coordinates would change every demonstration at once."""
-        space, rng = self.problem.spec.space, random.Random(seed)
-        credit = {key: credit_of(shown, self.problem.spec.direction.sign) for key, shown in self.demo_results().items()}
+        space, rng, credit = self.problem.spec.space, random.Random(seed), self.credits()
         found = []
         for number, (_, point) in enumerate(around):
             leader = leaders[number % len(leaders)]

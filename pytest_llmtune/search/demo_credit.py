@@ -6,7 +6,8 @@ it was scored on, of its metric minus the mean of every config scored on that in
 instance flatters nobody); a demonstration's credit is the mean effect of the configs that showed it, shrunk
 towards 0 by PRIOR configs' worth of nothing. A later bracket then proposes the leaders again with one
 demonstration swapped: the one with the least credit out, one of the others in, drawn with weights that favour
-credit and leave room for the untried. Pure and seeded.
+credit and leave room for the untried; and where the density model proposes the other settings, it draws whole
+subsets with those weights. Pure and seeded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from pytest_llmtune.search.demos import Demo, Demonstrations, Demos
 
-__all__ = ["Credit", "credit_of", "swapped"]
+__all__ = ["Credit", "by_credit", "credit_of", "swapped"]
 
 PRIOR = 2.0  # configs' worth of no effect that each credit is shrunk towards
 SPREAD = 0.1  # the scale of credit in the swap's weights: a credit this much higher is e times as likely
@@ -72,10 +73,30 @@ def swapped(point: Sequence[float], offset: int, domain: Demos, shown: Demonstra
         return tuple(point)
     weakest = min(range(shown.k), key=lambda slot: (credit.of(pool[indices[slot]]), rng.random()))
     others = [i for i in range(len(pool)) if i not in indices]
-    weights = [math.exp(min(credit.of(pool[i]) / SPREAD, 50.0)) for i in others]
-    indices[weakest] = rng.choices(others, weights)[0]
+    indices[weakest] = rng.choices(others, _weights(pool, others, credit))[0]
     coords = list(point)
     slots = domain.slot_coordinates()
     for slot, index in enumerate(indices):
         coords[offset + slots[slot]] = (index + 0.5) / len(pool)
+    return tuple(coords)
+
+
+def _weights(pool: Sequence[Demo], indices: Sequence[int], credit: Credit) -> list[float]:
+    return [math.exp(min(credit.of(pool[i]) / SPREAD, 50.0)) for i in indices]
+
+
+def by_credit(point: Sequence[float], offset: int, domain: Demos, credit: Credit,
+              rng: random.Random) -> tuple[float, ...]:
+    """`point` with every slot of the domain (and the spare) drawn anew, without replacement, with weights that
+    favour credit."""
+    pool = list(domain.pool or ())
+    if not pool:
+        return tuple(point)
+    coords, left = list(point), list(range(len(pool)))
+    for slot in domain.slot_coordinates():
+        if not left:
+            break
+        index = rng.choices(left, _weights(pool, left, credit))[0]
+        left.remove(index)
+        coords[offset + slot] = (index + 0.5) / len(pool)
     return tuple(coords)
