@@ -18,7 +18,8 @@ template with long answers, n 4-5 and a vote at a middle temperature, 200-280 to
 biased to cheap configs fails; and "demos", a demonstration landscape: `demos(POOL, k=randint(0, 9))` over a pool
 of 40, where 4 demonstrations help a lot, 6 hurt and the rest do little (each adds its effect to the log-odds),
 beside temperature, n and max_tokens; each demonstration costs 15 prompt tokens. Its TPE column is left out (a
-subset of a pool is no parameter Optuna suggests); "random" is random subsets and settings at the same budget.
+subset of a pool is no parameter Optuna suggests); "random" is random subsets and settings at the same budget, and
+"halving-blind" the search without credit (demonstrations' coordinates boxed and proposed like the numbers').
 
 Every strategy runs the real search core (`Tune`, `Spending`: the tune the session runs) with simulated evaluations that
 pay their tokens through the same budget gate a live request does. Optuna's TPE runs trials of one config on the
@@ -31,13 +32,14 @@ how often the locked config's true score is inside its reported held-out 95% int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +209,12 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     temperature above 0) when it earns its keep, which runs after the winner's held-out instances and before the
     other finalists', when what is left pays for it."""
     spending = Spending(Budget(budget, "tokens"))
+    if strategy == "halving-blind":  # the ablation: demonstrations boxed and proposed like numbers, no credit
+        from pytest_llmtune.search.brackets import Brackets
+
+        with _patched(Brackets, demos_swapped=lambda self, around, leaders, seed: around,
+                      demos_by_credit=lambda self, points, seed: points):
+            return run_ours("halving", landscape, budget, confirm)
     grid = strategy == "grid"
     space = DEMO_SPACE if landscape.family == "demos" else GRID if grid else SPACE
     spec = EvalSpec(space=SearchSpace(space), strategy=strategy, num_samples=-1,
@@ -231,6 +239,18 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     bounds = interval(list(held.metrics.values()), exact=True)  # as the lock records it
     inside = bounds is not None and bounds[0] <= true_score(config, landscape.family) <= bounds[1]
     return config, inside, costs.ratios()
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, **names: Any) -> Iterator[None]:
+    saved = {name: getattr(owner, name) for name in names}
+    for name, value in names.items():
+        setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(owner, name, value)
 
 
 def run_tpe(landscape: Landscape, budget: float, hyperband: bool = False) -> tuple[dict[str, Any] | None, None]:
@@ -291,7 +311,8 @@ def main() -> None:
         strategies = [s for s in strategies if not s.startswith("tpe")]
     started = time.perf_counter()
     for family in args.families.split(","):
-        own = [s for s in strategies if s in ("halving", "random")] if family == "demos" else strategies
+        own = ([s for s in strategies if s in ("halving", "random")] + ["halving-blind"] if family == "demos"
+               else strategies)
         table(family, budgets, own, args.seeds, not args.no_confirm)
     print(f"({time.perf_counter() - started:.0f} s)")
 
