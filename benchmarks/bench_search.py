@@ -212,7 +212,7 @@ def run_ours(strategy: str, landscape: Landscape, budget: float,
     if strategy == "halving-blind":  # the ablation: demonstrations boxed and proposed like numbers, no credit
         from pytest_llmtune.search.brackets import Brackets
 
-        with _patched(Brackets, demos_swapped=lambda self, around, leaders, seed: around,
+        with _patched(Brackets, demos_swapped=lambda self, around, leaders, seed: [point for _, point in around],
                       demos_by_credit=lambda self, points, seed: points):
             return run_ours("halving", landscape, budget, confirm)
     grid = strategy == "grid"

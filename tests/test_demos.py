@@ -16,7 +16,7 @@ from openai_server import FakeOpenAI
 from conftest import read_lock
 from pytest_llmtune.llm.client import render_request
 from pytest_llmtune.search.costs import shape
-from pytest_llmtune.search.demo_credit import credit_of, swapped
+from pytest_llmtune.search.demo_credit import by_credit, credit_of, swapped
 from pytest_llmtune.search.demos import Demonstrations, demos, same_instance
 from pytest_llmtune.search.domains import InvalidSpaceError, randint, uniform
 from pytest_llmtune.search.sampler import draw
@@ -65,11 +65,26 @@ def test_one_slot_coordinate_moved_swaps_one_demonstration() -> None:
     (lambda: {"demos": demos(POOL, k=2.5, format=FORMAT)}, "`k` must be an int or an int domain"),
     (lambda: {"demos": demos(POOL, k=2, format=FORMAT, user="{country}")}, "not both"),
     (lambda: {"demos": demos(POOL, k=2)}, "give `format`"),
+    (lambda: {"demos": demos(POOL, k=2, format=FORMAT, sep=None)}, "`sep` must be a str"),
+    (lambda: {"extra_body": {"shots": demos(POOL, k=1, format=FORMAT)}}, "demos() is a template variable of its own"),
 ])
 def test_bad_demonstrations_are_refused_with_the_key_the_value_and_what_is_allowed(
         fields: Callable[[], dict[str, Any]], words: str) -> None:
     with pytest.raises(InvalidSpaceError, match=re.escape(words)):
         space(**fields())
+
+
+def test_empty_templates_read_back_from_the_lock_as_they_were() -> None:
+    found = SearchSpace({"messages": [{"role": "user", "content": "{country}?"}],
+                         "demos": demos(POOL, k=1, user="", assistant="{capital}")})
+    config = found.config_at([0.0, 0.5])
+    decoded = found.decode(json.loads(json.dumps(found.encode(config))))
+    assert render_request(decoded, {"country": "Cuba"}) == render_request(config, {"country": "Cuba"})
+
+
+def test_a_label_names_each_demonstration_by_the_first_field_its_template_shows() -> None:
+    shown = Demonstrations(({"label": "negative", "review": "Dull"},), None, "Review: {review} -> {label}\n")
+    assert shown.label() == "k1 [Dull]"
 
 
 def test_demos_on_a_request_field_is_refused() -> None:
@@ -143,6 +158,18 @@ def test_credit_goes_to_the_demonstrations_of_configs_better_on_the_same_instanc
     credit = credit_of(results, sign=1.0)
     france, chad = (credit.of(d) for d in POOL[:3:2])
     assert france > 0 > chad and credit.of(POOL[-1]) == 0.0  # never shown: no credit either way
+
+
+def test_credit_on_a_metric_in_points_neither_overflows_nor_leaves_no_weight() -> None:
+    domain = demos(POOL, k=2, format=FORMAT)
+    results = [(Demonstrations((POOL[i], POOL[i + 1]), None, FORMAT), {0: 1000.0 * (i % 2), 1: 0.0})
+               for i in range(0, 6, 2)] + [(Demonstrations((POOL[1], POOL[2]), None, FORMAT), {0: 1000.0, 1: 1000.0})]
+    credit = credit_of(results, sign=1.0)
+    assert max(abs(credit.of(d)) for d in POOL) < 5  # in standard deviations of the metric, not in points
+    leader = Demonstrations((POOL[0], POOL[1]), POOL[2], FORMAT)
+    points = {swapped([0.5] * 3, 0, domain, leader, credit, random.Random(seed)) for seed in range(20)}
+    assert len(points) > 1
+    assert by_credit([0.5] * 3, 0, domain, credit, random.Random(0))
 
 
 def test_a_swap_keeps_the_leaders_demonstrations_but_its_least_credited() -> None:
@@ -261,7 +288,7 @@ def test_a_changed_pool_makes_the_lock_stale_and_says_what_to_run(pytester: pyte
     text = DEMOS_TEST.replace("demos(k=randint(1, 5)", f"demos({pool!r}, k=randint(1, 5)")
     pytester.makepyfile(test_reviews=text)
     assert pytester.runpytest("--llm-tune", "-p", "no:randomly").ret == 0
-    pytester.makepyfile(test_reviews=text.replace("Great fun", "Great film"))
+    pytester.makepyfile(test_reviews=text.replace("'Great fun', 'label'", "'Great film', 'label'"))  # the pool only
     result = pytester.runpytest("--llm-test", "-p", "no:randomly")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*the lock is stale*pytest --llm-tune*"])
@@ -272,8 +299,8 @@ def test_a_pool_too_small_for_k_fails_the_target_with_the_fix(pytester: pytest.P
     pytester.makepyfile(test_reviews=DEMOS_TEST.replace("randint(1, 5)", "30"))
     result = pytester.runpytest("--llm-tune", "-p", "no:randomly")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*could not tune test_reviews.py::test_review: demos(k=30): k can be 30, but the "
-                                 "target's tuning instances holds 18 demonstrations: give k <= 18*"])
+    result.stdout.fnmatch_lines(["*could not tune test_reviews.py::test_review:", "demos(k=30): k can be 30, but "
+                                 "the target's tuning instances holds 18 demonstrations: give k <= 18*"])
     assert openai_server.requests == 0
 
 
@@ -282,3 +309,43 @@ def test_demos_is_exported(pytester: pytest.Pytester) -> None:
 
     assert pytest_llmtune.demos is demos and "demos" in pytest_llmtune.__all__
     assert Path(pytest_llmtune.__file__).name == "__init__.py"
+
+
+def test_an_edited_instance_makes_a_lock_on_demonstrations_from_the_instances_stale_not_rescored(
+        tuned: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    lock = read_lock(tuned.path)["targets"]["test_reviews.py::test_review"]
+    first = lock["config"]["demos"]["demonstrations"]["items"][0]["review"]
+    text = (tuned.path / "test_reviews.py").read_text()
+    edited = f"CASES = [{{'review': {first!r}, 'label': 'unsure'}}] + ["  # a locked demonstration's label fixed
+    tuned.makepyfile(test_reviews=text.replace("CASES = [", edited, 1)
+                     .replace("for r in REVIEWS]", f"for r in REVIEWS if r != {first!r}]"))
+    sent = openai_server.requests
+    result = tuned.runpytest("--llm-test", "--llm-record", "-p", "no:randomly")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*the lock is stale (*its search space changed*re-tune: `pytest --llm-tune*"])
+    assert openai_server.requests == sent
+
+
+DICT_PARAMS_TEST = DEMOS_TEST.replace(
+    'demos(k=randint(1, 5), format="Review: {review} -> {label}\\n")',
+    'demos(CASES, k=randint(1, 5), format="Review: {review} -> {label}\\n")').replace(
+    '''@pytest.mark.parametrize("review,label", [(c["review"], c["label"]) for c in CASES])
+def test_review(llm, review, label):
+    assert llm(review=review)[0].split()[0].lower() == label''', '''@pytest.mark.parametrize("case", CASES)
+def test_review(llm, case):
+    assert llm(case)[0].split()[0].lower() == case["label"]''')
+
+
+def test_a_pool_of_the_same_cases_as_a_dict_parameter_shows_no_instance_itself_nor_a_held_out_one(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    assert "demos(CASES" in DICT_PARAMS_TEST and "def test_review(llm, case)" in DICT_PARAMS_TEST
+    pytester.makepyfile(test_reviews=DICT_PARAMS_TEST)
+    result = pytester.runpytest("--llm-tune", "-p", "no:randomly")
+    assert result.ret == 0, result.stdout.str()
+    lock = read_lock(pytester.path)["targets"]["test_reviews.py::test_review"]
+    order = list(range(len(REVIEWS)))
+    random.Random(lock["seed"]).shuffle(order)
+    held_out = {REVIEWS[i] for i in order[len(REVIEWS) - lock["holdout"]["instances"]:]}
+    for body in openai_server.bodies:
+        demonstrations, review = shown_reviews(prompt_of(body))
+        assert review not in demonstrations and not held_out & set(demonstrations), body

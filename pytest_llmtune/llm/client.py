@@ -300,8 +300,8 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any],
     """The API ("chat" or "completions") and the request body's fields for one instance, in a stable order.
 
     Demonstrations (search/demos.py) are rendered where the template names them, or as chat turns before the last
-    user message; `instance` (the fields of the instance evaluated, when the session knows them) is never shown as
-    one of them.
+    user message; neither `instance` (the fields of the instance evaluated, when the session knows them) nor the
+    context is ever shown as one of them.
 
     The config's keys are sorted as search/keys.py says: request fields of the API are sent, `extra_body`'s fields
     are sent as they are, template variables are rendered into the template and never sent; any other key is a
@@ -317,7 +317,7 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any],
     turns: list[dict[str, str]] = []
     for key, value in variables.items():
         if isinstance(value, Demonstrations):
-            shown = value.shown(*([instance] if instance else []))
+            shown = value.shown(*([instance] if instance else []), context)  # never the input's own answer
             if value.as_turns:
                 turns += value.turns(shown)
             variables[key] = "" if value.as_turns else value.text(shown)

@@ -198,19 +198,21 @@ class Brackets:
     def focused(self, count: int, seed: int, bracket: int) -> list[tuple[Config, tuple[float, ...]]]:
         """A later bracket's candidates: EXPLORE of them in the whole space, the rest where good configs lie: half
         proposed by the density model (once there is one), half in a box around the two leaders."""
-        from pytest_llmtune.search.sampler import draw
+        from pytest_llmtune.search.sampler import distinct, draw, points
 
         space, model, leaders = self.problem.spec.space, self.model(), self.leaders(2)
         near = count - math.ceil(EXPLORE * count) if model is not None or leaders else 0
         proposed = (near // 2 if leaders else near) if model is not None else 0
         drawn = draw(space, count - near, seed)
         if model is not None and proposed:
-            points = model.propose(proposed, seed + 10_000)
-            points = self.demos_by_credit(points, seed) if space.demos else points
-            drawn += [(space.config_at(point), point) for point in points]
-        if near - proposed:
-            around = draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
-            drawn += self.demos_swapped(around, leaders, seed) if space.demos else around
+            proposals = model.propose(proposed, seed + 10_000)
+            proposals = self.demos_by_credit(proposals, seed) if space.demos else proposals
+            drawn += [(space.config_at(point), point) for point in proposals]
+        if near - proposed and space.demos:
+            drawn += distinct(space, self.demos_swapped(points(space, near - proposed, seed + 10_000, leaders,
+                                                               0.5 ** bracket), leaders, seed))
+        elif near - proposed:
+            drawn += draw(space, near - proposed, seed + 10_000, around=leaders, width=0.5 ** bracket)
         return drawn
 
     def credits(self) -> dict[str, Credit]:
@@ -229,23 +231,22 @@ class Brackets:
             found.append(point)
         return found
 
-    def demos_swapped(self, around: list[tuple[Config, tuple[float, ...]]], leaders: Sequence[tuple[float, ...]],
-                      seed: int) -> list[tuple[Config, tuple[float, ...]]]:
-        """The draws around the leaders with each one's demonstrations those of its leader, one swapped by credit
-        (demo_credit.py): a box around a subset's coordinates would change every demonstration at once."""
+    def demos_swapped(self, around: list[tuple[int, tuple[float, ...]]], leaders: Sequence[tuple[float, ...]],
+                      seed: int) -> list[tuple[float, ...]]:
+        """The points drawn around the leaders (each with its leader's index), each one's demonstrations (k, which
+        and the spare) its leader's with one swapped by credit (demo_credit.py): a box around a subset's coordinates
+        would change every demonstration at once."""
         space, rng, credit = self.problem.spec.space, random.Random(seed), self.credits()
         found = []
-        for number, (_, point) in enumerate(around):
-            leader = leaders[number % len(leaders)]
-            moved, config = point, space.config_at(leader)
+        for centre, point in around:
+            leader, config = leaders[centre], space.config_at(leaders[centre])
+            moved = list(point)
             for offset, key, domain in space.demo_coordinates():
                 value = config.get(key)
                 if isinstance(value, Demonstrations) and key in credit:
-                    copied = list(moved)
-                    for index in (offset + i for i in domain.slot_coordinates()):
-                        copied[index] = leader[index]
-                    moved = swapped(copied, offset, domain, value, credit[key], rng)
-            found.append((space.config_at(moved), moved))
+                    moved[offset:offset + domain.dims()] = leader[offset:offset + domain.dims()]
+                    moved = list(swapped(moved, offset, domain, value, credit[key], rng))
+            found.append(tuple(moved))
         return found
 
     def demo_results(self) -> dict[str, list[tuple[Demonstrations, dict[int, float]]]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,15 +50,19 @@ def credit_of(results: Sequence[tuple[Demonstrations, Mapping[int, float]]], sig
         for instance, value in metrics.items():
             by_instance[instance].append(value)
     means = {instance: sum(values) / len(values) for instance, values in by_instance.items()}
+    every = [value for values in by_instance.values() for value in values]
+    scale = statistics.pstdev(every) if len(every) > 1 else 0.0
+    scale = scale if scale > 0 else 1.0  # a metric in points or in [0, 1]: effects in standard deviations
     totals: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
+    counts: dict[str, float] = defaultdict(float)
     for shown, metrics in results:
         if not metrics:
             continue
-        effect = sign * sum(value - means[i] for i, value in metrics.items()) / len(metrics)
+        effect = sign * sum(value - means[i] for i, value in metrics.items()) / len(metrics) / scale
+        weight = math.sqrt(len(metrics))  # a config on more instances says more (its mean's error falls as this)
         for demo in shown.items:
-            totals[_key(demo)] += effect
-            counts[_key(demo)] += 1
+            totals[_key(demo)] += weight * effect
+            counts[_key(demo)] += weight
     return Credit({key: totals[key] / (counts[key] + PRIOR) for key in totals})
 
 
@@ -82,7 +87,11 @@ def swapped(point: Sequence[float], offset: int, domain: Demos, shown: Demonstra
 
 
 def _weights(pool: Sequence[Demo], indices: Sequence[int], credit: Credit) -> list[float]:
-    return [math.exp(min(credit.of(pool[i]) / SPREAD, 50.0)) for i in indices]
+    """exp(credit / SPREAD), relative to the best (no overflow, and the best of many well-credited stays ahead)."""
+    credits = [credit.of(pool[i]) for i in indices]
+    best = max(credits, default=0.0)
+    weights = [math.exp((c - best) / SPREAD) for c in credits]
+    return weights if sum(weights) > 0 else [1.0] * len(indices)
 
 
 def by_credit(point: Sequence[float], offset: int, domain: Demos, credit: Credit,

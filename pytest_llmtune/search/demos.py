@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_llmtune.search.domains import Choice, Domain, IntRange, InvalidSpaceError
 
-__all__ = ["Demonstrations", "Demos", "demos", "same_instance"]
+__all__ = ["Demonstrations", "Demos", "demos", "identities", "same_instance"]
 
 Demo = Mapping[str, Any]  # one demonstration: its fields (JSON values)
 
@@ -48,10 +48,12 @@ class Demonstrations:
         return self.format is None
 
     def shown(self, *instances: Demo) -> list[Demo]:
-        """The demonstrations an instance sees: any that is one of `instances` (its own fields) is replaced by the
-        spare, or left out when the spare is one too."""
+        """The demonstrations an instance sees: any that is one of `instances` (its fields, or a dict among them:
+        `llm(case)` with a parameter `case`) is replaced by the spare, or left out when the spare is one too."""
+        found = [fields for instance in instances for fields in identities(instance)]
+
         def own(demo: Demo) -> bool:
-            return any(same_instance(demo, fields) for fields in instances)
+            return any(same_instance(demo, fields) for fields in found)
 
         spare = self.spare if self.spare is not None and not own(self.spare) else None
         shown: list[Demo] = []
@@ -73,14 +75,16 @@ class Demonstrations:
                                                     {"role": "assistant", "content": _filled(self.assistant, demo)})]
 
     def label(self) -> str:
-        """Short: k and each demonstration by its first field's value."""
-        names = [_short(demo) for demo in self.items]
+        """Short: k and each demonstration by the first field its template names (the lock sorts fields)."""
+        named = _ordered_names(self.format if self.format is not None else self.user or "")
+        names = [_short(demo, named) for demo in self.items]
         return f"k{self.k} " + ("[" + ", ".join(names) + "]" if names else "none")
 
     def encode(self) -> dict[str, Any]:
+        templates = {name: value for name in ("format", "user", "assistant")
+                     if (value := getattr(self, name)) is not None}
         found = {"items": [dict(demo) for demo in self.items], "spare": dict(self.spare) if self.spare else None,
-                 **{name: value for name in ("format", "user", "assistant") if (value := getattr(self, name))},
-                 "sep": self.sep}
+                 **templates, "sep": self.sep}
         return {"demonstrations": found}
 
     @classmethod
@@ -96,6 +100,11 @@ class Demonstrations:
 
     def __repr__(self) -> str:  # a config's key (json default=repr): the same demonstrations, the same text
         return "Demonstrations(" + json.dumps(self.encode(), sort_keys=True) + ")"
+
+
+def identities(fields: Demo) -> list[Demo]:
+    """What an instance may be in a pool: its fields, and each field that is a dict of fields itself."""
+    return [fields, *(value for value in fields.values() if isinstance(value, Mapping) and value)]
 
 
 def same_instance(demo: Demo, fields: Demo) -> bool:
@@ -117,8 +126,15 @@ def _filled(template: str, demo: Demo) -> str:
                             f"{dict(demo)!r}: {error}") from None
 
 
-def _short(demo: Demo) -> str:
-    first = next(iter(demo.values()), "")
+def _ordered_names(template: str) -> list[str]:
+    try:
+        return [field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template) if field]
+    except ValueError:
+        return []
+
+
+def _short(demo: Demo, named: Sequence[str] = ()) -> str:
+    first = next((demo[name] for name in named if name in demo), next(iter(demo.values()), ""))
     text = first if isinstance(first, str) else json.dumps(first)
     return text if len(text) <= 12 else text[:11] + "…"
 
@@ -170,7 +186,7 @@ class Demos(Domain):
                                     '`user` and `assistant` templates for chat turns')
         for name in ("format", "user", "assistant", "sep"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
+            if (value is not None or name == "sep") and not isinstance(value, str):
                 raise InvalidSpaceError(f"demos({name}={value!r}): `{name}` must be a str")
         self.fields = set().union(*(_names(t) for t in (self.format, self.user, self.assistant) if t))
 
@@ -185,19 +201,33 @@ class Demos(Domain):
                                         "bool, None, list, dict): the lock holds demonstrations in full")
             missing = sorted(self.fields - set(demo))
             if missing:
+                has = f"has only {', '.join(sorted(demo))}" if demo else "has no fields"
+                hint = (" (parameters whose values are not JSON are left out)" if "instances" in where else "")
                 raise InvalidSpaceError(f"demos(): the templates name the field {missing[0]!r}, but {where}[{number}] "
-                                        f"has only {', '.join(sorted(demo)) or 'no fields'}")
+                                        f"{has}{hint}")
         most = max(self.ks)
         if len(pool) < most:
-            raise InvalidSpaceError(f"demos(k={self.k!r}): k can be {most}, but the {where} holds "
+            raise InvalidSpaceError(f"demos(k={self.k!r}): k can be {most}, but the {where.rstrip(',')} holds "
                                     f"{len(pool)} demonstration{'s' if len(pool) != 1 else ''}: give k <= "
                                     f"{len(pool)} or a larger pool")
         return tuple(json.loads(json.dumps(dict(demo))) for demo in pool)  # as the lock will read them back
 
-    def bound(self, pool: Sequence[Demo]) -> Demos:
-        """This domain drawing from `pool` (the target's tuning instances, when it was given none)."""
+    def bound(self, tuning: Sequence[Demo], held_out: Sequence[Demo] = ()) -> Demos:
+        """This domain as a tune draws from it: with no pool, the target's `tuning` instances' fields; a pool given
+        without the ones a `held_out` instance is (its held-out score stays honest); each demonstration once."""
+        given = self.pool is not None
+        if not given and not any(tuning):
+            raise InvalidSpaceError(
+                "demos() with no pool draws from the target's parametrized instances, but they have no parameters "
+                "whose values are JSON (str, number, bool, None, list, dict; other objects are left out): "
+                "parametrize the test, or give demos(pool=[...])")
+        held = [fields for instance in held_out for fields in identities(instance)]
+        rows = [dict(d) for d in (self.pool if self.pool is not None else tuning)
+                if not any(same_instance(d, fields) for fields in held)]
+        unique = list({json.dumps(row, sort_keys=True): row for row in rows}.values())
         found = Demos(None, k=self.k, format=self.format, user=self.user, assistant=self.assistant, sep=self.sep)
-        found.pool = found._pool(pool, "target's tuning instances")
+        where = "pool, without its held-out instances," if given else "target's tuning instances"
+        found.pool = found._pool(unique, where)
         return found
 
     @property

@@ -16,7 +16,7 @@ from scipy.stats import qmc
 
 from pytest_llmtune.search.space import SearchSpace
 
-__all__ = ["Candidate", "candidates", "draw"]
+__all__ = ["Candidate", "candidates", "distinct", "draw", "points"]
 
 Candidate = tuple[dict[str, Any], tuple[float, ...]]  # a config and its point in the unit cube
 
@@ -37,16 +37,31 @@ def draw(space: SearchSpace, num_samples: int, seed: int, around: Sequence[Seque
         raise ValueError(f"The value of `num_samples` is {num_samples}, but must be `num_samples >= 1`")
     if space.dims == 0:
         return [(space.config_at([]), ())]
+    return distinct(space, [coords for _, coords in points(space, num_samples, seed, around, width)])
+
+
+def points(space: SearchSpace, num_samples: int, seed: int, around: Sequence[Sequence[float]] = (),
+           width: float = 1.0) -> list[tuple[int, tuple[float, ...]]]:
+    """`num_samples` Sobol points, each with the index of the centre (of `around`) it was drawn around (0 when
+    none)."""
     sobol = qmc.Sobol(d=space.dims, scramble=True, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # balance needs a power of 2; any count is fine here
-        points = sobol.random(num_samples)
-    found: dict[str, Candidate] = {}
-    for number, point in enumerate(points):
+        drawn = sobol.random(num_samples)
+    found = []
+    for number, point in enumerate(drawn):
         coords = [float(u) for u in point]
         if around:
             centre = around[number % len(around)]
             coords = [min(max(c + (u - 0.5) * width, 0.0), 1.0 - 1e-9) for c, u in zip(centre, coords, strict=True)]
+        found.append((number % len(around) if around else 0, tuple(coords)))
+    return found
+
+
+def distinct(space: SearchSpace, found: Sequence[Sequence[float]]) -> list[Candidate]:
+    """The configs at these points, each once (the first point that gives it)."""
+    configs: dict[str, Candidate] = {}
+    for coords in found:
         config = space.config_at(coords)
-        found.setdefault(json.dumps(config, sort_keys=True, default=repr), (config, tuple(coords)))
-    return list(found.values())
+        configs.setdefault(json.dumps(config, sort_keys=True, default=repr), (config, tuple(coords)))
+    return list(configs.values())

@@ -81,6 +81,10 @@ class SearchSpace:
         __tracebackhide__ = True
         if key in self.groups:
             return self._validate_group(key, value)
+        if _nested_demos(value):
+            raise InvalidSpaceError(f"space[{key!r}]: demos() is a template variable of its own: give it a key at "
+                                    'the top of the space or of a group\'s option, e.g. "demos": demos(...), not '
+                                    "inside another field's value")
         if _demos_in(value):
             return None  # a template variable: check_keys says where it may go
         if isinstance(value, Choice) and any(isinstance(option, Mapping) for option in value.options) \
@@ -97,6 +101,9 @@ class SearchSpace:
             for name, value in option.items():
                 if not isinstance(name, str):
                     raise InvalidSpaceError(f"space[{key!r}]: option key {name!r} must be a str")
+                if _nested_demos(value):
+                    raise InvalidSpaceError(f"space[{key!r}] option {name!r}: demos() is a template variable of its "
+                                            "own: give it a key of the option, not inside another field's value")
                 if not _demos_in(value):
                     validate_field(name, value, f"space[{key!r}] option {name!r}")
 
@@ -251,7 +258,10 @@ class SearchSpace:
     @property
     def demos(self) -> list[Demos]:
         """Every demos() domain of the space, top-level or in a group's option."""
-        return _demos_in(self.spec)
+        values = [item for key in self.keys for item in
+                  ([v for option in self.spec[key].options for v in option.values()] if key in self.groups
+                   else [self.spec[key]])]
+        return [found for value in values for found in _demos_in(value)]
 
     def demo_coordinates(self) -> list[tuple[int, str, Demos]]:
         """Where each demos() domain's coordinates start in the unit cube, with the config key it sets."""
@@ -262,12 +272,13 @@ class SearchSpace:
             offset += dims_of(self.spec[key])
         return found
 
-    def bound(self, pool: Sequence[Mapping[str, Any]]) -> SearchSpace:
-        """This space with each demos() that has no pool drawing from `pool` (the target's tuning instances).
-        Raises InvalidSpaceError when the pool cannot serve it (too small, a field its templates name missing)."""
-        if not any(found.pool is None for found in self.demos):
+    def bound(self, tuning: Sequence[Mapping[str, Any]], held_out: Sequence[Mapping[str, Any]] = ()) -> SearchSpace:
+        """This space as a tune draws from it: each demos() with no pool drawing from the `tuning` instances' fields,
+        and none showing a `held_out` instance (Demos.bound). Raises InvalidSpaceError when a pool cannot serve it
+        (too small, a field its templates name missing)."""
+        if not self.demos:
             return self
-        return SearchSpace({key: _bound(value, pool) for key, value in self.spec.items()})
+        return SearchSpace({key: _bound(value, tuning, held_out) for key, value in self.spec.items()})
 
     def encode(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The config as JSON-able data: a callable template becomes {"callable": "module.qualname"}."""
@@ -323,13 +334,25 @@ def _decode(value: Any, callables: Mapping[str, Callable[..., Any]]) -> Any:
 
 
 def _demos_in(value: Any) -> list[Demos]:
+    """The demos() domains of one value: itself, or the options of a choice between them."""
     if isinstance(value, Demos):
         return [value]
     if isinstance(value, Choice):
-        return [d for option in value.options for d in _demos_in(option)]
-    if isinstance(value, Mapping):
-        return [d for item in value.values() for d in _demos_in(item)]
+        return [option for option in value.options if isinstance(option, Demos)]
     return []
+
+
+def _nested_demos(value: Any, depth: int = 0) -> bool:
+    """A demos() deeper than a space's top level, a group's option or a choice between them (e.g. in extra_body)."""
+    if isinstance(value, Demos):
+        return depth > 0
+    if isinstance(value, Choice):
+        return any(_nested_demos(option, depth) for option in value.options)
+    if isinstance(value, Mapping):
+        return any(_nested_demos(item, depth + 1) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_nested_demos(item, depth + 1) for item in value)
+    return False
 
 
 def _demo_offsets(key: str, value: Any, offset: int) -> list[tuple[int, str, Demos]]:
@@ -349,13 +372,13 @@ def _demo_offsets(key: str, value: Any, offset: int) -> list[tuple[int, str, Dem
     return found
 
 
-def _bound(value: Any, pool: Sequence[Mapping[str, Any]]) -> Any:
+def _bound(value: Any, tuning: Sequence[Mapping[str, Any]], held_out: Sequence[Mapping[str, Any]]) -> Any:
     if isinstance(value, Demos):
-        return value.bound(pool) if value.pool is None else value
+        return value.bound(tuning, held_out)
     if isinstance(value, Choice):
-        return Choice([_bound(option, pool) for option in value.options])
+        return Choice([_bound(option, tuning, held_out) for option in value.options])
     if isinstance(value, Mapping):
-        return {key: _bound(item, pool) for key, item in value.items()}
+        return {key: _bound(item, tuning, held_out) for key, item in value.items()}
     return value
 
 

@@ -295,7 +295,11 @@ class GateSession(EndpointSession):
 
 
 def still_a_point(space: SearchSpace, entry: LockEntry) -> bool:
-    """Whether the locked config is a point of the (edited) space, its callable templates unchanged."""
+    """Whether the locked config is a point of the (edited) space, its callable templates unchanged. Never for a
+    space with demos(): its fingerprint holds the pool (or the tuning instances' fields), and a changed pool changes
+    what the search would choose from and what an instance may be shown."""
+    if space.demos:
+        return False
     try:
         config = space.decode(entry.config)
     except InvalidSpaceError:

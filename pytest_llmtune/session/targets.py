@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.records import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Verdict
-from pytest_llmtune.search.domains import describe
-from pytest_llmtune.search.space import fingerprint
+from pytest_llmtune.search.domains import InvalidSpaceError, describe
+from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.store.fingerprints import code_fingerprints
 
@@ -45,11 +45,24 @@ class Target:
     def fingerprints(self) -> dict[str, str]:
         """What decides the target's result (fingerprints.py); the lock is stale when one of them changed."""
         first = self.instances[0]
+        try:  # demonstrations drawn from the instances: their fields decide what a prompt shows
+            space = self.tuning_space().fingerprint()
+        except (InvalidSpaceError, ValueError):
+            space = self.spec.space.fingerprint()  # the tune refuses it, with the reason
         return {
-            "space": self.spec.space.fingerprint(),
+            "space": space,
             "instances": instances_fingerprint(self.instances),
             **code_fingerprints(first.function, first.config.rootpath),
         }
+
+    def tuning_space(self) -> SearchSpace:
+        """The space the search draws from: demos() with no pool drawing from the tuning instances (the first of the
+        shuffled order), a given pool without the held-out ones. Raises InvalidSpaceError when they cannot serve it,
+        ValueError for a holdout that keeps every instance."""
+        order = self.shuffled()
+        tuning = len(order) - self.spec.held_out_count(len(order))
+        return self.spec.space.bound([instance_fields(item) for item in order[:tuning]],
+                                     [instance_fields(item) for item in order[tuning:]])
 
     def shuffled(self) -> list[pytest.Function]:
         """The instances in the seeded order the search uses, so that rungs are not biased by parametrize order."""

@@ -50,7 +50,7 @@ from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.state import Run
-from pytest_llmtune.session.targets import Target, Verdict, instance_fields, instance_id
+from pytest_llmtune.session.targets import Target, Verdict, instance_id
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import locked_directory, set_aside
@@ -91,7 +91,8 @@ class TuneSession(EndpointSession):
         try:
             self.problem(target, outcome.held_out_count)
         except InvalidSpaceError as error:  # demos() that the target's own instances cannot serve
-            state.verdict = Verdict("failed", f"could not tune {target.name}: {error}")
+            outcome.setup_error = str(error)
+            state.verdict = self.conclude(target, outcome)
             return
         started = time.monotonic()
         self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
@@ -156,12 +157,11 @@ class TuneSession(EndpointSession):
     def problem(self, target: Target, held_out: int) -> TuneProblem:
         """The target's search as the core poses it: the one definition the tune and the --co preview share.
         demos() with no pool draws from the tuning instances (the first of the shuffled order, never a held-out
-        one); raises InvalidSpaceError when they cannot serve it."""
+        one, and a given pool never shows a held-out one: Target.tuning_space); raises InvalidSpaceError when they
+        cannot serve it."""
         prices, search = self.endpoint.prices, self.settings.search
-        tuning = len(target.instances) - held_out
-        pool = [instance_fields(item) for item in target.shuffled()[:tuning]]
-        spec = dataclasses.replace(target.spec, space=target.spec.space.bound(pool))
-        return TuneProblem(spec=spec, instances=tuning, held_out_count=held_out,
+        spec = dataclasses.replace(target.spec, space=target.tuning_space())
+        return TuneProblem(spec=spec, instances=len(target.instances) - held_out, held_out_count=held_out,
                            num_samples=search.num_samples, eta=search.eta, min_instances=search.min_instances,
                            strategy=search.strategy, default_model=self.endpoint.default_model,
                            split_n=self.settings.endpoint.split_n,
