@@ -65,7 +65,8 @@ def test_one_slot_coordinate_moved_swaps_one_demonstration() -> None:
     (lambda: {"demos": demos(POOL, k=2.5, format=FORMAT)}, "`k` must be an int or an int domain"),
     (lambda: {"demos": demos(POOL, k=2, format=FORMAT, user="{country}")}, "not both"),
     (lambda: {"demos": demos(POOL, k=2)}, "give `format`"),
-    (lambda: {"demos": demos(POOL, k=2, format=FORMAT, sep=None)}, "`sep` must be a str"),
+    (lambda: {"demos": demos(POOL, k=2, format=FORMAT, sep=None)},  # type: ignore[arg-type]
+     "`sep` must be a str"),
     (lambda: {"extra_body": {"shots": demos(POOL, k=1, format=FORMAT)}}, "demos() is a template variable of its own"),
 ])
 def test_bad_demonstrations_are_refused_with_the_key_the_value_and_what_is_allowed(
@@ -349,3 +350,19 @@ def test_a_pool_of_the_same_cases_as_a_dict_parameter_shows_no_instance_itself_n
     for body in openai_server.bodies:
         demonstrations, review = shown_reviews(prompt_of(body))
         assert review not in demonstrations and not held_out & set(demonstrations), body
+
+
+def test_a_grid_of_demonstrations_is_refused_with_what_to_use() -> None:
+    with pytest.raises(InvalidSpaceError, match="strategy='grid' cannot list: use strategy='halving'"):
+        space(demos=demos(POOL, k=1, format=FORMAT)).grid()
+
+
+def test_the_html_report_shows_the_locked_demonstrations_rendered_in_full(tuned: pytest.Pytester,
+                                                                         openai_server: FakeOpenAI) -> None:
+    result = tuned.runpytest("--llm-tune", "--llm-report", "report.html", "-p", "no:randomly")
+    assert result.ret == 0
+    page = (tuned.path / "report.html").read_text()
+    lock = read_lock(tuned.path)["targets"]["test_reviews.py::test_review"]["config"]["demos"]["demonstrations"]
+    for demo in lock["items"]:
+        assert f"Review: {demo['review']} -&gt; {demo['label']}" in page
+    assert "spare, for an instance that is one of them" in page

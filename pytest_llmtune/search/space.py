@@ -237,6 +237,9 @@ class SearchSpace:
 
     def grid(self) -> list[dict[str, Any]]:
         """Every config of a discrete space, in a fixed order; raises InvalidSpaceError for a continuous one."""
+        if self.demos:
+            raise InvalidSpaceError("demos() chooses subsets of a pool, which strategy='grid' cannot list: use "
+                                    "strategy='halving' (the default) or 'random'")
         per_key = [grid_of(self.spec[key]) for key in self.keys]
         size = math.prod(len(values) for values in per_key)
         if size > GRID_LIMIT:
