@@ -1,6 +1,6 @@
 """Demonstrations chosen by the search, against hand-written templates and a random search, on a local model.
 
-    pytest --llm-tune --llm-local    # three searches on SmolLM2-135M via llama.cpp; writes llmtune.lock
+    pytest --llm-tune --llm-local    # five searches on SmolLM2-135M via llama.cpp; writes llmtune.lock
     pytest --llm-test                # offline gate on the committed recordings
 
 The same 100 countries, the same 40 of them held out, the same budget of 40,000 tokens for each target:
