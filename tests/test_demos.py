@@ -366,3 +366,10 @@ def test_the_html_report_shows_the_locked_demonstrations_rendered_in_full(tuned:
     for demo in lock["items"]:
         assert f"Review: {demo['review']} -&gt; {demo['label']}" in page
     assert "spare, for an instance that is one of them" in page
+
+
+def test_demonstrations_as_a_json_config_holds_them_render_as_the_lock_does() -> None:
+    found = space(demos=demos(POOL, k=2, format=FORMAT))
+    config = found.config_at([0.0, 0.2, 0.3])
+    as_json = json.loads(json.dumps(found.encode(config)))  # e.g. a config list written to a file
+    assert render_request(as_json, {"country": "Laos"}) == render_request(config, {"country": "Laos"})

@@ -312,7 +312,8 @@ def render_request(config: Mapping[str, Any], context: Mapping[str, Any],
         raise TemplateError(f"api is {api!r}, but must be 'chat' or 'completions'")
     fields = API_FIELDS[api]
     template = config.get("messages", config.get("prompt"))
-    variables = {key: value for key, value in config.items() if key not in OURS and key not in fields}
+    variables = {key: Demonstrations.decode(value) if Demonstrations.encoded(value) else value  # a config list's
+                 for key, value in config.items() if key not in OURS and key not in fields}  # JSON holds them so
     _check_variables(variables, template, api, context)
     turns: list[dict[str, str]] = []
     for key, value in variables.items():
