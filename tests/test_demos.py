@@ -54,9 +54,9 @@ def test_one_slot_coordinate_moved_swaps_one_demonstration() -> None:
 
 @pytest.mark.parametrize(("fields", "words"), [
     (lambda: {"demos": demos(POOL, k=9, format=FORMAT)},
-     "k can be 9, but the pool holds 8 demonstrations: give k <= 8"),
+     "k can be 9, but the pool holds 8 demonstrations: give k <= 8 (randint's upper bound is excluded"),
     (lambda: {"demos": demos(POOL, k=2, format="{country} {flag}")},
-     "the templates name the field 'flag', but pool[0] has"),
+     "its template names the field 'flag', but the pool[0] has"),
     (lambda: {"shots": demos(POOL, k=2, format=FORMAT)},
      "no template names {shots}, so the demonstrations would be tuned"),
     (lambda: {"demos": demos(POOL, k=2, user="{country}", assistant="{capital}")},
@@ -98,7 +98,8 @@ def test_a_pool_of_the_targets_instances_is_bound_by_the_tune_and_checked_then()
     with pytest.raises(InvalidSpaceError, match="only a tune binds"):
         found.config_at([0.5] * found.dims)
     assert found.bound(POOL).config_at([0.5] * found.dims)["demos"].k == 3
-    with pytest.raises(InvalidSpaceError, match="the target's tuning instances holds 2 demonstrations"):
+    with pytest.raises(InvalidSpaceError,
+                       match="the target's tuning instances hold 2 demonstrations \\(one of them is kept as the spare"):
         found.bound(POOL[:2])
 
 
@@ -279,7 +280,7 @@ def test_the_summary_shows_k_and_which_demonstrations(tuned: pytest.Pytester, op
     result = tuned.runpytest("--llm-tune", "-p", "no:randomly", "-v")
     text = result.stdout.str()
     assert re.search(r"demos #\d+: k\d \[", text), text  # the legend
-    assert re.search(r"  demos: \d demonstrations, format \"Review: \{review\} -> \{label\}\\n\"", text), text
+    assert re.search(r"  demos: \d demonstrations?, format \"Review: \{review\} -> \{label\}\\n\"", text), text
     assert re.search(r"    1\. \{\"review\": ", text), text
 
 
@@ -301,7 +302,9 @@ def test_a_pool_too_small_for_k_fails_the_target_with_the_fix(pytester: pytest.P
     result = pytester.runpytest("--llm-tune", "-p", "no:randomly")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*could not tune test_reviews.py::test_review:", "demos(k=30): k can be 30, but "
-                                 "the target's tuning instances holds 18 demonstrations: give k <= 18*"])
+                                 "the target's tuning instances hold 18 demonstrations (one of them is kept as the "
+                                 "spare an instance sees in its own place): give k <= 17*",
+                                 "*test_review: could not tune test_reviews.py::test_review: demos(k=30)*"])
     assert openai_server.requests == 0
 
 

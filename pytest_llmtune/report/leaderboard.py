@@ -259,7 +259,7 @@ def demonstration_lines(key: str, found: Demonstrations, width: int) -> list[str
 
     how = (f"format {quoted(found.format)}" if found.format is not None else
            f"user {quoted(found.user)}, assistant {quoted(found.assistant)}")
-    lines = [cut(f"  {key}: {found.k} demonstrations, {how}", width - 1)]
+    lines = [cut(f"  {key}: {plural(found.k, 'demonstration')}, {how}", width - 1)]
     named = [(f"{number}.", demo) for number, demo in enumerate(found.items, 1)]
     named += [("spare:", found.spare)] if found.spare is not None else []
     return lines + [cut(f"    {label} {json.dumps(demo, ensure_ascii=False)}", width - 1) for label, demo in named]

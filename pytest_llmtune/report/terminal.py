@@ -240,7 +240,9 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
         return interrupted_lines(outcome, nodeid or name, cassette)
     if outcome.setup_error is not None or outcome.failed is not None:
         assert verdict is not None
-        return [f"{name}: {verdict.message.splitlines()[0]}", f"  (the failure is reported on {name}[llmtune])"]
+        said = verdict.message.splitlines()
+        head = " ".join(said[:2]) if said[0].endswith(":") and len(said) > 1 else said[0]  # the reason, not a colon
+        return [f"{name}: {head}", f"  (the failure is reported on {name}[llmtune])"]
     result = outcome.result
     if result is None:
         return interrupted_lines(outcome, nodeid or name, cassette)

@@ -14,6 +14,7 @@ message.
 
 from __future__ import annotations
 
+import difflib
 import json
 import string
 from collections.abc import Mapping, Sequence
@@ -201,15 +202,20 @@ class Demos(Domain):
                                         "bool, None, list, dict): the lock holds demonstrations in full")
             missing = sorted(self.fields - set(demo))
             if missing:
+                close = difflib.get_close_matches(missing[0], list(demo), n=1)
+                guess = f"; did you mean {{{close[0]}}}?" if close else ""
                 has = f"has only {', '.join(sorted(demo))}" if demo else "has no fields"
-                hint = (" (parameters whose values are not JSON are left out)" if "instances" in where else "")
-                raise InvalidSpaceError(f"demos(): the templates name the field {missing[0]!r}, but {where}[{number}] "
-                                        f"{has}{hint}")
-        most = max(self.ks)
-        if len(pool) < most:
-            raise InvalidSpaceError(f"demos(k={self.k!r}): k can be {most}, but the {where.rstrip(',')} holds "
-                                    f"{len(pool)} demonstration{'s' if len(pool) != 1 else ''}: give k <= "
-                                    f"{len(pool)} or a larger pool")
+                hint = (" (parameters whose values are not JSON are left out)" if "tuning instances" in where else "")
+                raise InvalidSpaceError(f"demos(): its template names the field {missing[0]!r}, but the "
+                                        f"{where.rstrip(',')}[{number}] {has}{hint}{guess}")
+        most, room = max(self.ks), len(pool) - (1 if "tuning instances" in where else 0)  # each one needs a spare
+        if room < most:
+            spare = " (one of them is kept as the spare an instance sees in its own place)" if room < len(pool) else ""
+            verb = "hold" if "tuning instances" in where else "holds"
+            raise InvalidSpaceError(f"demos(k={self.k!r}): k can be {most}, but the {where.rstrip(',')} {verb} "
+                                    f"{len(pool)} demonstration{'s' if len(pool) != 1 else ''}{spare}: give k <= "
+                                    f"{room} (randint's upper bound is excluded: randint(0, {room + 1})) or a "
+                                    "larger pool")
         return tuple(json.loads(json.dumps(dict(demo))) for demo in pool)  # as the lock will read them back
 
     def bound(self, tuning: Sequence[Demo], held_out: Sequence[Demo] = ()) -> Demos:
