@@ -7,6 +7,8 @@ has real signal to find:
 It errs with probability 0.1 + 0.5 * temperature (+ 0.3 without "Examples" in the prompt), drawn
 from a hash of the request, the sample header and the choice index: the same request gets the same
 answer, a repeated sample a fresh one. `drift` adds to that probability: the model behind the name got worse.
+Two families of names make a cascade's landscape: a "small-..." model answers the easy instances as any model does
+and says "unsure" on most hard ones (wrong on the rest); a "large-..." model errs little on any.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 POSITIVE = {"loved", "great", "fun", "wonderful", "best", "brilliant", "enjoyed", "masterpiece"}
+
+
+HARD = 0.4  # the share of instances that a "small-" model cannot answer: unsure on most, wrong on the rest
+UNSURE = 0.85  # (a "large-" model errs little on any; the other names keep the settings' error model)
 
 
 def correct_answer(prompt: str) -> str:
@@ -157,10 +163,16 @@ def complete(path: str, body: dict[str, Any], sample: str, drift: float = 0.0) -
     temperature = body.get("temperature", 1.0)
     p_error = min(0.95, 0.1 + 0.5 * temperature + (0.0 if "Examples" in prompt else 0.3) + drift)
     answer = correct_answer(prompt)
+    model = str(body.get("model", ""))
+    hard = draw(answer, prompt.split("\n")[-1]) < HARD  # the instance's own difficulty, whatever the config
+    if model.startswith("large-"):
+        p_error = min(0.95, 0.03 + 0.2 * temperature + drift)
     texts = []
     for index in range(body.get("n", 1)):
         wrong = draw(body, sample, index) < p_error
-        words = (wrong_answer(answer) if wrong else answer).split() + ["because", "reasons"]
+        unsure = model.startswith("small-") and hard and draw(body, sample, index, "unsure") < UNSURE
+        words = ("unsure" if unsure else wrong_answer(answer) if wrong or (hard and model.startswith("small-"))
+                 else answer).split() + ["because", "reasons"]
         texts.append(" ".join(words[: body.get("max_tokens", 16)]))
     completion_tokens = sum(len(t.split()) for t in texts)
     prompt_tokens = len(prompt.split())

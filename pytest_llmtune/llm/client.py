@@ -10,12 +10,13 @@ import inspect
 import json
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.response import Response, TokenUsage
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.keys import (
@@ -389,13 +390,21 @@ def _nth_sample(params: dict[str, Any], sample: int) -> dict[str, Any]:
 
 
 class LLM:
-    """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`."""
+    """`llm(context=None, **fields) -> list[str]`: the n texts for one instance under `config`.
+
+    With `accept` (a target's `cascade=`): each call runs `stages` in order until `accept(context, response)` takes
+    an answer (the last stage's counts when none is taken); `accepted` and `answered` record, per call, whether the
+    answer counted was taken and which stage gave it. A single config is a cascade of one stage: its answer is
+    judged too, which is what lets the search compose cascades from single configs' results."""
 
     def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None,
-                 first_sample: int = 0, seeded: bool = True) -> None:
+                 first_sample: int = 0, seeded: bool = True, stages: Sequence[Mapping[str, Any]] = (),
+                 accept: Callable[[Mapping[str, Any], Response], Any] | None = None) -> None:
         """`first_sample` numbers this evaluation's samples from there: a repeated evaluation (`--llm-repeat`)
         draws samples of its own (with a seed in the config, seed + its number)."""
         self.config = dict(config)
+        self.stages = [dict(stage) for stage in stages] or [self.config]
+        self.accept = accept
         self.first_sample = first_sample
         self.endpoint = endpoint
         self.split_n = endpoint.split_n if split_n is None else split_n  # a lock replays as it was recorded
@@ -403,11 +412,32 @@ class LLM:
         self.instance: Mapping[str, Any] | None = None  # the fields of the instance evaluated: never a demonstration
         self.usage = Usage()
         self.answers: list[str] = []  # every text served, in order: the first one is the instance's answer
+        self.accepted: list[bool] = []  # with accept: per call, whether the answer counted was taken
+        self.answered: list[int] = []  # with accept: per call, the stage whose answer counted (from 0)
         self._seen: Counter[str] = Counter()
 
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
         merged = {**(context or {}), **fields}
-        api, params = render_request(self.config, merged, self.instance)
+        if self.accept is None:
+            texts = self._call(self.config, merged)[0]
+            self.answers += texts
+            return texts
+        if self.accepted:
+            raise CascadeError("a target with cascade= calls llm() once per instance: a cascade's result on an "
+                               "instance is its first accepted answer, which one call has; make one call, or tune "
+                               "each call as a target of its own")
+        for number, stage in enumerate(self.stages):
+            texts, response = self._call(stage, merged)
+            taken = self._judge(merged, response, number)
+            if taken or number == len(self.stages) - 1:
+                self.accepted.append(taken)
+                self.answered.append(number)
+                self.answers += texts
+                return texts
+        raise AssertionError("a cascade has stages")
+
+    def _call(self, config: Mapping[str, Any], merged: Mapping[str, Any]) -> tuple[list[str], Response]:
+        api, params = render_request(config, merged, self.instance)
         if "model" not in params:
             if not self.endpoint.default_model:
                 raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')
@@ -421,9 +451,28 @@ class LLM:
         for reply in replies:
             self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
                               fresh=reply.fresh)
-        texts = [text for reply in replies for text in reply.texts]
-        self.answers += texts
-        return texts * repeat
+        texts = [text for reply in replies for text in reply.texts] * repeat
+        usage = TokenUsage(sum(r.prompt_tokens for r in replies), sum(r.completion_tokens for r in replies))
+        response = Response(texts, usage, sum(r.cost for r in replies), None, dict(config), cached=False, raw=None)
+        return texts, response
+
+    def _judge(self, context: Mapping[str, Any], response: Response, number: int) -> bool:
+        assert self.accept is not None
+        try:
+            return bool(self.accept(context, response))
+        except Exception as error:  # noqa: BLE001 - said with the stage, never taken for a rejection
+            where = f"stage {number + 1} of the cascade" if len(self.stages) > 1 else "the config"
+            raise CascadeError(f"accept raised on {where} ({_short(response.config)}): "
+                               f"{type(error).__name__}: {error}") from error
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"
+
+
+class CascadeError(TemplateError):
+    """A cascade that cannot be run as it was tuned: `accept` raised, or a call more than the one per instance."""
+
+
+def _short(config: Mapping[str, Any]) -> str:
+    shown = [f"{key}={config[key]!r}" for key in ("model", "temperature", "n", "max_tokens") if key in config]
+    return ", ".join(shown) or "its defaults"

@@ -29,6 +29,7 @@ from pytest_llmtune.llm.resolve import (
     ResolvedEndpoint,
     resolve_endpoint,
 )
+from pytest_llmtune.llm.response import Response, TokenUsage
 from pytest_llmtune.llm.retry import DEFAULT_RETRY_TIMEOUT, RetryFailed, with_retries
 from pytest_llmtune.llm.routes import EndpointTable, TableError
 
@@ -53,30 +54,6 @@ class CreateError(LlmtuneError):
 
 
 # --- responses and usage ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Response:
-    """One `create` answer. `cost` is 0 when `cached`; `config_index` is None without a config_list; `config`
-    is the config that answered, with its `api_key`, if it had one, masked."""
-
-    texts: list[str]
-    usage: TokenUsage
-    cost: float
-    config_index: int | None
-    config: dict[str, Any]
-    cached: bool
-    raw: Any = field(repr=False, compare=False)
-
-    @property
-    def text(self) -> str:
-        return self.texts[0] if self.texts else ""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,19 @@ __all__ = ["locked"]
 LOCKFILE_NAME = "llmtune.lock"
 
 
-def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
+def locked(name: str, lockfile: str | Path | None = None, *, max_cost_per_instance: float | None = None,
+           max_tokens_per_instance: float | None = None) -> dict[str, Any]:
     """The locked config of target `name`, ready for `create(context, **config)`.
 
-    `lockfile` defaults to the `llmtune.lock` in the current directory or the nearest parent holding one.
-    A callable template is imported by its name. Raises `LockfileError` with the fix when it cannot.
+    A locked cascade comes as `{"config_list": [stage, ...]}`: run it with the check it was tuned with,
+    `create(context, **locked(name), filter_func=accept)`, which tries the stages in order until `accept` takes
+    an answer.
+
+    `max_cost_per_instance` (dollars) or `max_tokens_per_instance`: another operating point of the lock's
+    cost-quality front, the best that costs at most that per instance on the tuning instances (`pytest --llm-test`
+    checks only the locked one). `lockfile` defaults to the `llmtune.lock` in the current directory or the
+    nearest parent holding one. A callable template is imported by its name. Raises `LockfileError` with the fix
+    when it cannot.
     """
     path = Path(lockfile) if lockfile is not None else _find_lockfile(Path.cwd())
     if not path.is_file():
@@ -29,13 +37,47 @@ def locked(name: str, lockfile: str | Path | None = None) -> dict[str, Any]:
         known = ", ".join(sorted(targets)) or "none"
         raise LockfileError(f"{path} has no target {name!r} (it has: {known}); "
                             "run `pytest --llm-tune` to tune and lock it")
-    config = targets[name].get("config")
+    entry = targets[name]
+    config = entry.get("config")
     if not isinstance(config, dict):
         raise LockfileError(f"{path}: target {name!r} has no \"config\" table; run `pytest --llm-tune` to rewrite it")
-    resolved = {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
-    if targets[name].get("split_n"):
+    if max_cost_per_instance is not None or max_tokens_per_instance is not None:
+        config = _operating_point(entry, name, max_cost_per_instance, max_tokens_per_instance)
+    if set(config) == {"cascade"}:
+        resolved: dict[str, Any] = {"config_list": [_resolved(stage, name) for stage in config["cascade"]]}
+    else:
+        resolved = _resolved(config, name)
+    if entry.get("split_n"):
         resolved["split_n"] = True  # sample as the tune did: n single-sample requests (see create)
     return resolved
+
+
+def _resolved(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return {key: _resolve(value, f"{key!r} of {name!r}") for key, value in config.items()}
+
+
+def _operating_point(entry: dict[str, Any], name: str, cost: float | None, tokens: float | None) -> dict[str, Any]:
+    """The best point of the front within the limits (the locked config alone when the lock has no front)."""
+    count = max(1, int(entry.get("instances", 1)))
+    points = entry.get("front") or [{"config": entry["config"], "score": entry["score"],
+                                     "usd_per_instance": entry.get("cost", {}).get("usd_per_instance", 0.0),
+                                     "tokens_per_instance": entry.get("tokens", {}).get("total", 0) / count}]
+    fitting = [p for p in points if (cost is None or p["usd_per_instance"] <= cost)
+               and (tokens is None or p["tokens_per_instance"] <= tokens)]
+    if not fitting:
+        cheapest = min(points, key=lambda p: (p["usd_per_instance"], p["tokens_per_instance"]))
+        raise LockfileError(
+            f"no operating point of {name!r} costs at most {_limits(cost, tokens)} per instance: the cheapest costs "
+            f"${cheapest['usd_per_instance']:.6g} and {cheapest['tokens_per_instance']:g} tokens (\"front\" in "
+            "the lockfile); raise the limit, or tune a cheaper space")
+    sign = -1.0 if entry.get("mode") == "min" else 1.0
+    chosen: dict[str, Any] = max(fitting, key=lambda p: sign * float(p["score"]))["config"]
+    return chosen
+
+
+def _limits(cost: float | None, tokens: float | None) -> str:
+    return " and ".join(part for part in (f"${cost:g}" if cost is not None else "",
+                                          f"{tokens:g} tokens" if tokens is not None else "") if part)
 
 
 def _find_lockfile(start: Path) -> Path:

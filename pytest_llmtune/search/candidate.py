@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_llmtune.search.cascade import stages_of
 from pytest_llmtune.search.evaluation import Config
 
 __all__ = ["Candidate"]
@@ -22,5 +23,5 @@ class Candidate:
 
     @property
     def stages(self) -> tuple[Config, ...]:
-        """The configs a call sends, in order: one, until cascades exist."""
-        return (self.config,)
+        """The configs a call may send, in order: a cascade's stages, or the config itself."""
+        return tuple(stages_of(self.config))

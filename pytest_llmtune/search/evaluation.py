@@ -35,11 +35,14 @@ class Evaluation:
     answer: str = ""  # the model's first answer line, for reports
     miss: str | None = None  # why the instance missed (its failed assertion)
     answers: tuple[str, ...] = ()  # the first line of every answer (n samples: n of them), for reports
+    accepted: bool | None = None  # a cascade target's check on the answer (None: no check)
+    answered: int | None = None  # a cascade's stage whose answer counted
 
     @property
     def outcome(self) -> Outcome:
         """What the search keeps of it."""
-        return Outcome(self.metric, self.usage.tokens, self.cost, self.others, self.answer, self.miss, self.answers)
+        return Outcome(self.metric, self.usage.tokens, self.cost, self.others, self.answer, self.miss, self.answers,
+                       self.accepted, self.answered)
 
 
 Evaluate = Callable[[int, int], Evaluation]  # (candidate, instance) -> its evaluation

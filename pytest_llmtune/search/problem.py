@@ -15,7 +15,10 @@ Price = Callable[[str, float, float], float]  # dollars of (model, prompt tokens
 
 
 def sampled(config: Mapping[str, Any]) -> bool:
-    """Whether the config's answers are samples, which a search picking the best of them flatters."""
+    """Whether the config's answers are samples, which a search picking the best of them flatters (a cascade's:
+    those of any stage)."""
+    if set(config) == {"cascade"}:
+        return any(sampled(stage) for stage in config["cascade"])
     temperature = config.get("temperature", 1.0)
     return not isinstance(temperature, (int, float)) or temperature > 0
 

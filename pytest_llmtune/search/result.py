@@ -40,6 +40,7 @@ class SearchResult:
     finished: str | None = None  # how the leader was finished after the budget stopped the search
     select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
     merged: list[list[Rung]] = field(default_factory=list)  # each merged bracket's rungs, in order
+    cascades: list[str] = field(default_factory=list)  # what composing cascades evaluated, or why it stopped
 
     @property
     def brackets(self) -> list[list[Rung]]:

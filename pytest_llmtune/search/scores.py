@@ -20,6 +20,8 @@ class Outcome:
     answer: str = ""  # the model's first answer line
     miss: str | None = None  # why the instance missed
     answers: tuple[str, ...] = ()  # the first line of every answer the instance got (n samples: n of them)
+    accepted: bool | None = None  # a cascade target's check on the answer (None: no check)
+    answered: int | None = None  # a cascade's stage whose answer counted (numbered from 0)
 
 
 @dataclass(kw_only=True)
@@ -30,6 +32,9 @@ class Scores:
     others: dict[int, Mapping[str, float]] = field(default_factory=dict)  # instance -> other metrics
     answers: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # instance -> (answer, miss)
     samples: dict[int, tuple[str, ...]] = field(default_factory=dict)  # instance -> every answer's first line
+    spent: dict[int, tuple[int, float]] = field(default_factory=dict)  # instance -> (tokens, dollars)
+    accepted: dict[int, bool] = field(default_factory=dict)  # instance -> a cascade target's check on its answer
+    answered: dict[int, int] = field(default_factory=dict)  # instance -> a cascade's stage that answered
     tokens: int = 0
     cost: float = 0.0  # dollars, at list price
 
@@ -39,6 +44,11 @@ class Scores:
         self.samples[instance] = outcome.answers
         if outcome.others:
             self.others[instance] = outcome.others
+        self.spent[instance] = (outcome.tokens, outcome.cost)
+        if outcome.accepted is not None:
+            self.accepted[instance] = outcome.accepted
+        if outcome.answered is not None:
+            self.answered[instance] = outcome.answered
         self.tokens += outcome.tokens
         self.cost += outcome.cost
 

@@ -284,11 +284,16 @@ class SearchSpace:
         return SearchSpace({key: _bound(value, tuning, held_out) for key, value in self.spec.items()})
 
     def encode(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The config as JSON-able data: a callable template becomes {"callable": "module.qualname"}."""
+        """The config as JSON-able data: a callable template becomes {"callable": "module.qualname"}; a
+        cascade's stages each so."""
+        if set(config) == {"cascade"}:
+            return {"cascade": [self.encode(stage) for stage in config["cascade"]]}
         return {key: _encode(value) for key, value in config.items()}
 
     def decode(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
         """The inverse of `encode`, finding callables among this space's values."""
+        if set(encoded) == {"cascade"}:
+            return {"cascade": [self.decode(stage) for stage in encoded["cascade"]]}
         callables = {callable_name(f): f for f in _callables_in(self.spec)}
         return {key: _decode(value, callables) for key, value in encoded.items()}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +45,20 @@ class EvalSpec:
     strategy: str | None = None  # None: the ini setting llmtune_strategy
     holdout: float | int | None = None  # None: HOLDOUT_FRACTION once there are HOLDOUT_FROM instances
     select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
+    cascade: Callable[[Mapping[str, Any], Any], bool] | None = None  # accept(context, response): cascades are tuned
+    max_stages: int = 3
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True
+        if self.cascade is not None and not callable(self.cascade):
+            raise ValueError(f"llm_eval(cascade={self.cascade!r}): give the check accept(context, response) -> bool "
+                             "that the application runs without ground truth (create()'s filter_func)")
+        if isinstance(self.max_stages, bool) or not isinstance(self.max_stages, int) or self.max_stages < 2:
+            raise ValueError(f"llm_eval(max_stages={self.max_stages!r}): a cascade has at least 2 stages; give an "
+                             "int >= 2")
+        if self.cascade is not None and self.space.dims == 0:
+            raise ValueError("llm_eval(cascade=...) over a space of one config: a cascade needs configs to "
+                             "choose its stages from; give the space a domain (e.g. temperature, n or the model)")
         if self.holdout is not None and not (
                 (isinstance(self.holdout, int) and not isinstance(self.holdout, bool) and self.holdout >= 0)
                 or (isinstance(self.holdout, float) and 0 <= self.holdout < 1)):

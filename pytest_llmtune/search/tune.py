@@ -4,6 +4,7 @@ evaluations, this owns the sequence.
 1. Brackets of candidates through successive halving (brackets.py), within the optimization budget.
 2. When the budget stopped the search before any candidate was scored on every instance, the leader is finished
    with the room kept for it.
+   With `cascade=accept`, cascades are composed from the candidates' results and ranked with them.
 3. The winner is scored on the held-out instances (what a lock needs first: the budget kept room for it).
 4. A winner whose answers are samples is confirmed with fresh samples on every instance, when the budget pays.
 5. The other finalists are scored on the held-out instances, while the budget lasts, for information.
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.cascade import CASCADE, Cascades
 from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.evaluation import Config, Evaluate, EvaluateWith, Executor
 from pytest_llmtune.search.finalists import confirm, finish_leader, score_held_out
@@ -99,6 +101,7 @@ class Tune:
         finally:
             watch.searched()
         self._finish(evaluate_with, executor)
+        self._cascades(evaluate_with, executor, watch)
         if finalists:
             self._finalists(evaluate_with, fresh_with or evaluate_with, executor, watch)
 
@@ -133,6 +136,30 @@ class Tune:
             return
         self.spending.finishing = True
         finish_leader(result, leader, evaluate_with(result.configs), self.problem.instances, executor=executor)
+
+    def _cascades(self, evaluate_with: EvaluateWith, executor: Executor, watch: TuneObserver) -> None:
+        """With `cascade=accept`: cascades composed from the candidates' results, what the promising ones lack
+        evaluated within the budget (the room for the winner's held-out run kept), ranked with the candidates."""
+        result, problem = self.search, self.problem
+        if problem.spec.cascade is None or result is None or not result.complete:
+            return
+        watch.phase(f"composing cascades of up to {problem.spec.max_stages} stages from the candidates' results")
+        cascades = Cascades(result.ranked, problem.instances, result.halving.direction, result.halving.score,
+                            max_stages=problem.spec.max_stages, select=result.select,
+                            min_instances=problem.min_instances)
+        afford = self.brackets.afford
+        if self.spending is None or afford is None:
+            cascades.finish(evaluate_with(result.configs), executor)
+        elif not self.spending.finishing:  # a leader finished on what was kept: nothing is left to spend
+            with self.spending.keeping(afford.reserve):
+                cascades.finish(evaluate_with(result.configs), executor)
+        composed = cascades.build(len(result.configs))
+        last = len(result.halving.rungs) - 1
+        for trial in composed:
+            trial.rung = last
+            result.configs.append({CASCADE: [result.configs[stage] for stage in trial.stages]})
+        result.ranked = result.halving.rank([*result.ranked, *composed])
+        result.cascades = cascades.finished
 
     def _finalists(self, evaluate_with: EvaluateWith, fresh_with: Callable[[list[Config]], Evaluate],
                    executor: Executor, watch: TuneObserver) -> None:

@@ -101,9 +101,10 @@ class EndpointSession(BaseSession):
         return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run, item: pytest.Item) -> LLM:
-        (stage,) = run.candidate.stages  # one stage a candidate, until cascades
-        llm = LLM(stage, self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
-                  seeded=run.seeded)
+        stages, target = run.candidate.stages, self.target_of(item)
+        accept = target.spec.cascade if target is not None else None  # a single config's answer is judged too
+        llm = LLM(stages[0], self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
+                  seeded=run.seeded, stages=stages, accept=accept)
         llm.instance = instance_fields(item)  # never shown itself as a demonstration
         return llm
 

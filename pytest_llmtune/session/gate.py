@@ -30,6 +30,7 @@ from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.instances import report_row
 from pytest_llmtune.report.leaderboard import wrap
 from pytest_llmtune.search.candidate import Candidate
+from pytest_llmtune.search.cascade import stages_of
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
 from pytest_llmtune.search.judge import Judgement, judge
@@ -304,10 +305,12 @@ def still_a_point(space: SearchSpace, entry: LockEntry) -> bool:
         config = space.decode(entry.config)
     except InvalidSpaceError:
         return False
-    # the tune names the session's model in a config whose space names none
-    point = config if space.values_of("model") else {key: value for key, value in config.items() if key != "model"}
-    if not space.contains(point):
-        return False
+    for stage in stages_of(config):  # a cascade's: every stage
+        # the tune names the session's model in a config whose space names none
+        point = stage if space.values_of("model") else {key: value for key, value in stage.items() if key != "model"}
+        if not space.contains(point):
+            return False
     if "config" in entry.fingerprints:
         return entry.fingerprints["config"] == fingerprint(describe(config))
-    return not any(callable(value) for value in config.values())  # an older lock: its templates' source unknown
+    # an older lock: its templates' source unknown
+    return not any(callable(value) for stage in stages_of(config) for value in stage.values())

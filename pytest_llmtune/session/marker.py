@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
+from pytest_llmtune.llm.response import Response
 from pytest_llmtune.search.budget import Budget
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
@@ -30,6 +31,8 @@ def llm_eval(
     strategy: str | None = None,
     holdout: float | int | None = None,
     select: str = "best",
+    cascade: Callable[[Mapping[str, Any], Response], bool] | None = None,
+    max_stages: int = 3,
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -56,13 +59,17 @@ def llm_eval(
         instances once there are 40 or more, else none.
     select: "best" locks the best config scored on every instance; "cheapest" the cheapest of those whose
         paired comparison with the best, on the same instances, cannot call it worse (95% interval).
+    cascade: `accept(context, response) -> bool`, a check the application can run without ground truth (the
+        `filter_func` of `create()`): the tune also composes cascades of up to `max_stages` configs, cheap first,
+        each call moving to the next stage when `accept` rejects an answer, and may lock one (docs/cascades.md).
+    max_stages: the most stages a cascade has (at least 2).
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples,
                     inference_budget=_budget(inference_budget, "inference_budget"),
                     optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy,
-                    holdout=holdout, select=select)
+                    holdout=holdout, select=select, cascade=cascade, max_stages=max_stages)
     return pytest.mark.llm_eval(spec)
 
 

@@ -39,8 +39,12 @@ def evaluation_of(run: Run, spec: EvalSpec, item: pytest.Item) -> Evaluation:
         raise EvaluationError(f"MetricError: {problem}", where=item.nodeid) from None
     usage = run.llm.usage if run.llm is not None else Usage()
     served = run.llm.answers if run.llm is not None else []
+    accepted = answered = None
+    if run.llm is not None and run.llm.accept is not None:  # a cascade target: what accept said of the answer
+        accepted = bool(run.llm.accepted and run.llm.accepted[-1])
+        answered = run.llm.answered[-1] if run.llm.answered and len(run.llm.stages) > 1 else None
     return Evaluation(metric, run.result.passed, usage, usage.cost, others, answer_line(served), run.result.miss,
-                      answer_lines(served))
+                      answer_lines(served), accepted, answered)
 
 
 def error_of(run: Run, item: pytest.Item) -> EvaluationError | None:

@@ -49,11 +49,16 @@ class Target:
             space = self.tuning_space().fingerprint()
         except (InvalidSpaceError, ValueError):
             space = self.spec.space.fingerprint()  # the tune refuses it, with the reason
-        return {
+        found = {
             "space": space,
             "instances": instances_fingerprint(self.instances),
             **code_fingerprints(first.function, first.config.rootpath),
         }
+        if self.spec.cascade is not None:  # the check decides every cascade's outcome: its code, and how long
+            accept = code_fingerprints(self.spec.cascade, first.config.rootpath)
+            found.update({key: value for key, value in accept.items() if key != "body"})
+            found["cascade"] = fingerprint(f"{accept['body']} max_stages={self.spec.max_stages}")
+        return found
 
     def tuning_space(self) -> SearchSpace:
         """The space the search draws from: demos() with no pool drawing from the tuning instances (the first of the

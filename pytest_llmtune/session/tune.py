@@ -29,6 +29,7 @@ from pytest_llmtune.report.progress import ProgressDisplay, ShownTune
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.candidate import Candidate
+from pytest_llmtune.search.cascade import front, is_cascade, stages_of
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
 from pytest_llmtune.search.evaluation import (
     Config,
@@ -55,7 +56,7 @@ from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import locked_directory, set_aside
 from pytest_llmtune.store.cassette import Cassette, CassetteError
-from pytest_llmtune.store.lockfile import LockEntry, Split
+from pytest_llmtune.store.lockfile import FrontPoint, LockEntry, Split
 from pytest_llmtune.usage import Usage
 
 __all__ = ["TuneSession"]
@@ -232,6 +233,9 @@ class TuneSession(EndpointSession):
         if confirmed is not None and len(confirmed.metrics) == len(instances):
             metrics, others, tokens, cost = confirmed.metrics, confirmed.others, confirmed.tokens, confirmed.cost
             repeat = CONFIRMATION
+        answered = {**winner.answered, **(held.answered if held else {})}  # a cascade's stage on each instance
+        if confirmed is not None and repeat:
+            answered = confirmed.answered
         values = [metrics[i] for i in sorted(metrics)]
         tuning = [winner.metrics[i] for i in sorted(winner.metrics)]
         binary = spec.metric is None  # pass/fail results; a metric's get the bootstrap, whatever its values
@@ -252,6 +256,9 @@ class TuneSession(EndpointSession):
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
             repeat=repeat, local=self.settings.local.enabled, seeded=self.settings.endpoint.split_n,
+            shares=shares_of(answered, len(stages_of(result.configs[winner.index])))
+            if is_cascade(result.configs[winner.index]) else (),
+            front=front_points(result, winner, spec),
         )
 
     def refuse(self, target: Target, why: str) -> None:
@@ -391,3 +398,28 @@ class TuneSession(EndpointSession):
         for model in sorted(self.endpoint.prices.unknown):
             for part in fold(f"warning: {unknown_price_words(model)}"):
                 terminalreporter.write_line(part, yellow=True)
+
+
+def shares_of(answered: Mapping[int, int], stages: int) -> tuple[float, ...]:
+    """The share of the instances each stage of a cascade answered."""
+    count = max(1, len(answered))
+    return tuple(sum(1 for stage in answered.values() if stage == number) / count for number in range(stages))
+
+
+def front_points(result: SearchResult, winner: Trial, spec: Any) -> tuple[FrontPoint, ...]:
+    """The complete candidates (configs and cascades) no other beats on both score and cost per instance, scored
+    on the tuning instances, with the winner marked; none when the front is the winner alone."""
+    halving, binary = result.halving, spec.metric is None
+    points = front(result.complete, halving.direction, halving.score)
+    if winner not in points:
+        points.append(winner)
+    if len(points) < 2:
+        return ()
+
+    def held_score(trial: Trial) -> float | None:
+        held = result.held_out.get(trial.index)
+        return aggregate(held.values(), spec.agg) if held is not None and not held.error and held.metrics else None
+
+    return tuple(FrontPoint(spec.space.encode(result.configs[t.index]), halving.score(t),
+                            interval(t.values(), binary=binary), t.tokens_per_instance, t.cost_per_instance,
+                            held_score(t), t is winner) for t in points)

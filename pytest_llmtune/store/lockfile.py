@@ -15,7 +15,7 @@ from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.records import SCORE_DIGITS  # scores are locked, and compared, at this precision
 from pytest_llmtune.store.atomic import locked_directory, read_json, write_atomically
 
-__all__ = ["LOCK_VERSION", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
+__all__ = ["LOCK_VERSION", "FrontPoint", "LockEntry", "LockfileError", "Split", "Stale", "damaged", "read",
            "staleness", "write_target"]
 
 LOCK_VERSION = 1
@@ -57,6 +57,41 @@ class Split:
 
 
 @dataclass(frozen=True)
+class FrontPoint:
+    """A config or cascade on the cost-quality front: scored on the tuning instances (which the search chose
+    on), with the held-out score when it has one."""
+
+    config: dict[str, Any]
+    score: float
+    interval: tuple[float, float] | None
+    tokens_per_instance: float
+    cost_per_instance: float  # dollars
+    held_out: float | None = None
+    locked: bool = False  # the one the lock's "config" holds, which the gate checks
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "config": self.config, "score": round(self.score, SCORE_DIGITS),
+            "interval": [round(b, SCORE_DIGITS) for b in self.interval] if self.interval else None,
+            "tokens_per_instance": round(self.tokens_per_instance, 2),
+            "usd_per_instance": round(self.cost_per_instance, 8)}
+        if self.held_out is not None:
+            data["holdout"] = round(self.held_out, SCORE_DIGITS)
+        if self.locked:
+            data["locked"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> FrontPoint:
+        interval = data.get("interval")
+        held = data.get("holdout")
+        return cls(dict(data["config"]), float(data["score"]),
+                   (float(interval[0]), float(interval[1])) if interval else None,
+                   float(data["tokens_per_instance"]), float(data["usd_per_instance"]),
+                   None if held is None else float(held), bool(data.get("locked", False)))
+
+
+@dataclass(frozen=True)
 class LockEntry:
     """One target's lock: the winning config (JSON-able, as the space encodes it), its score and how sure it is,
     what it costs, and the fingerprints that say when it is stale."""
@@ -83,6 +118,8 @@ class LockEntry:
     repeat: int = 0  # whose samples `results` are: 1 for a sampled winner's confirmation run (fresh samples)
     local: bool = False  # tuned on the local model (--llm-local): its commands need that flag
     seeded: bool = False  # split samples carried seeds; a lock written before they did replays them unseeded
+    shares: tuple[float, ...] = ()  # a locked cascade: the share of the instances each stage answered, in order
+    front: tuple[FrontPoint, ...] = ()  # with cascade=: the nondominated configs and cascades, cheapest first
 
     def to_json(self) -> dict[str, Any]:
         per_instance = self.instances or 1
@@ -112,6 +149,10 @@ class LockEntry:
             entry["local"] = True
         if self.seeded:
             entry["seeded"] = True
+        if self.shares:
+            entry["cascade"] = {"shares": [round(share, SCORE_DIGITS) for share in self.shares]}
+        if self.front:
+            entry["front"] = [point.to_json() for point in self.front]
         return entry
 
     @classmethod
@@ -136,6 +177,8 @@ class LockEntry:
                 # a lock from before "local" was kept: split_n, which --llm-local turns on, says as much
                 local=bool(data.get("local", data.get("split_n", False))),
                 seeded=bool(data.get("seeded", False)),
+                shares=tuple(float(share) for share in data.get("cascade", {}).get("shares", ())),
+                front=tuple(FrontPoint.from_json(point) for point in data.get("front", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise LockfileError(f"{path}: the lock of {name!r} is not readable ({type(error).__name__}: {error}); "
@@ -210,6 +253,9 @@ def staleness(entry: LockEntry, fingerprints: Mapping[str, str], *, metric: str,
               (("metric", entry.metric, metric), ("mode", entry.mode, mode), ("agg", entry.agg, agg)) if was != now]
     if locked.get("space") != fingerprints.get("space"):
         retune.insert(0, "its search space changed")
+    if locked.get("cascade") != fingerprints.get("cascade"):
+        retune.append("its cascade= check or max_stages changed" if "cascade" in locked and "cascade" in fingerprints
+                      else "cascade= was added" if "cascade" in fingerprints else "cascade= was removed")
     rescore = []
     if "body" not in locked:
         rescore.append("its fingerprints are from an older pytest-llmtune")
