@@ -4,15 +4,11 @@ when it cannot be honoured."""
 
 from __future__ import annotations
 
-import json
-import textwrap
-from typing import Any
-
 import pytest
-from conftest import read_lock
 from openai_server import FakeOpenAI
 
-from pytest_llmtune.search.cascade import CascadeTrial, Cascades, front, needed, outcome_on
+from conftest import read_lock
+from pytest_llmtune.search.cascade import Cascades, CascadeTrial, front, needed, outcome_on
 from pytest_llmtune.search.direction import Direction
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.scores import Outcome
@@ -45,12 +41,163 @@ def cascade_project(pytester: pytest.Pytester, budget: str = "100000 tokens", bo
     pytester.makeini("[pytest]\n" + PRICES)
 
 
+NAME = "test_review.py::test_review"
+
+
+def tune(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--llm-tune", "-p", "no:randomly", *args)
+
+
 def test_a_tune_locks_a_cheap_cascade_that_the_gate_replays(pytester: pytest.Pytester,
                                                               openai_server: FakeOpenAI) -> None:
     cascade_project(pytester)
-    result = pytester.runpytest("--llm-tune", "-p", "no:randomly")
-    print(result.stdout.str())
+    result = tune(pytester)
     assert result.ret == 0
-    entry = read_lock(pytester.path)["targets"]["test_review.py::test_review"]
-    print(json.dumps(entry, indent=1)[:3000])
-    assert False
+    entry = read_lock(pytester.path)["targets"][NAME]
+    stages = entry["config"]["cascade"]
+    assert [stage["model"] for stage in stages] == ["small-1", "large-1"]
+    assert len(entry["cascade"]["shares"]) == 2 and sum(entry["cascade"]["shares"]) == pytest.approx(1)
+    assert 0.5 < entry["cascade"]["shares"][0] < 1  # the small model answered the easy instances
+    locked_points = [point for point in entry["front"] if point.get("locked")]
+    assert [point["config"] for point in locked_points] == [entry["config"]]
+    costs = [point["usd_per_instance"] for point in entry["front"]]
+    assert costs == sorted(costs) and len(costs) >= 2
+    result.stdout.fnmatch_lines(["*locked cascade #* (answered: config #* of the tuning instances): * against the "
+                                 "best single config #*'s * on the same 40 instances (*), at 0.* its cost per instance",
+                                 "*a cascade of 2 stages, each call trying them in order until accept takes an answer:",
+                                 "*stage 1 (answered *% of the instances):"])
+    sent = openai_server.requests
+    gate = pytester.runpytest("--llm-test", "-p", "no:randomly")
+    assert gate.ret == 0, gate.stdout.str()
+    assert openai_server.requests == sent  # every stage's request of every instance was recorded
+    gate.stdout.fnmatch_lines(["test_review.py::test_review: pass_rate * on 60 instances *; all 60 results as "
+                               "locked: ok"])
+
+
+@pytest.mark.filterwarnings("ignore::pytest_llmtune.llm.cost.UnknownPriceWarning")
+def test_locked_gives_create_the_stages_in_order(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    from pytest_llmtune import create, locked
+    from pytest_llmtune.store.lockfile import LockfileError
+
+    cascade_project(pytester)
+    assert tune(pytester).ret == 0
+    lockfile = pytester.path / "llmtune.lock"
+    config = locked(NAME, lockfile)
+    assert set(config) == {"config_list"}
+    assert [stage["model"] for stage in config["config_list"]] == ["small-1", "large-1"]
+    answered = set()
+    for i in range(20):
+        review = f"review {i}: a {'great' if i % 2 else 'dull'} film number {i}"
+        response = create({"review": review}, **config, filter_func=lambda context, r: "unsure" not in r.text)
+        answered.add(response.config_index)
+    assert answered == {0, 1}  # the small model took the easy reviews, the large one the rest
+    entry = read_lock(pytester.path)["targets"][NAME]
+    cheapest = entry["front"][0]
+    assert locked(NAME, lockfile, max_cost_per_instance=cheapest["usd_per_instance"]) == (
+        {"config_list": cheapest["config"]["cascade"]} if "cascade" in cheapest["config"] else cheapest["config"])
+    best = max(entry["front"], key=lambda point: point["score"])
+    chosen = locked(NAME, lockfile, max_cost_per_instance=1.0)
+    assert chosen == ({"config_list": best["config"]["cascade"]} if "cascade" in best["config"] else best["config"])
+    with pytest.raises(LockfileError, match=r"no operating point of .* costs at most \$1e-09 per instance: the "
+                                            r"cheapest costs \$"):
+        locked(NAME, lockfile, max_cost_per_instance=1e-9)
+
+
+def test_accept_that_raises_fails_the_target_naming_the_config_and_the_instance(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    raising = 'if "unsure" in response.text:\n        raise ValueError("cannot tell")\n    return True'
+    body = CASCADE_TEST.replace('return "unsure" not in response.text', raising)
+    cascade_project(pytester, body=body)
+    result = tune(pytester)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*could not tune test_review.py::test_review:*",
+                                 "test_review.py::test_review[[]review *]: accept raised on the config "
+                                 "(model='small-1', temperature=*, max_tokens=4): ValueError: cannot tell; "
+                                 "fix accept*"])
+    assert "llmtune.lock" not in {path.name for path in pytester.path.iterdir()}
+
+
+def test_a_second_llm_call_on_an_instance_is_refused(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    body = CASCADE_TEST.replace("assert llm(review=review)[0]", "llm(review=review)\n    assert llm(review=review)[0]")
+    cascade_project(pytester, body=body)
+    result = tune(pytester)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*a target with cascade= calls llm() once per instance*"])
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ("cascade=accept, max_stages=1", "llm_eval(max_stages=1): a cascade has at least 2 stages; give an int >= 2"),
+    ("cascade='accept'", "llm_eval(cascade='accept'): give the check accept(context, response) -> bool*"),
+])
+def test_a_cascade_that_cannot_be_tuned_is_refused_at_collection(pytester: pytest.Pytester, arguments: str,
+                                                                  message: str) -> None:
+    cascade_project(pytester, body=CASCADE_TEST.replace("cascade=accept", arguments))
+    result = pytester.runpytest("--llm-tune", "--co")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines([f"*{message}*"])
+
+
+def test_a_cascade_over_one_config_is_refused(pytester: pytest.Pytester) -> None:
+    body = CASCADE_TEST.replace('choice(["small-1", "large-1"])', '"small-1"').replace("choice([0, 0.8])", "0")
+    cascade_project(pytester, body=body)
+    result = pytester.runpytest("--llm-tune", "--co")
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*llm_eval(cascade=...) over a space of one config: a cascade needs configs to "
+                                 "choose its stages from*"])
+
+
+def test_an_edited_accept_makes_the_lock_stale_for_a_new_search(pytester: pytest.Pytester,
+                                                               openai_server: FakeOpenAI) -> None:
+    cascade_project(pytester)
+    assert tune(pytester).ret == 0
+    cascade_project(pytester, body=CASCADE_TEST.replace('"unsure" not in response.text',
+                                                        '"unsure" not in response.text.lower()'))
+    gate = pytester.runpytest("--llm-test", "-p", "no:randomly")
+    assert gate.ret == 1
+    gate.stdout.fnmatch_lines(["*its cascade= check or max_stages changed*", "*pytest --llm-tune*"])
+
+
+# --- the composition, without a session ------------------------------------------------------------------------
+
+
+def trial(index: int, results: dict[int, tuple[float, bool]], tokens: int = 10) -> Trial:
+    found = Trial(index)
+    for instance, (metric, accepted) in results.items():
+        found.add(instance, Outcome(metric, tokens, tokens / 1000, accepted=accepted))
+    return found
+
+
+def test_a_cascade_takes_the_first_accepted_answer_and_pays_for_every_stage_it_ran() -> None:
+    cheap = trial(0, {0: (1.0, True), 1: (0.0, False), 2: (0.0, False)}, tokens=10)
+    strong = trial(1, {0: (0.0, True), 1: (1.0, True), 2: (1.0, False)}, tokens=100)
+    assert [outcome_on([cheap, strong], i) for i in range(3)] == [
+        (Outcome(1.0, 10, 0.01, accepted=True, answered=0), 0),
+        (Outcome(1.0, 110, 0.11, accepted=True, answered=1), 1),
+        (Outcome(1.0, 110, 0.11, accepted=True, answered=1), 1),  # the last stage answers when none accepts
+    ]
+
+
+def test_a_cascade_needs_a_later_stage_only_where_the_ones_before_rejected() -> None:
+    cheap = trial(0, {0: (1.0, True), 1: (0.0, False)})
+    strong = trial(1, {0: (1.0, True)})
+    assert outcome_on([cheap, strong], 1) is None
+    assert [needed([cheap, strong], i) for i in range(3)] == [None, 1, 0]
+
+
+def test_the_front_keeps_what_no_other_beats_on_both_score_and_cost() -> None:
+    a, b, c, d = (trial(i, {0: (score, True)}, tokens=tokens)
+                  for i, (score, tokens) in enumerate([(0.5, 10), (0.9, 100), (0.4, 50), (0.9, 200)]))
+    kept = front([a, b, c, d], Direction("max"), lambda t: t.values()[0])
+    assert kept == [a, b]
+
+
+def test_cascades_are_composed_cheap_first_and_kept_when_known_on_every_instance() -> None:
+    cheap = trial(0, {i: (1.0 if i % 3 else 0.0, bool(i % 3)) for i in range(9)}, tokens=10)
+    strong = trial(1, dict.fromkeys(range(9), (1.0, True)), tokens=100)
+    cascades = Cascades([cheap, strong], 9, Direction("max"), lambda t: sum(t.values()) / len(t.values()),
+                        min_instances=3)
+    built = cascades.build(2)
+    assert [(t.stages, t.index) for t in built] == [((0, 1), 2)]
+    assert isinstance(built[0], CascadeTrial) and built[0].values() == [1.0] * 9
+    assert built[0].shares() == pytest.approx([6 / 9, 3 / 9])
+    assert built[0].tokens_per_instance == pytest.approx(10 + 100 * 3 / 9)

@@ -462,8 +462,9 @@ class LLM:
             return bool(self.accept(context, response))
         except Exception as error:  # noqa: BLE001 - said with the stage, never taken for a rejection
             where = f"stage {number + 1} of the cascade" if len(self.stages) > 1 else "the config"
-            raise CascadeError(f"accept raised on {where} ({_short(response.config)}): "
-                               f"{type(error).__name__}: {error}") from error
+            raise CascadeError(f"accept raised on {where} ({_short(response.config)}): {type(error).__name__}: "
+                               f"{error}; fix accept (the application's create(filter_func=accept) would raise it "
+                               "too) and tune again") from error
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"

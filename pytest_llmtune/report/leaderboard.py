@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmtune.search.cascade import CASCADE, is_cascade
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.domains import callable_name
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
@@ -97,12 +98,14 @@ class Board:
         return varying_keys(self.configs)
 
     def labels(self, keys: Sequence[str], shown: Sequence[Trial]) -> dict[str, dict[str, str]]:
-        return labels_for([self.configs[t.index] for t in shown], keys)
+        return labels_for([self.configs[t.index] for t in shown], [k for k in keys if k != CASCADE])
 
     def legend(self, labels: Mapping[str, Mapping[str, str]]) -> list[str]:
         return legend(labels, self.width)
 
     def cell(self, config: Mapping[str, Any], key: str, labels: Mapping[str, Mapping[str, str]]) -> str:
+        if key == CASCADE and is_cascade(config):  # its stages by their numbers, cheap first
+            return stage_numbers(config, self.configs)
         return cell(config, key, labels)
 
     def table(self, shown: Sequence[Trial], keys: Sequence[str],
@@ -238,8 +241,22 @@ def dropped_note(trial: Trial) -> str:
     return "dropped: error" if trial.dropped.startswith("error") else "dropped: cost"
 
 
-def config_lines(encoded: Mapping[str, Any], width: int) -> list[str]:
-    """The locked config, one setting a line, in full (as the lockfile holds it)."""
+def stage_numbers(config: Mapping[str, Any], configs: Sequence[Mapping[str, Any]]) -> str:
+    """A cascade by its stages' numbers among `configs`: "#1→#3"."""
+    return "→".join(f"#{configs.index(stage)}" if stage in configs else "?" for stage in config[CASCADE])
+
+
+def config_lines(encoded: Mapping[str, Any], width: int, shares: Sequence[float] = ()) -> list[str]:
+    """The locked config, one setting a line, in full (as the lockfile holds it); a cascade's stage by stage, with
+    the share of the instances each answered."""
+    if is_cascade(encoded):
+        lines = [f"  a cascade of {len(encoded[CASCADE])} stages, each call trying them in order until accept takes "
+                 "an answer:"]
+        for number, stage in enumerate(encoded[CASCADE]):
+            share = f" (answered {shares[number]:.0%} of the instances)" if number < len(shares) else ""
+            lines += [f"  stage {number + 1}{share}:",
+                      *("  " + line for line in config_lines(stage, width - 2))]
+        return lines
     lines = []
     for key, value in encoded.items():
         if Demonstrations.encoded(value):

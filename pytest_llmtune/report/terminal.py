@@ -11,6 +11,7 @@ from typing import Any
 from pytest_llmtune.records import SUFFIX, Sharing, Verdict
 from pytest_llmtune.report.leaderboard import Board, config_lines, cut, plural, value_text
 from pytest_llmtune.search.budget import Budget, Spending
+from pytest_llmtune.search.cascade import CascadeTrial
 from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.evaluation import Failure, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
@@ -122,6 +123,38 @@ def cheapest_line(result: SearchResult) -> str | None:
             f"{winner.tokens_per_instance:.1f} tokens per instance) over the best, config #{best.index} "
             f"(${best.cost_per_instance:.6f}, {best.tokens_per_instance:.1f} tokens): on the same instances the data "
             "cannot call it worse")
+
+
+def cascade_lines(result: SearchResult, spec: EvalSpec) -> list[str]:
+    """With cascade=: what composing cascades did, and a locked cascade against the best single config on the
+    same instances (score, cost per instance, and the share each stage answered)."""
+    if spec.cascade is None:
+        return []
+    composed = [t for t in result.ranked if isinstance(t, CascadeTrial)]
+    lines = [f"cascades: {plural(len(composed), 'cascade')} of up to {spec.max_stages} stages composed from the "
+             "configs' results, ranked with them" + (f"; {'; '.join(result.cascades)}" if result.cascades else "")]
+    winner = result.winner
+    singles = [t for t in result.complete if not isinstance(t, CascadeTrial)]
+    if not isinstance(winner, CascadeTrial) or not singles:
+        return lines
+    best = singles[0]
+    shared = sorted(set(winner.metrics) & set(best.metrics))
+    diff, bounds = paired_difference([winner.metrics[i] for i in shared], [best.metrics[i] for i in shared])
+    ratio = _ratio(winner, best)
+    stages = ", ".join(f"config #{stage} {share:.0%}" for stage, share in zip(winner.stages, winner.shares(),
+                                                                              strict=True))
+    interval_words = f" [95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]" if bounds else ""
+    lines.append(f"locked cascade #{winner.index} (answered: {stages} of the tuning instances): "
+                 f"{result.halving.score(winner):.3f} against "
+                 f"the best single config #{best.index}'s {result.halving.score(best):.3f} on the same "
+                 f"{len(shared)} instances ({diff:+.3f}{interval_words}), at {ratio} its cost per instance")
+    return lines
+
+
+def _ratio(trial: Trial, best: Trial) -> str:
+    if best.cost_per_instance > 0:
+        return f"{trial.cost_per_instance / best.cost_per_instance:.2f}x (${trial.cost_per_instance:.6f})"
+    return f"{trial.tokens_per_instance / max(best.tokens_per_instance, 1e-9):.2f}x in tokens"
 
 
 def bracket_line(target: str, configs: int, instances: int, halving: SuccessiveHalving, concurrency: int, *,
@@ -263,6 +296,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     selected = cheapest_line(result)
     if selected:
         lines.append(selected)
+    lines += cascade_lines(result, outcome.spec)
     if outcome.locked is None:
         why = verdict.message.split("\n", 1)[0] if verdict is not None else "nothing was locked"
         return [*lines, why]
@@ -281,7 +315,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
                      + ", ".join(f"{name} {value:.3f}" for name, value in sorted(entry.metrics.items())))
     state = "updated" if outcome.lock_changed else "unchanged"
     return [*lines, f"locked config #{result.winner.index if result.winner else '?'}, as {lockfile_name} holds it:",
-            *config_lines(entry.config, width), f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
+            *config_lines(entry.config, width, entry.shares),
+            f"locked in {lockfile_name} ({state}); commit it with {cassette}"]
 
 
 def interrupted_lines(outcome: TuneOutcome, nodeid: str, cassette: Path) -> list[str]:

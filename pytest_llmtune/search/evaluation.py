@@ -18,7 +18,7 @@ from pytest_llmtune.search.scores import Outcome
 from pytest_llmtune.usage import Usage
 
 __all__ = ["Config", "Evaluate", "EvaluateWith", "Evaluation", "EvaluationError", "Executor", "Failure",
-           "InlineExecutor", "NothingFits", "SearchFailed"]
+           "InlineExecutor", "NothingFits", "SearchFailed", "TargetError"]
 
 Config = dict[str, Any]  # a candidate's request settings, as the space gives them and the lockfile holds them
 
@@ -75,6 +75,11 @@ class SearchFailed(LlmtuneError):
                          f"{failure.error.signature}")
         self.failure, self.in_a_row = failure, in_a_row  # the first failure; how many candidates failed alike
         self.config: Config | None = None  # the failing config, set by the caller that knows the configs
+
+
+class TargetError(LlmtuneError):
+    """An evaluation that shows the target's own code broken for every config (a cascade's `accept` raised): the
+    tune of the target stops with this message, as the application would stop on it."""
 
 
 class NothingFits(LlmtuneError):

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.errors import LlmtuneError
+from pytest_llmtune.llm.client import CascadeError
 from pytest_llmtune.report.instances import answer_line, answer_lines
-from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
+from pytest_llmtune.search.evaluation import Evaluation, EvaluationError, TargetError
 from pytest_llmtune.search.spec import EvalSpec, MetricError
 from pytest_llmtune.session.state import Run
 from pytest_llmtune.usage import Usage
@@ -25,7 +26,10 @@ __all__ = ["error_of", "evaluation_of", "other_metrics"]
 
 
 def evaluation_of(run: Run, spec: EvalSpec, item: pytest.Item) -> Evaluation:
-    """The run's score; raises `EvaluationError` when the body produced none."""
+    """The run's score; raises `EvaluationError` when the body produced none, `TargetError` when a cascade's check
+    raised (a defect of the target's code, not of the config)."""
+    if isinstance(run.error, CascadeError):
+        raise TargetError(f"{item.nodeid}: {run.error}") from run.error
     error = error_of(run, item)
     if error is not None:
         raise error

@@ -39,6 +39,7 @@ from pytest_llmtune.search.evaluation import (
     InlineExecutor,
     NothingFits,
     SearchFailed,
+    TargetError,
 )
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.problem import TuneProblem
@@ -102,7 +103,7 @@ class TuneSession(EndpointSession):
             self.search(target, outcome)
         except SearchFailed as failed:
             outcome.failed = failed
-        except NothingFits as error:
+        except (NothingFits, TargetError) as error:
             outcome.setup_error = str(error)
         except InvalidSpaceError as error:  # the ini's strategy=grid on a continuous space
             outcome.setup_error = f"{error} (ini llmtune_strategy = {self.settings.search.strategy})"
