@@ -35,7 +35,7 @@ T = TypeVar("T", bound=Scores)
 
 CASCADE = "cascade"  # the key of a cascade's config
 POOL = 12  # the earlier stages are drawn from this many candidates: those whose accepted answers score best
-FINALS = 4  # the last stage is one of this many best complete candidates
+FINALS = 4  # the last stage is one of this many leading candidates
 FINISHED = 3  # promising cascades whose missing results are evaluated, cheapest (or best) first
 KEPT = 8  # composed cascades kept beside the single configs: the front's, then the best
 
@@ -104,7 +104,7 @@ def front(trials: Sequence[T], direction: Direction, score: Callable[[T], float]
 class Cascades:
     """The cascades of one search: proposed from its trials, finished where promising, composed into trials."""
 
-    trials: Sequence[Trial]  # every candidate of the search, by number
+    trials: Sequence[Trial]  # every candidate of the search, ranked (the halving's order)
     instances: int  # the tuning instances
     direction: Direction
     score: Callable[[Trial], float]  # the spec's aggregate of a trial's metrics
@@ -128,13 +128,15 @@ class Cascades:
         return [t for t in self.trials if t.dropped is None and len(t.metrics) == self.instances]
 
     def sequences(self) -> Iterator[tuple[Trial, ...]]:
-        """Ordered stage sequences, cheap first, ending on one of the best complete candidates."""
-        complete = sorted(self.complete(), key=lambda t: (self.direction.ahead(self.score(t)), t.index))[:FINALS]
-        scored = [t for t in self.trials if t.dropped is None and len(t.metrics) >= self.min_instances
-                  and any(t.accepted.values())]
-        pool = sorted(scored, key=lambda t: (*self.precision(t), self.expense(t), t.index), reverse=False)
+        """Ordered stage sequences, cheap first, ending on one of the leading candidates (`trials` is ranked: the
+        furthest on, then the best). A last stage need not be complete: a cascade needs it only where the stages
+        before it rejected."""
+        scored = [t for t in self.trials if t.dropped is None and len(t.metrics) >= self.min_instances]
+        finals = scored[:FINALS]
+        taking = [t for t in scored if any(t.accepted.values())]
+        pool = sorted(taking, key=lambda t: (*self.precision(t), self.expense(t), t.index))
         pool = sorted(pool[:POOL], key=lambda t: (self.expense(t), t.index))
-        for final in complete:
+        for final in finals:
             cheaper = [t for t in pool if t is not final and self.expense(t) < self.expense(final)]
             for size in range(1, self.max_stages):
                 for earlier in itertools.combinations(cheaper, size):

@@ -147,12 +147,18 @@ class Tune:
         cascades = Cascades(result.ranked, problem.instances, result.halving.direction, result.halving.score,
                             max_stages=problem.spec.max_stages, select=result.select,
                             min_instances=problem.min_instances)
-        afford = self.brackets.afford
-        if self.spending is None or afford is None:
+        spending = self.spending
+        if spending is None or spending.budget is None:
             cascades.finish(evaluate_with(result.configs), executor)
-        elif not self.spending.finishing:  # a leader finished on what was kept: nothing is left to spend
-            with self.spending.keeping(afford.reserve):
-                cascades.finish(evaluate_with(result.configs), executor)
+        else:  # what the held-out run of the costliest candidate a cascade may beat needs is kept back
+            budget, best = spending.budget, result.complete[0]
+            room = 1.2 * budget.measure(best.tokens, best.cost) / len(best.metrics) * problem.held_out_count
+            finishing, spending.finishing = spending.finishing, False
+            try:
+                with spending.keeping(lambda: room):
+                    cascades.finish(evaluate_with(result.configs), executor)
+            finally:
+                spending.finishing = finishing
         composed = cascades.build(len(result.configs))
         last = len(result.halving.rungs) - 1
         for trial in composed:
