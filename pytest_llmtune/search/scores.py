@@ -62,4 +62,6 @@ class Scores:
 
     @property
     def cost_per_instance(self) -> float:
-        return self.cost / len(self.metrics) if self.metrics else 0.0
+        """To 9 significant digits: a sum of dollars depends on the order the evaluations finished in, and two
+        configs that cost the same must compare equal, run after run."""
+        return float(f"{self.cost / len(self.metrics):.9g}") if self.metrics else 0.0
