@@ -4,6 +4,9 @@ when it cannot be honoured."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from openai_server import FakeOpenAI
 
@@ -66,6 +69,8 @@ def test_a_tune_locks_a_cheap_cascade_that_the_gate_replays(pytester: pytest.Pyt
                                  "best single config #*'s * on the same 40 instances (*), at 0.* its cost per instance",
                                  "*a cascade of 2 stages, each call trying them in order until accept takes an answer:",
                                  "*stage 1 (answered *% of the instances):"])
+    result.stdout.fnmatch_lines(["on the 20 held-out instances: the cascade * at 0.*x ($*) the cost per instance of "
+                                 "config #*, * (*)"])
     sent = openai_server.requests
     gate = pytester.runpytest("--llm-test", "-p", "no:randomly")
     assert gate.ret == 0, gate.stdout.str()
@@ -201,3 +206,25 @@ def test_cascades_are_composed_cheap_first_and_kept_when_known_on_every_instance
     assert isinstance(built[0], CascadeTrial) and built[0].values() == [1.0] * 9
     assert built[0].shares() == pytest.approx([6 / 9, 3 / 9])
     assert built[0].tokens_per_instance == pytest.approx(10 + 100 * 3 / 9)
+
+
+def test_the_reports_show_the_cascade_stage_by_stage(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    cascade_project(pytester)
+    assert tune(pytester, "--llm-report", "tune.html", "--llm-report", "tune.json").ret == 0
+    data = json.loads((pytester.path / "tune.json").read_text())["targets"][NAME]
+    locked = data["locked"]
+    assert locked["config"]["cascade"] and locked["cascade"]["shares"] and locked["front"]
+    cascades = [c for c in data["configs"] if "cascade" in c["config"]]
+    assert cascades and all(c["instances"] == 40 for c in cascades)  # known on every tuning instance
+    page = (pytester.path / "tune.html").read_text()
+    assert '<rect class="dot"' in page  # a cascade's mark on the plot is a square
+    assert "squares: cascades" in page
+    assert re.search(r"<td[^>]*>#\d+→#\d+</td>", page)  # the leaderboard names a cascade by its stages
+    assert re.search(r'<th colspan="2">stage 1 \(answered \d+%\)</th>', page)
+
+
+def test_the_plan_says_cascades_follow_the_search(pytester: pytest.Pytester) -> None:
+    cascade_project(pytester)
+    result = pytester.runpytest("--llm-tune", "--co")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*then cascades of up to 3 stages composed from the configs' results (no request)*"])

@@ -27,6 +27,7 @@ from pytest_llmtune.report.html_parts import (
 from pytest_llmtune.report.leaderboard import LONG, NAMES, ORDER, value_text
 from pytest_llmtune.report.svg_plot import Point, plot
 from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.cascade import is_cascade
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.direction import Direction
 
@@ -113,7 +114,15 @@ def locked(target: Mapping[str, Any]) -> str:
     config = mapping(entry.get("config"))
     if not config:
         return '<p class="muted">Nothing was locked.</p>'
-    rows = [f"<tr><th>{e(key)}</th><td>{whole(value)}</td></tr>" for key, value in config.items()]
+    if is_cascade(config):  # stage by stage, with the share of the instances each answered
+        shares = sequence(mapping(entry.get("cascade")).get("shares"))
+        rows = []
+        for number, stage in enumerate(sequence(config["cascade"])):
+            share = f" (answered {shares[number]:.0%})" if number < len(shares) else ""
+            rows.append(f'<tr><th colspan="2">stage {number + 1}{e(share)}</th></tr>')
+            rows += [f"<tr><th>{e(key)}</th><td>{whole(value)}</td></tr>" for key, value in mapping(stage).items()]
+    else:
+        rows = [f"<tr><th>{e(key)}</th><td>{whole(value)}</td></tr>" for key, value in config.items()]
     score = score_text(entry.get("score"), entry.get("interval"))
     return (f'<h3>Locked config <span class="muted">({e(score)} on {e(entry.get("instances"))} instances)</span>'
             f'</h3><table class="config">{"".join(rows)}</table>')
@@ -139,9 +148,14 @@ def leaderboard(configs: Mapping[int, Config], ranking: Sequence[int], winner: i
         return '<p class="muted">No config was scored.</p>'
     shown = [configs[n] for n in ranking]
     keys = differing_settings([mapping(c.get("config")) for c in configs.values()])
-    labels = long_labels(keys, shown)
+    labels = long_labels([k for k in keys if k != "cascade"], shown)
     columns = score_columns(shown)
-    rows = [leaderboard_row(rank, config, keys, labels, columns, winner) for rank, config in enumerate(shown, 1)]
+    singles = [(mapping(c.get("config")), c.get("number")) for c in configs.values()]
+    stages = {c.get("number"): "→".join(next((f"#{n}" for found, n in singles if found == stage), "?")
+                                       for stage in sequence(mapping(c.get("config")).get("cascade")))
+              for c in configs.values() if is_cascade(mapping(c.get("config")))}
+    rows = [leaderboard_row(rank, config, keys, labels, columns, winner, stages)
+            for rank, config in enumerate(shown, 1)]
     unscored = len(configs) - len(ranking)
     note = f'<p class="muted">{unscored} configs drawn but not evaluated before the search stopped.</p>'
     board = table(["rank", "#", *keys, *columns], rows, "leaderboard")
@@ -184,7 +198,8 @@ def score_columns(shown: Sequence[Config]) -> list[str]:
 
 
 def leaderboard_row(rank: int, config: Config, keys: Sequence[str], labels: Labels, columns: Sequence[str],
-                    winner: int | None) -> str:
+                    winner: int | None, stages: Mapping[Any, str] | None = None) -> str:
+    """`stages`: a cascade's stages by their numbers ("#1→#3"), by the cascade's number."""
     settings = mapping(config.get("config"))
     scores = {"instances": td(number(config.get("instances")), "num"),
               "score [95% CI]": td(e(score_text(config.get("score"), config.get("interval"))), "num"),
@@ -193,7 +208,8 @@ def leaderboard_row(rank: int, config: Config, keys: Sequence[str], labels: Labe
               "$/inst": td(number(config.get("cost_usd_per_instance"), ".3g"), "num"),
               "dropped": td(e(config.get("dropped") or ""))}
     cells = [td(str(rank), "num"), td(e(config.get("number")), "num"),
-             *(setting_cell(settings, key, labels) for key in keys), *(scores[column] for column in columns)]
+             *(td(e((stages or {}).get(config.get("number"), "-"))) if key == "cascade" else
+               setting_cell(settings, key, labels) for key in keys), *(scores[column] for column in columns)]
     return f'<tr class="{"winner" if config.get("number") == winner else ""}">{"".join(cells)}</tr>'
 
 
@@ -231,13 +247,14 @@ def plot_figure(target: Mapping[str, Any], configs: Mapping[int, Config], winner
     return (f"<h3>Score against cost</h3><figure>{svg}<figcaption>Each config's score on the instances it ran, with "
             f"its 95% interval ({better} is better; configs stopped at an early rung ran fewer instances). The "
             "dashed line joins the Pareto front, whose configs are ringed: no other config is as cheap and as good. "
-            "Orange: the winner; hollow: dropped. Configs at the same point share a label.</figcaption></figure>")
+            "Orange: the winner; hollow: dropped; squares: cascades (a cheap config first, the next when the check "
+            "rejects its answer). Configs at the same point share a label.</figcaption></figure>")
 
 
 def point(config: Config, x_key: str) -> Point:
     low, high = bounds(config.get("interval")) or (None, None)
     return Point(config["number"], float(config[x_key]), float(config["score"]), low, high,
-                 dropped=bool(config.get("dropped")))
+                 dropped=bool(config.get("dropped")), cascade=is_cascade(mapping(config.get("config"))))
 
 
 def answers(configs: Mapping[int, Config], ranking: Sequence[int], winner: int | None,

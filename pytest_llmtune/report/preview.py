@@ -110,8 +110,12 @@ def preview_lines(name: str, spec: EvalSpec, first: FirstBracket, *, instances: 
         line += f"; worst case: {worst_tokens:,.0f} tokens, ${worst_dollars:.4f}"
     else:
         line += "; worst case: no bound (a candidate has no max_tokens)"
-    lines += [line, *budget_lines(spec, first), *candidate_lines(candidates, tokens, width)]
-    return lines
+    lines += [line, *budget_lines(spec, first)]
+    if spec.cascade is not None:
+        lines.append(f"  then cascades of up to {spec.max_stages} stages composed from the configs' results (no "
+                     "request), the promising ones finished where they lack results, within what is left of the "
+                     "optimization budget")
+    return lines + candidate_lines(candidates, tokens, width)
 
 
 def sizes_words(sizes: Sizes) -> str:

@@ -41,6 +41,7 @@ class Point:
     low: float | None = None
     high: float | None = None
     dropped: bool = False
+    cascade: bool = False  # drawn as a square: a cascade of configs
 
 
 def pareto_front(points: Sequence[Point], *, maximize: bool = True) -> list[Point]:
@@ -260,12 +261,15 @@ def mark_svg(mark: Mark, sy: Scale, on_front: bool) -> str:
             label = (f'<line class="leader" x1="{mark.x:.1f}" y1="{mark.y:.1f}" x2="{near_x:.1f}" '
                      f'y2="{near_y:.1f}"/>')
         label += f'<text class="label" x="{mark.label_x:.1f}" y="{mark.label_y:.1f}">{escape(mark.label)}</text>'
-    return (f'<g class="mark {kind}"><title>{escape(tooltip(mark))}</title>{bar}{ring}'
-            f'<circle class="dot" cx="{mark.x:.1f}" cy="{mark.y:.1f}" r="{6 if kind == "winner" else 4.5}"/>'
-            f'{label}</g>')
+    size = 6 if kind == "winner" else 4.5
+    dot = (f'<rect class="dot" x="{mark.x - size:.1f}" y="{mark.y - size:.1f}" width="{2 * size:.1f}" '
+           f'height="{2 * size:.1f}"/>' if first.cascade else
+           f'<circle class="dot" cx="{mark.x:.1f}" cy="{mark.y:.1f}" r="{size}"/>')
+    return f'<g class="mark {kind}"><title>{escape(tooltip(mark))}</title>{bar}{ring}{dot}{label}</g>'
 
 
 def tooltip(mark: Mark) -> str:
     first = mark.points[0]
     bounds = f" [{first.low:.3g}, {first.high:.3g}]" if first.low is not None and first.high is not None else ""
-    return f"{mark.label}: score {first.y:.3g}{bounds} at {first.x:.3g} per instance"
+    kind = " (a cascade)" if first.cascade else ""
+    return f"{mark.label}{kind}: score {first.y:.3g}{bounds} at {first.x:.3g} per instance"

@@ -16,6 +16,7 @@ from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.evaluation import Failure, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.result import Confirmation, SearchResult
+from pytest_llmtune.search.scores import Scores
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
 from pytest_llmtune.store.lockfile import LockEntry, Split
@@ -148,10 +149,19 @@ def cascade_lines(result: SearchResult, spec: EvalSpec) -> list[str]:
                  f"{result.halving.score(winner):.3f} against "
                  f"the best single config #{best.index}'s {result.halving.score(best):.3f} on the same "
                  f"{len(shared)} instances ({diff:+.3f}{interval_words}), at {ratio} its cost per instance")
+    mine, theirs = result.held_out.get(winner.index), result.held_out.get(best.index)
+    if mine and theirs and not mine.error and not theirs.error and mine.metrics and set(mine.metrics) == set(
+            theirs.metrics):
+        held = sorted(mine.metrics)
+        diff, bounds = paired_difference([mine.metrics[i] for i in held], [theirs.metrics[i] for i in held])
+        interval_words = f" [95% CI {bounds[0]:+.3f}, {bounds[1]:+.3f}]" if bounds else ""
+        lines.append(f"on the {len(held)} held-out instances: the cascade {result.halving.score(mine):.3f} at "
+                     f"{_ratio(mine, theirs)} the cost per instance of config #{best.index}, "
+                     f"{result.halving.score(theirs):.3f} ({diff:+.3f}{interval_words})")
     return lines
 
 
-def _ratio(trial: Trial, best: Trial) -> str:
+def _ratio(trial: Scores, best: Scores) -> str:
     if best.cost_per_instance > 0:
         return f"{trial.cost_per_instance / best.cost_per_instance:.2f}x (${trial.cost_per_instance:.6f})"
     return f"{trial.tokens_per_instance / max(best.tokens_per_instance, 1e-9):.2f}x in tokens"

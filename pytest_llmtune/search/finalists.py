@@ -12,7 +12,7 @@ from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
 from pytest_llmtune.search.scores import Scores
 
-__all__ = ["FINALISTS", "confirm", "finish_leader", "score_held_out"]
+__all__ = ["FINALISTS", "confirm", "finish_leader", "score_held_out", "score_on"]
 
 FINALISTS = 3  # the best complete candidates scored on the held-out instances
 

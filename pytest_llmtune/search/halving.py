@@ -130,7 +130,7 @@ class SuccessiveHalving:
         for (candidate, instance), outcome in outcomes.items():
             self.trials[candidate].add(instance, outcome)
 
-    def score(self, trial: Trial) -> float:
+    def score(self, trial: Scores) -> float:
         return aggregate(trial.values(), self.agg)
 
     def rank(self, trials: Sequence[Trial]) -> list[Trial]:

@@ -21,13 +21,13 @@ from typing import Protocol
 
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.cascade import CASCADE, Cascades
+from pytest_llmtune.search.cascade import CASCADE, Cascades, CascadeTrial
 from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.evaluation import Config, Evaluate, EvaluateWith, Executor
-from pytest_llmtune.search.finalists import confirm, finish_leader, score_held_out
+from pytest_llmtune.search.finalists import confirm, finish_leader, score_held_out, score_on
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.problem import TuneProblem, sampled
-from pytest_llmtune.search.result import Confirmation, SearchResult
+from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
 from pytest_llmtune.search.rungs import Progress
 
 __all__ = ["Tune", "TuneObserver"]
@@ -188,3 +188,9 @@ class Tune:
         if held and len(result.complete) > 1:
             watch.phase(f"scoring the other finalists on the {held} held-out instances")
             score_held_out(result, evaluate_with(result.configs), range(n - held, n), executor=executor)
+        single = next((t for t in result.complete if not isinstance(t, CascadeTrial)), None)
+        if held and problem.spec.cascade is not None and single is not None and single.index not in result.held_out:
+            watch.phase(f"scoring the best single config on the {held} held-out instances, beside the cascades")
+            result.held_out[single.index] = HeldOut()
+            score_on(result, evaluate_with(result.configs), {single.index: (result.held_out[single.index],
+                                                                             range(n - held, n))}, executor=executor)
