@@ -24,6 +24,7 @@ from pytest_llmtune.llm.local import (
     LocalServerError,
     alias_of,
     parse_local_models,
+    threads_for,
 )
 from pytest_llmtune.llm.routes import ini_lines, ini_settings
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for number, model in enumerate(chosen):
             server = LocalServer(model.path(), alias=model.name, slots=args.slots,
-                                 port=args.port + number if args.port else 0)
+                                 port=args.port + number if args.port else 0, threads=threads_for(len(chosen)))
             servers.append(server)
             server.start()
             print(f"{model.name}  {server.base_url}  (llama-server pid {server.pid})", flush=True)

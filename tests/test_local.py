@@ -144,3 +144,12 @@ def test_an_interrupted_tune_resumed_locks_what_an_uninterrupted_one_locks_and_p
     assert (pytester.path / "llmtune.lock").read_text() == locked
     new, replayed = map(int, re.search(r"\n  (\d+) requests \(.*; (\d+) replayed", resumed.stdout.str()).groups())  # type: ignore[union-attr]
     assert replayed >= 10 and new + replayed == paid
+
+
+def test_local_servers_share_the_cores_instead_of_oversubscribing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmtune.llm.local import threads_for
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert [threads_for(servers) for servers in (1, 2, 3)] == [2, 1, 1]
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert [threads_for(servers) for servers in (1, 2, 8)] == [2, 2, 2]  # at most 2: what was measured

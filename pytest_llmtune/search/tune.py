@@ -159,6 +159,7 @@ class Tune:
                     cascades.finish(evaluate_with(result.configs), executor)
             finally:
                 spending.finishing = finishing
+        result.usage.merge(cascades.usage)
         composed = cascades.build(len(result.configs))
         last = len(result.halving.rungs) - 1
         for trial in composed:

@@ -16,7 +16,14 @@ import pytest
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.connect import lane_name, make_endpoint
 from pytest_llmtune.llm.layers import BudgetGate, Paced
-from pytest_llmtune.llm.local import LocalModel, LocalServer, LocalServerError, default_model_path, has_chat_template
+from pytest_llmtune.llm.local import (
+    LocalModel,
+    LocalServer,
+    LocalServerError,
+    default_model_path,
+    has_chat_template,
+    threads_for,
+)
 from pytest_llmtune.llm.pacing import Pacers
 from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.llm.routes import Route, TableError
@@ -213,7 +220,8 @@ class EndpointSession(BaseSession):
             if model.name not in self.locals:
                 local = self.settings.local
                 try:
-                    server = LocalServer(model.path(), alias=model.name, slots=local.slots, context=local.context)
+                    server = LocalServer(model.path(), alias=model.name, slots=local.slots, context=local.context,
+                                         threads=threads_for(1 + len(local.models)))
                     self.config.add_cleanup(server.stop)
                     server.start()
                 except LocalServerError as error:
@@ -309,7 +317,7 @@ def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer
     try:
         model = settings.local.model or default_model_path()
         server = LocalServer(model, alias=settings.local.alias, slots=settings.local.slots,
-                             context=settings.local.context)
+                             context=settings.local.context, threads=threads_for(1 + len(settings.local.models)))
         config.add_cleanup(server.stop)
         server.start()
     except LocalServerError as error:
