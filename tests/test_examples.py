@@ -44,8 +44,8 @@ def test_sentiment_example_tunes_then_gates_offline(pytester: pytest.Pytester, o
     assert (gate.ret == pytest.ExitCode.OK) == (score >= 0.8)
 
 
-@pytest.mark.parametrize(("name", "instances"), [("arithmetic", 40), ("capitals", 40), ("demos", 100),
-                                                 ("humaneval", 8), ("models", 40)])
+@pytest.mark.parametrize(("name", "instances"), [("arithmetic", 40), ("capitals", 40), ("cascade", 150),
+                                                 ("demos", 100), ("humaneval", 8), ("models", 40)])
 def test_committed_example_passes_the_gate_offline(name: str, instances: int, pytester: pytest.Pytester,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone gates on the committed lockfile and recordings: no server, no key, no network; and in this

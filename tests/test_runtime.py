@@ -19,6 +19,7 @@ from openai_server import FakeOpenAI
 from conftest import API_KEY, lock_entry
 from pytest_llmtune import config_list_from_json
 from pytest_llmtune.errors import LlmtuneError, TemplateError
+from pytest_llmtune.llm.client import seed_offset
 from pytest_llmtune.llm.cost import PriceTable
 from pytest_llmtune.llm.resolve import DEFAULT_BASE_URL, PLACEHOLDER_KEY, MissingKeyError, resolve_endpoint
 from pytest_llmtune.llm.retry import parse_retry_after
@@ -398,7 +399,8 @@ def test_a_lock_recorded_with_split_n_samples_the_same_way(openai_server: FakeOp
     assert config["split_n"] is True
     assert len(response.texts) == 3
     assert openai_server.requests == 3
-    assert sorted(body["seed"] for body in openai_server.bodies) == [7, 8, 9]
+    offset = seed_offset(openai_server.bodies[0])  # seeds differ between instances (client.sample_requests)
+    assert sorted(body["seed"] for body in openai_server.bodies) == [7 + offset, 8 + offset, 9 + offset]
     assert all("n" not in body and "split_n" not in body for body in openai_server.bodies)
     assert response.usage.completion_tokens == sum(len(t.split()) for t in response.texts)
 

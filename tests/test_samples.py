@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai_server import FakeOpenAI
 
-from pytest_llmtune.llm.client import LLM, Endpoint
+from pytest_llmtune.llm.client import LLM, SEED_SPREAD, Endpoint, sample_requests, seed_offset
 from pytest_llmtune.store.cassette import Cassettes
 
 CONFIG = {"model": "m", "prompt": "Review: {r}", "temperature": 0.8}
@@ -65,10 +65,24 @@ def test_a_larger_n_pays_only_for_the_extra_samples(endpoint: Endpoint, server: 
     assert server.requests == 7
 
 
-def test_seeded_samples_get_seed_plus_k(endpoint: Endpoint, server: FakeOpenAI) -> None:
+def test_seeded_samples_get_seed_plus_k_plus_the_requests_own_offset(endpoint: Endpoint, server: FakeOpenAI) -> None:
     texts(endpoint, 3, seed=7)
 
-    assert sorted(body["seed"] for body in server.bodies) == [7, 8, 9]
+    offset = seed_offset(server.bodies[0])
+    assert 0 < offset < SEED_SPREAD
+    assert sorted(body["seed"] for body in server.bodies) == [7 + offset, 8 + offset, 9 + offset]
+
+
+def test_two_instances_never_share_a_seed(endpoint: Endpoint, server: FakeOpenAI) -> None:
+    """One seed for every instance draws the same random numbers for each: their outcomes are not independent."""
+    params = {"model": "m", "prompt": "Review: {review}", "temperature": 0.7, "seed": 7, "n": 2}
+    first = sample_requests({**params, "prompt": "Review: great"}, split_n=True)[0]
+    second = sample_requests({**params, "prompt": "Review: dull"}, split_n=True)[0]
+    assert {body["seed"] for body, _ in first}.isdisjoint(body["seed"] for body, _ in second)
+    again = sample_requests({**params, "prompt": "Review: great"}, split_n=True)[0]
+    assert again == first  # the same request, the same seeds: a tune is repeatable
+    shared = sample_requests({**params, "prompt": "Review: dull"}, split_n=True, spread=False)[0]
+    assert [body["seed"] for body, _ in shared] == [7, 8]  # an older lock's recordings replay
 
 
 def test_greedy_decoding_is_requested_once_for_any_n(endpoint: Endpoint, server: FakeOpenAI) -> None:

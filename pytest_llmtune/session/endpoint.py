@@ -111,7 +111,7 @@ class EndpointSession(BaseSession):
         stages, target = run.candidate.stages, self.target_of(item)
         accept = target.spec.cascade if target is not None else None  # a single config's answer is judged too
         llm = LLM(stages[0], self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
-                  seeded=run.seeded, stages=stages, accept=accept)
+                  seeded=run.seeded, spread=run.spread, stages=stages, accept=accept)
         llm.instance = instance_fields(item)  # never shown itself as a demonstration
         return llm
 

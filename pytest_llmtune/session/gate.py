@@ -162,7 +162,8 @@ class GateSession(EndpointSession):
         state = self.state(target.name)
         assert state.entry is not None and state.candidate is not None
         entry = state.entry
-        return Run(state.candidate, split_n=entry.split_n, repeat=entry.repeat + repeat, seeded=entry.seeded)
+        return Run(state.candidate, split_n=entry.split_n, repeat=entry.repeat + repeat, seeded=entry.seeded,
+                   spread=entry.spread)
 
     # --- the verdict ------------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class Run:
     candidate: Candidate
     split_n: bool | None = None
     seeded: bool = True  # split samples carry seeds: False replays a lock recorded before they did
+    spread: bool = True  # seeds differ between instances: False replays a lock recorded before they did
     repeat: int = 0  # the repeat's number, under --llm-live --llm-repeat: it draws samples of its own
     logged: bool = False  # the instance's own run, reported; evaluations are not
     probe: Any = None  # set for the run that looks at a target's fixtures (tune.py)

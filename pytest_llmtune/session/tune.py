@@ -256,7 +256,7 @@ class TuneSession(EndpointSession):
             metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},
-            repeat=repeat, local=self.settings.local.enabled, seeded=self.settings.endpoint.split_n,
+            repeat=repeat, local=self.settings.local.enabled, seeded=self.settings.endpoint.split_n, spread=True,
             shares=shares_of(answered, len(stages_of(result.configs[winner.index])))
             if is_cascade(result.configs[winner.index]) else (),
             front=front_points(result, winner, spec),

@@ -118,6 +118,7 @@ class LockEntry:
     repeat: int = 0  # whose samples `results` are: 1 for a sampled winner's confirmation run (fresh samples)
     local: bool = False  # tuned on the local model (--llm-local): its commands need that flag
     seeded: bool = False  # split samples carried seeds; a lock written before they did replays them unseeded
+    spread: bool = False  # seeds differed between instances; a lock written before they did replays them shared
     shares: tuple[float, ...] = ()  # a locked cascade: the share of the instances each stage answered, in order
     front: tuple[FrontPoint, ...] = ()  # with cascade=: the nondominated configs and cascades, cheapest first
 
@@ -149,6 +150,8 @@ class LockEntry:
             entry["local"] = True
         if self.seeded:
             entry["seeded"] = True
+        if self.spread:
+            entry["spread_seeds"] = True
         if self.shares:
             entry["cascade"] = {"shares": [round(share, SCORE_DIGITS) for share in self.shares]}
         if self.front:
@@ -176,7 +179,7 @@ class LockEntry:
                 scored_by=str(data.get("scored_by", "tune")), repeat=int(data.get("repeat", 0)),
                 # a lock from before "local" was kept: split_n, which --llm-local turns on, says as much
                 local=bool(data.get("local", data.get("split_n", False))),
-                seeded=bool(data.get("seeded", False)),
+                seeded=bool(data.get("seeded", False)), spread=bool(data.get("spread_seeds", False)),
                 shares=tuple(float(share) for share in data.get("cascade", {}).get("shares", ())),
                 front=tuple(FrontPoint.from_json(point) for point in data.get("front", ())),
             )
