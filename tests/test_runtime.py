@@ -232,9 +232,14 @@ def test_filter_func_rejecting_the_first_answer_tries_the_next(openai_server: Fa
     assert openai_server.requests == 2
 
 
-def test_filter_func_rejecting_every_answer_says_so(openai_server: FakeOpenAI) -> None:
-    with pytest.raises(CreateError, match=r"the config \(model='gpt-4o-mini'\): filter_func rejected the response"):
-        create({"review": "x"}, **SENTIMENT, filter_func=lambda context, response: False)
+def test_filter_func_rejecting_every_answer_returns_the_last_one_marked_rejected(openai_server: FakeOpenAI) -> None:
+    """AutoGen's rule, and a tuned cascade's: the last alternative's answer counts when none is accepted."""
+    response = create({"review": "x"}, **SENTIMENT, filter_func=lambda context, response: False,
+                      config_list=[{"model": "gpt-4o-mini"}, {"model": "gpt-4o"}])
+    assert (response.config_index, response.accepted, openai_server.requests) == (1, False, 2)
+    accepted = create({"review": "x"}, **SENTIMENT, filter_func=lambda context, response: True)
+    assert accepted.accepted is True
+    assert create({"review": "y"}, **SENTIMENT).accepted is None
 
 
 # --- create: retries ------------------------------------------------------------------------------------------

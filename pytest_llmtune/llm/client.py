@@ -445,7 +445,7 @@ class LLM:
                                "instance is its first accepted answer, which one call has; make one call, or tune "
                                "each call as a target of its own")
         for number, stage in enumerate(self.stages):
-            texts, response = self._call(stage, merged)
+            texts, response = self._call(stage, merged, number)
             taken = self._judge(merged, response, number)
             if taken or number == len(self.stages) - 1:
                 self.accepted.append(taken)
@@ -454,14 +454,18 @@ class LLM:
                 return texts
         raise AssertionError("a cascade has stages")
 
-    def _call(self, config: Mapping[str, Any], merged: Mapping[str, Any]) -> tuple[list[str], Response]:
+    def _call(self, config: Mapping[str, Any], merged: Mapping[str, Any],
+              stage: int = 0) -> tuple[list[str], Response]:
+        """One stage's request. Its samples are numbered per stage (`stage` in the key), as when the stage runs
+        alone: a later stage that differs only in n from an earlier one draws what it drew alone, so a cascade's
+        end-to-end run gives what its composition from the stages' own runs said."""
         api, params = render_request(config, merged, self.instance)
         if "model" not in params:
             if not self.endpoint.default_model:
                 raise TemplateError('the config has no "model": add one to the space or set the ini llmtune_model')
             params = {"model": self.endpoint.default_model, **params}
-        key = json.dumps([api, {k: v for k, v in params.items() if k != "n" or not self.split_n}], sort_keys=True,
-                         default=str)
+        key = json.dumps([stage, api, {k: v for k, v in params.items() if k != "n" or not self.split_n}],
+                         sort_keys=True, default=str)
         first = self.first_sample + self._seen[key]  # the k-th identical call in this evaluation: samples of its own
         requests, repeat = sample_requests(params, split_n=self.split_n, first=first, seeded=self.seeded,
                                            spread=self.spread)
@@ -472,7 +476,8 @@ class LLM:
                               fresh=reply.fresh)
         texts = [text for reply in replies for text in reply.texts] * repeat
         usage = TokenUsage(sum(r.prompt_tokens for r in replies), sum(r.completion_tokens for r in replies))
-        response = Response(texts, usage, sum(r.cost for r in replies), None, dict(config), cached=False, raw=None)
+        response = Response(texts, usage, sum(r.cost for r in replies), stage if len(self.stages) > 1 else None,
+                            dict(config), cached=False, raw=None)
         return texts, response
 
     def _judge(self, context: Mapping[str, Any], response: Response, number: int) -> bool:

@@ -18,7 +18,8 @@ class TokenUsage:
 @dataclass(frozen=True)
 class Response:
     """One `create` answer. `cost` is 0 when `cached`; `config_index` is None without a config_list; `config`
-    is the config that answered, with its `api_key`, if it had one, masked."""
+    is the config that answered, with its `api_key`, if it had one, masked; `accepted`: what `filter_func` said of
+    it (None without one; False when it rejected every alternative's answer and this is the last one's)."""
 
     texts: list[str]
     usage: TokenUsage
@@ -27,6 +28,7 @@ class Response:
     config: dict[str, Any]
     cached: bool
     raw: Any = field(repr=False, compare=False)
+    accepted: bool | None = None
 
     @property
     def text(self) -> str:

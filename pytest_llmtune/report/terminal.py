@@ -62,6 +62,8 @@ def model_lines(result: SearchResult, budget: Budget | None) -> list[str]:
     """What the search's evaluations cost per model, when its configs name more than one."""
     tally: dict[str, list[float]] = {}
     for trial in result.ranked:
+        if isinstance(trial, CascadeTrial):  # composed from the configs' own evaluations: counted with them
+            continue
         model = str(result.configs[trial.index].get("model", ""))
         configs, tokens, cost = tally.setdefault(model, [0, 0, 0.0])
         tally[model] = [configs + 1, tokens + trial.tokens, cost + trial.cost]
@@ -126,7 +128,7 @@ def cheapest_line(result: SearchResult) -> str | None:
             "cannot call it worse")
 
 
-def cascade_lines(result: SearchResult, spec: EvalSpec) -> list[str]:
+def cascade_lines(result: SearchResult, spec: EvalSpec, locked: bool = True) -> list[str]:
     """With cascade=: what composing cascades did, and a locked cascade against the best single config on the
     same instances (score, cost per instance, and the share each stage answered)."""
     if spec.cascade is None:
@@ -136,7 +138,7 @@ def cascade_lines(result: SearchResult, spec: EvalSpec) -> list[str]:
              "configs' results, ranked with them" + (f"; {'; '.join(result.cascades)}" if result.cascades else "")]
     winner = result.winner
     singles = [t for t in result.complete if not isinstance(t, CascadeTrial)]
-    if not isinstance(winner, CascadeTrial) or not singles:
+    if not isinstance(winner, CascadeTrial) or not singles or not locked:
         return lines
     best = singles[0]
     shared = sorted(set(winner.metrics) & set(best.metrics))
@@ -306,7 +308,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     selected = cheapest_line(result)
     if selected:
         lines.append(selected)
-    lines += cascade_lines(result, outcome.spec)
+    lines += cascade_lines(result, outcome.spec, locked=outcome.locked is not None)
     if outcome.locked is None:
         why = verdict.message.split("\n", 1)[0] if verdict is not None else "nothing was locked"
         return [*lines, why]

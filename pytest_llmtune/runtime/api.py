@@ -201,7 +201,9 @@ def create(
 
     Each entry of `config_list` (AutoGen's as they are: see `config_list_from_json`) is merged over `config` and
     tried in order until one answers and `filter_func(context, response)` accepts it; 429, 5xx and connection
-    errors are retried first. Raises `CreateError` naming every alternative and why it failed.
+    errors are retried first. When `filter_func` rejects the last alternative's answer too, that answer is returned
+    with `accepted=False` (as AutoGen does, and as a tuned cascade's last stage answers). Raises `CreateError`
+    naming every alternative and why it failed when none answered.
     """
     if config_list is not None and not config_list:
         raise CreateError("config_list is empty: give at least one alternative, or leave it out")
@@ -216,8 +218,12 @@ def create(
         except RetryFailed as failure:
             failures.append((merged, failure))
             continue
-        if filter_func is None or filter_func(context, response):
+        if filter_func is None:
             return response
+        if filter_func(context, response):
+            return replace(response, accepted=True)
+        if index == len(alternatives) - 1:  # AutoGen's rule, and a tuned cascade's: the last stage's answer counts
+            return replace(response, accepted=False)
         failures.append((merged, RetryFailed("filter_func rejected the response")))
     raise _all_failed(failures, listed=config_list is not None)
 

@@ -173,8 +173,11 @@ class Cascades:
             found.sort(key=lambda pair: (self.direction.ahead(self.score(pair[1])), self.expense(pair[1])))
         return [stages for stages, _ in found]
 
-    def finish(self, evaluate: Evaluate, executor: Executor) -> None:
-        """Evaluate what the most promising cascades lack, stage by stage, until the budget stops it."""
+    def finish(self, evaluate: Evaluate, executor: Executor,
+               affordable: Callable[[Sequence[tuple[Trial, int]]], bool] = lambda pairs: True) -> None:
+        """Evaluate what the most promising cascades lack, stage by stage, until the budget stops it.
+        `affordable(pairs)`: whether the budget pays for those (stage, instance) evaluations, asked before each
+        round (a budget admits a request while any room is left, so an expensive stage would eat what is kept)."""
         done: set[tuple[int, ...]] = set()
         for stages in self.promising():
             key = tuple(s.index for s in stages)
@@ -182,18 +185,23 @@ class Cascades:
                 continue
             done.add(key)
             try:
-                self._finish(stages, evaluate, executor)
+                self._finish(stages, evaluate, executor, affordable)
             except BudgetSpent as spent:
                 self.finished.append(f"stopped by the optimization budget: {spent}")
                 return
             except EvaluationError as error:
                 self.finished.append(f"cascade of configs {' -> '.join(f'#{k}' for k in key)}: {error}")
 
-    def _finish(self, stages: tuple[Trial, ...], evaluate: Evaluate, executor: Executor) -> None:
+    def _finish(self, stages: tuple[Trial, ...], evaluate: Evaluate, executor: Executor,
+                affordable: Callable[[Sequence[tuple[Trial, int]]], bool]) -> None:
         while True:
             pairs = [(stages[number], instance) for instance in range(self.instances)
                      if (number := needed(stages, instance)) is not None]
             if not pairs:
+                return
+            if not affordable(pairs):
+                self.finished.append(f"the cascade of configs {' -> '.join(f'#{s.index}' for s in stages)} was not "
+                                     f"finished: its {len(pairs)} missing evaluations cost more than is left")
                 return
             futures = {executor.submit(evaluate, trial.index, instance): (trial, instance)
                        for trial, instance in pairs}

@@ -15,12 +15,12 @@ evaluations, this owns the sequence.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pytest_llmtune.search.brackets import Brackets
-from pytest_llmtune.search.budget import Spending
+from pytest_llmtune.search.budget import Spending, over_budget
 from pytest_llmtune.search.cascade import CASCADE, Cascades, CascadeTrial
 from pytest_llmtune.search.costs import BudgetFit
 from pytest_llmtune.search.evaluation import Config, Evaluate, EvaluateWith, Executor
@@ -153,20 +153,50 @@ class Tune:
         else:  # what the held-out run of the costliest candidate a cascade may beat needs is kept back
             budget, best = spending.budget, result.complete[0]
             room = 1.2 * budget.measure(best.tokens, best.cost) / len(best.metrics) * problem.held_out_count
+
+            def affordable(pairs: Sequence[tuple[Trial, int]]) -> bool:
+                need = 1.2 * sum(budget.measure(t.tokens, t.cost) / max(1, len(t.metrics)) for t, _ in pairs)
+                return spending.spent + need + room < budget.amount
+
             finishing, spending.finishing = spending.finishing, False
             try:
                 with spending.keeping(lambda: room):
-                    cascades.finish(evaluate_with(result.configs), executor)
+                    cascades.finish(evaluate_with(result.configs), executor, affordable)
             finally:
                 spending.finishing = finishing
         result.usage.merge(cascades.usage)
-        composed = cascades.build(len(result.configs))
+        composed = [trial for trial in cascades.build(len(result.configs)) if self._admissible(trial, cascades)]
         last = len(result.halving.rungs) - 1
         for trial in composed:
-            trial.rung = last
+            trial.index, trial.rung = len(result.configs), last
             result.configs.append({CASCADE: [result.configs[stage] for stage in trial.stages]})
         result.ranked = result.halving.rank([*result.ranked, *composed])
         result.cascades = cascades.finished
+
+    def _admissible(self, trial: CascadeTrial, cascades: Cascades) -> bool:
+        """A composed cascade may win only within the inference budget (the test that drops a config for cost:
+        its instances' mean over the budget at 95% confidence) and when what is left of the optimization budget
+        pays for its held-out run, so that a cascade never wins a lock it
+        cannot then be scored for."""
+        problem, spending = self.problem, self.spending
+        limit = problem.spec.inference_budget
+        if limit is not None:
+            costs = [limit.measure(*trial.spent[i]) for i in sorted(trial.spent)]
+            if over_budget(costs, limit.amount):
+                cascades.finished.append(f"cascade of configs {_numbers(trial.stages)} left out: over the inference "
+                                         f"budget of {limit.words(limit.amount)} per instance")
+                return False
+        if spending is None or spending.budget is None:
+            return True
+        budget = spending.budget
+        per_instance = budget.measure(trial.tokens, trial.cost) / max(1, len(trial.metrics))
+        need = 1.2 * per_instance * problem.held_out_count  # a confirmation gives way first, as for a config
+        if need > budget.amount - spending.spent:
+            cascades.finished.append(f"cascade of configs {_numbers(trial.stages)} left out: what is left of the "
+                                     f"optimization budget cannot pay for its {problem.held_out_count} held-out "
+                                     "instances")
+            return False
+        return True
 
     def _finalists(self, evaluate_with: EvaluateWith, fresh_with: Callable[[list[Config]], Evaluate],
                    executor: Executor, watch: TuneObserver) -> None:
@@ -195,3 +225,7 @@ class Tune:
             result.held_out[single.index] = HeldOut()
             score_on(result, evaluate_with(result.configs), {single.index: (result.held_out[single.index],
                                                                              range(n - held, n))}, executor=executor)
+
+
+def _numbers(stages: tuple[int, ...]) -> str:
+    return " -> ".join(f"#{stage}" for stage in stages)

@@ -32,7 +32,7 @@ from pytest_llmtune.report.leaderboard import wrap
 from pytest_llmtune.search.candidate import Candidate
 from pytest_llmtune.search.cascade import stages_of
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
-from pytest_llmtune.search.evaluation import Evaluation, EvaluationError
+from pytest_llmtune.search.evaluation import Evaluation, EvaluationError, TargetError
 from pytest_llmtune.search.judge import Judgement, judge
 from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.session.endpoint import EndpointSession
@@ -186,6 +186,8 @@ class GateSession(EndpointSession):
                 run = runs[item.nodeid] if number == 0 else self.run_unlogged(item, self.run_of(target, number), target)
                 try:
                     found.append(evaluation_of(run, spec, item))
+                except TargetError as error:  # the cascade's check raised: the target's code, not the model
+                    return Verdict("failed", f"{target.name}: {error}")
                 except EvaluationError as error:
                     if run.logged:  # its own report shows the error
                         error = EvaluationError(error.signature, "", error.where)
@@ -200,16 +202,19 @@ class GateSession(EndpointSession):
                           margin=gate.margin, threshold_on=gate.threshold_on, rescoring=rescoring,
                           accept_lower=gate.accept_lower, replayed=replayed)
         if judgement.passed and rescoring:
-            self.relock(target, entry, judgement)
+            stages = [found[0].answered for found in evaluations.values() if found and found[0].answered is not None]
+            self.relock(target, entry, judgement, stages)
         shown = verdicts.Gate.of(judgement, spec, entry.score, repeat=repeat,
                                  how="live" if gate.live else "re-scored" if rescoring else "")
         return shown.verdict(verdicts.judgement_words(judgement, spec, target.nodeid, live=gate.live,
                                                       rescoring=rescoring, lockfile=self.settings.lockfile.name,
                                                       note=state.note))
 
-    def relock(self, target: Target, entry: LockEntry, judgement: Judgement) -> None:
+    def relock(self, target: Target, entry: LockEntry, judgement: Judgement, stages: list[int]) -> None:
         """The locked config with its new score: new results and fingerprints; the tune's split scores are kept,
-        marked as the tune's (they describe the code before the change)."""
+        marked as the tune's (they describe the code before the change). A cascade's shares come from the new runs
+        (`stages`: the stage that answered each instance); the cost-quality front is dropped: its other points were
+        scored by the code before the change."""
         from pytest_llmtune import __version__
 
         relocked = replace(
@@ -219,6 +224,8 @@ class GateSession(EndpointSession):
             results=judgement.results, scored_by="rescore",
             tuning=entry.tuning and replace(entry.tuning, scored_by="tune"),
             held_out=entry.held_out and replace(entry.held_out, scored_by="tune"),
+            shares=tuple(stages.count(n) / len(stages) for n in range(len(entry.shares))) if stages and entry.shares
+            else entry.shares, front=(),
         )
         lockfile.write_target(self.settings.lockfile, target.name, relocked)
 
