@@ -7,8 +7,9 @@ without ground truth rejects the answer, on the capitals of the 150 most populou
 
 The check, `accept`, is what the application can run on a new country: the answer must be the name of some capital
 city (of any country). It catches a model that echoes the country, names another city or rambles; it cannot catch
-a wrong capital. The same space twice: select="best" locks the best of the configs and cascades; select="cheapest"
-the cheapest that the paired comparison cannot call worse than the best.
+a wrong capital. The space is small (6 configs), so strategy="grid" scores each on every instance and every
+cascade of them is known. The same space twice: select="best" locks the best of the configs and cascades;
+select="cheapest" the cheapest that the paired comparison cannot call worse than the best.
 """
 
 import pytest
@@ -43,14 +44,15 @@ def check(llm, case):
     assert names_capital(answer, case["capital"]), f"{case['capital']} not in {answer!r}"
 
 
-@llm_eval(space=SPACE, cascade=accept, holdout=50, optimization_budget="60000 tokens", threshold=0.5)
+@llm_eval(space=SPACE, cascade=accept, strategy="grid", holdout=50, optimization_budget="60000 tokens",
+          threshold=0.5)
 @pytest.mark.parametrize("case", COUNTRIES, ids=[c["country"] for c in COUNTRIES])
 def test_capital(llm, case):
     check(llm, case)
 
 
-@llm_eval(space=SPACE, cascade=accept, select="cheapest", holdout=50, optimization_budget="60000 tokens",
-          threshold=0.5)
+@llm_eval(space=SPACE, cascade=accept, select="cheapest", strategy="grid", holdout=50,
+          optimization_budget="60000 tokens", threshold=0.5)
 @pytest.mark.parametrize("case", COUNTRIES, ids=[c["country"] for c in COUNTRIES])
 def test_capital_cheapest(llm, case):
     check(llm, case)
