@@ -273,6 +273,7 @@ def test_an_accept_that_raises_in_the_gate_fails_the_target_with_the_fix(
     assert "INTERNALERROR" not in gate.stdout.str()
 
 
+@pytest.mark.filterwarnings("ignore::pytest_llmtune.llm.cost.UnknownPriceWarning")
 def test_a_stage_draws_inside_a_cascade_the_samples_it_drew_alone(openai_server: FakeOpenAI) -> None:
     """What the composition assumes: a later stage that differs from an earlier one only in n is numbered on its
     own, not after the earlier one's samples."""
