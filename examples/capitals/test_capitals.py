@@ -57,7 +57,7 @@ def names_capital(text: str, capital: str) -> bool:
         "stop": choice([["\n"], None]),
         "seed": 7,
     },
-    threshold=0.4,  # the winner confirmed at 0.475 on fresh samples (the search, picking the luckiest, saw 0.700)
+    threshold=0.4,  # the winner confirmed at 0.700 on fresh samples (the search measured 0.675 on them)
 )
 @pytest.mark.parametrize("case", COUNTRIES, ids=[c["country"] for c in COUNTRIES])
 def test_capital(llm, case):
