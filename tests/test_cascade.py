@@ -288,3 +288,18 @@ def test_a_stage_draws_inside_a_cascade_the_samples_it_drew_alone(openai_server:
         alone = LLM(three, endpoint, stages=[three], accept=lambda context, response: False)(a=a, b=1)
         inside = LLM(one, endpoint, stages=[one, three], accept=lambda context, response: False)(a=a, b=1)
         assert inside == alone
+
+
+def test_a_cascade_with_a_function_scoped_fixture_tunes_one_at_a_time_and_gates_under_xdist(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """monkeypatch makes every evaluation its own run of pytest's protocol; the xdist gate replays the cascade."""
+    body = CASCADE_TEST.replace("def test_review(llm, review):",
+                                "def test_review(llm, review, monkeypatch):\n    monkeypatch.setenv('SEEN', review)")
+    cascade_project(pytester, body=body)
+    result = tune(pytester)
+    assert result.ret == 0
+    assert "cascade" in read_lock(pytester.path)["targets"][NAME]["config"]
+    sent = openai_server.requests
+    gate = pytester.runpytest("--llm-test", "-p", "no:randomly", "-n", "2")
+    assert gate.ret == 0, gate.stdout.str()
+    assert openai_server.requests == sent
