@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--llm-repeat goes with --llm-live (recordings hold one sample per request)")
     if not (tune or test):
         return
-    refuse_distribution(config, tune)
+    distributed = refuse_distribution(config, tune)
     # the modes import openai, vcrpy and scipy: plain pytest runs never pay for them
     from pytest_llmtune.session.gate import GateSession
     from pytest_llmtune.session.tune import TuneSession
@@ -84,25 +84,31 @@ def pytest_configure(config: pytest.Config) -> None:
     llmtune = (TuneSession if tune else GateSession)(config, read_settings(config))
     config.stash[SESSION_KEY] = llmtune
     config.pluginmanager.register(llmtune, "llmtune-session")
+    if distributed:
+        from pytest_llmtune.session.distribute import Controller
+
+        controller = Controller(config, llmtune.cassettes, llmtune.settings.lockfile,
+                                lambda: llmtune.local.base_url if llmtune.local is not None else None)
+        if isinstance(llmtune, TuneSession):
+            llmtune.controller = controller
+        config.pluginmanager.register(controller, "llmtune-controller")
 
 
-def refuse_distribution(config: pytest.Config, tune: bool) -> None:
-    """pytest-xdist: the gate runs on workers (each target's verdict on one of them, as any test); a tune or a
-    recording gate does not, since one search must not run once per worker, nor workers write one cassette."""
+def refuse_distribution(config: pytest.Config, tune: bool) -> bool:
+    """pytest-xdist: the offline gate runs on workers as any test (each target's verdict on one of them). A tune,
+    a recording gate and a live one run each target whole on one worker, the controller writing the files
+    (session/distribute.py): True when this is that controller."""
     if hasattr(config, "workerinput") or not _distributed(config):
-        return
-    if tune:
-        raise pytest.UsageError("--llm-tune does not run under pytest-xdist (-n/--dist): a target's search runs its "
-                                "evaluations concurrently itself (--llm-concurrency); run it without -n")
-    if config.getoption("llm_record"):
-        raise pytest.UsageError("--llm-record does not run under pytest-xdist (-n/--dist): workers would record into "
-                                "the same cassettes; record without -n, then gate with -n")
+        return False
     if config.getoption("llm_prune"):
         raise pytest.UsageError("--llm-prune does not run under pytest-xdist (-n/--dist): each worker replays only "
                                 "part of the recordings; prune without -n")
-    if config.getoption("llm_live"):
-        raise pytest.UsageError("--llm-live does not run under pytest-xdist (-n/--dist): each verdict runs the "
-                                "instances other workers ran once more, paying twice; run it without -n")
+    sending = tune or config.getoption("llm_record") or config.getoption("llm_live")
+    if sending and config.getoption("dist", "no") == "each":
+        flag = "--llm-tune" if tune else "--llm-record" if config.getoption("llm_record") else "--llm-live"
+        raise pytest.UsageError(f"{flag} does not run with --dist each: every worker would run every target, "
+                                "paying once per worker; use -n N (each target runs on one worker)")
+    return bool(sending)
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -117,8 +123,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = llmtune.settings
     local = (f"; {llmtune.local.model.name} (llama-server pid {llmtune.local.process.pid})"
              if llmtune.local is not None and llmtune.local.process is not None else "")
-    where = (f"endpoint {llmtune.endpoint_url}, concurrency {settings.endpoint.concurrency}{local}" if llmtune.calls_out
-             else "no request leaves this machine")
+    per = " per worker" if _distributed(config) else ""  # a target's requests run on its worker
+    where = (f"endpoint {llmtune.endpoint_url}, concurrency {settings.endpoint.concurrency}{per}{local}"
+             if llmtune.calls_out else "no request leaves this machine")
     routes = [f"{route.model} at {route.base_url} ({route.concurrency or settings.endpoint.concurrency})"
               for route in settings.endpoint.table.routes] if llmtune.calls_out else []
     return [f"llmtune: {llmtune.label}; lockfile {settings.lockfile.name}, cassettes {settings.cassette_dir.name}/",

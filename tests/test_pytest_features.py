@@ -389,15 +389,13 @@ def test_a_stale_lock_fails_under_xdist(tuned: pytest.Pytester) -> None:
                                  "its module that it uses, changed)*"])
 
 
-@pytest.mark.parametrize("options", [["--llm-tune"], ["--llm-test", "--llm-record"]])
-def test_tuning_and_recording_refuse_xdist(pytester: pytest.Pytester, openai_server: FakeOpenAI,
-                                           options: list[str]) -> None:
+def test_pruning_refuses_xdist(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     pytester.makepyfile(test_sums=sums())
 
-    result = pytester.runpytest(*options, "-n", "2")
+    result = pytester.runpytest("--llm-test", "--llm-prune", "-n", "2")
 
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*does not run under pytest-xdist (-n/--dist)*"])
+    result.stderr.fnmatch_lines(["*--llm-prune does not run under pytest-xdist (-n/--dist)*"])
     assert openai_server.requests == 0
 
 

@@ -6,18 +6,22 @@ Every live request passes `Pacer.call`: it waits while the endpoint asked the wh
 concurrency allows. A 429 halves that concurrency (multiplicative decrease) and pauses every request until the
 endpoint's reset; each run of successes as long as the concurrency raises it by one again (additive increase),
 up to `--llm-concurrency`. So at a provider's limit the whole tune slows down instead of every slot hitting it.
+Under pytest-xdist the workers on one host share each endpoint's pause through a file (`PauseFile`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
-__all__ = ["Pacer", "Pacers", "reset_seconds"]
+__all__ = ["Pacer", "Pacers", "PauseFile", "reset_seconds"]
 
 WINDOW = 60.0  # seconds: what "per minute" counts over
 EDGE = 0.25  # seconds more: a server counts a request when it arrives, after this side sent it
@@ -48,11 +52,47 @@ def _duration(text: str) -> float | None:
     return sum(float(number) * scale[unit] for number, unit in parts)
 
 
+class PauseFile:
+    """An endpoint's pause after a 429, shared by the processes of one host (pytest-xdist's workers): the wall-clock
+    time until which to pause, in a file each pacer reads before a request and writes on a 429."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[float, float] = (-1.0, 0.0)  # (the file's mtime, the time it said): read on change only
+
+    @classmethod
+    def for_lane(cls, directory: Path, lane: str) -> PauseFile:
+        return cls(directory / hashlib.sha256(lane.encode()).hexdigest()[:16])
+
+    def remaining(self) -> float:
+        """Seconds the endpoint asked every process to pause for, from now (0: none)."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+        if mtime != self._seen[0]:
+            try:
+                self._seen = (mtime, float(self.path.read_text(encoding="utf-8") or 0))
+            except (OSError, ValueError):
+                return 0.0
+        return max(0.0, self._seen[1] - time.time())
+
+    def pause(self, seconds: float) -> None:
+        until = time.time() + seconds
+        if until <= time.time() + self.remaining():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        with contextlib.suppress(OSError):  # a lost pause is a slower recovery, never a wrong answer
+            tmp.write_text(repr(until), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
 class Pacer:
-    """Thread-safe; `clock` and `sleep` are injectable for tests."""
+    """Thread-safe; `clock` and `sleep` are injectable for tests. `shared`: the pause other processes share."""
 
     def __init__(self, concurrency: int, *, rpm: int = 0, tpm: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shared: PauseFile | None = None) -> None:
+        self.shared = shared
         self.most = concurrency
         self.limit = concurrency  # the adaptive concurrency
         self.rpm, self.tpm, self.clock = rpm, tpm, clock
@@ -106,7 +146,7 @@ class Pacer:
         now = self.clock()
         while self._sent and self._sent[0][0] <= now - WINDOW - EDGE:
             self._sent.popleft()
-        waits = [self.paused_until - now]
+        waits = [self.paused_until - now, self.shared.remaining() if self.shared is not None else 0.0]
         if self.in_flight >= self.limit:
             waits.append(0.05)
         if self.rpm and len(self._sent) >= self.rpm:
@@ -123,8 +163,10 @@ class Pacer:
                 self.limit = max(1, self.limit // 2)
                 self.lowest = min(self.lowest, self.limit)
                 self._successes = 0
-                pause = reset_seconds(outcome[1])
-                self.paused_until = max(self.paused_until, self.clock() + (pause or DEFAULT_PAUSE))
+                pause = reset_seconds(outcome[1]) or DEFAULT_PAUSE
+                self.paused_until = max(self.paused_until, self.clock() + pause)
+                if self.shared is not None:
+                    self.shared.pause(pause)
             elif outcome is not None and outcome[0] < 400:
                 self._successes += 1
                 if self._successes >= self.limit and self.limit < self.most:
@@ -141,10 +183,11 @@ class Pacers:
         self.by_name: dict[str, Pacer] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, concurrency: int, *, rpm: int = 0, tpm: int = 0) -> Pacer:
+    def get(self, name: str, concurrency: int, *, rpm: int = 0, tpm: int = 0,
+            shared: PauseFile | None = None) -> Pacer:
         with self._lock:
             if name not in self.by_name:
-                self.by_name[name] = Pacer(concurrency, rpm=rpm, tpm=tpm)
+                self.by_name[name] = Pacer(concurrency, rpm=rpm, tpm=tpm, shared=shared)
             return self.by_name[name]
 
     @property

@@ -57,6 +57,7 @@ class BaseSession(abc.ABC):
         self.settings = settings
         self.targets: dict[str, Target] = {}
         self.states: dict[str, TargetState] = {}  # target name -> what this session knows of it
+        self.running: pytest.Item | None = None  # the target's item whose protocol runs now
 
     # --- collection -----------------------------------------------------------------------------------------
 
@@ -100,7 +101,9 @@ class BaseSession(abc.ABC):
             return (yield)
         if (TARGET_PROPERTY, target.name) not in item.user_properties:
             item.user_properties.append((TARGET_PROPERTY, target.name))
+        self.running = item
         with contextlib.ExitStack() as stack:
+            stack.callback(setattr, self, "running", None)
             try:
                 stack.enter_context(self.routing(target))
             except LlmtuneError as error:  # a cassette that cannot be read: the target's verdict says so

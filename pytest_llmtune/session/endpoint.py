@@ -24,17 +24,20 @@ from pytest_llmtune.llm.local import (
     has_chat_template,
     threads_for,
 )
-from pytest_llmtune.llm.pacing import Pacers
+from pytest_llmtune.llm.pacing import Pacers, PauseFile
 from pytest_llmtune.llm.reach import FailFast
 from pytest_llmtune.llm.routes import Route, TableError
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
+from pytest_llmtune.session.distribute import Outbox, share_of, worker_place
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import Target, instance_fields
 from pytest_llmtune.settings import Settings
+from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.cassette import Cassettes
+from pytest_llmtune.store.lockfile import LockEntry
 
 __all__ = ["EndpointSession"]
 
@@ -51,7 +54,12 @@ class EndpointSession(BaseSession):
         self._starting = threading.Lock()
         self.failed: dict[str, LocalServerError] = {}  # local models whose server would not start
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
-        self.cassettes = Cassettes(self.cassette_dir(), record=self.recording)
+        self.place = worker_place(config)  # a pytest-xdist worker's: it writes nothing to the project
+        directory = self.cassette_dir()
+        self.outbox = (Outbox(lambda: self.running) if self.place is not None and self.recording
+                       and directory == settings.cassette_dir else None)  # not live: its cassettes are its own
+        self.cassettes = Cassettes(directory, record=self.recording,
+                                   send=self.outbox.recording if self.outbox is not None else None)
         self.networks: dict[str, FailFast] = {}  # a refused connection is an endpoint's answer for the session
         self.stopped: str | None = None
         self.finished: pytest.Session | None = None
@@ -64,11 +72,16 @@ class EndpointSession(BaseSession):
         target tuned now, the endpoint's own pacing, its network."""
         given = self.settings.endpoint
         name = lane_name(route)  # models at one URL with one key share a lane: its pacer and its network
+        workers = self.place.workers if self.place is not None else 1  # each pytest-xdist worker paces its share
+        pauses = self.place.pauses if self.place is not None else None
+        shared = PauseFile.for_lane(pauses, name) if pauses is not None else None
         if route is None:
-            pacer = self.pacer.get(name, given.concurrency, rpm=given.rpm, tpm=given.tpm)
+            pacer = self.pacer.get(name, given.concurrency, rpm=share_of(given.rpm, workers),
+                                   tpm=share_of(given.tpm, workers), shared=shared)
             network = self.networks.setdefault(name, FailFast())
         else:
-            pacer = self.pacer.get(name, route.concurrency or given.concurrency, rpm=route.rpm, tpm=route.tpm)
+            pacer = self.pacer.get(name, route.concurrency or given.concurrency, rpm=share_of(route.rpm, workers),
+                                   tpm=share_of(route.tpm, workers), shared=shared)
             network = self.networks.setdefault(name, FailFast(fix=(
                 f"start the server of {route.model!r} or correct its line in ini llmtune_endpoints")))
         live = BudgetGate(Paced(network, pacer), lambda: self.endpoint.spending, lambda: self.endpoint.prices)
@@ -99,6 +112,15 @@ class EndpointSession(BaseSession):
 
     def flag_for(self, target: Target) -> str:
         return self.settings.local.flag
+
+    def write_lock(self, name: str, entry: LockEntry) -> bool:
+        """Write the target's lock entry; on a pytest-xdist worker, send it to the controller, which writes it.
+        Whether the lockfile changes."""
+        if self.outbox is None:
+            return lockfile.write_target(self.settings.lockfile, name, entry)
+        changed = lockfile.would_change(self.settings.lockfile, name, entry)
+        self.outbox.lock_entry(name, entry.to_json())
+        return changed
 
     def not_reached(self, target: Target) -> bool:
         """Selected, but the run stopped (-x, --maxfail) before its verdict."""
@@ -202,12 +224,17 @@ class EndpointSession(BaseSession):
         if self.config.option.collectonly:
             return
         if self.settings.local.enabled and self.calls_out:
-            self.local = start_local_server(self.config, self.settings)
+            url = self.place.local_url if self.place is not None else None  # a worker uses the controller's server
+            if url is None:
+                self.local = start_local_server(self.config, self.settings)
+                url = self.local.base_url
             self.endpoint.close()
             try:
-                self.endpoint = make_endpoint(self.settings, self.local.base_url, transport_for=self.transport_for,
+                model = self.local.model if self.local is not None else (self.settings.local.model or
+                                                                         default_model_path())
+                self.endpoint = make_endpoint(self.settings, url, transport_for=self.transport_for,
                                               recorded=self.cassettes.recorded, start_local=self.start_local,
-                                              chat=has_chat_template(self.local.model))
+                                              chat=has_chat_template(model))
             except LocalServerError as error:
                 raise pytest.UsageError(str(error)) from None
 

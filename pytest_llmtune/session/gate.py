@@ -227,7 +227,7 @@ class GateSession(EndpointSession):
             shares=tuple(stages.count(n) / len(stages) for n in range(len(entry.shares))) if stages and entry.shares
             else entry.shares, front=(),
         )
-        lockfile.write_target(self.settings.lockfile, target.name, relocked)
+        self.write_lock(target.name, relocked)
 
     # --- the summary, from the reports (the controller's view under pytest-xdist) ------------------------------
 

@@ -48,6 +48,7 @@ from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.session.base import rerun_error
+from pytest_llmtune.session.distribute import INPUT_KEY, Controller
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
@@ -74,6 +75,7 @@ class TuneSession(EndpointSession):
         self.reported: list[str] = []  # where --llm-report wrote
         self.previews: list[str] = []  # with --co: each selected target's plan
         self.warnings: list[str] = []  # damaged files kept aside
+        self.controller: Controller | None = None  # under pytest-xdist, on the controller (plugin.py)
 
     # --- the search ---------------------------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class TuneSession(EndpointSession):
         state = self.state(target.name)
         state.candidate = Candidate(result.configs[winner.index])
         entry = self.lock_entry(target, result, winner, held, outcome.confirmed)
-        outcome.lock_changed = lockfile.write_target(self.settings.lockfile, target.name, entry)
+        outcome.lock_changed = self.write_lock(target.name, entry)
         outcome.locked = entry
         state.repeat = entry.repeat  # the instances' own runs replay the locked samples
         return Verdict("passed", terminal.locked_words(entry), terminal.entry_properties(entry))
@@ -284,7 +286,7 @@ class TuneSession(EndpointSession):
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         super().pytest_collection_finish(session)
-        if not self.config.option.collectonly:
+        if not self.config.option.collectonly and self.place is None:  # a worker's controller checked it
             self.check_lockfile()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if self.config.option.collectonly and reporter is not None:  # -p no:terminal: nothing to print it on
@@ -349,14 +351,65 @@ class TuneSession(EndpointSession):
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
-        outcomes = {name: state.outcome for name, state in self.states.items() if state.outcome is not None}
-        if not self.settings.reports or not outcomes:
+        if self.place is not None:  # a pytest-xdist worker: the controller prints and writes (distribute.py)
+            self.config.workeroutput[INPUT_KEY] = self.worker_output()  # type: ignore[attr-defined]
+            return
+        if self.controller is not None:
+            summaries = self.controller.summaries()
+            found = {summary["name"]: summary["report"] for summary in summaries if summary.get("report")}
+        else:
+            found = self.report_data() if self.settings.reports else {}
+        if not self.settings.reports or not found:
             return
         data = json_report.header("tune", self.settings, self.endpoint_url)
-        for name, outcome in outcomes.items():
-            ids = [instance_id(item) for item in self.targets[name].shuffled()]
-            data["targets"][name] = json_report.tune_target(outcome, self.state(name).verdict, ids)
+        data["targets"] = found
         self.reported = self.write_reports(data)
+
+    def report_data(self) -> dict[str, Any]:
+        found = {}
+        for name, state in self.states.items():
+            if state.outcome is not None:
+                ids = [instance_id(item) for item in self.targets[name].shuffled()]
+                found[name] = json_report.tune_target(state.outcome, state.verdict, ids)
+        return found
+
+    def worker_output(self) -> dict[str, Any]:
+        """What this worker tells its controller at the end: each target's summary lines, at the controller's
+        width, and its report data; the session's warnings."""
+        assert self.place is not None
+        width = self.place.width
+        data = self.report_data() if self.settings.reports else {}
+        targets = [{"name": name, "item": target.item.nodeid if target.item else name,
+                    "concluded": self.state(name).outcome is not None,
+                    "lines": self.target_lines(name, target, width), "report": data.get(name)}
+                   for name, target in self.targets.items()  # those whose items ran on this worker
+                   if self.state(name).outcome is not None or self.state(name).verdict is not None]
+        return {"targets": targets, "warnings": self.session_warnings(), "notes": self.session_notes(),
+                "prices": [f"warning: {unknown_price_words(model)}" for model in sorted(self.endpoint.prices.unknown)]}
+
+    def session_warnings(self) -> list[str]:
+        throttled = self.pacer.summary()
+        where = f" ({self.place.id})" if self.place is not None and throttled else ""
+        return [*self.warnings, *self.cassettes.set_aside, *([throttled + where] if throttled else [])]
+
+    def session_notes(self) -> list[str]:
+        if not self.locals:
+            return []
+        return ["local models started when first needed: " + ", ".join(
+            f"{name} (llama-server pid {server.pid})" for name, server in self.locals.items())]
+
+    def target_lines(self, name: str, target: Target, width: int) -> list[str]:
+        """The target's part of the summary, wrapped to `width` (prose to the width pytest uses; tables fitted)."""
+        state = self.state(name)
+        outcome, verdict = state.outcome, state.verdict
+        if verdict is None and self.not_reached(target):
+            verdict = Verdict("skipped", terminal.not_reached_words(name, "tuned", str(self.stopped)))
+        cassette, root = self.cassettes.path_for(name), self.config.rootpath
+        shown = cassette.relative_to(root) if cassette.is_relative_to(root) else cassette
+        lines = terminal.tune_lines(outcome, verdict, self.settings.lockfile.name, shown, name, width=width,
+                                    verbose=self.config.get_verbosity() > 0, nodeid=target.nodeid)
+        return [part for line in [*lines, *self.instance_lines(name, width)]
+                for part in wrap(with_flags(line, self.flag_for(target)), width)]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.config.option.collectonly:
@@ -367,38 +420,49 @@ class TuneSession(EndpointSession):
                     for part in wrap(line, width):
                         terminalreporter.write_line(part)
             return
+        if self.controller is not None:
+            return self.distributed_summary(terminalreporter, self.controller)
         if not self.targets:
             return
         terminalreporter.section("llmtune")
-        for warning in [*self.warnings, *self.cassettes.set_aside]:
-            terminalreporter.write_line(warning, yellow=True)
-        throttled = self.pacer.summary()
-        if throttled:
-            terminalreporter.write_line(throttled, yellow=True)
-        if self.locals:
-            terminalreporter.write_line("local models started when first needed: " + ", ".join(
-                f"{name} (llama-server pid {server.pid})" for name, server in self.locals.items()))
         width = self.config.get_terminal_writer().fullwidth
-        verbose = self.config.get_verbosity() > 0
-        # prose is wrapped to the width pytest uses (the terminal's, or COLUMNS in a log); tables are fitted
-        def fold(line: str) -> list[str]:
-            return wrap(line, width)
+        for warning in self.session_warnings():
+            for part in wrap(warning, width):
+                terminalreporter.write_line(part, yellow=True)
+        for line in self.session_notes():
+            terminalreporter.write_line(line)
         for name, target in self.targets.items():
-            state = self.state(name)
-            outcome, verdict = state.outcome, state.verdict
-            if verdict is None and self.not_reached(target):
-                verdict = Verdict("skipped", terminal.not_reached_words(name, "tuned", str(self.stopped)))
-            lines = terminal.tune_lines(outcome, verdict, self.settings.lockfile.name,
-                                      self.cassettes.path_for(name).relative_to(self.config.rootpath), name,
-                                      width=width, verbose=verbose, nodeid=target.nodeid)
-            for line in [*lines, *self.instance_lines(name, width)]:
-                for part in fold(with_flags(line, self.flag_for(target))):
-                    terminalreporter.write_line(part)
+            for part in self.target_lines(name, target, width):
+                terminalreporter.write_line(part)
         for line in self.reported:
             terminalreporter.write_line(line)
         for model in sorted(self.endpoint.prices.unknown):
-            for part in fold(f"warning: {unknown_price_words(model)}"):
+            for part in wrap(f"warning: {unknown_price_words(model)}", width):
                 terminalreporter.write_line(part, yellow=True)
+
+    def distributed_summary(self, terminalreporter: Any, controller: Controller) -> None:
+        """The controller's summary under pytest-xdist: what each worker rendered, in collection order, and a line
+        for a target whose worker died."""
+        summaries = controller.summaries()
+        crashed = controller.crash_lines({summary["name"] for summary in summaries if summary["concluded"]})
+        if not summaries and not crashed:
+            return
+        terminalreporter.section("llmtune")
+        width = self.config.get_terminal_writer().fullwidth
+        outputs = controller.outputs
+        for warning in dict.fromkeys(w for output in outputs for w in [*output["warnings"], *output["prices"]]):
+            for part in wrap(warning, width):
+                terminalreporter.write_line(part, yellow=True)
+        for line in dict.fromkeys(line for output in outputs for line in output["notes"]):
+            terminalreporter.write_line(line)
+        for summary in summaries:
+            for line in summary["lines"]:
+                terminalreporter.write_line(line)
+        for line in crashed:
+            for part in wrap(line, width):
+                terminalreporter.write_line(part, red=True)
+        for line in self.reported:
+            terminalreporter.write_line(line)
 
 
 def shares_of(answered: Mapping[int, int], stages: int) -> tuple[float, ...]:

@@ -11,6 +11,9 @@ failed responses (4xx, 5xx) are never recorded.
 
 A cassette notes which of its recordings the session replayed or recorded: `pytest --llm-test --llm-prune` cuts
 it to those (`Cassette.prune`), since a tune keeps every response it paid for.
+
+On a pytest-xdist worker a cassette writes nothing: `Cassettes(send=...)` hands each new recording to the worker's
+outbox (session/distribute.py), and the controller journals it (`Cassette.add_many`) and saves the file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,8 @@ __all__ = ["CassetteError", "Cassettes", "Pruned", "RecordingTransport", "reques
 FORMAT_VERSION = 1  # vcrpy's cassette format version
 KEPT_REQUEST_HEADERS = {"content-type", SAMPLE_HEADER.lower()}
 KEPT_RESPONSE_HEADERS = {"content-type"}
+
+Send = Callable[[str, str, dict[str, Any]], None]  # (target, request key, interaction): a worker's new recording
 
 
 class CassetteError(LlmtuneError):
@@ -81,8 +86,9 @@ def _first(value: Any) -> Any:
 class Cassette:
     """One target's recordings: vcrpy-format interactions, indexed by `request_key`, safe to use from threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, send: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.path = path
+        self.send = send  # a pytest-xdist worker's: new recordings go to the controller, nothing to a file
         self.interactions: dict[str, dict[str, Any]] = {}
         self.dirty = False
         self.lock = threading.Lock()
@@ -91,10 +97,10 @@ class Cassette:
         self.new: set[str] = set()  # keys recorded in this session: a replay of one is no replay of the lock's
 
     @classmethod
-    def load(cls, path: Path) -> Cassette:
+    def load(cls, path: Path, send: Callable[[str, dict[str, Any]], None] | None = None) -> Cassette:
         """The file's recordings, and those of its journal: responses a run recorded and did not fold into the
         file (it was killed, or is still running in another process)."""
-        cassette = cls(path)
+        cassette = cls(path, send)
         with locked_directory(path.parent, create=False):
             cassette.interactions = read_file(path)
             journaled = read_journal(journal_path(path))
@@ -120,16 +126,31 @@ class Cassette:
                 return
             self.interactions[key] = interaction
             self.new.add(key)
+            if self.send is not None:  # sent before the caller uses the response, as the journal is written
+                self.send(key, interaction)
+                return
             self.dirty = True
             with locked_directory(self.path.parent):
-                append_durably(journal_path(self.path), json.dumps({"key": key, "interaction": interaction},
-                                                                   sort_keys=True, ensure_ascii=False) + "\n")
+                append_durably(journal_path(self.path), journal_lines([(key, interaction)]))
+
+    def add_many(self, recorded: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Recordings a pytest-xdist worker sent: journalled (one fsync) before the controller goes on. How many
+        were new."""
+        with self.lock:
+            fresh = [(key, interaction) for key, interaction in dict(recorded).items() if key not in self.interactions]
+            if not fresh:
+                return 0
+            self.interactions.update(fresh)
+            self.dirty = True
+            with locked_directory(self.path.parent):
+                append_durably(journal_path(self.path), journal_lines(fresh))
+        return len(fresh)
 
     def save(self) -> None:
         """Fold the journal into the file: the file's recordings, the journal's (this run's and any other
         process's) and this run's, sorted by request key, written atomically; then the journal goes."""
         with self.lock:
-            if not self.dirty:
+            if not self.dirty or self.send is not None:
                 return
             with locked_directory(self.path.parent):
                 self.merge(read_file(self.path))
@@ -195,6 +216,11 @@ def size_words(size: int) -> str:
             value = size / scale
             return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
     return f"{size} B"
+
+
+def journal_lines(recorded: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(json.dumps({"key": key, "interaction": interaction}, sort_keys=True, ensure_ascii=False) + "\n"
+                   for key, interaction in recorded)
 
 
 def journal_path(path: Path) -> Path:
@@ -338,11 +364,13 @@ def _replayed(recorded: dict[str, Any], request: httpx2.Request, *, fresh: bool)
 
 
 class Cassettes:
-    """One cassette per target under `directory`; `record=False` replays only and never calls out."""
+    """One cassette per target under `directory`; `record=False` replays only and never calls out. With `send` (a
+    pytest-xdist worker), new recordings go to `send` and no file is written."""
 
-    def __init__(self, directory: Path, *, record: bool) -> None:
+    def __init__(self, directory: Path, *, record: bool, send: Send | None = None) -> None:
         self.directory = directory
         self.record = record
+        self.send = send
         self.current: Cassette | None = None
         self.set_aside: list[str] = []  # damaged cassettes a recording run kept aside, in words
         self._cassettes: dict[str, Cassette] = {}
@@ -384,15 +412,21 @@ class Cassettes:
     def _load(self, target: str) -> Cassette:
         with self._lock:
             if target not in self._cassettes:
-                self._cassettes[target] = self._read(self.path_for(target))
+                self._cassettes[target] = self._read(self.path_for(target), target)
             return self._cassettes[target]
 
-    def _read(self, path: Path) -> Cassette:
+    def _read(self, path: Path, target: str) -> Cassette:
         """The cassette at `path`. A damaged one stops a replay; a recording run (the user asked to record) keeps
-        it aside as `<name>.corrupt-<time>` and starts a new one, saying so in `set_aside`."""
+        it aside as `<name>.corrupt-<time>` and starts a new one, saying so in `set_aside` (not on a pytest-xdist
+        worker, which writes nothing: the message says how)."""
+        send = self.send
         try:
-            return Cassette.load(path)
+            return Cassette.load(path, None if send is None else lambda key, interaction: send(target, key,
+                                                                                              interaction))
         except CassetteError as error:
+            if send is not None and error.damaged:
+                raise CassetteError(f"{error} (a pytest-xdist worker keeps nothing aside: run without -n once)",
+                                    damaged=True) from None
             if not (self.record and error.damaged):
                 raise
             with locked_directory(path.parent):
@@ -418,3 +452,10 @@ class Cassettes:
 
     def recordings(self, target: str) -> int:
         return len(self._load(target).interactions)
+
+    def add_many(self, target: str, recorded: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """A pytest-xdist worker's recordings for `target`, journalled at once (`Cassette.add_many`)."""
+        return self._load(target).add_many(recorded)
+
+    def save_target(self, target: str) -> None:
+        self._load(target).save()

@@ -221,16 +221,26 @@ def damaged(path: Path, problem: str) -> LockfileError:
                          damaged=True)
 
 
-def write_target(path: Path, name: str, entry: LockEntry) -> bool:
-    """Put `entry` under `name`, keeping the other targets (also those another process wrote meanwhile: the
-    file is read and written under a lock); False if the file already said exactly this."""
+def write_target(path: Path, name: str, entry: LockEntry | dict[str, Any]) -> bool:
+    """Put `entry` (or its JSON, as a pytest-xdist worker sends it) under `name`, keeping the other targets (also
+    those another process wrote meanwhile: the file is read and written under a lock); False if the file already
+    said exactly this."""
     with locked_directory(path.parent):
         targets = read(path)
-        targets[name] = entry.to_json()
+        targets[name] = entry.to_json() if isinstance(entry, LockEntry) else entry
         text = json.dumps({"version": LOCK_VERSION, "targets": targets}, indent=2, sort_keys=True) + "\n"
         if path.exists() and path.read_text(encoding="utf-8") == text:
             return False
         write_atomically(path, text)
+        return True
+
+
+def would_change(path: Path, name: str, entry: LockEntry) -> bool:
+    """Whether writing `entry` under `name` would change the file: what `write_target` returns, for a
+    pytest-xdist worker, which sends the entry to the controller instead. A file it cannot read would change."""
+    try:
+        return bool(read(path).get(name) != json.loads(json.dumps(entry.to_json())))
+    except LockfileError:
         return True
 
 

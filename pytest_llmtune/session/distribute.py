@@ -1,0 +1,271 @@
+"""pytest-xdist: `--llm-tune`, `--llm-record` and `--llm-live` on workers, each target on one worker, the project's
+files written by the controller alone.
+
+- Scheduling (`TargetScheduling`): xdist's own scope scheduling, with a target's items (its instances and its
+  `[llmtune]` item) as one scope, so that one search runs once, on one worker, and a live verdict finds every
+  instance's answer on its worker. Other tests keep the scope the `--dist` mode gives them (`load`: each its
+  own; `loadscope`, `loadfile`, `loadgroup`: xdist's). `--dist each` would tune every target on every worker: it is
+  refused (plugin.py).
+- The outbox (`Outbox`, on a worker): each new recording, and each lock entry, goes to the controller when it is
+  made, in the user properties of a passed setup report of the item running: the one channel from a worker to
+  its controller while an item runs (pytest-subtests sends its own reports the same way; pytest's terminal,
+  junitxml and `--lf` take nothing from a passed setup report). So a worker writes nothing to the project: one on
+  another host needs no shared filesystem, and one killed with SIGKILL has lost only its requests in flight.
+- The controller (`Controller`): journals each recording as it arrives (the next run replays it, also after a
+  worker crashed: xdist's replacement worker resumes the target's search from them), folds the journals into the
+  cassettes, writes the lock entries under the lockfile's lock, and prints the summary the workers rendered at
+  the controller's width (their `workeroutput`), with a line for a target whose worker died.
+- Limits: a worker paces `llmtune_rpm` / `llmtune_tpm` (and an endpoint line's rpm= / tpm=) at its share, the limit
+  over the number of workers; a 429's pause reaches every worker on the controller's host (pacing.PauseFile).
+  `--llm-concurrency` is per worker.
+
+The one name of xdist's this leans on beyond its hooks is `LoadScopeScheduling._split_scope`, the method xdist's
+own LoadFile and LoadGroup schedulings override; pytest-xdist 3 is required for it (a UsageError says so) and the
+suite tests the contract (tests/test_xdist_tune.py).
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmtune.records import SUFFIX, TARGET_PROPERTY
+from pytest_llmtune.store import lockfile
+from pytest_llmtune.store.cassette import Cassettes
+
+__all__ = ["OUTBOX_PROPERTY", "Controller", "Outbox", "WorkerPlace", "share_of", "worker_place"]
+
+OUTBOX_PROPERTY = "llmtune-outbox"  # a report's user property: what a worker sends its controller
+INPUT_KEY = "llmtune"  # workerinput and workeroutput: what the controller and its workers tell each other
+
+
+class WorkerPlace:
+    """What a worker knows of the run it is part of, from its workerinput."""
+
+    def __init__(self, workerinput: dict[str, Any]) -> None:
+        given = workerinput.get(INPUT_KEY, {})
+        self.id = str(workerinput.get("workerid", "gw?"))
+        self.workers = int(workerinput.get("workercount", 1))
+        self.width = int(given.get("width", 80))
+        self.beside = given.get("host") == socket.gethostname()  # on the controller's host
+        self.local_url: str | None = given.get("local_url") if self.beside else None
+        self.pauses: Path | None = Path(given["pauses"]) if self.beside and given.get("pauses") else None
+
+
+def worker_place(config: pytest.Config) -> WorkerPlace | None:
+    """The worker's place in a pytest-xdist run; None in the controller or in a run without xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return None if workerinput is None else WorkerPlace(workerinput)
+
+
+def share_of(limit: int, workers: int) -> int:
+    """A worker's share of a per-minute limit (0: none): the limit over the workers, at least 1."""
+    return max(1, limit // workers) if limit else 0
+
+
+# --- a worker ---------------------------------------------------------------------------------------------------
+
+class Outbox:
+    """A worker's messages to the controller, each sent as soon as it is made: as a passed setup report of the item
+    running (`running()`), the only kind of message xdist carries while an item runs. Thread-safe: a request's
+    thread sends its recording; one sends at a time, and takes along what others added meanwhile."""
+
+    def __init__(self, running: Callable[[], pytest.Item | None]) -> None:
+        self.running = running
+        self.pending: list[dict[str, Any]] = []
+        self.busy = False
+        self.lock = threading.Lock()
+
+    def recording(self, target: str, key: str, interaction: dict[str, Any]) -> None:
+        self.post({"kind": "recording", "target": target, "key": key, "interaction": interaction})
+
+    def lock_entry(self, target: str, entry: dict[str, Any]) -> None:
+        self.post({"kind": "lock", "target": target, "entry": entry})
+
+    def post(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            self.pending.append(message)
+        self.flush()
+
+    def flush(self) -> None:
+        while True:
+            with self.lock:
+                if self.busy or not self.pending:
+                    return
+                batch, self.pending, self.busy = self.pending, [], True
+            try:
+                self.send(batch)
+            finally:
+                with self.lock:
+                    self.busy = False
+
+    def send(self, batch: list[dict[str, Any]]) -> None:
+        item = self.running()
+        if item is None:  # nothing runs: nothing records either; kept for the next item's report
+            with self.lock:
+                self.pending[:0] = batch
+            return
+        now = time.time()
+        report = pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={}, outcome="passed",
+                                   longrepr=None, when="setup", duration=0.0, start=now, stop=now,
+                                   user_properties=[(OUTBOX_PROPERTY, batch)])
+        item.ihook.pytest_runtest_logreport(report=report)
+
+
+# --- the controller ---------------------------------------------------------------------------------------------
+
+def _scheduling_base() -> type:
+    import xdist  # type: ignore[import-untyped]
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    if not str(xdist.__version__).startswith("3."):  # the one name this leans on (the module's docstring)
+        raise pytest.UsageError(f"--llm-tune -n is built on pytest-xdist 3 (its scope scheduling); this is "
+                                f"pytest-xdist {xdist.__version__}: `pip install 'pytest-xdist>=3.8,<4'`")
+    base: type = LoadScopeScheduling
+    return base
+
+
+class Controller:
+    """On the controller of a distributed `--llm-tune`, `--llm-record` or `--llm-live`: schedules targets whole,
+    writes what workers send, and gathers their summaries. `cassettes` is the mode session's, on the project's
+    cassette directory; `local_url`, the local server it started, if any."""
+
+    def __init__(self, config: pytest.Config, cassettes: Cassettes, lock_path: Path,
+                 local_url: Callable[[], str | None]) -> None:
+        self.config = config
+        self.cassettes = cassettes
+        self.lock_path = lock_path
+        self.local_url = local_url
+        self.pauses = Path(tempfile.mkdtemp(prefix="llmtune-pauses-"))
+        config.add_cleanup(lambda: _remove(self.pauses))
+        self.received: dict[str, int] = {}  # target -> recordings its workers sent (new to the cassette)
+        self.locked: set[str] = set()  # targets whose lock entry a worker sent
+        self.outputs: list[dict[str, Any]] = []  # each finished worker's workeroutput[INPUT_KEY]
+        self.crashed: dict[str, tuple[str, str]] = {}  # target -> (worker, the item it was running) when it died
+        self.names: dict[str, str] = {}  # a target's test function (node id) -> the target's name
+        self.scheduler: Any = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        self.scheduler = target_scheduling(config, log)
+        return self.scheduler
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[INPUT_KEY] = {"width": self.config.get_terminal_writer().fullwidth,
+                                       "host": socket.gethostname(), "local_url": self.local_url(),
+                                       "pauses": str(self.pauses)}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        if TARGET_PROPERTY in properties:
+            self.names[function_of(report.nodeid)] = str(properties[TARGET_PROPERTY])
+        batch: Any = properties.get(OUTBOX_PROPERTY)
+        if batch is None:
+            return
+        recordings: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for message in batch:
+            target = str(message["target"])
+            self.names[function_of(report.nodeid)] = target
+            if message["kind"] == "recording":
+                recordings.setdefault(target, []).append((str(message["key"]), message["interaction"]))
+            elif message["kind"] == "lock":
+                self._write(recordings)  # the lock's evidence first
+                recordings = {}
+                lockfile.write_target(self.lock_path, target, message["entry"])
+                self.cassettes.save_target(target)
+                self.locked.add(target)
+        self._write(recordings)
+
+    def _write(self, recordings: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:
+        for target, recorded in recordings.items():
+            self.received[target] = self.received.get(target, 0) + self.cassettes.add_many(target, recorded)
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        function = function_of(crashitem)
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        self.crashed[self.names.get(function, function)] = (getattr(worker, "id", "?"), crashitem)
+
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        output = getattr(node, "workeroutput", {}).get(INPUT_KEY)
+        if output is not None:
+            self.outputs.append(output)
+
+    def order(self, item_nodeid: str) -> int:
+        collection = getattr(self.scheduler, "collection", None) or []
+        return collection.index(item_nodeid) if item_nodeid in collection else len(collection)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """The targets' summaries the workers rendered, in collection order; a target a later worker finished
+        (its first worker died) is told once, by the one that finished it."""
+        found: dict[str, dict[str, Any]] = {}
+        for output in self.outputs:
+            for summary in output.get("targets", []):
+                known = found.get(summary["name"])
+                if known is None or (summary.get("concluded") and not known.get("concluded")):
+                    found[summary["name"]] = summary
+        return sorted(found.values(), key=lambda summary: self.order(summary["item"]))
+
+    def crash_lines(self, finished: set[str]) -> list[str]:
+        """A line for each target whose worker died while running it and no other worker finished."""
+        lines = []
+        for target, (worker, item) in self.crashed.items():
+            if target in finished:
+                continue
+            kept = self.received.get(target, 0)
+            lines.append(f"{target}: not tuned: its worker {worker} died while running {item}; the {kept:,} new "
+                         "recordings it had sent are kept in its cassette, and a re-run replays them: "
+                         f"`pytest --llm-tune {function_of(item)}`")
+        return lines
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.cassettes.save()  # the journals of targets whose worker died fold in too
+
+
+def function_of(nodeid: str) -> str:
+    """The test function's node id of an item's: `m.py::test_x` of `m.py::test_x[France]`, `m.py::test_x[llmtune]`."""
+    return nodeid.split("@")[0].split("[", 1)[0]
+
+
+def target_scheduling(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling (see the module's docstring), built on first use: xdist is imported only here."""
+    base = _scheduling_base()
+    dist = str(config.getoption("dist", "load"))
+
+    class TargetScheduling(base):  # type: ignore[misc, valid-type]
+        """A target's items as one scope; any other test's scope as its `--dist` mode gives it."""
+
+        targets: set[str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group of the user's (loadgroup): kept whole
+                return nodeid.split("@")[-1]
+            function = function_of(nodeid)
+            if function in self._targets():
+                return function + SUFFIX
+            if dist == "loadscope":
+                return nodeid.rsplit("::", 1)[0]
+            if dist == "loadfile":
+                return nodeid.split("::", 1)[0]
+            return nodeid
+
+        def _targets(self) -> set[str]:
+            if self.targets is None:
+                collection: Sequence[str] = self.collection or next(iter(self.registered_collections.values()), [])
+                self.targets = {nodeid.split("@")[0].removesuffix(SUFFIX) for nodeid in collection
+                                if nodeid.split("@")[0].endswith(SUFFIX)}
+            return self.targets
+
+    return TargetScheduling(config, log)
+
+
+def _remove(directory: Path) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)

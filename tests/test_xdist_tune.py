@@ -1,0 +1,197 @@
+"""`--llm-tune`, `--llm-record` and `--llm-live` under pytest-xdist: each target whole on one worker, the same
+locks as without -n, the project's files written by the controller alone, limits shared, a killed worker's
+recordings kept (session/distribute.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from openai_server import FakeOpenAI
+
+from conftest import read_lock
+
+# Four targets of a sum, each in its own file; the "Examples" prompt and a low temperature answer best.
+TARGET = '''
+import os
+from pathlib import Path
+
+import pytest
+from pytest_llmtune import llm_eval, choice, uniform
+
+CASES = [(a, a + OFFSET) for a in range(10)]
+SPACE = {"model": "m", "prompt": choice(["What is {a} + {b}?", "Examples: What is {a} + {b}?"]),
+         "temperature": uniform(0, 1)}
+
+
+@llm_eval(space=SPACE, threshold=0.1, optimization_budget=BUDGET)
+@pytest.mark.parametrize("a,b", CASES)
+def test_sum(llm, a, b):
+    BODY
+    assert llm(a=a, b=b)[0].split()[0] == str(a + b)
+'''
+
+
+def target(offset: int, body: str = "pass", budget: str = "None") -> str:
+    return TARGET.replace("OFFSET", str(offset)).replace("BODY", body).replace("BUDGET", budget)
+
+
+def four_targets(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**{f"test_sum{n}": target(n) for n in range(4)},
+                        test_plain="def test_plain():\n    assert True\n")
+
+
+def project_files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".pytest")}
+
+
+def cassette_files(root: Path) -> dict[str, bytes]:
+    return {path: text for path, text in project_files(root).items() if path.startswith("llmtune_cassettes")}
+
+
+def locks(root: Path) -> dict[str, object]:
+    """Each target's lock without what says when or by what version it was written."""
+    return {name: {key: value for key, value in entry.items() if key != "plugin_version"}
+            for name, entry in read_lock(root)["targets"].items()}
+
+
+def test_a_tune_on_two_workers_locks_what_one_process_locks(pytester: pytest.Pytester,
+                                                            openai_server: FakeOpenAI) -> None:
+    four_targets(pytester)
+    alone = pytester.runpytest("--llm-tune", "-p", "no:randomly")
+    assert alone.ret == pytest.ExitCode.OK, alone.stdout.str()
+    first, sent = locks(pytester.path), openai_server.requests
+    cassettes = cassette_files(pytester.path)
+    (pytester.path / "llmtune.lock").unlink()
+    for path in cassettes:
+        (pytester.path / path).unlink()
+
+    spread = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly")
+
+    assert spread.ret == pytest.ExitCode.OK, spread.stdout.str()
+    assert locks(pytester.path) == first
+    assert openai_server.requests == 2 * sent  # the same requests again, each once
+    assert cassette_files(pytester.path) == cassettes  # the controller wrote the same recordings, byte for byte
+    spread.stdout.fnmatch_lines(["llmtune: endpoint *, concurrency 8 per worker", "*= llmtune =*"])
+    summary = spread.outlines[spread.outlines.index(next(line for line in spread.outlines if "= llmtune =" in line)):]
+    heads = [line.split(":")[0] for line in summary if line.startswith("test_sum") and " configs in " in line]
+    assert heads == [f"test_sum{n}.py" for n in range(4)]  # whole, and in collection order
+    plain = alone.outlines[alone.outlines.index(next(line for line in alone.outlines if "= llmtune =" in line)):]
+    assert [line for line in summary if line.startswith("locked in")] == [
+        line for line in plain if line.startswith("locked in")]
+    assert not list(pytester.path.rglob(".*.journal"))
+
+
+def test_each_target_runs_whole_on_one_worker(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(**{f"test_sum{n}": target(n, body='Path(f"{os.environ[\'PYTEST_XDIST_WORKER\']}-'
+                                                            f'{n}.ran").touch()') for n in range(4)})
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    ran = {path.stem for path in pytester.path.glob("*.ran")}
+    by_target = {n: {name.split("-")[0] for name in ran if name.endswith(f"-{n}")} for n in range(4)}
+    assert all(len(workers) == 1 for workers in by_target.values()), by_target
+    assert {next(iter(workers)) for workers in by_target.values()} == {"gw0", "gw1"}
+
+
+def test_a_worker_in_another_directory_writes_nothing_there(pytester: pytest.Pytester, openai_server: FakeOpenAI,
+                                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    four_targets(pytester)
+    pytester.makeini("[pytest]\n")  # the project's root, in its copy too
+    elsewhere = tmp_path_factory.mktemp("worker")
+    before = set(project_files(pytester.path))
+
+    # xdist copies the project to the workers' directory (--rsyncdir), as it would to another host
+    result = pytester.runpytest("--llm-tune", "-p", "no:randomly", "--tx", f"popen//chdir={elsewhere}",
+                                "--tx", f"popen//chdir={elsewhere}", "--dist", "load", "--rsyncdir", str(pytester.path),
+                                "-W", "ignore::DeprecationWarning")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert sorted(read_lock(pytester.path)["targets"]) == [f"test_sum{n}.py::test_sum" for n in range(4)]
+    assert len(list((pytester.path / "llmtune_cassettes").rglob("*.json"))) == 4
+    copied = elsewhere / pytester.path.name
+    assert copied.is_dir(), sorted(elsewhere.rglob("*"))  # the workers ran there
+    written = set(project_files(copied)) - before
+    assert written == set(), written
+
+
+def test_a_killed_worker_loses_no_recording_it_sent_and_the_others_lock(pytester: pytest.Pytester,
+                                                                       openai_server: FakeOpenAI) -> None:
+    # test_sum0's body kills its worker once, at its 25th evaluation, before its request (one at a time: none is in
+    # flight); the replacement worker resumes the search from the recordings the controller journalled
+    kill = ('with Path("count").open("a") as count: count.write("x")'
+            '\n    if len(Path("count").read_text()) >= 25 and not Path("killed").exists():'
+            '\n        Path("killed").touch(); os.kill(os.getpid(), 9)')
+    pytester.makepyfile(test_sum0=target(0, body=kill), **{f"test_sum{n}": target(n) for n in range(1, 4)})
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly", "--llm-concurrency", "1")
+
+    assert (pytester.path / "killed").exists()
+    result.stdout.fnmatch_lines(["*replacing crashed worker*"])
+    lock = read_lock(pytester.path)["targets"]
+    assert sorted(lock) == [f"test_sum{n}.py::test_sum" for n in range(4)], result.stdout.str()
+    bodies = [json.dumps(body, sort_keys=True) + str(header) for body, header in
+              zip(openai_server.bodies, openai_server.sample_headers, strict=True)]
+    assert len(bodies) == len(set(bodies)), "a request was sent twice: the killed worker's recordings were lost"
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the instance that was running when its worker died
+    result.stdout.fnmatch_lines(["*worker 'gw*' crashed while running 'test_sum0.py::test_sum*"])
+
+
+PACING = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    from pytest_llmtune.plugin import SESSION_KEY
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    pacers = session.config.stash[SESSION_KEY].pacer.by_name.values()
+    Path(f"{worker}.pacing").write_text(" ".join(f"{p.rpm} {p.tpm} {p.shared is not None}" for p in pacers))
+"""
+
+
+def test_limits_are_shared_between_workers(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    four_targets(pytester)
+    pytester.makeini("[pytest]\nllmtune_rpm = 6000\nllmtune_tpm = 900001\n")
+    pytester.makeconftest(PACING)
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    paced = {path.stem: path.read_text() for path in pytester.path.glob("*.pacing")}
+    # each worker paces at its share, and the two share a 429's pause
+    assert (paced["gw0"], paced["gw1"]) == ("3000 450000 True", "3000 450000 True")
+    from pytest_llmtune.session.distribute import share_of
+
+    assert share_of(1, 4) == 1 and share_of(0, 2) == 0  # a limit of one is one each; none stays none
+
+
+def test_a_429_pauses_every_worker_on_the_host(tmp_path: Path) -> None:
+    from pytest_llmtune.llm.pacing import Pacer, PauseFile
+
+    shared = PauseFile.for_lane(tmp_path, "default")
+    one, other = Pacer(4, shared=shared), Pacer(4, shared=PauseFile.for_lane(tmp_path, "default"))
+    with one.call() as answered:
+        answered(429, {"retry-after": "2"})
+
+    assert 1.5 < other._wait(0) <= 2.0  # the other process's pacer waits too
+    assert PauseFile.for_lane(tmp_path, "another endpoint").remaining() == 0
+
+
+@pytest.mark.parametrize("dist", ["each"])
+def test_dist_each_is_refused_for_modes_that_send(pytester: pytest.Pytester, openai_server: FakeOpenAI,
+                                                  dist: str) -> None:
+    four_targets(pytester)
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "--dist", dist)
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-tune does not run with --dist each: every worker would run every target*"])
+    assert openai_server.requests == 0
