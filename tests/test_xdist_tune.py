@@ -195,3 +195,52 @@ def test_dist_each_is_refused_for_modes_that_send(pytester: pytest.Pytester, ope
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-tune does not run with --dist each: every worker would run every target*"])
     assert openai_server.requests == 0
+
+
+def test_recording_and_live_gates_on_two_workers(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    four_targets(pytester)
+    assert pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly").ret == pytest.ExitCode.OK
+    tuned = read_lock(pytester.path)["targets"]
+    # one more instance (its data, not its space): the lock is stale, and --llm-record scores the locked config
+    # again, recording the one new response
+    pytester.makepyfile(test_sum1=target(1).replace("range(10)", "range(11)"))
+    cassette = pytester.path / "llmtune_cassettes" / "test_sum1" / "test_sum.json"
+    recordings = len(json.loads(cassette.read_text())["interactions"])
+
+    before = openai_server.requests
+    recorded = pytester.runpytest("--llm-test", "--llm-record", "-n", "2", "-p", "no:randomly")
+
+    assert recorded.ret == pytest.ExitCode.OK, recorded.stdout.str()
+    recorded.stdout.fnmatch_lines(["test_sum1.py::test_sum: *re-scored*"])
+    relocked = read_lock(pytester.path)["targets"]
+    assert relocked["test_sum1.py::test_sum"]["scored_by"] == "rescore"
+    assert {name: entry for name, entry in relocked.items() if name != "test_sum1.py::test_sum"} == {
+        name: entry for name, entry in tuned.items() if name != "test_sum1.py::test_sum"}
+    assert openai_server.requests == before + 1  # the new instance's, sent by a worker, written by the controller
+    assert len(json.loads(cassette.read_text())["interactions"]) == recordings + 1
+    assert not list(pytester.path.rglob(".*.journal"))
+    offline = pytester.runpytest("--llm-test", "-n", "2", "-p", "no:randomly")
+    assert offline.ret == pytest.ExitCode.OK, offline.stdout.str()
+
+    before = openai_server.requests
+    live = pytester.runpytest("--llm-test", "--llm-live", "-n", "2", "-p", "no:randomly")
+
+    assert live.ret == pytest.ExitCode.OK, live.stdout.str()
+    assert openai_server.requests - before == 41  # each instance's request once, on the worker of its target
+    assert read_lock(pytester.path)["targets"] == relocked  # live writes nothing
+
+
+def test_reports_of_a_tune_on_two_workers_are_whole(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    four_targets(pytester)
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly", "-v", "--llm-report", "tune.json",
+                                "--llm-report", "tune.html")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    report = json.loads((pytester.path / "tune.json").read_text())
+    assert sorted(report["targets"]) == [f"test_sum{n}.py::test_sum" for n in range(4)]
+    assert all(len(target["configs"]) == 16 for target in report["targets"].values())
+    assert all(f"test_sum{n}.py::test_sum" in (pytester.path / "tune.html").read_text() for n in range(4))
+    result.stdout.fnmatch_lines(["report written to *tune.json", "report written to *tune.html"])
+    # -v: each target's instances under its locked config, as the worker that ran them saw them
+    assert sum(line.startswith("each instance under the locked config") for line in result.outlines) == 4
