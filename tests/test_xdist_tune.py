@@ -141,7 +141,6 @@ def test_a_killed_worker_loses_no_recording_it_sent_and_the_others_lock(pytester
 
 
 PACING = """
-import os
 from pathlib import Path
 
 import pytest
@@ -151,7 +150,7 @@ import pytest
 def pytest_sessionfinish(session):
     from pytest_llmtune.plugin import SESSION_KEY
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "controller")
     pacers = session.config.stash[SESSION_KEY].pacer.by_name.values()
     Path(f"{worker}.pacing").write_text(" ".join(f"{p.rpm} {p.tpm} {p.shared is not None}" for p in pacers))
 """
