@@ -243,3 +243,16 @@ def test_reports_of_a_tune_on_two_workers_are_whole(pytester: pytest.Pytester, o
     result.stdout.fnmatch_lines(["report written to *tune.json", "report written to *tune.html"])
     # -v: each target's instances under its locked config, as the worker that ran them saw them
     assert sum(line.startswith("each instance under the locked config") for line in result.outlines) == 4
+
+
+def test_a_damaged_lockfile_is_kept_aside_by_the_controller(pytester: pytest.Pytester,
+                                                            openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sum0=target(0), test_sum1=target(1))
+    (pytester.path / "llmtune.lock").write_text("{ not json")
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["warning: *llmtune.lock* kept as llmtune.lock.corrupt-*"])
+    assert sorted(read_lock(pytester.path)["targets"]) == ["test_sum0.py::test_sum", "test_sum1.py::test_sum"]
+    assert [path.read_text() for path in pytester.path.glob("llmtune.lock.corrupt-*")] == ["{ not json"]

@@ -294,6 +294,12 @@ class TuneSession(EndpointSession):
             self.previews = [line for target in self.targets.values() if self.selected(target, session)
                           for line in self.preview(target, width)]
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        super().pytest_sessionstart(session)
+        if self.controller is not None and not self.config.option.collectonly:  # it collects nothing: check here
+            self.check_lockfile()
+
     def check_lockfile(self) -> None:
         """Before anything is spent: a lockfile from a newer version stops the tune (upgrade); a damaged one is
         kept aside as `llmtune.lock.corrupt-<time>` and the tune writes a new one."""
@@ -450,7 +456,8 @@ class TuneSession(EndpointSession):
         terminalreporter.section("llmtune")
         width = self.config.get_terminal_writer().fullwidth
         outputs = controller.outputs
-        for warning in dict.fromkeys(w for output in outputs for w in [*output["warnings"], *output["prices"]]):
+        for warning in dict.fromkeys([*self.warnings, *(w for output in outputs
+                                                        for w in [*output["warnings"], *output["prices"]])]):
             for part in wrap(warning, width):
                 terminalreporter.write_line(part, yellow=True)
         for line in dict.fromkeys(line for output in outputs for line in output["notes"]):
