@@ -87,8 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if distributed:
         from pytest_llmtune.session.distribute import Controller
 
-        controller = Controller(config, llmtune.cassettes, llmtune.settings.lockfile,
-                                lambda: llmtune.local.base_url if llmtune.local is not None else None)
+        controller = Controller(config, llmtune.cassettes, llmtune.settings.lockfile, llmtune.local_urls)
+        llmtune.controls_workers = True
         if isinstance(llmtune, TuneSession):
             llmtune.controller = controller
         config.pluginmanager.register(controller, "llmtune-controller")

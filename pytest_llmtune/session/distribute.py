@@ -56,6 +56,7 @@ class WorkerPlace:
         self.width = int(given.get("width", 80))
         self.beside = given.get("host") == socket.gethostname()  # on the controller's host
         self.local_url: str | None = given.get("local_url") if self.beside else None
+        self.local_models: dict[str, str] = dict(given.get("local_models", {})) if self.beside else {}
         self.pauses: Path | None = Path(given["pauses"]) if self.beside and given.get("pauses") else None
 
 
@@ -135,14 +136,15 @@ def _scheduling_base() -> type:
 class Controller:
     """On the controller of a distributed `--llm-tune`, `--llm-record` or `--llm-live`: schedules targets whole,
     writes what workers send, and gathers their summaries. `cassettes` is the mode session's, on the project's
-    cassette directory; `local_url`, the local server it started, if any."""
+    cassette directory; `local_urls`, the local servers it started: the default one's URL, and each of ini
+    llmtune_local_models' by name."""
 
     def __init__(self, config: pytest.Config, cassettes: Cassettes, lock_path: Path,
-                 local_url: Callable[[], str | None]) -> None:
+                 local_urls: Callable[[], tuple[str | None, dict[str, str]]]) -> None:
         self.config = config
         self.cassettes = cassettes
         self.lock_path = lock_path
-        self.local_url = local_url
+        self.local_urls = local_urls
         self.pauses = Path(tempfile.mkdtemp(prefix="llmtune-pauses-"))
         config.add_cleanup(lambda: _remove(self.pauses))
         self.received: dict[str, int] = {}  # target -> recordings its workers sent (new to the cassette)
@@ -158,8 +160,9 @@ class Controller:
         return self.scheduler
 
     def pytest_configure_node(self, node: Any) -> None:
+        url, models = self.local_urls()
         node.workerinput[INPUT_KEY] = {"width": self.config.get_terminal_writer().fullwidth,
-                                       "host": socket.gethostname(), "local_url": self.local_url(),
+                                       "host": socket.gethostname(), "local_url": url, "local_models": models,
                                        "pauses": str(self.pauses)}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -55,6 +55,7 @@ class EndpointSession(BaseSession):
         self.failed: dict[str, LocalServerError] = {}  # local models whose server would not start
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.place = worker_place(config)  # a pytest-xdist worker's: it writes nothing to the project
+        self.controls_workers = False  # the controller of pytest-xdist workers (plugin.py)
         directory = self.cassette_dir()
         self.outbox = (Outbox(lambda: self.running) if self.place is not None and self.recording
                        and directory == settings.cassette_dir else None)  # not live: its cassettes are its own
@@ -237,10 +238,23 @@ class EndpointSession(BaseSession):
                                               chat=has_chat_template(model))
             except LocalServerError as error:
                 raise pytest.UsageError(str(error)) from None
+            if self.controls_workers:  # started once, here, for the workers on this host (not once a worker)
+                for local in self.settings.local.models:
+                    try:
+                        self.start_local(local)
+                    except LocalServerError as error:
+                        raise pytest.UsageError(str(error)) from None
+
+    def local_urls(self) -> tuple[str | None, dict[str, str]]:
+        """The local servers this session started: the default one's base URL, and each other model's by name."""
+        return (self.local.base_url if self.local is not None else None,
+                {name: server.base_url for name, server in self.locals.items()})
 
     def start_local(self, model: LocalModel) -> str:
         """The base URL of a local model's server, started on its first request (once: other threads wait), and
         stopped by its PID when pytest unconfigures."""
+        if self.place is not None and model.name in self.place.local_models:  # the controller's
+            return self.place.local_models[model.name]
         with self._starting:
             if model.name in self.failed:  # once: not a minute's wait on every request
                 raise self.failed[model.name]
