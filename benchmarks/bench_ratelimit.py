@@ -53,7 +53,8 @@ def run(limit: int, ini: str, workers: int = 0) -> list[object]:
     # the fastest any client can go: a full window at once, then the next when the first leaves the window
     ideal = (len(answered) - 1) // limit * 60.0
     failed = done.stdout.count("raised on") + (done.returncode != 0)
-    return [(ini or "(429s only)") + (f", -n {workers}" if workers else ""), len(answered), server.throttled, failed, round(seconds, 1), round(span, 1),
+    setting = (ini or "(429s only)") + (f", -n {workers}" if workers else "")
+    return [setting, len(answered), server.throttled, failed, round(seconds, 1), round(span, 1),
             round(ideal, 1), round(ideal / span, 3) if span else float("nan")]
 
 

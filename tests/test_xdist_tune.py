@@ -162,6 +162,25 @@ def pytest_sessionfinish(session):
 """
 
 
+def test_a_target_whose_worker_died_for_good_says_what_was_kept_and_what_to_run(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    kill = ('with Path("count").open("a") as count: count.write("x")'
+            '\n    if len(Path("count").read_text()) >= 25:'
+            '\n        os.kill(os.getpid(), 9)')
+    pytester.makepyfile(test_sum0=target(0, body=kill), test_sum1=target(1))
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly", "--llm-concurrency", "1",
+                                "--max-worker-restart", "0")
+
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["test_sum0.py::test_sum: not tuned: its worker gw* died while running "
+                                 "test_sum0.py::test_sum[[]*; the 24 new recordings it had sent are kept in its "
+                                 "cassette, and a re-run replays them: `pytest --llm-tune test_sum0.py::test_sum`"])
+    assert "test_sum0.py::test_sum" not in read_lock(pytester.path)["targets"]
+    cassette = pytester.path / "llmtune_cassettes" / "test_sum0" / "test_sum.json"
+    assert len(json.loads(cassette.read_text())["interactions"]) == 24  # the controller folded its journal in
+
+
 def test_limits_are_shared_between_workers(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     four_targets(pytester)
     pytester.makeini("[pytest]\nllmtune_rpm = 6000\nllmtune_tpm = 900001\n")
