@@ -112,8 +112,11 @@ def refuse_distribution(config: pytest.Config, tune: bool) -> bool:
 
 
 def _distributed(config: pytest.Config) -> bool:
-    processes = config.getoption("numprocesses", None)
-    return bool(processes) or config.getoption("dist", "no") != "no" or bool(config.getoption("tx", None))
+    """pytest-xdist's own test (its `_is_distribution_mode`): a --dist mode and workers to run it (-n or --tx); with
+    --co it runs in-process."""
+    if config.getoption("collectonly"):
+        return False
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -181,17 +181,18 @@ def test_a_target_whose_worker_died_for_good_says_what_was_kept_and_what_to_run(
     assert len(json.loads(cassette.read_text())["interactions"]) == 24  # the controller folded its journal in
 
 
-def test_limits_are_shared_between_workers(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
-    four_targets(pytester)
+def test_limits_are_shared_between_the_workers_that_tune(pytester: pytest.Pytester,
+                                                        openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sum0=target(0), test_sum1=target(1))
     pytester.makeini("[pytest]\nllmtune_rpm = 6000\nllmtune_tpm = 900001\n")
     pytester.makeconftest(PACING)
 
-    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly")
+    result = pytester.runpytest("--llm-tune", "-n", "3", "-p", "no:randomly")
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     paced = {path.stem: path.read_text() for path in pytester.path.glob("*.pacing")}
-    # each worker paces at its share, and the two share a 429's pause
-    assert (paced["gw0"], paced["gw1"]) == ("3000 450000 True", "3000 450000 True")
+    # two targets: two workers tune, each at half the limits (not a third), and they share a 429's pause
+    assert (paced["gw0"], paced["gw1"], paced["gw2"]) == ("3000 450000 True",) * 3
     from pytest_llmtune.session.distribute import share_of
 
     assert share_of(1, 4) == 1 and share_of(0, 2) == 0  # a limit of one is one each; none stays none
@@ -281,3 +282,56 @@ def test_a_damaged_lockfile_is_kept_aside_by_the_controller(pytester: pytest.Pyt
     result.stdout.fnmatch_lines(["warning: *llmtune.lock* kept as llmtune.lock.corrupt-*"])
     assert sorted(read_lock(pytester.path)["targets"]) == ["test_sum0.py::test_sum", "test_sum1.py::test_sum"]
     assert [path.read_text() for path in pytester.path.glob("llmtune.lock.corrupt-*")] == ["{ not json"]
+
+
+def test_a_dist_mode_without_workers_tunes_in_one_process(pytester: pytest.Pytester,
+                                                          openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sum0=target(0))
+
+    result = pytester.runpytest("--llm-tune", "--dist", "loadgroup", "-p", "no:randomly")  # as in a team's addopts
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*= llmtune =*", "test_sum0.py::test_sum: 16 configs in *"])
+    assert "per worker" not in result.stdout.str()
+
+
+def test_a_target_stays_whole_when_some_instances_have_an_xdist_group(pytester: pytest.Pytester,
+                                                                      openai_server: FakeOpenAI) -> None:
+    grouped = target(0, body='Path(f"{os.environ[\'PYTEST_XDIST_WORKER\']}-{a}.ran").touch()').replace(
+        "CASES = [(a, a + 0) for a in range(10)]",
+        "CASES = [pytest.param(a, a, marks=pytest.mark.xdist_group('g')) if a < 3 else (a, a) for a in range(10)]")
+    assert "xdist_group('g')" in grouped
+    pytester.makepyfile(test_sum0=grouped, test_plain="import pytest\n\n@pytest.mark.xdist_group('g')\n"
+                        "def test_plain():\n    pass\n")
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "--dist", "loadgroup", "-p", "no:randomly")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert len({path.stem.split("-")[0] for path in pytester.path.glob("*.ran")}) == 1  # one worker ran them all
+    assert sorted(read_lock(pytester.path)["targets"]) == ["test_sum0.py::test_sum"]
+
+
+def test_a_target_no_worker_ran_is_told_in_the_summary(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(test_sum0=target(0), test_sum1=target(1))
+
+    result = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly", "-k", "not test_sum1")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["test_sum1.py::test_sum: not tuned: test_sum1.py::test_sum[[]llmtune] was not "
+                                 "selected*"])
+
+
+def test_a_space_of_numpy_values_is_locked_under_xdist(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    numpy = target(0).replace('"temperature": uniform(0, 1)', '"temperature": choice(list(numpy.linspace(0, 1, 3)))')
+    assert "linspace" in numpy
+    pytester.makepyfile(test_sum0="import numpy\n" + numpy)
+
+    alone = pytester.runpytest("--llm-tune", "-p", "no:randomly")
+    assert alone.ret == pytest.ExitCode.OK, alone.stdout.str()
+    first = locks(pytester.path)
+    (pytester.path / "llmtune.lock").unlink()
+
+    spread = pytester.runpytest("--llm-tune", "-n", "2", "-p", "no:randomly", "--llm-report", "r.json")
+
+    assert spread.ret == pytest.ExitCode.OK, spread.stdout.str()
+    assert locks(pytester.path) == first

@@ -26,6 +26,7 @@ suite tests the contract (tests/test_xdist_tune.py).
 
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 import threading
@@ -91,33 +92,48 @@ class Outbox:
         self.post({"kind": "lock", "target": target, "entry": entry})
 
     def post(self, message: dict[str, Any]) -> None:
+        plain = json.loads(json.dumps(message))  # execnet carries builtin types only (a space's numpy floats)
         with self.lock:
-            self.pending.append(message)
+            self.pending.append(plain)
         self.flush()
 
     def flush(self) -> None:
+        """Send what is pending; what cannot go now (no item runs) waits for the next flush: the next item's
+        start, or the worker's end (`left`)."""
         while True:
             with self.lock:
                 if self.busy or not self.pending:
                     return
                 batch, self.pending, self.busy = self.pending, [], True
             try:
-                self.send(batch)
+                sent = self.send(batch)
             finally:
                 with self.lock:
                     self.busy = False
+                    if not sent:
+                        self.pending[:0] = batch
+            if not sent:
+                return
 
-    def send(self, batch: list[dict[str, Any]]) -> None:
+    def send(self, batch: list[dict[str, Any]]) -> bool:
         item = self.running()
-        if item is None:  # nothing runs: nothing records either; kept for the next item's report
-            with self.lock:
-                self.pending[:0] = batch
-            return
+        if item is None:  # a request that outlived its item (a search stopped by an error)
+            return False
         now = time.time()
         report = pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={}, outcome="passed",
                                    longrepr=None, when="setup", duration=0.0, start=now, stop=now,
                                    user_properties=[(OUTBOX_PROPERTY, batch)])
-        item.ihook.pytest_runtest_logreport(report=report)
+        try:
+            item.ihook.pytest_runtest_logreport(report=report)
+        except Exception:  # noqa: BLE001 - xdist moved on to the next item meanwhile: that one's start sends it
+            return False
+        return True
+
+    def left(self) -> list[dict[str, Any]]:
+        """What could not be sent while items ran: the worker's output carries it (`Controller.take`)."""
+        with self.lock:
+            left, self.pending = self.pending, []
+        return left
 
 
 # --- the controller ---------------------------------------------------------------------------------------------
@@ -150,7 +166,7 @@ class Controller:
         self.received: dict[str, int] = {}  # target -> recordings its workers sent (new to the cassette)
         self.locked: set[str] = set()  # targets whose lock entry a worker sent
         self.outputs: list[dict[str, Any]] = []  # each finished worker's workeroutput[INPUT_KEY]
-        self.crashed: dict[str, tuple[str, str]] = {}  # target -> (worker, the item it was running) when it died
+        self.crashed: dict[str, tuple[str, str]] = {}  # test function -> (worker, the item it ran) when it died
         self.names: dict[str, str] = {}  # a target's test function (node id) -> the target's name
         self.scheduler: Any = None
 
@@ -170,12 +186,16 @@ class Controller:
         if TARGET_PROPERTY in properties:
             self.names[function_of(report.nodeid)] = str(properties[TARGET_PROPERTY])
         batch: Any = properties.get(OUTBOX_PROPERTY)
-        if batch is None:
-            return
+        if batch is not None:
+            self.take(batch, function_of(report.nodeid))
+
+    def take(self, batch: list[dict[str, Any]], function: str | None = None) -> None:
+        """A worker's messages: recordings journalled, then a lock entry written (its evidence first)."""
         recordings: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for message in batch:
             target = str(message["target"])
-            self.names[function_of(report.nodeid)] = target
+            if function is not None:
+                self.names[function] = target
             if message["kind"] == "recording":
                 recordings.setdefault(target, []).append((str(message["key"]), message["interaction"]))
             elif message["kind"] == "lock":
@@ -191,13 +211,13 @@ class Controller:
             self.received[target] = self.received.get(target, 0) + self.cassettes.add_many(target, recorded)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        function = function_of(crashitem)
         worker = getattr(getattr(report, "node", None), "gateway", None)
-        self.crashed[self.names.get(function, function)] = (getattr(worker, "id", "?"), crashitem)
+        self.crashed[function_of(crashitem)] = (getattr(worker, "id", "?"), crashitem)
 
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         output = getattr(node, "workeroutput", {}).get(INPUT_KEY)
         if output is not None:
+            self.take(output.get("outbox", []))
             self.outputs.append(output)
 
     def order(self, item_nodeid: str) -> int:
@@ -216,11 +236,13 @@ class Controller:
         return sorted(found.values(), key=lambda summary: self.order(summary["item"]))
 
     def crash_lines(self, finished: set[str]) -> list[str]:
-        """A line for each target whose worker died while running it and no other worker finished."""
+        """A line for each target whose worker died while running it and no other worker finished (`finished`:
+        the test functions of the targets a worker concluded)."""
         lines = []
-        for target, (worker, item) in self.crashed.items():
-            if target in finished:
+        for function, (worker, item) in self.crashed.items():
+            if function in finished:
                 continue
+            target = self.names.get(function, function)
             kept = self.received.get(target, 0)
             lines.append(f"{target}: not tuned: its worker {worker} died while running {item}; the {kept:,} new "
                          "recordings it had sent are kept in its cassette, and a re-run replays them: "
@@ -231,9 +253,17 @@ class Controller:
         self.cassettes.save()  # the journals of targets whose worker died fold in too
 
 
+def without_group(nodeid: str) -> str:
+    """The node id without the `@group` xdist's loadgroup appends (an `@` in a path or a parameter id stays)."""
+    return nodeid[:nodeid.rfind("@")] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
+
+
 def function_of(nodeid: str) -> str:
-    """The test function's node id of an item's: `m.py::test_x` of `m.py::test_x[France]`, `m.py::test_x[llmtune]`."""
-    return nodeid.split("@")[0].split("[", 1)[0]
+    """The test function's node id of an item's: `m.py::test_x` of `m.py::test_x[France]`, `m.py::test_x[llmtune]`.
+    The parameters start at the first `[` after the file's `::` (a directory may hold one, a class cannot)."""
+    plain = without_group(nodeid)
+    start = plain.find("[", plain.find("::") + 2) if "::" in plain else -1
+    return plain if start < 0 else plain[:start]
 
 
 def target_scheduling(config: pytest.Config, log: Any) -> Any:
@@ -247,23 +277,26 @@ def target_scheduling(config: pytest.Config, log: Any) -> Any:
         targets: set[str] | None = None
 
         def _split_scope(self, nodeid: str) -> str:
+            function = self._target_of(nodeid)
+            if function is not None:  # the whole target, whatever xdist_group marks some of its instances
+                return function + SUFFIX
             if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group of the user's (loadgroup): kept whole
                 return nodeid.split("@")[-1]
-            function = function_of(nodeid)
-            if function in self._targets():
-                return function + SUFFIX
             if dist == "loadscope":
                 return nodeid.rsplit("::", 1)[0]
             if dist == "loadfile":
                 return nodeid.split("::", 1)[0]
             return nodeid
 
-        def _targets(self) -> set[str]:
+        def _target_of(self, nodeid: str) -> str | None:
+            """The test function of the target the item belongs to, if any: the node id up to one of its `[`."""
             if self.targets is None:
                 collection: Sequence[str] = self.collection or next(iter(self.registered_collections.values()), [])
-                self.targets = {nodeid.split("@")[0].removesuffix(SUFFIX) for nodeid in collection
-                                if nodeid.split("@")[0].endswith(SUFFIX)}
-            return self.targets
+                self.targets = {without_group(found)[:-len(SUFFIX)] for found in collection
+                                if without_group(found).endswith(SUFFIX)}
+            plain = without_group(nodeid)
+            starts = [index for index, char in enumerate(plain) if char == "["]
+            return next((plain[:index] for index in starts if plain[:index] in self.targets), None)
 
     return TargetScheduling(config, log)
 

@@ -30,7 +30,7 @@ from pytest_llmtune.llm.routes import Route, TableError
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
-from pytest_llmtune.session.distribute import Outbox, share_of, worker_place
+from pytest_llmtune.session.distribute import INPUT_KEY, Outbox, share_of, worker_place
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import Target, instance_fields
@@ -56,6 +56,7 @@ class EndpointSession(BaseSession):
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.place = worker_place(config)  # a pytest-xdist worker's: it writes nothing to the project
         self.controls_workers = False  # the controller of pytest-xdist workers (plugin.py)
+        self.limits: dict[str, tuple[int, int]] = {}  # each lane's rpm and tpm, before a worker's share
         directory = self.cassette_dir()
         self.outbox = (Outbox(lambda: self.running) if self.place is not None and self.recording
                        and directory == settings.cassette_dir else None)  # not live: its cassettes are its own
@@ -76,13 +77,13 @@ class EndpointSession(BaseSession):
         workers = self.place.workers if self.place is not None else 1  # each pytest-xdist worker paces its share
         pauses = self.place.pauses if self.place is not None else None
         shared = PauseFile.for_lane(pauses, name) if pauses is not None else None
+        limits = self.limits.setdefault(name, (given.rpm, given.tpm) if route is None else (route.rpm, route.tpm))
+        concurrency = given.concurrency if route is None else route.concurrency or given.concurrency
+        pacer = self.pacer.get(name, concurrency, rpm=share_of(limits[0], workers), tpm=share_of(limits[1], workers),
+                               shared=shared)
         if route is None:
-            pacer = self.pacer.get(name, given.concurrency, rpm=share_of(given.rpm, workers),
-                                   tpm=share_of(given.tpm, workers), shared=shared)
             network = self.networks.setdefault(name, FailFast())
         else:
-            pacer = self.pacer.get(name, route.concurrency or given.concurrency, rpm=share_of(route.rpm, workers),
-                                   tpm=share_of(route.tpm, workers), shared=shared)
             network = self.networks.setdefault(name, FailFast(fix=(
                 f"start the server of {route.model!r} or correct its line in ini llmtune_endpoints")))
         live = BudgetGate(Paced(network, pacer), lambda: self.endpoint.spending, lambda: self.endpoint.prices)
@@ -126,9 +127,6 @@ class EndpointSession(BaseSession):
     def not_reached(self, target: Target) -> bool:
         """Selected, but the run stopped (-x, --maxfail) before its verdict."""
         return self.stopped is not None and self.finished is not None and self.selected(target, self.finished)
-
-    def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
-        return self.cassettes.use(target.name)
 
     def make_llm(self, run: Run, item: pytest.Item) -> LLM:
         stages, target = run.candidate.stages, self.target_of(item)
@@ -195,7 +193,24 @@ class EndpointSession(BaseSession):
     def endpoint_url(self) -> str:
         return self.endpoint.base_url
 
+    def reshare(self, session: pytest.Session) -> None:
+        """A pytest-xdist worker's share of the limits, once the targets are known: fewer targets than workers
+        leave workers idle, and their shares go to those that tune."""
+        assert self.place is not None
+        units = sum(1 for target in self.targets.values() if self.selected(target, session))
+        workers = min(self.place.workers, max(1, units))
+        for name, (rpm, tpm) in self.limits.items():
+            pacer = self.pacer.by_name[name]
+            pacer.rpm, pacer.tpm = share_of(rpm, workers), share_of(tpm, workers)
+
+    def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
+        if self.outbox is not None:  # what a request that outlived its item could not send
+            self.outbox.flush()
+        return self.cassettes.use(target.name)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.place is not None:
+            self.reshare(session)
         if not self.calls_out:
             return  # a replay needs no endpoint: no table, key or server
         chatless = self.chatless() if self.settings.local.enabled else set()
@@ -272,6 +287,8 @@ class EndpointSession(BaseSession):
             return self.locals[model.name].base_url
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.place is not None and self.outbox is not None:  # what no report could carry goes at the end
+            self.config.workeroutput.setdefault(INPUT_KEY, {})["outbox"] = self.outbox.left()  # type: ignore[attr-defined]
         self.cassettes.stop()  # also on Ctrl-C: every recorded response is saved
         stopped = session.shouldfail or session.shouldstop
         self.stopped = str(stopped) if stopped else None  # -x, --maxfail: targets after the stop never ran

@@ -14,6 +14,7 @@ instance that sets up its fixtures, looks, and stops before the body.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,7 @@ from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.session.base import rerun_error
-from pytest_llmtune.session.distribute import INPUT_KEY, Controller
+from pytest_llmtune.session.distribute import INPUT_KEY, Controller, function_of
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
@@ -358,7 +359,7 @@ class TuneSession(EndpointSession):
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         super().pytest_sessionfinish(session)
         if self.place is not None:  # a pytest-xdist worker: the controller prints and writes (distribute.py)
-            self.config.workeroutput[INPUT_KEY] = self.worker_output()  # type: ignore[attr-defined]
+            self.config.workeroutput.setdefault(INPUT_KEY, {}).update(self.worker_output(session))  # type: ignore[attr-defined]
             return
         if self.controller is not None:
             summaries = self.controller.summaries()
@@ -379,19 +380,25 @@ class TuneSession(EndpointSession):
                 found[name] = json_report.tune_target(state.outcome, state.verdict, ids)
         return found
 
-    def worker_output(self) -> dict[str, Any]:
+    def worker_output(self, session: pytest.Session) -> dict[str, Any]:
         """What this worker tells its controller at the end: each target's summary lines, at the controller's
-        width, and its report data; the session's warnings."""
+        width, and its report data, for the targets whose items ran here; every target it collected (the
+        controller tells those no worker ran); the session's warnings. As JSON values: execnet carries those."""
         assert self.place is not None
         width = self.place.width
         data = self.report_data() if self.settings.reports else {}
         targets = [{"name": name, "item": target.item.nodeid if target.item else name,
                     "concluded": self.state(name).outcome is not None,
                     "lines": self.target_lines(name, target, width), "report": data.get(name)}
-                   for name, target in self.targets.items()  # those whose items ran on this worker
+                   for name, target in self.targets.items()
                    if self.state(name).outcome is not None or self.state(name).verdict is not None]
-        return {"targets": targets, "warnings": self.session_warnings(), "notes": self.session_notes(),
-                "prices": [f"warning: {unknown_price_words(model)}" for model in sorted(self.endpoint.prices.unknown)]}
+        known = [{"name": name, "item": target.item.nodeid if target.item else name,
+                  "selected": self.selected(target, session), "flag": self.flag_for(target)}
+                 for name, target in self.targets.items()]
+        prices = [f"warning: {unknown_price_words(model)}" for model in sorted(self.endpoint.prices.unknown)]
+        output = {"targets": targets, "known": known, "warnings": self.session_warnings(),
+                  "notes": self.session_notes(), "prices": prices}
+        return dict(json.loads(json.dumps(output, default=str)))
 
     def session_warnings(self) -> list[str]:
         throttled = self.pacer.summary()
@@ -446,12 +453,26 @@ class TuneSession(EndpointSession):
             for part in wrap(f"warning: {unknown_price_words(model)}", width):
                 terminalreporter.write_line(part, yellow=True)
 
+    def unrun_lines(self, controller: Controller, told: set[str]) -> list[str]:
+        """The targets no worker ran an item of: not selected, or the run stopped (-x, --maxfail) first."""
+        lines, stopped = [], self.stopped
+        known = {entry["name"]: entry for output in controller.outputs for entry in output.get("known", [])}
+        for name, entry in sorted(known.items(), key=lambda pair: controller.order(pair[1]["item"])):
+            if name in told or function_of(entry["item"]) in told:
+                continue
+            words = (terminal.not_reached_words(name, "tuned", stopped or "the run stopped")
+                     if entry["selected"] else terminal.not_selected_words(name, "tuned"))
+            lines.append(with_flags(f"{name}: {words}", entry["flag"]))
+        return lines
+
     def distributed_summary(self, terminalreporter: Any, controller: Controller) -> None:
         """The controller's summary under pytest-xdist: what each worker rendered, in collection order, and a line
         for a target whose worker died."""
         summaries = controller.summaries()
-        crashed = controller.crash_lines({summary["name"] for summary in summaries if summary["concluded"]})
-        if not summaries and not crashed:
+        crashed = controller.crash_lines({function_of(summary["item"]) for summary in summaries
+                                          if summary["concluded"]})
+        unrun = self.unrun_lines(controller, {summary["name"] for summary in summaries} | set(controller.crashed))
+        if not summaries and not crashed and not unrun:
             return
         terminalreporter.section("llmtune")
         width = self.config.get_terminal_writer().fullwidth
@@ -468,6 +489,9 @@ class TuneSession(EndpointSession):
         for line in crashed:
             for part in wrap(line, width):
                 terminalreporter.write_line(part, red=True)
+        for line in unrun:
+            for part in wrap(line, width):
+                terminalreporter.write_line(part)
         for line in self.reported:
             terminalreporter.write_line(line)
 
