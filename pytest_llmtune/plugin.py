@@ -40,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-local-model", default=None, metavar="GGUF", help="model file for the local server "
                     "(implies --llm-local); the model it serves is named after the file (its stem)")
     group.addoption("--llm-concurrency", type=positive_int, default=None, metavar="N",
-                    help="requests in flight at once (default: ini llmtune_concurrency, 8)")
+                    help="requests in flight at once, per pytest-xdist worker under -n (default: ini "
+                    "llmtune_concurrency, 8)")
     group.addoption("--llm-report", action="append", default=[], metavar="PATH", help="write what the tune or gate "
                     "did to PATH: .json (every config, instance and verdict), .html (one page) or .md (a summary "
                     "for GitHub's job summary or a pull-request comment); repeatable (ini llmtune_report)")

@@ -139,8 +139,8 @@ def test_a_killed_worker_loses_no_recording_it_sent_and_the_others_lock(
     repeated = len(bodies) - len(set(bodies))
     record_property("reliability", json.dumps({
         "tried": "SIGKILL of a pytest-xdist worker mid-tune (`--llm-tune -n 2`, 4 targets)", "lost": repeated,
-        "detail": f"{len(lock)} of 4 targets locked; {len(bodies)} requests, {repeated} sent twice; xdist's "
-                  "replacement worker resumed the search from the recordings the controller had journalled"}))
+        "detail": f"{len(lock)} of 4 targets locked; {len(bodies)} requests, {repeated} sent twice; a worker "
+                  "took the target over and resumed its search from the recordings the controller journalled"}))
     assert repeated == 0, "a request was sent twice: the killed worker's recordings were lost"
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the instance that was running when its worker died
     result.stdout.fnmatch_lines(["*worker 'gw*' crashed while running 'test_sum0.py::test_sum*"])
