@@ -88,10 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if distributed:
         from pytest_llmtune.session.distribute import Controller
 
-        controller = Controller(config, llmtune.cassettes, llmtune.settings.lockfile, llmtune.local_urls)
-        llmtune.controls_workers = True
-        if isinstance(llmtune, TuneSession):
-            llmtune.controller = controller
+        controller = Controller(config, llmtune.cassettes, llmtune.settings.lockfile, llmtune.local_urls,
+                                "tunes" if tune else "gates")
+        llmtune.controller = controller
         config.pluginmanager.register(controller, "llmtune-controller")
 
 
@@ -128,6 +127,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     local = (f"; {llmtune.local.model.name} (llama-server pid {llmtune.local.process.pid})"
              if llmtune.local is not None and llmtune.local.process is not None else "")
     per = " per worker" if _distributed(config) else ""  # a target's requests run on its worker
+    shared = [f"{name} {value}" for name, value in (("rpm", settings.endpoint.rpm), ("tpm", settings.endpoint.tpm))
+              if value]
+    if per and shared:
+        per += f", {' and '.join(shared)} shared: each worker that tunes paces its share"
     where = (f"endpoint {llmtune.endpoint_url}, concurrency {settings.endpoint.concurrency}{per}{local}"
              if llmtune.calls_out else "no request leaves this machine")
     routes = [f"{route.model} at {route.base_url} ({route.concurrency or settings.endpoint.concurrency})"

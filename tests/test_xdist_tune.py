@@ -76,6 +76,8 @@ def test_a_tune_on_two_workers_locks_what_one_process_locks(pytester: pytest.Pyt
     assert openai_server.requests == 2 * sent  # the same requests again, each once
     assert cassette_files(pytester.path) == cassettes  # the controller wrote the same recordings, byte for byte
     spread.stdout.fnmatch_lines(["llmtune: endpoint *, concurrency 8 per worker", "*= llmtune =*"])
+    started = sorted(line.split()[3] for line in spread.outlines if line.startswith("llmtune: gw"))
+    assert started == [f"test_sum{n}.py::test_sum" for n in range(4)]  # where each target runs, as it starts
     summary = spread.outlines[spread.outlines.index(next(line for line in spread.outlines if "= llmtune =" in line)):]
     heads = [line.split(":")[0] for line in summary if line.startswith("test_sum") and " configs in " in line]
     assert heads == [f"test_sum{n}.py" for n in range(4)]  # whole, and in collection order
@@ -193,6 +195,8 @@ def test_limits_are_shared_between_the_workers_that_tune(pytester: pytest.Pytest
     paced = {path.stem: path.read_text() for path in pytester.path.glob("*.pacing")}
     # two targets: two workers tune, each at half the limits (not a third), and they share a 429's pause
     assert (paced["gw0"], paced["gw1"], paced["gw2"]) == ("3000 450000 True",) * 3
+    result.stdout.fnmatch_lines(["llmtune: endpoint *, concurrency 8 per worker, rpm 6000 and tpm 900001 shared: "
+                                 "each worker that tunes paces its share"])
     from pytest_llmtune.session.distribute import share_of
 
     assert share_of(1, 4) == 1 and share_of(0, 2) == 0  # a limit of one is one each; none stays none
@@ -251,6 +255,8 @@ def test_recording_and_live_gates_on_two_workers(pytester: pytest.Pytester, open
     live = pytester.runpytest("--llm-test", "--llm-live", "-n", "2", "-p", "no:randomly")
 
     assert live.ret == pytest.ExitCode.OK, live.stdout.str()
+    verdicts = [line.split(":")[0] for line in live.outlines if line.startswith("test_sum") and "::test_sum: " in line]
+    assert verdicts == [f"test_sum{n}.py" for n in range(4)]  # in collection order, whichever finished first
     assert openai_server.requests - before == 41  # each instance's request once, on the worker of its target
     assert read_lock(pytester.path)["targets"] == relocked  # live writes nothing
 

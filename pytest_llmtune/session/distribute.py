@@ -156,8 +156,9 @@ class Controller:
     llmtune_local_models' by name."""
 
     def __init__(self, config: pytest.Config, cassettes: Cassettes, lock_path: Path,
-                 local_urls: Callable[[], tuple[str | None, dict[str, str]]]) -> None:
+                 local_urls: Callable[[], tuple[str | None, dict[str, str]]], does: str = "tunes") -> None:
         self.config = config
+        self.does = does  # what a worker does with a target, in the line that says where it runs
         self.cassettes = cassettes
         self.lock_path = lock_path
         self.local_urls = local_urls
@@ -187,16 +188,19 @@ class Controller:
             self.names[function_of(report.nodeid)] = str(properties[TARGET_PROPERTY])
         batch: Any = properties.get(OUTBOX_PROPERTY)
         if batch is not None:
-            self.take(batch, function_of(report.nodeid))
+            worker = getattr(getattr(report, "node", None), "gateway", None)
+            self.take(batch, function_of(report.nodeid), getattr(worker, "id", None))
 
-    def take(self, batch: list[dict[str, Any]], function: str | None = None) -> None:
+    def take(self, batch: list[dict[str, Any]], function: str | None = None, worker: str | None = None) -> None:
         """A worker's messages: recordings journalled, then a lock entry written (its evidence first)."""
         recordings: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for message in batch:
             target = str(message["target"])
             if function is not None:
                 self.names[function] = target
-            if message["kind"] == "recording":
+            if message["kind"] == "start" and worker is not None:  # the progress a worker cannot show
+                self.say(f"llmtune: {worker} {self.does} {target}")
+            elif message["kind"] == "recording":
                 recordings.setdefault(target, []).append((str(message["key"]), message["interaction"]))
             elif message["kind"] == "lock":
                 self._write(recordings)  # the lock's evidence first
@@ -219,6 +223,19 @@ class Controller:
         if output is not None:
             self.take(output.get("outbox", []))
             self.outputs.append(output)
+
+    def say(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            writer = self.config.get_terminal_writer()
+            if writer.width_of_current_line:  # after the progress letters (xdist's terminal writes no path)
+                writer.line()
+            reporter.write_line(line)
+
+    def order_of_target(self, name: str) -> int:
+        """A target's place in the collection, by its name."""
+        function = next((function for function, known in self.names.items() if known == name), name)
+        return self.order(function + SUFFIX)
 
     def order(self, item_nodeid: str) -> int:
         collection = getattr(self.scheduler, "collection", None) or []

@@ -30,7 +30,7 @@ from pytest_llmtune.llm.routes import Route, TableError
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.session.base import BaseSession, rerun_error
 from pytest_llmtune.session.body import observe
-from pytest_llmtune.session.distribute import INPUT_KEY, Outbox, share_of, worker_place
+from pytest_llmtune.session.distribute import INPUT_KEY, Controller, Outbox, share_of, worker_place
 from pytest_llmtune.session.fixtures import Sharing, shared_kwargs, sharing_of
 from pytest_llmtune.session.state import Run
 from pytest_llmtune.session.targets import Target, instance_fields
@@ -55,7 +55,8 @@ class EndpointSession(BaseSession):
         self.failed: dict[str, LocalServerError] = {}  # local models whose server would not start
         self.pacer = Pacers()  # one an endpoint: its own limits, and a 429 slows that endpoint only
         self.place = worker_place(config)  # a pytest-xdist worker's: it writes nothing to the project
-        self.controls_workers = False  # the controller of pytest-xdist workers (plugin.py)
+        self.controller: Controller | None = None  # under pytest-xdist, on the controller (plugin.py)
+        self.started: set[str] = set()  # the targets whose first item ran here (a pytest-xdist worker)
         self.limits: dict[str, tuple[int, int]] = {}  # each lane's rpm and tpm, before a worker's share
         directory = self.cassette_dir()
         self.outbox = (Outbox(lambda: self.running) if self.place is not None and self.recording
@@ -205,6 +206,9 @@ class EndpointSession(BaseSession):
 
     def routing(self, target: Target) -> contextlib.AbstractContextManager[None]:
         if self.outbox is not None:  # what a request that outlived its item could not send
+            if target.name not in self.started:  # the controller says where each target runs
+                self.started.add(target.name)
+                self.outbox.post({"kind": "start", "target": target.name})
             self.outbox.flush()
         return self.cassettes.use(target.name)
 
@@ -253,7 +257,7 @@ class EndpointSession(BaseSession):
                                               chat=has_chat_template(model))
             except LocalServerError as error:
                 raise pytest.UsageError(str(error)) from None
-            if self.controls_workers:  # started once, here, for the workers on this host (not once a worker)
+            if self.controller is not None:  # started once, here, for the workers on this host (not once a worker)
                 for local in self.settings.local.models:
                     try:
                         self.start_local(local)

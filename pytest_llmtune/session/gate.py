@@ -282,6 +282,8 @@ class GateSession(EndpointSession):
         pruned = [self.state(name).pruned for name in self.targets if self.state(name).pruned]
         if not self.seen and not pruned:
             return
+        if self.controller is not None:  # the workers' reports arrive as their targets finish
+            self.seen.sort(key=self.controller.order_of_target)
         terminalreporter.section("llmtune")
         for warning in self.cassettes.set_aside:  # --llm-record kept a damaged cassette aside
             terminalreporter.write_line(warning, yellow=True)

@@ -76,7 +76,6 @@ class TuneSession(EndpointSession):
         self.reported: list[str] = []  # where --llm-report wrote
         self.previews: list[str] = []  # with --co: each selected target's plan
         self.warnings: list[str] = []  # damaged files kept aside
-        self.controller: Controller | None = None  # under pytest-xdist, on the controller (plugin.py)
 
     # --- the search ---------------------------------------------------------------------------------------------
 
