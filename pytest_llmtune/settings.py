@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pytest_llmtune.llm.local import LocalModel, alias_of
 from pytest_llmtune.llm.routes import EndpointTable
+from pytest_llmtune.search.judge_config import JudgeConfig
+from pytest_llmtune.search.spec import EvalSpec
 
 __all__ = ["EndpointSettings", "GateSettings", "LocalSettings", "SearchSettings", "Settings"]
 
@@ -89,3 +91,8 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    judge: JudgeConfig | None = None  # ini llmtune_judge_model: llm.judge's model where a target names none
+
+    def judge_for(self, spec: EvalSpec | None) -> JudgeConfig | None:
+        """The judge of a target: its `judge=`, else the ini's."""
+        return spec.judge if spec is not None and spec.judge is not None else self.judge

@@ -157,9 +157,35 @@ class FakeOpenAI:
         return 200, complete(path, body, headers.get("x-llmtune-sample", "0"), self.drift), {}
 
 
+def judgement(prompt: str, model: str) -> str | None:
+    """A judge's reply to pytest-llmtune's judge prompts (llm/judge.py), or None for any other prompt: an answer
+    meets the rubric when it holds a reference answer's first word. A "mute-" judge never grades; a "first-" judge
+    always prefers answer A (position bias)."""
+    def field(name: str) -> str:
+        found = re.findall(rf"^{name}: (.*)$", prompt, re.MULTILINE)
+        return found[-1].lower() if found else ""
+
+    if not prompt.startswith(("You grade an answer", "You compare two answers")):
+        return None
+    references = [r.split()[0].lower() for r in re.findall(r"^Reference answer: (.*)$", prompt, re.MULTILINE) if r]
+    if model.startswith("mute-"):
+        return "Reason: it is hard to say.\nI would rather not."
+    if prompt.startswith("You grade an answer"):
+        meets = any(ref in field("Answer to grade") for ref in references)
+        top = re.findall(r"to (\d+) \(fully meets it\)", prompt)
+        return f"Reason: {'it matches' if meets else 'it misses'} the reference.\nGrade: {top[0] if meets else 1}"
+    if model.startswith("first-"):
+        return "Reason: A reads better.\nWinner: A"
+    a, b = (any(ref in field(f"Answer {x}") for ref in references) for x in "AB")
+    return f"Reason: by the reference.\nWinner: {'tie' if a == b else 'A' if a else 'B'}"
+
+
 def complete(path: str, body: dict[str, Any], sample: str, drift: float = 0.0) -> dict[str, Any]:
     chat = path.endswith("/chat/completions")
     prompt = "\n".join(m["content"] for m in body["messages"]) if chat else body["prompt"]
+    judged = judgement(prompt, str(body.get("model", "")))
+    if judged is not None:
+        return _reply(body, chat, prompt, [judged])
     temperature = body.get("temperature", 1.0)
     p_error = min(0.95, 0.1 + 0.5 * temperature + (0.0 if "Examples" in prompt else 0.3) + drift)
     answer = correct_answer(prompt)
@@ -174,6 +200,10 @@ def complete(path: str, body: dict[str, Any], sample: str, drift: float = 0.0) -
         words = ("unsure" if unsure else wrong_answer(answer) if wrong or (hard and model.startswith("small-"))
                  else answer).split() + ["because", "reasons"]
         texts.append(" ".join(words[: body.get("max_tokens", 16)]))
+    return _reply(body, chat, prompt, texts)
+
+
+def _reply(body: dict[str, Any], chat: bool, prompt: str, texts: list[str]) -> dict[str, Any]:
     completion_tokens = sum(len(t.split()) for t in texts)
     prompt_tokens = len(prompt.split())
     choices = [

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pytest_llmtune.errors import TemplateError
 from pytest_llmtune.llm.cost import PriceTable
+from pytest_llmtune.llm.judge import Judge
 from pytest_llmtune.llm.response import Response, TokenUsage
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.demos import Demonstrations
+from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.search.keys import (
     API_FIELDS,
     OURS,
@@ -416,9 +418,11 @@ class LLM:
     def __init__(self, config: Mapping[str, Any], endpoint: Endpoint, *, split_n: bool | None = None,
                  first_sample: int = 0, seeded: bool = True, spread: bool = True,
                  stages: Sequence[Mapping[str, Any]] = (),
-                 accept: Callable[[Mapping[str, Any], Response], Any] | None = None) -> None:
+                 accept: Callable[[Mapping[str, Any], Response], Any] | None = None,
+                 judge: JudgeConfig | None = None) -> None:
         """`first_sample` numbers this evaluation's samples from there: a repeated evaluation (`--llm-repeat`)
-        draws samples of its own (with a seed in the config, seed + its number)."""
+        draws samples of its own (with a seed in the config, seed + its number). `judge`: the config of `llm.judge`
+        (llm/judge.py), whose usage `judge_usage` counts apart from the config's own."""
         self.config = dict(config)
         self.stages = [dict(stage) for stage in stages] or [self.config]
         self.accept = accept
@@ -432,7 +436,22 @@ class LLM:
         self.answers: list[str] = []  # every text served, in order: the first one is the instance's answer
         self.accepted: list[bool] = []  # with accept: per call, whether the answer counted was taken
         self.answered: list[int] = []  # with accept: per call, the stage whose answer counted (from 0)
+        self.judge_config = judge
+        self.judge_usage = Usage()  # the judge's requests: not the config's own cost
+        self.ungraded = 0  # judge replies without a grade (each a miss)
         self._seen: Counter[str] = Counter()
+
+    @property
+    def judge(self) -> Judge:
+        """`llm.judge(rubric, answer, ...)` and `llm.judge.pairwise(rubric, a, b, ...)`."""
+        return Judge(self)
+
+    def ask_judge(self, api: str, params: dict[str, Any]) -> str:
+        """One judge request (temperature 0: the same request, the same reply), through the endpoint."""
+        reply = self.endpoint.complete(api, params)
+        self.judge_usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
+                                fresh=reply.fresh)
+        return reply.texts[0] if reply.texts else ""
 
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:
         merged = {**(context or {}), **fields}

@@ -58,6 +58,18 @@ def usage_words(usage: Usage) -> str:
             f"{usage.replayed} replayed ({usage.replay.tokens:,} tokens, ${usage.replay.cost:.4f}, not spent)")
 
 
+def judge_lines(result: SearchResult) -> list[str]:
+    """What `llm.judge` asked, apart (the line above counts it with the configs' own requests), and how many of its
+    replies held no grade."""
+    judge = result.judge
+    if not judge.requests + judge.replayed:
+        return []
+    replies = f"{result.ungraded:,} " + ("reply" if result.ungraded == 1 else "replies")
+    ungraded = (f"; {replies} without a grade, each a miss (shown with the instance)"
+                if result.ungraded else "")
+    return [f"  of which the judge: {usage_words(judge)}{ungraded}"]
+
+
 def model_lines(result: SearchResult, budget: Budget | None) -> list[str]:
     """What the search's evaluations cost per model, when its configs name more than one."""
     tally: dict[str, list[float]] = {}
@@ -292,7 +304,8 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if result is None:
         return interrupted_lines(outcome, nodeid or name, cassette)
     lines = [f"{name}: {plural(len(result.configs), 'config')} in {outcome.seconds:.1f}s",
-             f"  {usage_words(outcome.usage)}", *model_lines(result, outcome.spec.optimization_budget)]
+             f"  {usage_words(outcome.usage)}", *judge_lines(result),
+             *model_lines(result, outcome.spec.optimization_budget)]
     if outcome.sharing is not None and outcome.sharing.reason is not None:
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")
     lines += budget_lines(outcome.spec.optimization_budget, outcome.spending.spent, result.stopped,

@@ -195,12 +195,15 @@ class Affordability:
             self.observe(config, evaluation)
 
     def observe(self, config: Config, evaluation: Evaluation) -> None:
-        usage = evaluation.usage
+        usage, judge = evaluation.usage, evaluation.judge
         self.costs.observe(config, usage.live.requests + usage.replay.requests, usage.prompt_tokens,
-                           usage.completion_tokens, self.measure(evaluation))
+                           usage.completion_tokens, self.measure(evaluation),
+                           overhead=self.budget.measure(judge.tokens, judge.cost))
 
     def measure(self, evaluation: Evaluation) -> float:
-        return self.budget.measure(evaluation.usage.tokens, evaluation.cost)
+        """What the evaluation costs in the budget's unit: the config's requests and its judge's."""
+        spent = evaluation.spent
+        return self.budget.measure(spent.tokens, spent.cost)
 
     def can_confirm(self, winner: Trial) -> bool:
         """Whether what is left of the optimization budget pays for the winner's confirmation run on every

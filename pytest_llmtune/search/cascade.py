@@ -115,6 +115,8 @@ class Cascades:
     composed: list[CascadeTrial] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)  # what finishing evaluated, or why it stopped
     usage: Usage = field(default_factory=Usage)  # what finishing's evaluations used
+    judge: Usage = field(default_factory=Usage)  # what their `llm.judge` calls used
+    ungraded: int = 0
 
     def expense(self, trial: Scores) -> float:
         return trial.cost_per_instance or trial.tokens_per_instance
@@ -215,6 +217,8 @@ class Cascades:
                 evaluation: Evaluation = future.result()
                 trial.add(instance, evaluation.outcome)
                 self.usage.merge(evaluation.usage)
+                self.judge.merge(evaluation.judge)
+                self.ungraded += evaluation.ungraded
             if failed is not None:
                 raise failed
             self.finished.append(f"{len(pairs)} evaluations for the cascade of configs "

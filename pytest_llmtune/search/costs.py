@@ -64,11 +64,14 @@ class CostModel:
     default_model: str = ""
     measured: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # config -> its costs
     seen: dict[str, list[_Seen]] = field(default_factory=lambda: defaultdict(list))  # shape -> evaluations
+    overheads: list[float] = field(default_factory=list)  # per evaluation: what its judge calls cost
 
     def observe(self, config: Mapping[str, Any], requests: int, prompt_tokens: int, completion_tokens: int,
-                cost: float) -> None:
-        """One finished evaluation of `config` and what it cost in the budget's unit."""
+                cost: float, *, overhead: float = 0.0) -> None:
+        """One finished evaluation of `config` and what it cost in the budget's unit (`overhead`: the part of it
+        that is not the config's own requests, the test's judge calls; a config not measured yet pays it too)."""
         self.measured[key_of(config)].append(cost)
+        self.overheads.append(overhead)
         if requests <= 0:
             return
         draws, per_request = self._samples(config)
@@ -111,7 +114,8 @@ class CostModel:
         draws, per_request = self._samples(config)
         requests = calls * draws
         model = str(config.get("model", self.default_model))
-        return self.price(model, requests * prompt, requests * per_request * sample)
+        overhead = statistics.fmean(self.overheads) if self.overheads else 0.0
+        return self.price(model, requests * prompt, requests * per_request * sample) + overhead
 
 
 def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float], ties: float = TIES) -> float:

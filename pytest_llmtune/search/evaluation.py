@@ -37,6 +37,16 @@ class Evaluation:
     answers: tuple[str, ...] = ()  # the first line of every answer (n samples: n of them), for reports
     accepted: bool | None = None  # a cascade target's check on the answer (None: no check)
     answered: int | None = None  # a cascade's stage whose answer counted
+    judge: Usage = field(default_factory=Usage)  # what `llm.judge` asked: spent by the tune, not the config's cost
+    ungraded: int = 0  # judge replies without a grade (each made the instance a miss)
+
+    @property
+    def spent(self) -> Usage:
+        """What the evaluation spent: the config's requests and the judge's."""
+        total = Usage()
+        total.merge(self.usage)
+        total.merge(self.judge)
+        return total
 
     @property
     def outcome(self) -> Outcome:

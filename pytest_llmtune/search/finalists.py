@@ -87,3 +87,5 @@ def finish_leader(result: SearchResult, leader: Trial, evaluate: Evaluate, insta
 def _add(result: SearchResult, scores: Scores, instance: int, evaluation: Evaluation) -> None:
     scores.add(instance, evaluation.outcome)
     result.usage.merge(evaluation.usage)
+    result.judge.merge(evaluation.judge)
+    result.ungraded += evaluation.ungraded

@@ -32,7 +32,9 @@ class SearchResult:
     configs: list[Config]  # candidate number -> its config
     ranked: list[Trial]
     halving: SuccessiveHalving
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=Usage)  # the configs' own requests
+    judge: Usage = field(default_factory=Usage)  # `llm.judge`'s requests, for the same evaluations
+    ungraded: int = 0  # judge replies without a grade
     passed: dict[tuple[int, int], bool] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)  # the first error of each candidate that raised one
     stopped: str | None = None  # why the search ended early (the optimization budget)
@@ -79,6 +81,8 @@ def merge(results: list[SearchResult]) -> SearchResult:
             trial.index += offset
             merged.ranked.append(trial)
         merged.usage.merge(result.usage)
+        merged.judge.merge(result.judge)
+        merged.ungraded += result.ungraded
         merged.failures += [Failure(f.candidate + offset, f.instance, f.error) for f in result.failures]
     merged.ranked = merged.halving.rank(merged.ranked)
     return merged

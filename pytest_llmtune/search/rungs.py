@@ -169,6 +169,8 @@ class RungRunner:
         outcomes[pair] = evaluation.outcome
         self.result.passed[pair] = evaluation.passed
         self.result.usage.merge(evaluation.usage)
+        self.result.judge.merge(evaluation.judge)
+        self.result.ungraded += evaluation.ungraded
         self.on_evaluation(candidate, instance, evaluation)
         self.watch_cost(candidate, evaluation)
         return None

@@ -10,6 +10,7 @@ from typing import Any
 from pytest_llmtune.errors import LlmtuneError
 from pytest_llmtune.search.budget import Budget
 from pytest_llmtune.search.direction import MODES, Direction
+from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
@@ -47,6 +48,7 @@ class EvalSpec:
     select: str = "best"  # or "cheapest": the cheapest complete config not significantly worse than the best
     cascade: Callable[[Mapping[str, Any], Any], bool] | None = None  # accept(context, response): cascades are tuned
     max_stages: int = 3
+    judge: JudgeConfig | None = None  # llm.judge's model (None: the ini llmtune_judge_model)
 
     def __post_init__(self) -> None:
         __tracebackhide__ = True

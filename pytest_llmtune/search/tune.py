@@ -165,6 +165,8 @@ class Tune:
             finally:
                 spending.finishing = finishing
         result.usage.merge(cascades.usage)
+        result.judge.merge(cascades.judge)
+        result.ungraded += cascades.ungraded
         composed = [trial for trial in cascades.build(len(result.configs)) if self._admissible(trial, cascades)]
         last = len(result.halving.rungs) - 1
         for trial in composed:

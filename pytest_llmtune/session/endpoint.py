@@ -133,7 +133,8 @@ class EndpointSession(BaseSession):
         stages, target = run.candidate.stages, self.target_of(item)
         accept = target.spec.cascade if target is not None else None  # a single config's answer is judged too
         llm = LLM(stages[0], self.endpoint, split_n=run.split_n, first_sample=run.repeat * REPEAT_STRIDE,
-                  seeded=run.seeded, spread=run.spread, stages=stages, accept=accept)
+                  seeded=run.seeded, spread=run.spread, stages=stages, accept=accept,
+                  judge=self.settings.judge_for(target.spec if target is not None else None))
         llm.instance = instance_fields(item)  # never shown itself as a demonstration
         return llm
 
@@ -365,6 +366,15 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
     models = [model for model in space.values_of("model") if model != served and model not in local
               and ((route := table.route(str(model))) is None or route.local)]  # a model on its own endpoint
     # is served there
+    judge = settings.judge_for(target.spec)
+    if judge is not None and judge.model != served and judge.model not in local and (
+            (route := table.route(judge.model)) is None or route.local):
+        raise pytest.UsageError(
+            f"{target.name}: its judge is {judge.model!r}, but --llm-local serves "
+            f"{', '.join(map(repr, [served, *local]))}, and a server answers any name with its model: the judge's "
+            f"grades would come from another model. Give judge=\"{served}\" (a 135M model is a weak judge: "
+            f"docs/judge.md), a line in ini llmtune_local_models for {judge.model!r}, or, for a model on another "
+            "endpoint, a line in ini llmtune_endpoints")
     if models:
         raise pytest.UsageError(
             f"{target.name}: the space names the model {models[0]!r}, but --llm-local serves "

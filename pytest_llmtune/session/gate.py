@@ -38,7 +38,15 @@ from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.state import Run
-from pytest_llmtune.session.targets import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Target, Verdict, instance_id
+from pytest_llmtune.session.targets import (
+    SUFFIX,
+    TARGET_PROPERTY,
+    VERDICT_PROPERTY,
+    Target,
+    Verdict,
+    instance_id,
+    judged,
+)
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.lockfile import LockEntry, LockfileError
@@ -87,7 +95,7 @@ class GateSession(EndpointSession):
             return self.refuse(target, str(error))
         if entry is None:
             return self.refuse(target, f"no lock in {self.settings.lockfile.name}: run {tune}")
-        spec, fingerprints = target.spec, target.fingerprints()
+        spec, fingerprints = target.spec, target.fingerprints(self.settings.judge_for(target.spec))
         if entry.fingerprints.get("space") != fingerprints["space"] and still_a_point(spec.space, entry):
             # the space was edited around the locked config: the lock still says what that config scores
             fingerprints = {**fingerprints, "space": entry.fingerprints["space"]}
@@ -197,20 +205,22 @@ class GateSession(EndpointSession):
             return Verdict("failed", verdicts.gate_error_words(target.name, errors, len(target.instances)))
         gate, rescoring = self.settings.gate, state.rescore is not None
         # an instance whose every response is a recording from before this session has no sampling noise
-        replayed = {key for key, found in evaluations.items() if all(e.usage.fresh == 0 for e in found)}
+        replayed = {key for key, found in evaluations.items() if all(e.spent.fresh == 0 for e in found)}
         judgement = judge(evaluations, spec, locked_results=entry.results, locked_score=entry.score, alpha=gate.alpha,
                           margin=gate.margin, threshold_on=gate.threshold_on, rescoring=rescoring,
                           accept_lower=gate.accept_lower, replayed=replayed)
         if judgement.passed and rescoring:
             stages = [found[0].answered for found in evaluations.values() if found and found[0].answered is not None]
-            self.relock(target, entry, judgement, stages)
+            used = any(e.judge.requests + e.judge.replayed for found in evaluations.values() for e in found)
+            self.relock(target, entry, judgement, stages, used)
         shown = verdicts.Gate.of(judgement, spec, entry.score, repeat=repeat,
                                  how="live" if gate.live else "re-scored" if rescoring else "")
         return shown.verdict(verdicts.judgement_words(judgement, spec, target.nodeid, live=gate.live,
                                                       rescoring=rescoring, lockfile=self.settings.lockfile.name,
                                                       note=state.note))
 
-    def relock(self, target: Target, entry: LockEntry, judgement: Judgement, stages: list[int]) -> None:
+    def relock(self, target: Target, entry: LockEntry, judgement: Judgement, stages: list[int],
+               used_judge: bool) -> None:
         """The locked config with its new score: new results and fingerprints; the tune's split scores are kept,
         marked as the tune's (they describe the code before the change). A cascade's shares come from the new runs
         (`stages`: the stage that answered each instance); the cost-quality front is dropped: its other points were
@@ -220,7 +230,8 @@ class GateSession(EndpointSession):
         relocked = replace(
             entry, score=judgement.score, interval=judgement.interval, instances=judgement.instances,
             threshold=target.spec.threshold, tokens_total=judgement.tokens, cost_total=judgement.cost,
-            plugin_version=__version__, fingerprints=self.state(target.name).rescore or {}, metrics=judgement.others,
+            plugin_version=__version__, fingerprints=judged(self.state(target.name).rescore or {}, used_judge),
+            metrics=judgement.others,
             results=judgement.results, scored_by="rescore",
             tuning=entry.tuning and replace(entry.tuning, scored_by="tune"),
             held_out=entry.held_out and replace(entry.held_out, scored_by="tune"),

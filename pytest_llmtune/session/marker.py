@@ -9,6 +9,7 @@ import pytest
 
 from pytest_llmtune.llm.response import Response
 from pytest_llmtune.search.budget import Budget
+from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.search.stats import Aggregate
@@ -33,6 +34,7 @@ def llm_eval(
     select: str = "best",
     cascade: Callable[[Mapping[str, Any], Response], bool] | None = None,
     max_stages: int = 3,
+    judge: str | Mapping[str, Any] | None = None,
 ) -> pytest.MarkDecorator:
     """Mark a parametrized test as the evaluation function of an LLM feature.
 
@@ -63,13 +65,16 @@ def llm_eval(
         `filter_func` of `create()`): the tune also composes cascades of up to `max_stages` configs, cheap first,
         each call moving to the next stage when `accept` rejects an answer, and may lock one (docs/cascades.md).
     max_stages: the most stages a cascade has (at least 2).
+    judge: the model of `llm.judge` (a name, or a dict with model, api and max_tokens; temperature is always 0),
+        default the ini setting llmtune_judge_model (docs/judge.md).
     """
     __tracebackhide__ = True  # a bad space is the user's line, not ours
     spec = EvalSpec(space=SearchSpace(space), metric=metric, mode=mode, threshold=threshold, name=name,
                     seed=seed, agg=agg, num_samples=num_samples,
                     inference_budget=_budget(inference_budget, "inference_budget"),
                     optimization_budget=_budget(optimization_budget, "optimization_budget"), strategy=strategy,
-                    holdout=holdout, select=select, cascade=cascade, max_stages=max_stages)
+                    holdout=holdout, select=select, cascade=cascade, max_stages=max_stages,
+                    judge=None if judge is None else JudgeConfig.of(judge))
     return pytest.mark.llm_eval(spec)
 
 

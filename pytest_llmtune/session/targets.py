@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,13 @@ import pytest
 
 from pytest_llmtune.records import SUFFIX, TARGET_PROPERTY, VERDICT_PROPERTY, Verdict
 from pytest_llmtune.search.domains import InvalidSpaceError, describe
+from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.search.spec import EvalSpec
 from pytest_llmtune.store.fingerprints import code_fingerprints
 
 __all__ = ["MARKER", "SUFFIX", "TARGET_PROPERTY", "VERDICT_PROPERTY", "Target", "TargetItem", "Verdict",
-           "instance_fields", "instance_id", "spec_of", "target_name"]
+           "instance_fields", "instance_id", "judged", "spec_of", "target_name"]
 
 MARKER = "llm_eval"
 
@@ -42,8 +43,10 @@ class Target:
         """The test function's node id: `pytest --llm-tune <nodeid>` selects the whole target."""
         return self.instances[0].nodeid.split("[", 1)[0]
 
-    def fingerprints(self) -> dict[str, str]:
-        """What decides the target's result (fingerprints.py); the lock is stale when one of them changed."""
+    def fingerprints(self, judge: JudgeConfig | None = None) -> dict[str, str]:
+        """What decides the target's result (fingerprints.py); the lock is stale when one of them changed. `judge`:
+        the target's `llm.judge` config, if it has one (a lock keeps it only when the body called the judge:
+        `judged`)."""
         first = self.instances[0]
         try:  # demonstrations drawn from the instances: their fields decide what a prompt shows
             space = self.tuning_space().fingerprint()
@@ -58,7 +61,10 @@ class Target:
             accept = code_fingerprints(self.spec.cascade, first.config.rootpath)
             found.update({key: value for key, value in accept.items() if key != "body"})
             found["cascade"] = fingerprint(f"{accept['body']} max_stages={self.spec.max_stages}")
+        if judge is not None:
+            found["judge"] = judge.fingerprint()
         return found
+
 
     def tuning_space(self) -> SearchSpace:
         """The space the search draws from: demos() with no pool drawing from the tuning instances (the first of the
@@ -173,3 +179,9 @@ def instance_id(item: pytest.Function) -> str:
     """The instance's parameter id (`France` in `test_capital[France]`): its key in the lock's results."""
     callspec = getattr(item, "callspec", None)
     return callspec.id if callspec is not None else item.name
+
+
+def judged(fingerprints: Mapping[str, str], used: bool) -> dict[str, str]:
+    """The fingerprints a lock keeps: the judge's only when the evaluations called it (else a judge set in the ini
+    for other targets would make this one's lock stale when it changes)."""
+    return {key: value for key, value in fingerprints.items() if key != "judge" or used}

@@ -54,7 +54,7 @@ from pytest_llmtune.session.endpoint import EndpointSession
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.state import Run
-from pytest_llmtune.session.targets import Target, Verdict, instance_id
+from pytest_llmtune.session.targets import Target, Verdict, instance_id, judged
 from pytest_llmtune.settings import Settings
 from pytest_llmtune.store import lockfile
 from pytest_llmtune.store.atomic import locked_directory, set_aside
@@ -254,7 +254,9 @@ class TuneSession(EndpointSession):
             threshold=spec.threshold, instances=len(values), tokens_total=tokens, cost_total=cost, seed=spec.seed,
             split_n=self.settings.endpoint.split_n, plugin_version=__version__,
             # "config": the locked config with its templates' source, to tell whether an edited space still holds it
-            fingerprints={**target.fingerprints(), "config": fingerprint(describe(result.configs[winner.index]))},
+            fingerprints={**judged(target.fingerprints(self.settings.judge_for(spec)),
+                                   bool(result.judge.requests + result.judge.replayed)),
+                          "config": fingerprint(describe(result.configs[winner.index]))},
             metrics=mean_by_key(others.values()), tuning=split[0] if split else None,
             held_out=split[1] if split else None,
             results={instance_id(instances[i]): value for i, value in metrics.items()},

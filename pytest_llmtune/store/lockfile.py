@@ -274,6 +274,10 @@ def staleness(entry: LockEntry, fingerprints: Mapping[str, str], *, metric: str,
         rescore.append("its fingerprints are from an older pytest-llmtune")
     elif locked["body"] != fingerprints.get("body"):
         rescore.append("its test body, or a definition of its module that it uses, changed")
+    if "judge" in locked and locked["judge"] != fingerprints.get("judge"):
+        rescore.append("its judge (the model, api or max_tokens of llm.judge, or the package's judge prompt) changed"
+                       if "judge" in fingerprints else "it has no judge model any more (judge= or ini "
+                       "llmtune_judge_model)")
     if locked.get("instances") != fingerprints.get("instances"):
         rescore.append("its instances changed")
     if "body" in locked:
