@@ -172,12 +172,12 @@ def judgement(prompt: str, model: str) -> str | None:
         return "Reason: it is hard to say.\nI would rather not."
     if prompt.startswith("You grade an answer"):
         meets = any(ref in field("Answer to grade") for ref in references)
-        top = re.findall(r"to (\d+) \(fully meets it\)", prompt)
-        return f"Reason: {'it matches' if meets else 'it misses'} the reference.\nGrade: {top[0] if meets else 1}"
+        top = re.findall(r"to (\d+) \(fully meets it\)", prompt)  # the scale
+        return f"Grade: {top[0] if meets else 1}\nReason: {'it matches' if meets else 'it misses'} the reference."
     if model.startswith("first-"):
-        return "Reason: A reads better.\nWinner: A"
+        return "Winner: A\nReason: A reads better."
     a, b = (any(ref in field(f"Answer {x}") for ref in references) for x in "AB")
-    return f"Reason: by the reference.\nWinner: {'tie' if a == b else 'A' if a else 'B'}"
+    return f"Winner: {'tie' if a == b else 'A' if a else 'B'}\nReason: by the reference."
 
 
 def complete(path: str, body: dict[str, Any], sample: str, drift: float = 0.0) -> dict[str, Any]:

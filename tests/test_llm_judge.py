@@ -47,6 +47,17 @@ def test_a_judgement_is_a_score_a_grade_and_a_reason_at_temperature_0(endpoint: 
     assert llm.usage.requests == 0 and llm.judge_usage.requests == 2  # the config's own cost stays its own
 
 
+def test_a_completions_judge_continues_from_the_label_of_its_reply(endpoint: Endpoint,
+                                                                    openai_server: FakeOpenAI) -> None:
+    llm = LLM({"model": "gpt-4o-mini", "prompt": "{x}"}, endpoint,
+              judge=JudgeConfig("judge-model", api="completions", max_tokens=32))
+    judged = llm.judge("Names the capital.", "Paris", reference="Paris")
+    assert (judged.grade, judged.reason) == (5, "it matches the reference.")
+    assert openai_server.bodies[-1]["prompt"].endswith("Reason: <one sentence>\n\nGrade:")
+    assert llm.judge.pairwise("Names the capital.", "Paris", "Lyon", reference="Paris").winner == "a"
+    assert openai_server.bodies[-1]["prompt"].endswith("\n\nWinner:")
+
+
 def test_a_scale_of_two_is_pass_or_fail_and_at_least_is_the_assertion_form(endpoint: Endpoint) -> None:
     llm = judging(endpoint)
     assert llm.judge("r", "Paris", reference="Paris", scale=2).score == 1.0
@@ -127,11 +138,15 @@ def judged_target(judge: str = "judge-model") -> str:
 def test_a_tune_on_a_judge_records_its_calls_and_the_gate_replays_them_with_no_request(
         pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     pytester.makepyfile(test_sentiment=judged_target())
-    result = pytester.runpytest("--llm-tune")
+    result = pytester.runpytest("--llm-tune", "-o", "llmtune_report=tune.json")
     assert result.ret == 0, result.stdout.str()
     judge_bodies = [b for b in openai_server.bodies if b["model"] == "judge-model"]
     assert judge_bodies and all(b["temperature"] == 0 for b in judge_bodies)
     result.stdout.fnmatch_lines([f"*of which the judge: {len(judge_bodies)} requests (*tokens*"])
+    report = json.loads((pytester.path / "tune.json").read_text())
+    tuned = next(iter(report["targets"].values()))
+    assert tuned["judge"]["requests"] == len(judge_bodies) and tuned["judge"]["ungraded"] == 0
+    assert tuned["spending"]["requests"] == openai_server.requests  # the judge's are in the tune's spending too
     entry = next(iter(read_lock(pytester.path)["targets"].values()))
     assert entry["metric"] == "judge" and 0 < entry["score"] <= 1
     assert entry["fingerprints"]["judge"] == JudgeConfig("judge-model").fingerprint()

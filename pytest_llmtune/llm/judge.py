@@ -97,7 +97,7 @@ class Judge:
             raise ValueError(f"judge(scale={scale!r}): give an int >= 2 (2: fails or meets the rubric)")
         prompt = GRADE_PROMPT.format(rubric=_text(rubric, "rubric"), answer=_text(answer, "answer"), scale=scale,
                                      context=_section("Context", context), reference=_references(reference))
-        reply = self._ask(prompt)
+        reply = self._ask(prompt, "Grade:")
         grade = _grade(reply, scale)
         if grade is None:
             self.llm.ungraded += 1
@@ -113,8 +113,8 @@ class Judge:
         parts = {"rubric": _text(rubric, "rubric"), "context": _section("Context", context),
                  "reference": _references(reference)}
         a, b = _text(a, "a"), _text(b, "b")
-        replies = (self._ask(PAIRWISE_PROMPT.format(first=a, second=b, **parts)),
-                   self._ask(PAIRWISE_PROMPT.format(first=b, second=a, **parts)))
+        replies = (self._ask(PAIRWISE_PROMPT.format(first=a, second=b, **parts), "Winner:"),
+                   self._ask(PAIRWISE_PROMPT.format(first=b, second=a, **parts), "Winner:"))
         first, second = (_winner(reply) for reply in replies)
         if first is None or second is None:
             self.llm.ungraded += 1
@@ -123,14 +123,16 @@ class Judge:
         second = {"a": "b", "b": "a"}.get(second, second)  # in the second order, A is b
         return Preference(first if first == second else "tie", replies)
 
-    def _ask(self, prompt: str) -> str:
+    def _ask(self, prompt: str, label: str) -> str:
+        """The judge's reply. A completions judge (a base model) is given the reply's first `label` to continue
+        from, and its reply is read with that label before it."""
         config = self.config
         body: dict[str, Any] = {"model": config.model, "max_tokens": config.max_tokens, "temperature": 0}
         if config.api == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            body["prompt"] = prompt + "\nReason:"
-        return self.llm.ask_judge(config.api, dict(sorted(body.items())))
+            return self.llm.ask_judge(config.api, dict(sorted(body.items())))
+        body["prompt"] = f"{prompt}\n\n{label}"
+        return label + self.llm.ask_judge(config.api, dict(sorted(body.items())))
 
 
 def _text(value: Any, name: str) -> str:

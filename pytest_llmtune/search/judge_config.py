@@ -19,9 +19,9 @@ GRADE_PROMPT = """You grade an answer against a rubric.
 Rubric: {rubric}
 {context}{reference}Answer to grade: {answer}
 
-Give a one-sentence reason, then a grade from 1 (fails the rubric) to {scale} (fully meets it), as two lines:
-Reason: <one sentence>
-Grade: <a whole number from 1 to {scale}>"""
+Reply with a grade from 1 (fails the rubric) to {scale} (fully meets it), then a one-sentence reason, as two lines:
+Grade: <the number>
+Reason: <one sentence>"""
 
 PAIRWISE_PROMPT = """You compare two answers against a rubric.
 
@@ -29,9 +29,10 @@ Rubric: {rubric}
 {context}{reference}Answer A: {first}
 Answer B: {second}
 
-Give a one-sentence reason, then say which answer meets the rubric better, as two lines:
-Reason: <one sentence>
-Winner: <A, B or tie>"""
+Reply with the answer that meets the rubric better (A, B, or tie when neither does), then a one-sentence reason,
+as two lines:
+Winner: <A, B or tie>
+Reason: <one sentence>"""
 
 @dataclass(frozen=True)
 class JudgeConfig:
