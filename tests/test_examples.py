@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -61,6 +62,25 @@ def test_committed_example_passes_the_gate_offline(name: str, instances: int, py
     output = (result.stdout.str() + result.stderr.str()).lower()
     assert "warning" not in output, output
     result.stdout.fnmatch_lines([f"*: pass_rate * on {instances} instances (* failed an assertion); locked *: ok"])
+
+
+def test_the_summaries_example_gates_offline_replaying_the_judges_calls(pytester: pytest.Pytester,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its two targets, one on ROUGE-L and one on an LLM judge, pass the gate on the committed recordings with no
+    endpoint to reach: the judge's calls are replayed as the config's are (a request would fail, the port is
+    closed), and every result is as locked."""
+    copy_example("summaries", pytester)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    lock = json.loads((pytester.path / "llmtune.lock").read_text())["targets"]
+    assert "judge" in lock["summaries-judge"]["fingerprints"] and "judge" not in lock["summaries-rouge"]["fingerprints"]
+
+    result = pytester.runpytest_subprocess("--llm-test")
+
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines_random(["*summaries-rouge: rougeL * on 40 instances*; all 40 results as locked*: ok",
+                                        "*summaries-judge: judge * on 40 instances*; all 40 results as locked*: ok"])
 
 
 def test_the_application_falls_back_to_a_working_endpoint(openai_server: FakeOpenAI,

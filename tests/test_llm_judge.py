@@ -234,3 +234,14 @@ def test_x(llm, x):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*its judge is 'gpt-4o-mini', but --llm-local serves 'smollm2'*"
                                  "Give judge=\"smollm2\"*"])
+
+
+def test_a_judge_model_without_a_line_in_a_complete_endpoint_table_is_refused_before_any_request(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    pytester.makeini(f"[pytest]\nllmtune_endpoints =\n    gpt-4o-mini {openai_server.base_url}\n"
+                     "llmtune_endpoints_only = true\n")
+    pytester.makepyfile(test_sentiment=judged_target())
+    result = pytester.runpytest("--llm-tune")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the model 'judge-model' has no line in ini llmtune_endpoints*"])
+    assert openai_server.requests == 0

@@ -301,11 +301,14 @@ class EndpointSession(BaseSession):
 
 
 def check_routes(target: Target, settings: Settings, default_model: str | None, keys: bool = True) -> None:
-    """Before any request, each model the target's space may name (or the default one) against the endpoint
-    table: listed when the table is complete, its key's variable set, its local server running."""
+    """Before any request, each model the target's space may name (or the default one) and its judge's against the
+    endpoint table: listed when the table is complete, its key's variable set, its local server running."""
     table, local = settings.endpoint.table, {model.name for model in settings.local.models}
     space = target.spec.space
     models = [str(model) for model in space.values_of("model")] or ([default_model] if default_model else [])
+    judge = settings.judge_for(target.spec)
+    if judge is not None:  # the judge's requests take the same routes
+        models.append(judge.model)
     for model in dict.fromkeys(models):
         if model in local:
             if not settings.local.enabled:
