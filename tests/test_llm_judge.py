@@ -14,9 +14,10 @@ from openai_server import FakeOpenAI
 
 from conftest import SENTIMENT_CASES, read_lock
 from pytest_llmtune.errors import TemplateError
+from pytest_llmtune.llm import judge as judge_module
 from pytest_llmtune.llm.client import LLM, Endpoint
 from pytest_llmtune.llm.judge import Ungraded
-from pytest_llmtune.search.judge_config import JudgeConfig
+from pytest_llmtune.search.judge_config import GRADE_PROMPT, JudgeConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:no price for model")
 
@@ -54,6 +55,7 @@ def test_a_completions_judge_continues_from_the_label_of_its_reply(endpoint: End
     judged = llm.judge("Names the capital.", "Paris", reference="Paris")
     assert (judged.grade, judged.reason) == (5, "it matches the reference.")
     assert openai_server.bodies[-1]["prompt"].endswith("Reason: <one sentence>\n\nGrade:")
+    assert openai_server.bodies[-1]["stop"] == ["\n\n"]
     assert llm.judge.pairwise("Names the capital.", "Paris", "Lyon", reference="Paris").winner == "a"
     assert openai_server.bodies[-1]["prompt"].endswith("\n\nWinner:")
 
@@ -75,6 +77,14 @@ def test_a_reply_without_a_grade_is_a_miss_that_is_counted_never_a_zero(endpoint
         llm.judge("r", "Paris", reference="Paris")
     assert llm.ungraded == 1
     assert isinstance(Ungraded("x"), AssertionError)  # a miss, as a failed assertion is
+
+
+def test_a_judgement_in_an_assert_is_refused_not_always_true(endpoint: Endpoint) -> None:
+    llm = judging(endpoint)
+    with pytest.raises(TypeError, match=re.escape("assert judgement.at_least(threshold)")):
+        assert llm.judge("r", "Lyon", reference="Paris")
+    with pytest.raises(TypeError, match="a Preference has no truth value"):
+        assert llm.judge.pairwise("r", "Lyon", "Paris", reference="Paris")
 
 
 def test_pairwise_asks_in_both_orders_and_a_position_biased_judge_gets_a_tie(endpoint: Endpoint,
@@ -245,3 +255,36 @@ def test_a_judge_model_without_a_line_in_a_complete_endpoint_table_is_refused_be
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*the model 'judge-model' has no line in ini llmtune_endpoints*"])
     assert openai_server.requests == 0
+
+
+@pytest.mark.parametrize(("reply", "grade"), [
+    ("Grade: 4\nReason: close.", 4), ("**Grade:** 3", 3), ("The grade is 2.", 2), ("5", 5), ("Grade: 4/5", 4),
+    ("Grade: 2\nReason: a grade 5 answer would say more.", 2), ("Grade: 7", None), ("Grade: <the number>", None),
+    ("It is a fine answer.", None), ("Grade: 0", None),
+])
+def test_a_grade_is_read_from_the_replies_judges_give_and_nothing_else_counts(reply: str, grade: int | None) -> None:
+    assert judge_module._grade(reply, 5) == grade
+
+
+@pytest.mark.parametrize(("reply", "winner"), [
+    ("Winner: A\nReason: x", "a"), ("Winner: Answer B", "b"), ("winner: tie", "tie"), ("**Winner:** b", "b"),
+    ("Winner: <A, B or tie>", None), ("A is better.", None), ("The winner is a tie.", "tie"),
+    ("Winner: a tie", "tie"), ("Winner: A\n\nWinner: B", "a"),
+])
+def test_a_winner_is_read_from_the_replies_judges_give(reply: str, winner: str | None) -> None:
+    assert judge_module._winner(reply) == winner
+
+
+def test_the_co_preview_sizes_configs_from_their_own_recordings_not_the_judges() -> None:
+    from pytest_llmtune.report.preview import recorded_sizes
+
+    def interaction(prompt: str, prompt_tokens: int, completion_tokens: int) -> dict[str, object]:
+        body = {"model": "m", "messages": [{"role": "user", "content": prompt}]}
+        answer = {"choices": [{"index": 0}], "usage": {"prompt_tokens": prompt_tokens,
+                                                        "completion_tokens": completion_tokens}}
+        return {"request": {"body": json.dumps(body)}, "response": {"body": {"string": json.dumps(answer)}}}
+
+    sizes = recorded_sizes([interaction("Review: fun\nSentiment:", 10, 2),
+                            interaction(GRADE_PROMPT.format(rubric="r", context="", reference="", answer="a",
+                                                            scale=5), 300, 40)])
+    assert (sizes.prompt, sizes.sample) == (10.0, 2.0)

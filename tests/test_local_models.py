@@ -190,3 +190,25 @@ def test_the_serve_command_serves_each_local_model_to_create_until_ctrl_c(tmp_pa
 
     assert "Tokyo" in answer.text
     assert process.returncode == 0 and not any(is_running(pid) for pid in pids)
+
+
+def test_a_chat_judge_on_a_model_without_a_chat_template_is_refused_before_any_request(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_chat="""
+import pytest
+from pytest_llmtune import llm_eval, uniform
+
+@llm_eval(space={"prompt": "Capital of {country}:", "api": "completions", "temperature": uniform(0, 1)},
+          judge="gemma3-270m", metric="judge")
+@pytest.mark.parametrize("country", ["France", "Japan"])
+def test_chat(llm, country):
+    return {"judge": llm.judge("Names the capital.", llm(country=country)[0]).score}
+""")
+    pytester.makeini(f"[pytest]\nllmtune_local_models = gemma3-270m {GEMMA}\n")
+
+    result = pytester.runpytest("--llm-tune", "--llm-local")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*its judge 'gemma3-270m' would get chat requests, but its GGUF has no chat "
+                                 "template*judge={\"model\": \"gemma3-270m\", \"api\": \"completions\"}*"])
+    assert not list((pytester.path / "llmtune_cassettes").rglob("*.json"))  # nothing was sent

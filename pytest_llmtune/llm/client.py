@@ -127,6 +127,7 @@ class Endpoint:
         self.prices = prices or PriceTable.default()
         self.spending = spending or Spending(None)
         self.usage = Usage()
+        self.judge_usage = Usage()  # of `usage`: what `llm.judge` asked (llm/judge.py)
         self._usage_lock = threading.Lock()
         lanes = {id(lane): lane for lane in [self.default, *self.routes.values()]}.values()
         self._fanout = cf.ThreadPoolExecutor(max_workers=sum(lane.concurrency for lane in lanes),
@@ -174,6 +175,12 @@ class Endpoint:
             self.usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
                               fresh=reply.fresh)
         return reply
+
+    def judged(self, reply: Reply) -> None:
+        """Count a reply of `llm.judge` apart too (it is in `usage` already)."""
+        with self._usage_lock:
+            self.judge_usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost,
+                                    replayed=reply.replayed, fresh=reply.fresh)
 
     def complete_many(self, api: str, requests: list[tuple[dict[str, Any], int]]) -> list[Reply]:
         """Several (params, sample) requests at once, in order."""
@@ -451,6 +458,7 @@ class LLM:
         reply = self.endpoint.complete(api, params)
         self.judge_usage.record(reply.prompt_tokens, reply.completion_tokens, reply.cost, replayed=reply.replayed,
                                 fresh=reply.fresh)
+        self.endpoint.judged(reply)
         return reply.texts[0] if reply.texts else ""
 
     def __call__(self, context: Mapping[str, Any] | None = None, **fields: Any) -> list[str]:

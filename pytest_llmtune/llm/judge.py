@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmtune.errors import TemplateError
-from pytest_llmtune.search.judge_config import GRADE_PROMPT, JUDGE_KEYS, PAIRWISE_PROMPT, JudgeConfig
+from pytest_llmtune.search.judge_config import (
+    COMPLETIONS_STOP,
+    GRADE_PROMPT,
+    JUDGE_KEYS,
+    PAIRWISE_PROMPT,
+    JudgeConfig,
+)
 
 if TYPE_CHECKING:
     from pytest_llmtune.llm.client import LLM
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Judge", "Judgement", "Preference", "Ungraded"]
 
 _GRADE = re.compile(r"grade\s*(?:[:=]|is)?\s*\**\s*(\d+)", re.IGNORECASE)
-_WINNER = re.compile(r"winner\s*(?:[:=]|is)?\s*\**\s*(answer\s+)?(a|b|tie)\b", re.IGNORECASE)
+_WINNER = re.compile(r"winner\s*(?:[:=]|is)?\s*\**\s*(?:(?:a\s+)?(tie)|(?:answer\s+)?(a|b))\b", re.IGNORECASE)
 _REASON = re.compile(r"reason\s*[:=]\s*(.+)", re.IGNORECASE)
 
 
@@ -45,6 +51,10 @@ class Judgement:
 
     def __float__(self) -> float:
         return self.score
+
+    def __bool__(self) -> bool:
+        raise TypeError("a Judgement has no truth value (`assert llm.judge(...)` would always pass): assert "
+                        "judgement.at_least(threshold), or return judgement.score as a metric")
 
     def at_least(self, threshold: float) -> Judgement:
         """This judgement, or a failed assertion (a miss) when its score is below `threshold`."""
@@ -66,6 +76,10 @@ class Preference:
     @property
     def score(self) -> float:
         return {"a": 1.0, "b": 0.0}.get(self.winner, 0.5)
+
+    def __bool__(self) -> bool:
+        raise TypeError("a Preference has no truth value (`assert llm.judge.pairwise(...)` would always pass): "
+                        "assert preference.winner == \"a\", or return preference.score as a metric")
 
     @property
     def consistent(self) -> bool:
@@ -132,6 +146,7 @@ class Judge:
             body["messages"] = [{"role": "user", "content": prompt}]
             return self.llm.ask_judge(config.api, dict(sorted(body.items())))
         body["prompt"] = f"{prompt}\n\n{label}"
+        body["stop"] = list(COMPLETIONS_STOP)  # a base model runs on into a next example
         return label + self.llm.ask_judge(config.api, dict(sorted(body.items())))
 
 
@@ -155,19 +170,20 @@ def _references(reference: str | Sequence[str] | None) -> str:
 
 
 def _grade(reply: str, scale: int) -> int | None:
-    """The last "Grade: N" in the reply, when N is on the scale; a reply that is only a number counts too."""
+    """The first "Grade: N" in the reply (the one asked for; a model that runs on may write more), when N is on the
+    scale; a reply that is only a number counts too."""
     found = _GRADE.findall(reply)
     if not found and reply.strip().isdigit():
         found = [reply.strip()]
     if not found:
         return None
-    grade = int(found[-1])
+    grade = int(found[0])
     return grade if 1 <= grade <= scale else None
 
 
 def _winner(reply: str) -> str | None:
     found = _WINNER.findall(reply)
-    return found[-1][1].lower() if found else None
+    return "".join(found[0]).lower() if found else None
 
 
 def _reason(reply: str) -> str:

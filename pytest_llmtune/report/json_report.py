@@ -76,8 +76,8 @@ def tune_target(outcome: TuneOutcome, verdict: Verdict | None, instance_ids: Seq
     }
     if result is None:
         return data
-    if result.judge.requests + result.judge.replayed:  # of "spending": what llm.judge asked, and its ungraded replies
-        data["judge"] = {**usage_json(result.judge, 0.0), "ungraded": result.ungraded}
+    if outcome.judge.requests + outcome.judge.replayed:  # of "spending": llm.judge's requests, its ungraded replies
+        data["judge"] = {**usage_json(outcome.judge, 0.0), "ungraded": result.ungraded}
         del data["judge"]["seconds"]
     brackets = [[{"configs": r.configs, "instances": r.instances} for r in rungs] for rungs in result.brackets]
     data["plan"] = {"rungs": brackets[0], "brackets": brackets, "configs_drawn": len(result.configs),

@@ -17,6 +17,7 @@ from pytest_llmtune.search.brackets import FirstBracket
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.finalists import FINALISTS
 from pytest_llmtune.search.halving import TIES, Rung
+from pytest_llmtune.search.judge_config import is_judge_request
 from pytest_llmtune.search.spec import EvalSpec
 
 __all__ = ["Sizes", "Tokens", "evaluations", "preview_lines", "recorded_sizes", "tokens_per_evaluation"]
@@ -43,9 +44,15 @@ class Tokens:
 
 
 def recorded_sizes(interactions: Iterable[Mapping[str, Any]]) -> Sizes:
-    """Tokens per prompt and per sample, from a target's recorded interactions (vcrpy's format)."""
+    """Tokens per prompt and per sample, from a target's recorded interactions (vcrpy's format); the judge's
+    requests are not a config's."""
     prompts, samples = [], []
     for interaction in interactions:
+        try:
+            if is_judge_request(json.loads(interaction["request"]["body"] or "{}")):
+                continue
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass
         try:
             body = json.loads(interaction["response"]["body"]["string"])
             usage, choices = body["usage"], len(body["choices"])

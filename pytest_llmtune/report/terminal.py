@@ -37,6 +37,7 @@ class TuneOutcome:
     spec: EvalSpec
     spending: Spending = field(default_factory=lambda: Spending(None))
     usage: Usage = field(default_factory=Usage)
+    judge: Usage = field(default_factory=Usage)  # of `usage`: the requests of `llm.judge`
     seconds: float = 0.0
     result: SearchResult | None = None
     failed: SearchFailed | None = None
@@ -58,15 +59,13 @@ def usage_words(usage: Usage) -> str:
             f"{usage.replayed} replayed ({usage.replay.tokens:,} tokens, ${usage.replay.cost:.4f}, not spent)")
 
 
-def judge_lines(result: SearchResult) -> list[str]:
+def judge_lines(judge: Usage, ungraded_count: int) -> list[str]:
     """What `llm.judge` asked, apart (the line above counts it with the configs' own requests), and how many of its
     replies held no grade."""
-    judge = result.judge
     if not judge.requests + judge.replayed:
         return []
-    replies = f"{result.ungraded:,} " + ("reply" if result.ungraded == 1 else "replies")
-    ungraded = (f"; {replies} without a grade, each a miss (shown with the instance)"
-                if result.ungraded else "")
+    replies = f"{ungraded_count:,} " + ("reply" if ungraded_count == 1 else "replies")
+    ungraded = f"; {replies} without a grade, each a miss (shown with the instance)" if ungraded_count else ""
     return [f"  of which the judge: {usage_words(judge)}{ungraded}"]
 
 
@@ -304,7 +303,7 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     if result is None:
         return interrupted_lines(outcome, nodeid or name, cassette)
     lines = [f"{name}: {plural(len(result.configs), 'config')} in {outcome.seconds:.1f}s",
-             f"  {usage_words(outcome.usage)}", *judge_lines(result),
+             f"  {usage_words(outcome.usage)}", *judge_lines(outcome.judge, result.ungraded),
              *model_lines(result, outcome.spec.optimization_budget)]
     if outcome.sharing is not None and outcome.sharing.reason is not None:
         lines.append(f"evaluated one at a time: {outcome.sharing.reason}")

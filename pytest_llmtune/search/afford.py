@@ -209,7 +209,7 @@ class Affordability:
         """Whether what is left of the optimization budget pays for the winner's confirmation run on every
         instance, priced at what the winner cost per instance in the search: the plan reserved it while it could,
         but estimates can run low, and a search that cost less than planned may leave room after all."""
-        per_instance = self.budget.measure(winner.tokens, winner.cost) / max(1, len(winner.metrics))
+        per_instance = self.budget.measure(winner.spent_tokens, winner.spent_cost) / max(1, len(winner.metrics))
         total = self.problem.instances + self.problem.held_out_count
         return per_instance * total <= self.budget.amount - self.spending.spent
 

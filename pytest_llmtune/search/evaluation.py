@@ -52,7 +52,7 @@ class Evaluation:
     def outcome(self) -> Outcome:
         """What the search keeps of it."""
         return Outcome(self.metric, self.usage.tokens, self.cost, self.others, self.answer, self.miss, self.answers,
-                       self.accepted, self.answered)
+                       self.accepted, self.answered, self.judge.tokens, self.judge.cost)
 
 
 Evaluate = Callable[[int, int], Evaluation]  # (candidate, instance) -> its evaluation

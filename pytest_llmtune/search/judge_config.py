@@ -9,10 +9,11 @@ from typing import Any
 
 from pytest_llmtune.search.space import fingerprint
 
-__all__ = ["GRADE_PROMPT", "JUDGE_KEYS", "PAIRWISE_PROMPT", "JudgeConfig"]
+__all__ = ["COMPLETIONS_STOP", "GRADE_PROMPT", "JUDGE_KEYS", "PAIRWISE_PROMPT", "JudgeConfig", "is_judge_request"]
 
 JUDGE_KEYS = ("model", "api", "max_tokens")
 DEFAULT_MAX_TOKENS = 128
+COMPLETIONS_STOP = ("\n\n",)  # a completions judge's reply ends at a blank line
 
 GRADE_PROMPT = """You grade an answer against a rubric.
 
@@ -33,6 +34,16 @@ Reply with the answer that meets the rubric better (A, B, or tie when neither do
 as two lines:
 Winner: <A, B or tie>
 Reason: <one sentence>"""
+
+
+def is_judge_request(body: Mapping[str, Any]) -> bool:
+    """Whether a request body is one of `llm.judge`'s (its prompt one of the package's): recorded beside the
+    config's requests, it says nothing of a config's size."""
+    messages = body.get("messages")
+    text = messages[0].get("content", "") if isinstance(messages, list) and messages and isinstance(
+        messages[0], Mapping) else body.get("prompt", "")
+    return isinstance(text, str) and text.startswith((GRADE_PROMPT[:20], PAIRWISE_PROMPT[:20]))
+
 
 @dataclass(frozen=True)
 class JudgeConfig:
@@ -73,7 +84,8 @@ class JudgeConfig:
     def fingerprint(self) -> str:
         """What decides a judgement besides its inputs: the config and the prompts' text."""
         return fingerprint({"model": self.model, "api": self.api, "max_tokens": self.max_tokens,
-                            "temperature": 0, "prompts": [GRADE_PROMPT, PAIRWISE_PROMPT]})
+                            "temperature": 0, "prompts": [GRADE_PROMPT, PAIRWISE_PROMPT],
+                            "stop": list(COMPLETIONS_STOP) if self.api == "completions" else None})
 
     def describe(self) -> str:
         return f"{self.model} ({self.api}, max_tokens {self.max_tokens}, temperature 0)"

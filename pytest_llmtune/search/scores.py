@@ -22,6 +22,8 @@ class Outcome:
     answers: tuple[str, ...] = ()  # the first line of every answer the instance got (n samples: n of them)
     accepted: bool | None = None  # a cascade target's check on the answer (None: no check)
     answered: int | None = None  # a cascade's stage whose answer counted (numbered from 0)
+    judge_tokens: int = 0  # what the test's judge calls spent on the instance: the tune's, not the config's
+    judge_cost: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -37,6 +39,17 @@ class Scores:
     answered: dict[int, int] = field(default_factory=dict)  # instance -> a cascade's stage that answered
     tokens: int = 0
     cost: float = 0.0  # dollars, at list price
+    judge_tokens: int = 0  # the judge's calls, for the same instances (not the config's cost)
+    judge_cost: float = 0.0
+
+    @property
+    def spent_tokens(self) -> int:
+        """What evaluating it cost the tune: the config's requests and the judge's."""
+        return self.tokens + self.judge_tokens
+
+    @property
+    def spent_cost(self) -> float:
+        return self.cost + self.judge_cost
 
     def add(self, instance: int, outcome: Outcome) -> None:
         self.metrics[instance] = outcome.metric
@@ -51,6 +64,8 @@ class Scores:
             self.answered[instance] = outcome.answered
         self.tokens += outcome.tokens
         self.cost += outcome.cost
+        self.judge_tokens += outcome.judge_tokens
+        self.judge_cost += outcome.judge_cost
 
     def values(self) -> list[float]:
         """The metrics in instance order."""

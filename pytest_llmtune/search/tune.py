@@ -152,10 +152,11 @@ class Tune:
             cascades.finish(evaluate_with(result.configs), executor)
         else:  # what the held-out run of the costliest candidate a cascade may beat needs is kept back
             budget, best = spending.budget, result.complete[0]
-            room = 1.2 * budget.measure(best.tokens, best.cost) / len(best.metrics) * problem.held_out_count
+            room = 1.2 * budget.measure(best.spent_tokens, best.spent_cost) / len(best.metrics) * problem.held_out_count
 
             def affordable(pairs: Sequence[tuple[Trial, int]]) -> bool:
-                need = 1.2 * sum(budget.measure(t.tokens, t.cost) / max(1, len(t.metrics)) for t, _ in pairs)
+                need = 1.2 * sum(budget.measure(t.spent_tokens, t.spent_cost) / max(1, len(t.metrics))
+                                 for t, _ in pairs)
                 return spending.spent + need + room < budget.amount
 
             finishing, spending.finishing = spending.finishing, False
@@ -191,7 +192,7 @@ class Tune:
         if spending is None or spending.budget is None:
             return True
         budget = spending.budget
-        per_instance = budget.measure(trial.tokens, trial.cost) / max(1, len(trial.metrics))
+        per_instance = budget.measure(trial.spent_tokens, trial.spent_cost) / max(1, len(trial.metrics))
         need = 1.2 * per_instance * problem.held_out_count  # a confirmation gives way first, as for a config
         if need > budget.amount - spending.spent:
             cascades.finished.append(f"cascade of configs {_numbers(trial.stages)} left out: what is left of the "

@@ -95,6 +95,8 @@ class EndpointSession(BaseSession):
         endpoint being down says nothing of this one's)."""
         table = self.settings.endpoint.table
         models = [str(m) for m in target.spec.space.values_of("model")] or [self.endpoint.default_model or ""]
+        judge = self.settings.judge_for(target.spec)
+        models += [judge.model] if judge is not None else []
         local = {m.name for m in self.settings.local.models}
         routes = {model: table.route_or_none(model) for model in models}
         names = {f"local {model}" if model in local else lane_name(None if route is None or route.local else route)
@@ -230,6 +232,8 @@ class EndpointSession(BaseSession):
         """The local models whose GGUF holds no chat template (base models: completions only), of those the
         targets' spaces name; a model's package that is missing is a UsageError with its install command."""
         named = {str(model) for target in self.targets.values() for model in target.spec.space.values_of("model")}
+        named |= {judge.model for target in self.targets.values()
+                  if (judge := self.settings.judge_for(target.spec)) is not None}
         local = self.settings.local
         try:
             found = {model.name for model in local.models if model.name in named
@@ -336,6 +340,11 @@ def refuse_what_models_cannot_take(target: Target, settings: Settings, chatless:
     """Before any request: a chat request to a model without a chat template, and a field a provider refuses
     (refuses= in ini llmtune_endpoints), wherever the space could pair them with that model (the default model
     when the space names none). With split n, n is never sent: n single-sample requests are."""
+    judge = settings.judge_for(target.spec)
+    if judge is not None and judge.model in chatless and judge.api == "chat":
+        raise pytest.UsageError(
+            f"{target.name}: its judge {judge.model!r} would get chat requests, but its GGUF has no chat template, "
+            f"so it takes completions only: give judge={{\"model\": \"{judge.model}\", \"api\": \"completions\"}}")
     space = target.spec.space
     if not space.values_of("model") and default_model:
         space = SearchSpace({**space.spec, "model": default_model})

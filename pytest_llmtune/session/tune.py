@@ -101,6 +101,7 @@ class TuneSession(EndpointSession):
         started = time.monotonic()
         self.endpoint.spending = outcome.spending = Spending(target.spec.optimization_budget)
         self.endpoint.usage = outcome.usage = Usage()  # every request of this target, finished or not
+        self.endpoint.judge_usage = outcome.judge = Usage()  # of those, the judge's
         try:
             self.search(target, outcome)
         except SearchFailed as failed:
@@ -113,6 +114,7 @@ class TuneSession(EndpointSession):
             self.cassettes.save()
             outcome.seconds = time.monotonic() - started
             self.endpoint.usage = Usage()  # the logged runs of the instances replay; they are not the search's
+            self.endpoint.judge_usage = Usage()
         state.verdict = self.conclude(target, outcome)
 
     def search(self, target: Target, outcome: terminal.TuneOutcome) -> None:
