@@ -133,3 +133,35 @@ def test_a_budget_too_tight_for_ties_still_compares_a_cheap_few_before_it_keeps_
     assert fitted.rungs == [Rung(2, 3), Rung(1, 12)]
     assert fitted.expected == plan_cost(fitted.rungs, [10.0, 10.0], ties=0.0) == 10.0 * (2 * 3 + 9)
     assert MARGIN * fitted.expected + fitted.reserved <= 200.0 < MARGIN * plan_cost(fitted.rungs, [10.0, 10.0])
+
+
+def test_a_max_tokens_under_its_shapes_measured_answers_is_cut_short() -> None:
+    costs = tokens_model()
+    costs.observe({"prompt": "ended", "max_tokens": 20, "n": 1}, 1, 10, 9, 19.0)  # the answer ended at 9
+    costs.observe({"prompt": "cut", "max_tokens": 6, "n": 1}, 1, 10, 6, 16.0)  # every answer hit max_tokens
+
+    assert costs.cut_short({"prompt": "ended", "max_tokens": 8, "n": 1})
+    assert not costs.cut_short({"prompt": "ended", "max_tokens": 9, "n": 3})
+    assert costs.cut_short({"prompt": "cut", "max_tokens": 6, "n": 1})  # the answers are longer than 6
+    assert not costs.cut_short({"prompt": "cut", "max_tokens": 7, "n": 1})  # not known
+    assert not costs.cut_short({"prompt": "unmeasured", "max_tokens": 2, "n": 1})
+    assert not costs.cut_short({"prompt": "ended", "n": 1})  # no max_tokens: nothing cuts it
+    assert costs.priced_from_own_shape({"prompt": "cut", "max_tokens": 30, "n": 2})
+    assert not costs.priced_from_own_shape({"prompt": "unmeasured", "max_tokens": 30, "n": 1})
+
+
+def test_a_tight_budget_compares_and_keeps_configs_whose_answers_are_not_cut_short_before_cut_ones() -> None:
+    """The cheapest candidates are cut short (cheap because cut): the first that is not is kept alone (a plan with
+    the margin); only when nothing else fits with the margin, a cut one; without it, an uncut one first."""
+    estimates = [7.0, 9.0, 50.0, 9.0, 6.0]
+    cut = [True, False, False, False, True]
+
+    def fitted(left: float, cut: list[bool] = cut) -> list[int]:
+        return fit(estimates, 10, 2, left, eta=3, min_instances=3, one_rung=False, cut=cut).chosen
+
+    assert fitted(160.0) == [1, 3]  # 9 x (2 x 3 + 7) x 1.2 + 18 = 158.4: the uncut two compared
+    assert fitted(130.0) == [1]  # the uncut one alone: 9 x 10 x 1.2 + 18 = 126
+    assert fitted(130.0, []) == [0, 4]  # blind to the cut, the two cheapest: (7 + 6) x 3 + 6.5 x 7 = 84.5
+    assert fitted(120.0) == [0, 4]  # the uncut alone 126 > 120; the cut two 84.5 x 1.2 + 13 = 114.4
+    assert fitted(100.0) == [0]  # with the margin only a cut one fits: 7 x 10 x 1.2 + 14 = 98
+    assert fitted(85.0) == [4]  # without the margin the cheapest: 6 x 12 = 72, and so is 9 x 12 = 108 > 85

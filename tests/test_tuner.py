@@ -403,3 +403,30 @@ def test_the_reserve_keeps_room_for_a_confirmation_only_for_a_leader_whose_answe
 
     assert reserve_for(0.0) == pytest.approx(1.2 * 10 * 4)  # the held-out instances only
     assert reserve_for(0.7) == pytest.approx(1.2 * 10 * (4 + 16))  # and all 16 again, with fresh samples
+
+
+@pytest.mark.parametrize("budget", range(220, 300, 5))
+def test_a_later_brackets_pilots_never_spend_what_the_winners_held_out_instances_need(budget: int) -> None:
+    """Six prompt shapes, four measured by the first wave of pilots (10 tokens an instance); the two others cost 30.
+    The budget pays for one config on all 16 instances and little else. A later bracket would measure the other
+    shapes, but what finishing the leader needs (its held-out instances) is kept first, even when it cannot also
+    be kept with a fifth more for noise: every budget locks a config scored on every instance, held-out included."""
+    spending = Spending(Budget(float(budget), "tokens"))
+    space = SearchSpace({"prompt": choice(list("abcdef")), "temperature": uniform(0, 1)})
+    run = Tune(TuneProblem(spec=EvalSpec(space=space, optimization_budget=spending.budget, num_samples=-1),
+                           instances=12, num_samples=8, eta=3, min_instances=3, held_out_count=4), spending)
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            tokens = 30 if configs[config]["prompt"] in "ef" else 10
+            spending.admit()
+            spending.settle(tokens, 0.0)
+            return scored(float(configs[config]["temperature"] < 0.5), tokens)
+        return evaluate
+
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1)
+
+    result = run.search
+    assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
+    assert len(result.held_out[result.winner.index].metrics) == 4
+    assert spending.spent <= budget + 30

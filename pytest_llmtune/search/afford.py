@@ -8,6 +8,7 @@ evaluations are kept, and the search uses them when it gets there. `fit_plan` is
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -44,22 +45,24 @@ class PlanFit:
     confirm: int  # instances of the confirmation run it keeps room for (0: the budget cannot also pay for it)
 
 
-def fit_plan(problem: TuneProblem, estimates: Sequence[float], left: float, confirm: int) -> PlanFit:
+def fit_plan(problem: TuneProblem, estimates: Sequence[float], left: float, confirm: int,
+             cut: Sequence[bool] = ()) -> PlanFit:
     """The candidates `left` pays for, with room for the winner's held-out evaluation and its confirmation run
     when that earns its keep: while something still fits with it, and it is expected to cost at most
     CONFIRM_SHARE of `left` (a second evaluation of the winner on every instance would otherwise take the budget
     the search needs to find a good config). When the confirmation gives way, the lock keeps the search's results,
-    and the confirmation still runs if the search leaves enough."""
-    found = _fit(problem, estimates, left, problem.held_out_count + confirm)
+    and the confirmation still runs if the search leaves enough. `cut`: per candidate, whether its answers are
+    expected to be cut short (`CostModel.cut_short`)."""
+    found = _fit(problem, estimates, left, problem.held_out_count + confirm, cut=cut)
     if confirm and (not found.chosen or _mean(estimates, found.chosen) * confirm > CONFIRM_SHARE * left):
-        return PlanFit(_fit(problem, estimates, left, problem.held_out_count), 0)
+        return PlanFit(_fit(problem, estimates, left, problem.held_out_count, cut=cut), 0)
     return PlanFit(found, confirm)
 
 
 def _fit(problem: TuneProblem, estimates: Sequence[float], left: float, reserved: int,
-         kept: float = 0.0) -> BudgetFit:
+         kept: float = 0.0, cut: Sequence[bool] = ()) -> BudgetFit:
     return fit_budget(estimates, problem.instances, reserved, left, eta=problem.eta,
-                      min_instances=problem.min_instances, one_rung=problem.one_rung, kept=kept)
+                      min_instances=problem.min_instances, one_rung=problem.one_rung, kept=kept, cut=cut)
 
 
 def _mean(estimates: Sequence[float], chosen: Sequence[int]) -> float:
@@ -104,26 +107,30 @@ class Affordability:
         be finished: before the search has spent anything (`first`), `cheaper` candidates it can finish, else
         `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why)."""
         self.planned, self.ties = [], TIES
-        self.pilot(configs, evaluate_with, executor)
+        self.pilot(configs, evaluate_with, executor,  # later, what finishing the leader needs is not spent on pilots
+                   room=math.inf if first else self.budget.amount - self.spending.spent - self.reserve())
         if not self.costs.ready:  # every pilot failed: the search meets (and reports) the error
             return configs
         budget = self.budget
         estimates = [self.costs.estimate(config) for config in configs]
+        cut = [self.costs.cut_short(config) for config in configs]
         left = budget.amount - self.spending.spent
         if first:  # the first bracket gives up the confirmation rather than lock nothing
-            planned = fit_plan(self.problem, estimates, left, self.confirm)
+            planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
             if not planned.fit.chosen and self.pilot(configs, evaluate_with, executor, every_shape=True):
                 estimates = [self.costs.estimate(config) for config in configs]  # the shapes left were priced
-                left = budget.amount - self.spending.spent  # from the others: measure them before giving up
-                planned = fit_plan(self.problem, estimates, left, self.confirm)
+                cut = [self.costs.cut_short(config) for config in configs]  # from the others: measure them
+                left = budget.amount - self.spending.spent  # before giving up
+                planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
             fitted, self.confirm = planned.fit, planned.confirm
         else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner,
             self.reserve()  # its confirmation included: a bracket that cannot leave room for it does not start
             fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm,
-                          kept=self.leader_room)
-        if not fitted.chosen and first:  # look further for one config the budget can finish
-            found = cheaper(left)
-            if found is not None:
+                          kept=self.leader_room, cut=cut)
+        if first and (not fitted.chosen or len(fitted.chosen) == 1 and cut[fitted.chosen[0]]):
+            found = cheaper(left)  # look further for configs the budget can finish: a few to compare, or one whose
+            if found is not None and (not fitted.chosen or len(found[0]) > 1  # answers are not cut short
+                                      or not self.costs.cut_short(found[0][0])):
                 self.fits.append((len(configs), found[1]))
                 self.planned, self.ties = found[1].rungs, found[1].ties
                 return found[0]
@@ -145,13 +152,14 @@ class Affordability:
         return [configs[i] for i in fitted.chosen]
 
     def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *,
-              every_shape: bool = False) -> int:
+              every_shape: bool = False, room: float = math.inf) -> int:
         """Measure each prompt shape not measured yet (at most PILOTS): its candidate with the fewest samples and,
         of those, the largest max_tokens (one answer, at the length it takes when nothing cuts it: a pilot cut
         short would price every longer config at its max_tokens) on the first instance, in waves of PILOT_WAVE,
         until the pilots have spent PILOT_SHARE of the budget (a shape left unmeasured is priced from the others).
-        `every_shape`: no share limit. The evaluations are kept: the search uses them when it gets there. Returns
-        how many pilots ran."""
+        `every_shape`: no share limit. `room`: what the pilots may spend at most, their costs estimated (with
+        MARGIN) from what was measured: a wave is cut to what fits. The evaluations are kept: the search uses them
+        when it gets there. Returns how many pilots ran."""
         telling: dict[str, Config] = {}
         for config in configs:
             group = shape(config)
@@ -162,6 +170,12 @@ class Affordability:
         while waiting and (every_shape or not self.costs.ready
                            or self.spending.spent - started < PILOT_SHARE * self.budget.amount):
             wave, waiting = waiting[:PILOT_WAVE], waiting[PILOT_WAVE:]
+            if room < math.inf and self.costs.ready:
+                free = room - (self.spending.spent - started)
+                costs = itertools.accumulate(MARGIN * self.costs.estimate(config) for config in wave)
+                wave = [config for config, cost in zip(wave, costs, strict=True) if cost <= free]
+                if not wave:
+                    break
             self._pilot_wave(wave, evaluate_with, executor)
             ran += len(wave)
         return ran
@@ -216,16 +230,17 @@ class Affordability:
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
         instances it has not been scored on (the held-out ones included) and its confirmation run while that still
-        fits, with a fifth more for noise. The leader is the candidate furthest on, then best, among those the
-        budget can still finish; when none can be, nothing is kept back."""
+        fits, with a fifth more for noise (none, when no leader could be finished with it). The leader is the
+        candidate furthest on, then best, among those the budget can still finish; when none can be, nothing is
+        kept back."""
         problem = self.problem
         left = self.budget.amount - self.spending.spent
         sign = problem.spec.direction.sign
         scored = sorted(((len(metrics), sign * statistics.fmean(metrics.values()), key, costs)
                          for key, (metrics, costs) in list(self.live.items()) if metrics and costs),
                         key=lambda entry: entry[:2], reverse=True)
-        for seen, _, key, costs in scored:
-            per_instance = 1.2 * statistics.fmean(costs)
+        for noise, (seen, _, key, costs) in itertools.product((1.2, 1.0), scored):  # without the fifth more when
+            per_instance = noise * statistics.fmean(costs)  # nothing can be finished with it: a lock is at stake
             need = per_instance * (problem.instances - seen + problem.held_out_count)  # what a lock needs
             confirm = self.confirm if self.samples.get(key, True) else 0  # temperature 0 needs no confirmation
             with_confirm = need + per_instance * confirm  # the confirmation gives way first

@@ -95,6 +95,20 @@ class CostModel:
     def evaluations(self) -> int:
         return sum(len(group) for group in self.seen.values())
 
+    def priced_from_own_shape(self, config: Mapping[str, Any]) -> bool:
+        """Whether the config's estimate comes from its own prompt shape's evaluations (not from other shapes')."""
+        return bool(self.measured.get(key_of(config)) or self.seen.get(shape(config)))
+
+    def cut_short(self, config: Mapping[str, Any]) -> bool:
+        """Whether the config's max_tokens is under the natural length of its prompt shape's answers: the mean of
+        the samples that ended on their own or, when every sample of the shape was cut off, the longest of them
+        (the answers are longer). False for a shape not measured."""
+        most, seen = config.get("max_tokens"), self.seen.get(shape(config), [])
+        if not isinstance(most, int) or not seen:
+            return False
+        natural = [s.sample for s in seen if not s.truncated]
+        return most < statistics.fmean(natural) if natural else most <= max(s.sample for s in seen)
+
     def estimate(self, config: Mapping[str, Any]) -> float:
         """The config's cost per instance: measured when it was, else priced from configs like it (every
         measured config when none shares its prompt shape). Needs `ready`."""
@@ -170,24 +184,29 @@ def shapes(count: int, instances: int, eta: int, min_instances: int, one_rung: b
 
 
 def fit_budget(estimates: Sequence[float], instances: int, after: int, left: float, *, eta: int,
-               min_instances: int, one_rung: bool, kept: float = 0.0) -> BudgetFit:
+               min_instances: int, one_rung: bool, kept: float = 0.0, cut: Sequence[bool] = ()) -> BudgetFit:
     """The most candidates whose plan, with MARGIN for noise, fits in `left` once `after` evaluations of the
     winner (the held-out instances, and the confirmation run when there is one) are kept at the chosen candidates'
     mean cost, or `kept` when that is more (what the leader so far needs: the room is kept once, for whichever
     config wins). Candidates are taken in their order, below the highest cost cap that lets that many fit (for
     more than one, a cap at least the median estimate: the dearer half may be left out, never the cheap bias of
     keeping only the cheapest), on the least aggressive rungs that do; else a cheap few, their ties not promoted
-    (a choice on a few instances, noisy as it is, beats one config drawn blind); else the cheapest candidate alone
-    when its estimate fits without the margin (the alternative is no lock at all); else nothing."""
+    (a choice on a few instances, noisy as it is, beats one config drawn blind), then the first candidate alone
+    that fits, each of those whose answers are not expected to be cut short (`cut`, per candidate: cheap because
+    cut, and often the worst) before the others; else the cheapest candidate alone when its estimate fits without
+    the margin (the alternative is no lock at all), again an uncut one first; else nothing."""
     needed = min(estimates) * (instances + after) if estimates else math.inf
     caps = sorted(set(estimates), reverse=True)
     median = statistics.median(estimates) if estimates else 0.0
     few = range(len(estimates), 1, -1)
-    passes = [(few, median, TIES), *([] if one_rung else [(few, 0.0, 0.0)]), ([1], 0.0, TIES)]
-    for counts, lowest, ties in passes:
+    whole = [not (i < len(cut) and cut[i]) for i in range(len(estimates))]
+    passes = [(few, median, TIES, False), *([] if one_rung else [(few, 0.0, 0.0, True)]), ([1], 0.0, TIES, True),
+              *([] if one_rung else [(few, 0.0, 0.0, False)]), ([1], 0.0, TIES, False)]
+    for counts, lowest, ties, uncut in passes:
         for count in counts:
             for cap in caps if count == 1 else [c for c in caps if c >= lowest]:
-                chosen = [i for i, estimate in enumerate(estimates) if estimate <= cap][:count]
+                chosen = [i for i, estimate in enumerate(estimates) if estimate <= cap and (whole[i] or not uncut)
+                          ][:count]
                 if len(chosen) < count:
                     break
                 priced = [estimates[i] for i in chosen]
@@ -196,8 +215,10 @@ def fit_budget(estimates: Sequence[float], instances: int, after: int, left: flo
                     expected = plan_cost(rungs, priced, ties)
                     if MARGIN * expected + reserved <= left:
                         return BudgetFit(chosen, expected, needed, rungs, reserved, ties)
-    if needed <= left:  # the last resort: the cheapest leaves the most room for estimates that ran low
-        cheapest = min(range(len(estimates)), key=lambda i: (estimates[i], i))
+    if needed <= left:  # the last resort: the cheapest leaves the most room for estimates that ran low, but a
+        # config that cuts every answer short is the cheapest because it is cut: the cheapest of the others first
+        fits = [i for i in range(len(estimates)) if whole[i] and estimates[i] * (instances + after) <= left]
+        cheapest = min(fits or range(len(estimates)), key=lambda i: (estimates[i], i))
         return BudgetFit([cheapest], estimates[cheapest] * instances, needed, [Rung(1, instances)],
                          max(kept, estimates[cheapest] * after))
     return BudgetFit([], 0.0, needed)
