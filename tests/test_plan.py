@@ -146,8 +146,10 @@ def test_a_max_tokens_under_its_shapes_measured_answers_is_cut_short() -> None:
     assert not costs.cut_short({"prompt": "cut", "max_tokens": 7, "n": 1})  # not known
     assert not costs.cut_short({"prompt": "unmeasured", "max_tokens": 2, "n": 1})
     assert not costs.cut_short({"prompt": "ended", "n": 1})  # no max_tokens: nothing cuts it
-    assert costs.priced_from_own_shape({"prompt": "cut", "max_tokens": 30, "n": 2})
-    assert not costs.priced_from_own_shape({"prompt": "unmeasured", "max_tokens": 30, "n": 1})
+    assert [costs.known({"prompt": prompt, "max_tokens": most, "n": 1}) for prompt, most in [
+        ("ended", 12), ("ended", 8), ("cut", 30), ("cut", 4), ("unmeasured", 30)]] == [
+        "whole", "cut", "longer", "cut", "priced"]
+    assert costs.known({"prompt": "cut", "max_tokens": 6, "n": 1}) == "cut"  # measured itself: cut all the same
 
 
 def test_a_tight_budget_compares_and_keeps_configs_whose_answers_are_not_cut_short_before_cut_ones() -> None:

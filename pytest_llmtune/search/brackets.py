@@ -152,31 +152,31 @@ class Brackets:
                 estimate: Callable[[Config], float] | None = None) -> tuple[list[Config], BudgetFit] | None:
         """Of CHEAPER_DRAWS more candidates, the first `count` that can each be finished on every instance
         (held-out ones included) within `left`, and as many of them as the budget fit pays for (a few compared on a
-        few instances beat one drawn blind); when it pays for one only, the first. First means: of the candidates
-        priced from their own prompt shape's measured answers, in their order; then those priced from other
-        shapes (with MARGIN: such an estimate can run low, and the lock is at stake); those whose max_tokens cuts
-        short their shape's measured answers (cheap because cut, and often the worst) only when no other is.
-        `estimate`: a config's cost of one evaluation (the measured costs' when not given; then every candidate
-        ranks alike). No request is sent."""
+        few instances beat one drawn blind); when it pays for one only, the first. First means, by what is known
+        of their answers (`CostModel.known`): those whose prompt shape's answers were seen to end within their
+        max_tokens, in their order; then those whose shape's answers were all cut off at less (priced at their
+        max_tokens); then those priced from other shapes (with MARGIN: such an estimate can run low, and the lock
+        is at stake); those whose max_tokens cuts short their shape's measured answers (cheap because cut, and
+        often the worst) only when no other is. `estimate`: a config's cost of one evaluation (the measured
+        costs' when not given; then every candidate ranks alike). No request is sent."""
         if self.problem.chosen_strategy == "grid":
             return None
-        rank: Callable[[Config], int] = lambda config: 0  # noqa: E731
+        known: Callable[[Config], str] = lambda config: "whole"  # noqa: E731
         if estimate is None:
             assert self.afford is not None
-            costs, estimate = self.afford.costs, self.afford.costs.estimate
-
-            def rank(config: Config) -> int:  # measured and whole first, then priced from other shapes, then cut
-                return 2 if costs.cut_short(config) else 0 if costs.priced_from_own_shape(config) else 1
+            estimate, known = self.afford.costs.estimate, self.afford.costs.known
         from pytest_llmtune.search.sampler import draw
 
         drawn = self.screen(self.with_model([c for c, _ in draw(self.problem.spec.space, CHEAPER_DRAWS,
                                                                 seed + 20_000)]))
         total = self.problem.instances + self.problem.held_out_count
-        ranked = sorted(((rank(config), config, estimate(config)) for config in drawn), key=lambda found: found[0])
-        kinds = [(kind, config, cost) for kind, config, cost in ranked  # an estimate from other shapes: with a margin
-                 if cost * total * (MARGIN if kind == 1 else 1.0) <= left]
+        order = {"whole": 0, "longer": 1, "priced": 2, "cut": 3}
+        ranked = sorted(((known(config), config, estimate(config)) for config in drawn),
+                        key=lambda found: order[found[0]])
+        kinds = [(kind, config, cost) for kind, config, cost in ranked  # priced from other shapes: with a margin
+                 if cost * total * (MARGIN if kind == "priced" else 1.0) <= left]
         affordable = [(config, cost) for kind, config, cost in kinds
-                      if kind < 2 or kinds[0][0] == 2][: self.problem.count]
+                      if kind != "cut" or kinds[0][0] == "cut"][: self.problem.count]
         if not affordable:
             return None
         fitted = fit_plan(self.problem, [cost for _, cost in affordable], left, 0).fit

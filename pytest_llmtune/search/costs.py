@@ -95,9 +95,17 @@ class CostModel:
     def evaluations(self) -> int:
         return sum(len(group) for group in self.seen.values())
 
-    def priced_from_own_shape(self, config: Mapping[str, Any]) -> bool:
-        """Whether the config's estimate comes from its own prompt shape's evaluations (not from other shapes')."""
-        return bool(self.measured.get(key_of(config)) or self.seen.get(shape(config)))
+    def known(self, config: Mapping[str, Any]) -> str:
+        """How well the config's answers are known: "whole" (its prompt shape's answers were seen to end within
+        its max_tokens, or it was measured itself), "cut" (`cut_short`), "longer" (every answer of its shape was
+        cut off, at less than its max_tokens: its estimate is its max_tokens, an upper bound), or "priced" (no
+        evaluation of its shape: priced from other shapes', an estimate that can run low)."""
+        if self.cut_short(config):
+            return "cut"
+        seen = self.seen.get(shape(config))
+        if self.measured.get(key_of(config)) or seen and any(not s.truncated for s in seen):
+            return "whole"
+        return "longer" if seen else "priced"
 
     def cut_short(self, config: Mapping[str, Any]) -> bool:
         """Whether the config's max_tokens is under the natural length of its prompt shape's answers: the mean of
