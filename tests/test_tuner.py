@@ -430,3 +430,30 @@ def test_a_later_brackets_pilots_never_spend_what_the_winners_held_out_instances
     assert result is not None and result.winner is not None and len(result.winner.metrics) == 12
     assert len(result.held_out[result.winner.index].metrics) == 4
     assert spending.spent <= budget + 30
+
+
+def test_a_tight_budgets_further_draws_rank_candidates_by_what_is_known_of_their_answers() -> None:
+    """Measured: shape "ended" answers in 9 tokens, shape "cut" was cut off at 6 every time, "other" never ran.
+    Of 256 further candidates the lone one a tight budget finishes is whole ("ended", max_tokens 9 or more);
+    with "ended" out of reach, a "cut" one with the largest max_tokens affordable (the likeliest to hold the
+    answer); a max_tokens that cuts the measured answers comes last."""
+    from pytest_llmtune.search.brackets import Brackets
+
+    def found(left: float, prompts: tuple[str, ...] = ("ended", "cut", "other")) -> list[dict[str, Any]]:
+        spending = Spending(Budget(10_000.0, "tokens"))
+        space = SearchSpace({"prompt": choice(list(prompts)), "max_tokens": randint(2, 40)})
+        spec = EvalSpec(space=space, optimization_budget=spending.budget, num_samples=16)
+        brackets = Brackets(TuneProblem(spec=spec, instances=12, held_out_count=4, num_samples=16, eta=3,
+                                        min_instances=3), spending)
+        assert brackets.afford is not None
+        costs = brackets.afford.costs
+        costs.observe({"prompt": "ended", "max_tokens": 30}, 1, 10, 9, 19.0)
+        costs.observe({"prompt": "cut", "max_tokens": 6}, 1, 10, 6, 16.0)
+        picked = brackets.cheaper(left, spec.seed)
+        assert picked is not None
+        return picked[0]
+
+    alone = found(16 * 19.5)  # an "ended" config costs 10 + 9 = 19: two compared cannot fit, one can
+    assert len(alone) == 1 and alone[0]["prompt"] == "ended" and alone[0]["max_tokens"] >= 9
+    cut = found(16 * 22.0, ("cut", "other"))  # a "cut" config costs 10 + max_tokens (its upper bound): two of
+    assert len(cut) == 1 and cut[0]["prompt"] == "cut" and cut[0]["max_tokens"] == 12  # 17 cannot be compared

@@ -151,14 +151,15 @@ class Brackets:
     def cheaper(self, left: float, seed: int,
                 estimate: Callable[[Config], float] | None = None) -> tuple[list[Config], BudgetFit] | None:
         """Of CHEAPER_DRAWS more candidates, the first `count` that can each be finished on every instance
-        (held-out ones included) within `left`, and as many of them as the budget fit pays for (a few compared on a
-        few instances beat one drawn blind); when it pays for one only, the first. First means, by what is known
-        of their answers (`CostModel.known`): those whose prompt shape's answers were seen to end within their
-        max_tokens, in their order; then those whose shape's answers were all cut off at less (priced at their
-        max_tokens); then those priced from other shapes (with MARGIN: such an estimate can run low, and the lock
+        (held-out ones included) within `left`, of the best known kind there is, and as many of them as the budget
+        fit pays for (a few compared on a few instances beat one drawn blind); when it pays for one only, the
+        first. The kinds, by what is known of their answers (`CostModel.known`), best first: those whose prompt
+        shape's answers were seen to end within their max_tokens, in their order; those whose shape's answers were
+        all cut off at less than their max_tokens (priced at it), the largest max_tokens first (the likeliest to
+        hold the answer); those priced from other shapes (with MARGIN: such an estimate can run low, and the lock
         is at stake); those whose max_tokens cuts short their shape's measured answers (cheap because cut, and
-        often the worst) only when no other is. `estimate`: a config's cost of one evaluation (the measured
-        costs' when not given; then every candidate ranks alike). No request is sent."""
+        often the worst). `estimate`: a config's cost of one evaluation (the measured costs' when not given; then
+        every candidate is of one kind). No request is sent."""
         if self.problem.chosen_strategy == "grid":
             return None
         known: Callable[[Config], str] = lambda config: "whole"  # noqa: E731
@@ -172,13 +173,12 @@ class Brackets:
         total = self.problem.instances + self.problem.held_out_count
         order = {"whole": 0, "longer": 1, "priced": 2, "cut": 3}
         ranked = sorted(((known(config), config, estimate(config)) for config in drawn),
-                        key=lambda found: order[found[0]])
+                        key=lambda found: (order[found[0]], -_room(found[1]) if found[0] == "longer" else 0))
         kinds = [(kind, config, cost) for kind, config, cost in ranked  # priced from other shapes: with a margin
                  if cost * total * (MARGIN if kind == "priced" else 1.0) <= left]
-        affordable = [(config, cost) for kind, config, cost in kinds
-                      if kind != "cut" or kinds[0][0] == "cut"][: self.problem.count]
-        if not affordable:
+        if not kinds:
             return None
+        affordable = [(config, cost) for kind, config, cost in kinds if kind == kinds[0][0]][: self.problem.count]
         fitted = fit_plan(self.problem, [cost for _, cost in affordable], left, 0).fit
         if len(fitted.chosen) < 2:
             config, cost = affordable[0]
@@ -307,3 +307,9 @@ class Brackets:
             else:
                 kept.append(config)
         return kept
+
+
+def _room(config: Config) -> int:
+    """The most tokens an answer of the config may take (its max_tokens; unbounded first)."""
+    most = config.get("max_tokens")
+    return most if isinstance(most, int) else 1 << 30
