@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 from openai_server import FakeOpenAI  # noqa: E402
 
-__all__ = ["FakeOpenAI", "make_project", "run_pytest"]
+__all__ = ["FakeOpenAI", "example", "make_project", "run_pytest"]
 
 
 def make_project(files: dict[str, str]) -> Path:
@@ -34,3 +36,14 @@ def run_pytest(root: Path, *args: str, base_url: str = "http://127.0.0.1:9/v1") 
     if done.returncode != 0:
         raise SystemExit(f"pytest {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     return seconds
+
+
+def example(folder: str, file: str) -> Any:
+    """An example's test module (examples/FOLDER/FILE), imported for its data and checks."""
+    path = Path(__file__).resolve().parent.parent / "examples" / folder / file
+    spec = importlib.util.spec_from_file_location(f"{folder}_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+

@@ -15,11 +15,10 @@ asked in both orders (a tie when the orders disagree).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib.util
 import warnings
-from pathlib import Path
 
 import openai
+from _project import example
 from tabulate import tabulate
 
 from pytest_llmtune.llm.client import LLM, Endpoint, Lane
@@ -27,17 +26,8 @@ from pytest_llmtune.llm.judge import Ungraded
 from pytest_llmtune.llm.local import GEMMA, LocalModel, LocalServer, default_model_path, threads_for
 from pytest_llmtune.search.judge_config import JudgeConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 POOL = cf.ThreadPoolExecutor(8)  # requests in flight: the servers' slots
 RUBRIC = "The answer names the capital city of the country asked about."
-
-
-def example() -> object:
-    spec = importlib.util.spec_from_file_location("capitals", ROOT / "examples" / "capitals" / "test_capitals.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def kappa(judge: list[bool], truth: list[bool]) -> float:
@@ -50,9 +40,9 @@ def kappa(judge: list[bool], truth: list[bool]) -> float:
 
 def main() -> None:
     warnings.simplefilter("ignore")  # local models have no price: their cost counts as 0
-    capitals = example()
-    countries = capitals.COUNTRIES  # type: ignore[attr-defined]
-    names_capital = capitals.names_capital  # type: ignore[attr-defined]
+    capitals = example("capitals", "test_capitals.py")
+    countries = capitals.COUNTRIES
+    names_capital = capitals.names_capital
     threads = threads_for(2)
     servers = {"smollm2": LocalServer(default_model_path(), alias="smollm2", threads=threads),
                "gemma3-270m": LocalServer(LocalModel("gemma3-270m", GEMMA).path(), alias="gemma3-270m",
