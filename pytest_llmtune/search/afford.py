@@ -105,7 +105,9 @@ class Affordability:
                stopped: Callable[[str], None]) -> list[Config]:
         """The candidates whose plan the budget left pays for (see `costs.fit_budget`). When not one candidate can
         be finished: before the search has spent anything (`first`), `cheaper` candidates it can finish, else
-        `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why)."""
+        `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why). In the first
+        bracket `cheaper` is also asked when the fit keeps one candidate alone whose answers are cut short, and
+        its candidates are taken unless they are cut short too (their plan keeps no confirmation run)."""
         self.planned, self.ties = [], TIES
         self.pilot(configs, evaluate_with, executor,  # later, what finishing the leader needs is not spent on pilots
                    room=math.inf if first else self.budget.amount - self.spending.spent - self.reserve())
@@ -132,7 +134,7 @@ class Affordability:
             if found is not None and (not fitted.chosen or len(found[0]) > 1  # answers are not cut short
                                       or not self.costs.cut_short(found[0][0])):
                 self.fits.append((len(configs), found[1]))
-                self.planned, self.ties = found[1].rungs, found[1].ties
+                self.planned, self.ties, self.confirm = found[1].rungs, found[1].ties, 0
                 return found[0]
         self.fits.append((len(configs), fitted))
         if not fitted.chosen and first:
@@ -230,9 +232,10 @@ class Affordability:
     def reserve(self) -> float:
         """What finishing the leader on every instance would cost: its mean cost per instance so far, times the
         instances it has not been scored on (the held-out ones included) and its confirmation run while that still
-        fits, with a fifth more for noise (none, when no leader could be finished with it). The leader is the
-        candidate furthest on, then best, among those the budget can still finish; when none can be, nothing is
-        kept back."""
+        fits, with a fifth more for noise (none, when no leader could be finished with it: the room is then kept
+        once without it, and on later calls, the leader being the one it was kept for, with it again, which
+        stops exploration at the next admission). The leader is the candidate furthest on, then best, among those
+        the budget can still finish; when none can be, nothing is kept back."""
         problem = self.problem
         left = self.budget.amount - self.spending.spent
         sign = problem.spec.direction.sign

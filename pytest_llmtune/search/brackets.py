@@ -107,7 +107,9 @@ class Brackets:
 
     def first(self, estimate: Callable[[Config], float]) -> FirstBracket:
         """The first bracket as the tune would draw, screen and fit it, with `estimate` (a candidate's cost of one
-        evaluation, in the budget's unit) standing for the measured costs; no request is sent. Raises
+        evaluation, in the budget's unit) standing for the measured costs; no request is sent. Which candidates'
+        answers are cut short is known only once the pilots measured them, so at a budget that tight the tune may
+        keep others (the preview says its plan is an estimate the pilots re-fit). Raises
         `InvalidSpaceError` for a space nothing can be drawn from."""
         problem, budget = self.problem, self.problem.spec.optimization_budget
         drawn = self.draw(problem.count, problem.spec.seed)
