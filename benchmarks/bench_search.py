@@ -181,7 +181,7 @@ class BracketCosts:
     """A tune observer that records each bracket's expected spend (the fit's plan) and what it spent."""
 
     def __init__(self, spending: Spending) -> None:
-        self.spending, self.expected, self.starts, self.end = spending, [], [], 0.0
+        self.spending, self.expected, self.starts, self.end, self.finished = spending, [], [], 0.0, False
 
     def bracket(self, candidates: int, halving: Any, fitted: Any) -> None:
         self.expected.append(fitted[1].expected if fitted is not None else math.nan)
@@ -191,10 +191,11 @@ class BracketCosts:
         pass
 
     def searched(self) -> None:
-        self.end = self.spending.spent
+        self.end, self.finished = self.spending.spent, False
 
     def phase(self, what: str) -> None:
-        pass
+        if not self.finished:  # the first phase after the search: the last bracket's leader was finished (when the
+            self.end, self.finished = self.spending.spent, True  # budget stopped it), a part of its plan
 
     def ratios(self) -> list[float]:
         """Each bracket's expected spend over its actual one."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmtune.search.budget import Budget, Spending
-from pytest_llmtune.search.domains import InvalidSpaceError, choice, qrandint, randint, uniform
+from pytest_llmtune.search.domains import InvalidSpaceError, choice, lograndint, qrandint, randint, uniform
 from pytest_llmtune.search.evaluation import Evaluation, EvaluationError, InlineExecutor, NothingFits, SearchFailed
 from pytest_llmtune.search.finalists import confirm
 from pytest_llmtune.search.halving import SuccessiveHalving
@@ -457,3 +457,38 @@ def test_a_tight_budgets_further_draws_rank_candidates_by_what_is_known_of_their
     assert len(alone) == 1 and alone[0]["prompt"] == "ended" and alone[0]["max_tokens"] >= 9
     cut = found(16 * 22.0, ("cut", "other"))  # a "cut" config costs 10 + max_tokens (its upper bound): two of
     assert len(cut) == 1 and cut[0]["prompt"] == "cut" and cut[0]["max_tokens"] == 12  # 17 cannot be compared
+
+
+@pytest.mark.parametrize("seed", [2, 3, 5, 7, 8, 9, 11, 12])  # seeds whose first bracket's candidates cut it
+def test_a_tight_budget_measures_a_longer_answer_before_it_locks_one_cut_short(seed: int) -> None:
+    """Answers take 30 tokens (after a 10-token prompt); a config whose max_tokens is under 30 is cut short and
+    fails every instance. The budget pays for one config on all 16 instances and little else. When the first
+    bracket's pilot saw only answers cut off (its candidates' max_tokens all under 30), the further draws are of
+    unknown length: one with a larger max_tokens is measured first, and the lock holds its answers."""
+    spending = Spending(Budget(800.0, "tokens"))
+    space = SearchSpace({"prompt": "a", "max_tokens": lograndint(2, 64), "temperature": uniform(0, 1)})
+    run = Tune(TuneProblem(spec=EvalSpec(space=space, optimization_budget=spending.budget, num_samples=-1,
+                                         seed=seed), instances=12, num_samples=2, eta=3, min_instances=3,
+                           held_out_count=4), spending)
+    pilots: list[int] = []
+
+    def evaluate_with(configs: list[dict[str, Any]]) -> Callable[[int, int], Evaluation]:
+        def evaluate(config: int, instance: int) -> Evaluation:
+            most = configs[config]["max_tokens"]
+            if not pilots:
+                pilots.append(most)
+            spending.admit()
+            spending.settle(10 + min(most, 30), 0.0)
+            usage = Usage()
+            usage.record(10, min(most, 30), 0.0, replayed=False)
+            return Evaluation(float(most >= 30), most >= 30, usage)
+        return evaluate
+
+    run.run(evaluate_with, executor=InlineExecutor(), concurrency=1)
+
+    result = run.search
+    assert result is not None and result.winner is not None
+    assert pilots[0] < 30  # the case the test is about: the first pilot's answer was cut off
+    assert result.configs[result.winner.index]["max_tokens"] >= 30
+    assert len(result.held_out[result.winner.index].metrics) == 4
+    assert spending.spent <= 800 + 64

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending
-from pytest_llmtune.search.costs import MARGIN, BudgetFit, CostModel, fit_budget, key_of, shape
+from pytest_llmtune.search.costs import MARGIN, UNKNOWN, BudgetFit, CostModel, fit_budget, key_of, room, shape
 from pytest_llmtune.search.evaluation import (
     Config,
     Evaluate,
@@ -28,11 +28,12 @@ from pytest_llmtune.search.evaluation import (
 from pytest_llmtune.search.halving import TIES, Rung, Trial
 from pytest_llmtune.search.problem import TuneProblem, sampled
 
-__all__ = ["CONFIRM_SHARE", "PILOTS", "Affordability", "PlanFit", "fit_plan"]
+__all__ = ["CONFIRM_SHARE", "PILOTS", "PROBES", "Affordability", "PlanFit", "fit_plan"]
 
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 PILOT_WAVE = 4  # pilots sent at once
 PILOT_SHARE = 0.05  # once the pilots have spent this share of the budget, no new wave starts
+PROBES = 3  # candidates a tight budget measures to learn their answers' length before it chooses among them
 CONFIRM_SHARE = 0.25  # the most of the budget a planned confirmation run may be expected to take
 LiveKey = tuple[int, int]  # (bracket, candidate)
 
@@ -106,8 +107,10 @@ class Affordability:
         """The candidates whose plan the budget left pays for (see `costs.fit_budget`). When not one candidate can
         be finished: before the search has spent anything (`first`), `cheaper` candidates it can finish, else
         `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why). In the first
-        bracket `cheaper` is also asked when the fit keeps one candidate alone whose answers are cut short, and
-        its candidates are taken unless they are cut short too (their plan keeps no confirmation run)."""
+        bracket `cheaper` is also asked when every candidate the fit keeps has its answers cut short, and its
+        candidates are taken unless they are one cut short too at no larger max_tokens (their plan keeps no
+        confirmation run); a candidate it finds whose answers' length is not known is measured first (`cheaper`
+        below)."""
         self.planned, self.ties = [], TIES
         self.pilot(configs, evaluate_with, executor,  # later, what finishing the leader needs is not spent on pilots
                    room=math.inf if first else self.budget.amount - self.spending.spent - self.reserve())
@@ -129,10 +132,12 @@ class Affordability:
             self.reserve()  # its confirmation included: a bracket that cannot leave room for it does not start
             fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm,
                           kept=self.leader_room, cut=cut)
-        if first and (not fitted.chosen or len(fitted.chosen) == 1 and cut[fitted.chosen[0]]):
-            found = cheaper(left)  # look further for configs the budget can finish: a few to compare, or one whose
-            if found is not None and (not fitted.chosen or len(found[0]) > 1  # answers are not cut short
-                                      or not self.costs.cut_short(found[0][0])):
+        if first and all(cut[i] for i in fitted.chosen):  # none fits, or all that do are cut short
+            found = self.cheaper(cheaper, evaluate_with, executor)  # look further for configs the budget can
+            left = budget.amount - self.spending.spent  # finish: a few to compare, or one whose answers are not
+            if found is not None and (not fitted.chosen or len(found[0]) > 1  # cut short (or cut at a larger
+                                      or not self.costs.cut_short(found[0][0])  # max_tokens, likelier to hold it)
+                                      or room(found[0][0]) > max(room(configs[i]) for i in fitted.chosen)):
                 self.fits.append((len(configs), found[1]))
                 self.planned, self.ties, self.confirm = found[1].rungs, found[1].ties, 0
                 return found[0]
@@ -152,6 +157,22 @@ class Affordability:
                     f"(about {budget.words(fitted.needed)} needed)")
         self.planned, self.ties = fitted.rungs, fitted.ties
         return [configs[i] for i in fitted.chosen]
+
+    def cheaper(self, cheaper: Callable[[float], tuple[list[Config], BudgetFit] | None], evaluate_with: EvaluateWith,
+                executor: Executor) -> tuple[list[Config], BudgetFit] | None:
+        """What `cheaper` finds with what is left; while it is one candidate whose answers' length is not known
+        (every answer of its shape was cut off, or its shape was never measured), that candidate measured on the
+        first instance (a pilot, kept for the search) and `cheaper` asked again, at most PROBES times: one
+        evaluation tells whether the cheap few the budget can compare hold their answers."""
+        for _ in range(PROBES):
+            found = cheaper(self.budget.amount - self.spending.spent)
+            if found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN:
+                return found
+            before = self.costs.evaluations
+            self._pilot_wave(found[0], evaluate_with, executor)
+            if self.costs.evaluations == before:  # it failed: the search meets (and reports) the error
+                return found
+        return cheaper(self.budget.amount - self.spending.spent)
 
     def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *,
               every_shape: bool = False, room: float = math.inf) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from pytest_llmtune.search.afford import Affordability, fit_plan
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.costs import MARGIN, BudgetFit, key_of
+from pytest_llmtune.search.costs import MARGIN, UNKNOWN, BudgetFit, key_of, room
 from pytest_llmtune.search.demo_credit import Credit, by_credit, credit_of, swapped
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
@@ -160,8 +160,11 @@ class Brackets:
         all cut off at less than their max_tokens (priced at it), the largest max_tokens first (the likeliest to
         hold the answer); those priced from other shapes (with MARGIN: such an estimate can run low, and the lock
         is at stake); those whose max_tokens cuts short their shape's measured answers (cheap because cut, and
-        often the worst). `estimate`: a config's cost of one evaluation (the measured costs' when not given; then
-        every candidate is of one kind). No request is sent."""
+        often the worst; the largest max_tokens first). `estimate`: a config's cost of one evaluation (the measured
+        costs' when not given; then every candidate is of one kind). When the best kind's answers are of unknown
+        length ("longer", "priced"), its first candidate alone: measured first, it tells what the others' answers
+        take (`Affordability` measures it and asks again); when they are all cut short, the first alone (a few
+        compared are cut more). No request is sent."""
         if self.problem.chosen_strategy == "grid":
             return None
         known: Callable[[Config], str] = lambda config: "whole"  # noqa: E731
@@ -175,14 +178,14 @@ class Brackets:
         total = self.problem.instances + self.problem.held_out_count
         order = {"whole": 0, "longer": 1, "priced": 2, "cut": 3}
         ranked = sorted(((known(config), config, estimate(config)) for config in drawn),
-                        key=lambda found: (order[found[0]], -_room(found[1]) if found[0] == "longer" else 0))
+                        key=lambda found: (order[found[0]], -room(found[1]) if found[0] in ("longer", "cut") else 0))
         kinds = [(kind, config, cost) for kind, config, cost in ranked  # priced from other shapes: with a margin
                  if cost * total * (MARGIN if kind == "priced" else 1.0) <= left]
         if not kinds:
             return None
         affordable = [(config, cost) for kind, config, cost in kinds if kind == kinds[0][0]][: self.problem.count]
         fitted = fit_plan(self.problem, [cost for _, cost in affordable], left, 0).fit
-        if len(fitted.chosen) < 2:
+        if len(fitted.chosen) < 2 or kinds[0][0] in (*UNKNOWN, "cut"):
             config, cost = affordable[0]
             return [config], BudgetFit([0], cost * self.problem.instances, cost * total,
                                        [Rung(1, self.problem.instances)], cost * self.problem.held_out_count)
@@ -310,8 +313,3 @@ class Brackets:
                 kept.append(config)
         return kept
 
-
-def _room(config: Config) -> int:
-    """The most tokens an answer of the config may take (its max_tokens; unbounded first)."""
-    most = config.get("max_tokens")
-    return most if isinstance(most, int) else 1 << 30

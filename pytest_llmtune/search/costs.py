@@ -26,9 +26,11 @@ from typing import Any
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.halving import TIES, Rung, rungs_for
 
-__all__ = ["MARGIN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape", "shapes"]
+__all__ = ["MARGIN", "UNKNOWN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "room", "shape",
+           "shapes"]
 
 MARGIN = 1.2  # estimates are noisy: a plan is sized for a fifth more than its estimate
+UNKNOWN = ("longer", "priced")  # what `CostModel.known` says of a config whose answers' length is not known
 TRUNCATED = 0.9  # a sample this close to its max_tokens probably hit it: it says nothing about the natural length
 
 
@@ -138,6 +140,12 @@ class CostModel:
         model = str(config.get("model", self.default_model))
         overhead = statistics.fmean(self.overheads) if self.overheads else 0.0
         return self.price(model, requests * prompt, requests * per_request * sample) + overhead
+
+
+def room(config: Mapping[str, Any]) -> float:
+    """The most tokens an answer of the config may take: its max_tokens (none: unbounded, infinite)."""
+    most = config.get("max_tokens")
+    return most if isinstance(most, int) else math.inf
 
 
 def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float], ties: float = TIES) -> float:
