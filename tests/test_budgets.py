@@ -186,6 +186,25 @@ def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one
     assert 1000 <= spending.spent <= 1000 + most
 
 
+@pytest.mark.parametrize("worst", [60, None])
+def test_what_is_kept_for_the_leader_is_never_spent_on_exploration(worst: int | None) -> None:
+    """Exploration used to be admitted while the spent amount and the room kept for the leader were under the
+    budget, so its last request (60 tokens) ate into that room and the leader's held-out instances went short.
+    While room is kept, a request is admitted only when its own worst case fits beside it too; without it, the
+    budget is spent to the end as before."""
+    spending = Spending(Budget(1000.0, "tokens"))
+    spending.admit(worst)
+    spending.settle(60, 0.0)  # the costliest so far stands in for a request without a bound
+    spending.spent = 810.0
+    with spending.keeping(lambda: 150.0), pytest.raises(BudgetSpent, match="150 tokens kept to finish the leader"):
+        spending.admit(worst)  # 810 + 60 + 150 > 1,000: refused, though 810 + 150 < 1,000
+    spending.spent = 780.0
+    with spending.keeping(lambda: 150.0):
+        spending.admit(worst)  # 780 + 60 + 150 < 1,000
+    spending.settle(60, 0.0)
+    spending.admit(worst)  # nothing kept: 840 < 1,000, the budget spent to the end
+
+
 def test_a_retried_request_keeps_its_room_in_the_budget(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
     """The SDK's retry of a 5xx passes through the budget's gate again, in the same thread: it must not wait for
     its own room (a deadlock) nor hold two."""

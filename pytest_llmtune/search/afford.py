@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytest_llmtune.search.budget import Budget, BudgetSpent, Spending
-from pytest_llmtune.search.costs import MARGIN, UNKNOWN, BudgetFit, CostModel, fit_budget, key_of, room, shape
+from pytest_llmtune.search.costs import MARGIN, UNKNOWN, BudgetFit, CostModel, fit_budget, key_of, shape
 from pytest_llmtune.search.evaluation import (
     Config,
     Evaluate,
@@ -28,7 +28,7 @@ from pytest_llmtune.search.evaluation import (
 from pytest_llmtune.search.halving import TIES, Rung, Trial
 from pytest_llmtune.search.problem import TuneProblem, sampled
 
-__all__ = ["CONFIRM_SHARE", "PILOTS", "PROBES", "Affordability", "PlanFit", "fit_plan"]
+__all__ = ["CONFIRM_SHARE", "PILOTS", "PROBES", "Affordability", "PlanFit", "alone", "fit_plan"]
 
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 PILOT_WAVE = 4  # pilots sent at once
@@ -58,6 +58,12 @@ def fit_plan(problem: TuneProblem, estimates: Sequence[float], left: float, conf
     if confirm and (not found.chosen or _mean(estimates, found.chosen) * confirm > CONFIRM_SHARE * left):
         return PlanFit(_fit(problem, estimates, left, problem.held_out_count, cut=cut), 0)
     return PlanFit(found, confirm)
+
+
+def alone(problem: TuneProblem, cost: float) -> BudgetFit:
+    """The fit of one candidate alone, on every tuning instance, at `cost` an evaluation."""
+    return BudgetFit([0], cost * problem.instances, cost * (problem.instances + problem.held_out_count),
+                     [Rung(1, problem.instances)], cost * problem.held_out_count)
 
 
 def _fit(problem: TuneProblem, estimates: Sequence[float], left: float, reserved: int,
@@ -107,10 +113,11 @@ class Affordability:
         """The candidates whose plan the budget left pays for (see `costs.fit_budget`). When not one candidate can
         be finished: before the search has spent anything (`first`), `cheaper` candidates it can finish, else
         `NothingFits` says what budget would do; later, no new bracket starts (`stopped` says why). In the first
-        bracket `cheaper` is also asked when every candidate the fit keeps has its answers cut short, and its
-        candidates are taken unless they are one cut short too at no larger max_tokens (their plan keeps no
-        confirmation run); a candidate it finds whose answers' length is not known is measured first (`cheaper`
-        below)."""
+        bracket `cheaper` is also asked when every candidate the fit keeps has its answers cut short; a candidate
+        it finds whose answers' length is not known is measured first (`cheaper` below), and the bracket's
+        candidates are fitted again with what that measured and spent. Its candidates are taken when the fit's
+        are still all cut short, unless they are one cut short too that holds no more of its answer (their plan
+        keeps no confirmation run)."""
         self.planned, self.ties = [], TIES
         self.pilot(configs, evaluate_with, executor,  # later, what finishing the leader needs is not spent on pilots
                    room=math.inf if first else self.budget.amount - self.spending.spent - self.reserve())
@@ -132,13 +139,19 @@ class Affordability:
             self.reserve()  # its confirmation included: a bracket that cannot leave room for it does not start
             fitted = _fit(self.problem, estimates, left, self.problem.held_out_count + self.confirm,
                           kept=self.leader_room, cut=cut)
-        if first and all(cut[i] for i in fitted.chosen):  # none fits, or all that do are cut short
-            found = self.cheaper(cheaper, evaluate_with, executor)  # look further for configs the budget can
-            left = budget.amount - self.spending.spent  # finish: a few to compare, or one whose answers are not
-            if found is not None and (not fitted.chosen or len(found[0]) > 1  # cut short (or cut at a larger
-                                      or not self.costs.cut_short(found[0][0])  # max_tokens, likelier to hold it)
-                                      or room(found[0][0]) > max(room(configs[i]) for i in fitted.chosen)):
-                self.fits.append((len(configs), found[1]))
+        if first and all(cut[i] for i in fitted.chosen):  # none fits, or all that do are cut short: look
+            spent = self.spending.spent  # further for configs the budget can finish
+            found = self.cheaper(cheaper, evaluate_with, executor, fallback=bool(fitted.chosen))
+            if self.spending.spent > spent:  # what the probes measured and spent: the candidates fitted again
+                estimates = [self.costs.estimate(config) for config in configs]
+                cut = [self.costs.cut_short(config) for config in configs]
+                left = budget.amount - self.spending.spent
+                planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
+                fitted, self.confirm = planned.fit, planned.confirm
+            if found is not None and all(cut[i] for i in fitted.chosen) and (
+                    not fitted.chosen or not self.costs.cut_short(found[0][0])  # one cut short too is taken when
+                    or self.costs.holds(found[0][0]) > max(self.costs.holds(configs[i]) for i in fitted.chosen)):
+                self.fits.append((len(configs), found[1]))  # it holds more of its answer
                 self.planned, self.ties, self.confirm = found[1].rungs, found[1].ties, 0
                 return found[0]
         self.fits.append((len(configs), fitted))
@@ -159,20 +172,39 @@ class Affordability:
         return [configs[i] for i in fitted.chosen]
 
     def cheaper(self, cheaper: Callable[[float], tuple[list[Config], BudgetFit] | None], evaluate_with: EvaluateWith,
-                executor: Executor) -> tuple[list[Config], BudgetFit] | None:
-        """What `cheaper` finds with what is left; while it is one candidate whose answers' length is not known
-        (every answer of its shape was cut off, or its shape was never measured), that candidate measured on the
+                executor: Executor, *, fallback: bool) -> tuple[list[Config], BudgetFit] | None:
+        """What `cheaper` finds with what is left. While it is one candidate whose answers' length is not known
+        (every answer of its shape was cut off, or its shape was never measured), that candidate is measured on the
         first instance (a pilot, kept for the search) and `cheaper` asked again, at most PROBES times: one
-        evaluation tells whether the cheap few the budget can compare hold their answers."""
+        evaluation tells whether the configs the budget can finish hold their answers. When the probes leave the
+        length unknown still, the measured probe that holds the most of its answer and can be finished, if any.
+        A probe that fails gives nothing when there is a `fallback` (the fit's own candidates); without one, the
+        search meets (and reports) its error."""
+        probed: list[Config] = []
         for _ in range(PROBES):
             found = cheaper(self.budget.amount - self.spending.spent)
             if found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN:
                 return found
             before = self.costs.evaluations
             self._pilot_wave(found[0], evaluate_with, executor)
-            if self.costs.evaluations == before:  # it failed: the search meets (and reports) the error
-                return found
-        return cheaper(self.budget.amount - self.spending.spent)
+            if self.costs.evaluations == before:
+                return None if fallback else found
+            probed.append(found[0][0])
+        found = cheaper(self.budget.amount - self.spending.spent)
+        if found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN:
+            return found
+        left, total = self.budget.amount - self.spending.spent, self.problem.instances + self.problem.held_out_count
+        finished = [config for config in probed
+                    if self.costs.estimate(config) * (total - self.paid(config)) <= left]
+        if not finished:
+            return None
+        best = max(finished, key=lambda config: (not self.costs.cut_short(config), self.costs.holds(config)))
+        return [best], alone(self.problem, self.costs.estimate(best))
+
+    def paid(self, config: Config) -> int:
+        """The config's instances already measured (by a pilot), which the search will not pay for again."""
+        key = key_of(config)
+        return sum(1 for measured, _ in self.known if measured == key)
 
     def pilot(self, configs: list[Config], evaluate_with: EvaluateWith, executor: Executor, *,
               every_shape: bool = False, room: float = math.inf) -> int:
@@ -271,7 +303,7 @@ class Affordability:
             self.leader_room = with_confirm
             if key == self.protected and self.kept_confirm:  # its room is reached: exploration stops here
                 return with_confirm
-            if need < left or key == self.protected:
+            if need <= left or key == self.protected:
                 self.protected, self.kept_confirm = key, with_confirm < left
                 return with_confirm if self.kept_confirm else need
         self.leader_room = 0.0

@@ -20,9 +20,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_llmtune.search.afford import Affordability, fit_plan
+from pytest_llmtune.search.afford import Affordability, alone, fit_plan
 from pytest_llmtune.search.budget import Spending
-from pytest_llmtune.search.costs import MARGIN, UNKNOWN, BudgetFit, key_of, room
+from pytest_llmtune.search.costs import MARGIN, BudgetFit, key_of
 from pytest_llmtune.search.demo_credit import Credit, by_credit, credit_of, swapped
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.evaluation import Config, EvaluateWith, Evaluation, Executor, SearchFailed
@@ -152,25 +152,28 @@ class Brackets:
 
     def cheaper(self, left: float, seed: int,
                 estimate: Callable[[Config], float] | None = None) -> tuple[list[Config], BudgetFit] | None:
-        """Of CHEAPER_DRAWS more candidates, the first `count` that can each be finished on every instance
-        (held-out ones included) within `left`, of the best known kind there is, and as many of them as the budget
-        fit pays for (a few compared on a few instances beat one drawn blind); when it pays for one only, the
-        first. The kinds, by what is known of their answers (`CostModel.known`), best first: those whose prompt
-        shape's answers were seen to end within their max_tokens, in their order; those whose shape's answers were
-        all cut off at less than their max_tokens (priced at it), the largest max_tokens first (the likeliest to
-        hold the answer); those priced from other shapes (with MARGIN: such an estimate can run low, and the lock
-        is at stake); those whose max_tokens cuts short their shape's measured answers (cheap because cut, and
-        often the worst; the largest max_tokens first). `estimate`: a config's cost of one evaluation (the measured
-        costs' when not given; then every candidate is of one kind). When the best kind's answers are of unknown
-        length ("longer", "priced"), its first candidate alone: measured first, it tells what the others' answers
-        take (`Affordability` measures it and asks again); when they are all cut short, the first alone (a few
-        compared are cut more). No request is sent."""
+        """Of CHEAPER_DRAWS more candidates, those that can each be finished on every instance (held-out ones
+        included, less those already measured) within `left`, of the best known kind there is. The kinds, by what
+        is known of their answers (`CostModel.known`), best first: those whose prompt shape's answers were seen to
+        end within their max_tokens ("whole"); those whose shape's answers were all cut off at less than their
+        max_tokens ("longer", priced at it); those priced from other shapes ("priced", with MARGIN: such an
+        estimate can run low, and the lock is at stake); those whose max_tokens cuts short their shape's measured
+        answers ("cut": cheap because cut, and often the worst). Of "whole" ones, the first `count` in their order
+        and as many of them as the budget fit pays for (a few compared on a few instances beat one drawn blind),
+        else the first alone. Of the others, one alone: the one likeliest to hold its answer ("longer", "cut": the
+        largest share of its shape's answer length, `CostModel.holds`; "priced": the first). Measured first, one of
+        unknown length tells what the others' answers take (`Affordability.cheaper` measures it and asks again);
+        a few cut short are cut more. `estimate`: a config's cost of one evaluation (the measured costs' when not
+        given; then every candidate is "whole"). No request is sent."""
         if self.problem.chosen_strategy == "grid":
             return None
         known: Callable[[Config], str] = lambda config: "whole"  # noqa: E731
+        holds: Callable[[Config], float] = lambda config: math.inf  # noqa: E731
+        paid: Callable[[Config], int] = lambda config: 0  # noqa: E731
         if estimate is None:
             assert self.afford is not None
-            estimate, known = self.afford.costs.estimate, self.afford.costs.known
+            estimate, known, holds, paid = (self.afford.costs.estimate, self.afford.costs.known,
+                                            self.afford.costs.holds, self.afford.paid)
         from pytest_llmtune.search.sampler import draw
 
         drawn = self.screen(self.with_model([c for c, _ in draw(self.problem.spec.space, CHEAPER_DRAWS,
@@ -178,17 +181,16 @@ class Brackets:
         total = self.problem.instances + self.problem.held_out_count
         order = {"whole": 0, "longer": 1, "priced": 2, "cut": 3}
         ranked = sorted(((known(config), config, estimate(config)) for config in drawn),
-                        key=lambda found: (order[found[0]], -room(found[1]) if found[0] in ("longer", "cut") else 0))
+                        key=lambda found: (order[found[0]], -holds(found[1]) if found[0] in ("longer", "cut") else 0))
         kinds = [(kind, config, cost) for kind, config, cost in ranked  # priced from other shapes: with a margin
-                 if cost * total * (MARGIN if kind == "priced" else 1.0) <= left]
+                 if cost * (total - paid(config)) * (MARGIN if kind == "priced" else 1.0) <= left]
         if not kinds:
             return None
         affordable = [(config, cost) for kind, config, cost in kinds if kind == kinds[0][0]][: self.problem.count]
         fitted = fit_plan(self.problem, [cost for _, cost in affordable], left, 0).fit
-        if len(fitted.chosen) < 2 or kinds[0][0] in (*UNKNOWN, "cut"):
+        if len(fitted.chosen) < 2 or kinds[0][0] != "whole":
             config, cost = affordable[0]
-            return [config], BudgetFit([0], cost * self.problem.instances, cost * total,
-                                       [Rung(1, self.problem.instances)], cost * self.problem.held_out_count)
+            return [config], alone(self.problem, cost)
         return ([affordable[i][0] for i in fitted.chosen],
                 dataclasses.replace(fitted, chosen=list(range(len(fitted.chosen)))))
 

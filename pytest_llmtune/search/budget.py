@@ -76,7 +76,9 @@ class Spending:
     While the spent amount and the room held for the requests in flight reach the budget, it waits for those to
     settle (their real cost is usually far below their worst); with none in flight, it refuses. Every request in
     flight is counted at its worst, the first ones too, so a tune ends at most one request's worst case over its
-    budget, and spends the budget to the end rather than stopping at its worst-case estimate.
+    budget, and spends the budget to the end rather than stopping at its worst-case estimate. What `keeping` keeps
+    back for the search's leader is kept whole: while it holds, a request is admitted only when its own worst case
+    fits beside it too.
     """
 
     def __init__(self, budget: Budget | None) -> None:
@@ -108,8 +110,8 @@ class Spending:
             room = worst if worst is not None else self._largest
             while self.budget is not None:
                 kept = 0.0 if self.finishing else self._reserve()
-                if self.spent + self._reserved + kept < self.budget.amount:
-                    break
+                if self.spent + self._reserved + (room + kept if kept else 0.0) < self.budget.amount:
+                    break  # what is kept for the leader is kept whole: this request's worst case comes out of the rest
                 if not self._in_flight:
                     why = f", {self.budget.words(kept)} kept to finish the leader" if kept else ""
                     raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "

@@ -26,8 +26,7 @@ from typing import Any
 from pytest_llmtune.search.demos import Demonstrations
 from pytest_llmtune.search.halving import TIES, Rung, rungs_for
 
-__all__ = ["MARGIN", "UNKNOWN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "room", "shape",
-           "shapes"]
+__all__ = ["MARGIN", "UNKNOWN", "BudgetFit", "CostModel", "fit_budget", "key_of", "plan_cost", "shape", "shapes"]
 
 MARGIN = 1.2  # estimates are noisy: a plan is sized for a fifth more than its estimate
 UNKNOWN = ("longer", "priced")  # what `CostModel.known` says of a config whose answers' length is not known
@@ -119,6 +118,18 @@ class CostModel:
         natural = [s.sample for s in seen if not s.truncated]
         return most < statistics.fmean(natural) if natural else most <= max(s.sample for s in seen)
 
+    def holds(self, config: Mapping[str, Any]) -> float:
+        """The share of its prompt shape's measured answer length that the config's max_tokens holds: of the mean
+        of the samples that ended on their own or, when every sample was cut off, of the longest of them (the
+        share is then at most this). Comparable across shapes: the larger, the likelier the answer fits. Infinite
+        for a config without max_tokens or a shape not measured."""
+        most, seen = config.get("max_tokens"), self.seen.get(shape(config), [])
+        if not isinstance(most, int) or not seen:
+            return math.inf
+        natural = [s.sample for s in seen if not s.truncated]
+        length = statistics.fmean(natural) if natural else max(s.sample for s in seen)
+        return most / length if length > 0 else math.inf
+
     def estimate(self, config: Mapping[str, Any]) -> float:
         """The config's cost per instance: measured when it was, else priced from configs like it (every
         measured config when none shares its prompt shape). Needs `ready`."""
@@ -140,12 +151,6 @@ class CostModel:
         model = str(config.get("model", self.default_model))
         overhead = statistics.fmean(self.overheads) if self.overheads else 0.0
         return self.price(model, requests * prompt, requests * per_request * sample) + overhead
-
-
-def room(config: Mapping[str, Any]) -> float:
-    """The most tokens an answer of the config may take: its max_tokens (none: unbounded, infinite)."""
-    most = config.get("max_tokens")
-    return most if isinstance(most, int) else math.inf
 
 
 def plan_cost(rungs: Sequence[Rung], estimates: Sequence[float], ties: float = TIES) -> float:
