@@ -187,22 +187,25 @@ def test_requests_in_flight_count_at_their_worst_so_the_budget_is_overrun_by_one
 
 
 @pytest.mark.parametrize("worst", [60, None])
-def test_what_is_kept_for_the_leader_is_never_spent_on_exploration(worst: int | None) -> None:
-    """Exploration used to be admitted while the spent amount and the room kept for the leader were under the
-    budget, so its last request (60 tokens) ate into that room and the leader's held-out instances went short.
-    While room is kept, a request is admitted only when its own worst case fits beside it too; without it, the
-    budget is spent to the end as before."""
+def test_what_the_lock_needs_is_never_spent_on_exploration(worst: int | None) -> None:
+    """Exploration used to be admitted while the spent amount and the room kept for the leader (150 tokens, of
+    which 125 are what its lock needs, the rest a margin for noise) were under the budget, so its last request
+    (60 tokens) could eat into what the lock needs, and the leader's held-out instances went short. Now a request
+    is admitted only when its own worst case also fits beside what the lock needs; with nothing kept, the budget
+    is spent to the end as before."""
     spending = Spending(Budget(1000.0, "tokens"))
     spending.admit(worst)
     spending.settle(60, 0.0)  # the costliest so far stands in for a request without a bound
-    spending.spent = 810.0
-    with spending.keeping(lambda: 150.0), pytest.raises(BudgetSpent, match="150 tokens kept to finish the leader"):
-        spending.admit(worst)  # 810 + 60 + 150 > 1,000: refused, though 810 + 150 < 1,000
-    spending.spent = 780.0
-    with spending.keeping(lambda: 150.0):
-        spending.admit(worst)  # 780 + 60 + 150 < 1,000
+    spending.spent = 830.0
+    with spending.keeping(lambda: 150.0, lambda: 125.0), pytest.raises(BudgetSpent,
+                                                                         match="150 tokens kept to finish the leader"):
+        spending.admit(worst)  # 830 + 150 < 1,000, but 830 + 60 + 125 > 1,000: refused
+    spending.spent = 800.0
+    with spending.keeping(lambda: 150.0, lambda: 125.0):
+        spending.admit(worst)  # 800 + 60 + 125 <= 1,000
     spending.settle(60, 0.0)
-    spending.admit(worst)  # nothing kept: 840 < 1,000, the budget spent to the end
+    spending.spent = 990.0
+    spending.admit(worst)  # nothing kept: 990 < 1,000, the budget spent to the end
 
 
 def test_a_retried_request_keeps_its_room_in_the_budget(pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
@@ -215,3 +218,47 @@ def test_a_retried_request_keeps_its_room_in_the_budget(pytester: pytest.Pyteste
 
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["*optimization budget 2,000 tokens: spent *"])
+
+
+@pytest.mark.parametrize(("model", "ini", "budgets", "why"), [
+    ("free-model", "llmtune_prices = free-model 0 0", "optimization_budget=0.01, num_samples=-1",
+     "'free-model' costs $0 a token"),
+    ("my-model", "", "optimization_budget=0.01", "no price is known for 'my-model'"),
+    ("free-model", "llmtune_prices = free-model 0 0", 'inference_budget=0.002, optimization_budget="2000 tokens"',
+     "'free-model' costs $0 a token"),
+])
+def test_a_dollar_budget_on_models_counted_at_nothing_is_refused_before_any_request(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, model: str, ini: str, budgets: str, why: str) -> None:
+    """A new user gave a local model (free) a budget of $0.01: it could never be spent, and with num_samples=-1
+    the tune drew brackets until it was killed. Such a budget is refused, with the fix, before anything is sent;
+    the preview (--co) says the same."""
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(reviews(budgets).replace('"gpt-4o-mini"', f'"{model}"'))
+
+    for flags in (["--llm-tune"], ["--llm-tune", "--co"]):
+        result = pytester.runpytest(*flags)
+
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        name = "inference_budget" if budgets.startswith("inference") else "optimization_budget"
+        result.stderr.fnmatch_lines([f"*test_reviews: {name}=0.0* is in dollars, but every model it may call is "
+                                     f"counted at $0 ({why}), so the budget could never be spent*"])
+        assert f'give it in tokens, e.g. {name}="' in result.stderr.str()
+    assert openai_server.requests == 0
+
+
+def test_a_dollar_budget_binds_when_one_of_the_models_has_a_price(pytester: pytest.Pytester,
+                                                                 openai_server: FakeOpenAI) -> None:
+    pytester.makepyfile(reviews("optimization_budget=0.01").replace(
+        '"model": "gpt-4o-mini"', '"model": choice(["gpt-4o-mini", "my-model"])'))
+
+    result = pytester.runpytest("--llm-tune", "--co")
+
+    assert result.ret == pytest.ExitCode.OK
+    assert "is in dollars" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_token_budget_may_be_written_as_the_summary_writes_it() -> None:
+    assert Budget.parse("3,000 tokens", "optimization_budget") == Budget(3000.0, "tokens")
+    assert Budget.parse("$1,250.50", "optimization_budget") == Budget(1250.5, "usd")
+    with pytest.raises(ValueError, match="give dollars"):
+        Budget.parse("3,00 tokens", "optimization_budget")

@@ -91,6 +91,7 @@ class Affordability:
     kept_confirm: bool = False  # whether that room holds its confirmation run too
     samples: dict[LiveKey, bool] = field(default_factory=dict)  # whether a candidate's answers are samples
     leader_room: float = 0.0  # what the leader the reserve last chose needs, its confirmation run included
+    floor: float = 0.0  # of the reserve last kept, what the lock needs: the leader's instances at its mean cost
     fits: list[tuple[int, BudgetFit]] = field(default_factory=list)  # per bracket: candidates drawn, the fit
     known: dict[tuple[str, int], Evaluation] = field(default_factory=dict)  # the pilot evaluation, used once
     planned: list[Rung] = field(default_factory=list)  # the rungs of the last fit, for the bracket it chose
@@ -129,10 +130,12 @@ class Affordability:
         left = budget.amount - self.spending.spent
         if first:  # the first bracket gives up the confirmation rather than lock nothing
             planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
-            if not planned.fit.chosen and self.pilot(configs, evaluate_with, executor, every_shape=True):
+            priced = [configs[i] for i in planned.fit.chosen if self.costs.known(configs[i]) == "priced"]
+            if (not planned.fit.chosen or priced) and self.pilot(priced or configs, evaluate_with, executor,
+                                                                  every_shape=True):
                 estimates = [self.costs.estimate(config) for config in configs]  # the shapes left were priced
-                cut = [self.costs.cut_short(config) for config in configs]  # from the others: measure them
-                left = budget.amount - self.spending.spent  # before giving up
+                cut = [self.costs.cut_short(config) for config in configs]  # from the others: measured before
+                left = budget.amount - self.spending.spent  # giving up, or before a plan that counts on them
                 planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
             fitted, self.confirm = planned.fit, planned.confirm
         else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner,
@@ -288,7 +291,8 @@ class Affordability:
         fits, with a fifth more for noise (none, when no leader could be finished with it: the room is then kept
         once without it, and on later calls, the leader being the one it was kept for, with it again, which
         stops exploration at the next admission). The leader is the candidate furthest on, then best, among those
-        the budget can still finish; when none can be, nothing is kept back."""
+        the budget can still finish; when none can be, nothing is kept back. `floor` is then what the lock needs
+        of it (the leader's instances at its mean cost, no confirmation): no request of the search may take that."""
         problem = self.problem
         left = self.budget.amount - self.spending.spent
         sign = problem.spec.direction.sign
@@ -301,12 +305,13 @@ class Affordability:
             confirm = self.confirm if self.samples.get(key, True) else 0  # temperature 0 needs no confirmation
             with_confirm = need + per_instance * confirm  # the confirmation gives way first
             self.leader_room = with_confirm
+            self.floor = need / noise
             if key == self.protected and self.kept_confirm:  # its room is reached: exploration stops here
                 return with_confirm
             if need <= left or key == self.protected:
                 self.protected, self.kept_confirm = key, with_confirm < left
                 return with_confirm if self.kept_confirm else need
-        self.leader_room = 0.0
+        self.leader_room = self.floor = 0.0
         return 0.0
 
 

@@ -28,14 +28,16 @@ class Budget:
 
     @classmethod
     def parse(cls, value: float | str, name: str) -> Budget:
-        """A number is dollars; "500 tokens" is tokens; "$0.50" and "0.5 usd" are dollars."""
+        """A number is dollars; "500 tokens" (or "3,000 tokens", as the summary writes it) is tokens; "$0.50" and
+        "0.5 usd" are dollars."""
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             return cls(float(value), "usd")
-        match = re.fullmatch(r"\s*\$?\s*([0-9]*\.?[0-9]+)\s*(tokens?|usd|\$)?\s*", str(value))
-        if not match or float(match.group(1)) <= 0:
+        match = re.fullmatch(r"\s*\$?\s*([0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]*\.?[0-9]+)\s*(tokens?|usd|\$)?\s*",
+                             str(value))
+        if not match or float(match.group(1).replace(",", "")) <= 0:
             raise ValueError(f"{name}={value!r}: give dollars (0.02, \"$0.02\") or tokens (\"500 tokens\"), above 0")
         unit = "tokens" if (match.group(2) or "").startswith("token") else "usd"
-        return cls(float(match.group(1)), unit)
+        return cls(float(match.group(1).replace(",", "")), unit)
 
     def measure(self, tokens: int, dollars: float) -> float:
         return float(tokens) if self.unit == "tokens" else dollars
@@ -77,8 +79,9 @@ class Spending:
     settle (their real cost is usually far below their worst); with none in flight, it refuses. Every request in
     flight is counted at its worst, the first ones too, so a tune ends at most one request's worst case over its
     budget, and spends the budget to the end rather than stopping at its worst-case estimate. What `keeping` keeps
-    back for the search's leader is kept whole: while it holds, a request is admitted only when its own worst case
-    fits beside it too.
+    back for the search's leader is not spent on the search: a request is admitted only while the spent amount and
+    the reserve are under the budget, and its own worst case fits beside what finishing the leader needs without
+    the reserve's margin (`floor`), so the last request before the reserve never takes what the lock needs.
     """
 
     def __init__(self, budget: Budget | None) -> None:
@@ -92,16 +95,19 @@ class Spending:
         self._holding = threading.local()
         # what finishing the search's leader on every instance would cost: exploration stops short of it
         self._reserve: Callable[[], float] = lambda: 0.0
+        self._floor: Callable[[], float] = lambda: 0.0  # of it, what the lock needs: no request may take that
         self.finishing = False  # the leader is being finished: the whole budget is open
 
     @contextlib.contextmanager
-    def keeping(self, reserve: Callable[[], float]) -> Iterator[None]:
-        """Within: every admission keeps back `reserve()` (the search's room to finish its leader)."""
-        self._reserve = reserve
+    def keeping(self, reserve: Callable[[], float], floor: Callable[[], float] = lambda: 0.0) -> Iterator[None]:
+        """Within: every admission keeps back `reserve()` (the search's room to finish its leader, with a margin
+        for noise), and a request's worst case must fit beside `floor()` (read after `reserve()`: what of it the
+        lock needs, without the margin)."""
+        self._reserve, self._floor = reserve, floor
         try:
             yield
         finally:
-            self._reserve = lambda: 0.0
+            self._reserve, self._floor = (lambda: 0.0), (lambda: 0.0)
 
     def admit(self, worst: float | None = None) -> None:
         if self.holding:  # the SDK retrying this thread's request (a 5xx, a timeout): it keeps its room
@@ -110,8 +116,9 @@ class Spending:
             room = worst if worst is not None else self._largest
             while self.budget is not None:
                 kept = 0.0 if self.finishing else self._reserve()
-                if self.spent + self._reserved + (room + kept if kept else 0.0) < self.budget.amount:
-                    break  # what is kept for the leader is kept whole: this request's worst case comes out of the rest
+                if self.spent + self._reserved + kept < self.budget.amount and (  # what the lock needs is kept
+                        not kept or self.spent + self._reserved + room + self._floor() <= self.budget.amount):
+                    break  # whole, this request's worst case beside it
                 if not self._in_flight:
                     why = f", {self.budget.words(kept)} kept to finish the leader" if kept else ""
                     raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "

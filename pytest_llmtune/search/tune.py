@@ -118,7 +118,7 @@ class Tune:
 
         if afford is None or self.spending is None:
             return run()
-        with self.spending.keeping(afford.reserve):
+        with self.spending.keeping(afford.reserve, lambda: afford.floor):
             return run()
 
     def _finish(self, evaluate_with: EvaluateWith, executor: Executor) -> None:
@@ -161,7 +161,7 @@ class Tune:
 
             finishing, spending.finishing = spending.finishing, False
             try:
-                with spending.keeping(lambda: room):
+                with spending.keeping(lambda: room, lambda: room / 1.2):  # the held-out run, without the fifth
                     cascades.finish(evaluate_with(result.configs), executor, affordable)
             finally:
                 spending.finishing = finishing

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmtune.llm.cost import unknown_price_words
+from pytest_llmtune.llm.cost import PriceTable, unknown_price_words
 from pytest_llmtune.report import json_report, preview, terminal
 from pytest_llmtune.report.hints import with_flags
 from pytest_llmtune.report.leaderboard import wrap
@@ -290,6 +290,8 @@ class TuneSession(EndpointSession):
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         super().pytest_collection_finish(session)
+        for target in self.targets.values():
+            refuse_free_dollar_budgets(target, self.settings, self.endpoint.prices, self.endpoint.default_model)
         if not self.config.option.collectonly and self.place is None:  # a worker's controller checked it
             self.check_lockfile()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -522,3 +524,32 @@ def front_points(result: SearchResult, winner: Trial, spec: Any) -> tuple[FrontP
     return tuple(FrontPoint(spec.space.encode(result.configs[t.index]), halving.score(t),
                             interval(t.values(), binary=binary), t.tokens_per_instance, t.cost_per_instance,
                             held_score(t), t is winner) for t in points)
+
+
+def refuse_free_dollar_budgets(target: Target, settings: Settings, prices: PriceTable,
+                               default_model: str | None) -> None:
+    """Before any request: a budget in dollars when every model the target may call (its space's, else the
+    default one, and its judge) costs nothing a token (a local model) or has no price (counted as 0): the
+    optimization budget would never be spent (with num_samples=-1 the tune would not stop), nor an inference
+    budget drop anything."""
+    spec = target.spec
+    budgets = [(name, budget) for name, budget in (("optimization_budget", spec.optimization_budget),
+                                                   ("inference_budget", spec.inference_budget))
+               if budget is not None and budget.unit == "usd"]
+    models = [str(model) for model in spec.space.values_of("model")] or ([default_model] if default_model else [])
+    judge = settings.judge_for(spec)
+    models += [judge.model] if judge is not None else []
+    if not budgets or not models or any(prices.price(model) not in (None, (0.0, 0.0)) for model in models):
+        return
+    name, budget = budgets[0]
+    free = [model for model in dict.fromkeys(models) if prices.price(model) is not None]
+    unknown = [model for model in dict.fromkeys(models) if prices.price(model) is None]
+    why = "; ".join(([f"{', '.join(map(repr, free))} cost{'s' if len(free) == 1 else ''} $0 a token"] if free else [])
+                    + ([f"no price is known for {', '.join(map(repr, unknown))}"] if unknown else []))
+    example = '"20000 tokens"' if name == "optimization_budget" else '"300 tokens"'
+    raise pytest.UsageError(
+        f"{target.name}: {name}={budget.amount:g} is in dollars, but every model it may call is counted at $0 ({why}), "
+        f"so the budget could never be spent{' and the tune would not stop' if name == 'optimization_budget' else ''}:"
+        f" give it in tokens, e.g. {name}={example}, or the models' prices in ini llmtune_prices "
+        "(`model input_per_1k output_per_1k`); nothing was sent")
+
