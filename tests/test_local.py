@@ -75,7 +75,10 @@ def test_real_tune_on_the_local_model_locks_and_reruns_free(addition: pytest.Pyt
     assert "llama-server" not in gate.stdout.str()  # the gate replays: no server started
 
 
-def test_local_server_is_stopped_after_ctrl_c(addition: pytest.Pytester) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_local_server_is_stopped_after_ctrl_c_or_sigterm(addition: pytest.Pytester, stop: signal.Signals) -> None:
+    """SIGTERM (a CI timeout, `timeout`) used to kill pytest at once and leave llama-server running; it now ends
+    the session as Ctrl-C does."""
     process = subprocess.Popen([sys.executable, "-m", "pytest", "--llm-tune", "--llm-local", "-p",
                                 "no:cacheprovider"], cwd=addition.path, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -88,10 +91,11 @@ def test_local_server_is_stopped_after_ctrl_c(addition: pytest.Pytester) -> None
     while "llmtune: tuning " not in line:  # the search has started: requests are in flight
         line = process.stdout.readline()
         assert line or process.poll() is None
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    process.send_signal(stop)
+    out, _ = process.communicate(timeout=60)
 
-    assert process.returncode == pytest.ExitCode.INTERRUPTED
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "not tuned: interrupted" in out
     assert not is_running(server_pid(header))
 
 

@@ -21,9 +21,22 @@ from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.usage import Usage
 
 LOST = [161, 268, 328, 374, 434, 679, 904, 1144, 1307, 1415, 2018, 2242]  # each lost a lock before
+Landscape = tuple[dict[str, Any], dict[str, int], dict[str, int], float, int, int, bool]
+SHAPES = [f"p{shape}" for shape in range(5)]
+BUILT = {  # the reviewer's own: a probe's instance paid twice (NothingFits); after three probes, a config priced
+    # from other shapes taken blind (no winner)
+    "the-probes-own-instance-is-paid-once": (
+        {"prompt": choice(SHAPES), "temperature": uniform(0, 1), "max_tokens": lograndint(2, 64),
+         "n": choice([1, 2, 4])}, dict(zip(SHAPES, [5, 40, 40, 40, 40], strict=True)),
+        dict(zip(SHAPES, [20, 50, 30, 8, 20], strict=True)), 800.0, 2, 666, True),
+    "after-the-probes-no-config-is-taken-blind": (
+        {"prompt": choice(SHAPES), "temperature": uniform(0, 1), "max_tokens": lograndint(2, 32)},
+        dict(zip(SHAPES, [20, 40, 5, 40, 5], strict=True)), dict(zip(SHAPES, [30, 30, 30, 20, 20], strict=True)),
+        400.0, 2, 262, True),
+}
 
 
-def landscape(number: int) -> tuple[dict[str, Any], dict[str, int], dict[str, int], float, int, int, bool]:
+def landscape(number: int) -> Landscape:
     """Up to 5 prompt shapes, each with its prompt's and its whole answer's length in tokens; max_tokens from 2 up
     (small ones cut answers short), sometimes n; a budget of 400-2,000 tokens for 12 instances and 4 held out."""
     rng = random.Random(number)
@@ -39,10 +52,10 @@ def landscape(number: int) -> tuple[dict[str, Any], dict[str, int], dict[str, in
             rng.random() < 0.5)
 
 
-def tune(number: int) -> tuple[Tune | None, Spending]:
+def tune(drawn: Landscape) -> tuple[Tune | None, Spending]:
     """The landscape's tune; None when it refused before the search. An answer cut short scores 0, or the share
     of it that fits."""
-    space, prompt_tokens, answer_tokens, budget, count, seed, partial = landscape(number)
+    space, prompt_tokens, answer_tokens, budget, count, seed, partial = drawn
     spending = Spending(Budget(budget, "tokens"))
     run = Tune(TuneProblem(spec=EvalSpec(space=SearchSpace(space), optimization_budget=spending.budget,
                                          num_samples=-1, seed=seed),
@@ -67,10 +80,11 @@ def tune(number: int) -> tuple[Tune | None, Spending]:
     return run, spending
 
 
-def assert_locks(number: int) -> bool:
+def assert_locks(number: int | str) -> bool:
     """Whether the landscape's tune locked (else it refused before the search); fails when it did neither."""
-    run, spending = tune(number)
-    space, prompt_tokens, answer_tokens, budget, *_ = landscape(number)
+    drawn = BUILT[number] if isinstance(number, str) else landscape(number)
+    run, spending = tune(drawn)
+    space, prompt_tokens, answer_tokens, budget, *_ = drawn
     most = max(prompt_tokens.values()) + 4 * max(answer_tokens.values())
     assert spending.spent <= budget + most  # within one request of the budget
     if run is None:
@@ -83,8 +97,8 @@ def assert_locks(number: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("number", LOST)
-def test_a_landscape_that_once_lost_its_lock_locks(number: int) -> None:
+@pytest.mark.parametrize("number", [*LOST, *BUILT])
+def test_a_landscape_that_once_lost_its_lock_locks(number: int | str) -> None:
     assert assert_locks(number)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -248,6 +249,8 @@ class EndpointSession(BaseSession):
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.option.collectonly:
             return
+        if self.calls_out:
+            interrupt_on_sigterm(self.config)
         if self.settings.local.enabled and self.calls_out:
             url = self.place.local_url if self.place is not None else None  # a worker uses the controller's server
             if url is None:
@@ -394,6 +397,27 @@ def refuse_for_local(target: Target, settings: Settings) -> None:
             f"and a server answers any name with its model: a tune would measure another model and lock "
             f"{models[0]!r}. Give it its line in ini llmtune_local_models (`{models[0]} GGUF_FILE_OR_PACKAGE`), "
             "or, for a model on another endpoint, in ini llmtune_endpoints")
+
+
+def interrupt_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (a CI job's timeout, `timeout`, a supervisor stopping the run) ends the session as Ctrl-C does: the
+    summary printed, what was paid for kept, the local servers stopped (by default SIGTERM kills pytest at once and
+    leaves llama-server running). A handler set before is left alone; a second SIGTERM while the session winds down
+    is ignored. Only the main thread can set one (a pytest-xdist worker may run elsewhere: its controller's
+    servers are the controller's)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not \
+            signal.SIG_DFL:
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt("SIGTERM")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.add_cleanup(restore)
 
 
 def start_local_server(config: pytest.Config, settings: Settings) -> LocalServer:
