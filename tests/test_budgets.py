@@ -197,8 +197,9 @@ def test_what_the_lock_needs_is_never_spent_on_exploration(worst: int | None) ->
     spending.admit(worst)
     spending.settle(60, 0.0)  # the costliest so far stands in for a request without a bound
     spending.spent = 830.0
-    with spending.keeping(lambda: 150.0, lambda: 125.0), pytest.raises(BudgetSpent,
-                                                                         match="150 tokens kept to finish the leader"):
+    stopped = r"stopped at 830 tokens of the optimization budget of 1,000 tokens: the rest is kept to finish the leader"
+    with spending.keeping(lambda: 150.0, lambda: 125.0), pytest.raises(BudgetSpent, match=stopped + r" \(it needs "
+                                                                                          "about 125 tokens"):
         spending.admit(worst)  # 830 + 150 < 1,000, but 830 + 60 + 125 > 1,000: refused
     spending.spent = 800.0
     with spending.keeping(lambda: 150.0, lambda: 125.0):

@@ -9,6 +9,7 @@ import pytest
 from openai_server import FakeOpenAI
 
 from conftest import sentiment_test
+from pytest_llmtune.llm.cost import MESSAGE_OVERHEAD
 from pytest_llmtune.report.preview import Sizes, evaluations, tokens_per_evaluation
 from pytest_llmtune.search.brackets import Brackets
 from pytest_llmtune.search.budget import Budget
@@ -65,7 +66,9 @@ def test_tokens_per_evaluation_bound_the_worst_case_by_max_tokens() -> None:
 
     assert (split.prompt, split.completion, split.worst_completion) == (90, 15, 15)  # answers capped at max_tokens
     assert (whole.prompt, whole.completion) == (30, 15)
-    assert unbounded.worst_completion is None and unbounded.prompt == len('"x"') / 4
+    assert unbounded.worst_completion is None and unbounded.prompt == len('"x"') / 4 + MESSAGE_OVERHEAD  # a chat
+    completion = tokens_per_evaluation({"prompt": "x", "api": "completions"}, Sizes(None, None), False)  # message
+    assert completion.prompt == len('"x"') / 4
 
 
 def test_evaluations_count_rungs_held_out_and_the_confirmation() -> None:
@@ -87,6 +90,23 @@ def test_the_plan_screens_by_the_inference_budget_as_the_tune_does(pytester: pyt
     skipped = re.search(r"inference budget 14 tokens per instance: (\d+) of the 16 drawn skipped", plan.stdout.str())
     assert planned and ran and skipped, plan.stdout.str()
     assert planned.group(1) == ran.group(1) and int(skipped.group(1)) == 16 - int(ran.group(1))
+
+
+def test_a_budget_that_cannot_finish_one_config_says_so_in_the_plan_with_the_budget_that_would(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI) -> None:
+    """A new user's plan at 200 tokens read "1 candidate (of 16 drawn) ... expected: 2,889 tokens" beside "pays for
+    about 0 of the 16 candidates", and no budget to try; the tune then refused with one. The plan now says what the
+    tune stops with."""
+    pytester.makepyfile(test_sentiment=sentiment_test().replace("threshold=", 'optimization_budget="50 tokens", '
+                                                                              "threshold="))
+
+    plan, tuned = pytester.runpytest("--llm-tune", "--co"), pytester.runpytest("--llm-tune")
+
+    words = r"the optimization budget of 50 tokens cannot pay for one config on all \d+ instances: the cheapest of"
+    assert re.search(rf"test_sentiment: {words}", " ".join(plan.stdout.str().split())), plan.stdout.str()
+    assert re.search(r'give optimization_budget="\d+ tokens" or more', " ".join(plan.stdout.str().split()))
+    assert "pays for about 0" not in plan.stdout.str()
+    assert re.search(words, " ".join(tuned.stdout.str().split()))
 
 
 def test_the_plan_keeps_room_for_the_confirmation_as_the_tune_does(pytester: pytest.Pytester,

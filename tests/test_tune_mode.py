@@ -30,6 +30,8 @@ def test_tune_writes_the_winner_to_the_lockfile(project: pytest.Pytester, openai
     result.stdout.fnmatch_lines(["*llmtune: tuning test_sentiment.py::test_sentiment: 16 configs*",
                                  "*rung 1/*", "rank*#*inst*score*tok/inst*", "rank*#*prompt*",
                                  "*locked in llmtune.lock (updated)*"])
+    assert "no held-out share: with fewer than 40 instances none is kept by default" in " ".join(
+        result.stdout.str().split())  # 24 instances: the user is told the score is where the search chose
 
 
 def test_rerun_with_same_seed_makes_no_requests(project: pytest.Pytester, openai_server: FakeOpenAI) -> None:

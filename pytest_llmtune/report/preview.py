@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmtune.llm.cost import MESSAGE_OVERHEAD
 from pytest_llmtune.report.leaderboard import cell, labels_for, legend, plural, render, split_tables, varying_keys
 from pytest_llmtune.search.brackets import FirstBracket
 from pytest_llmtune.search.demos import Demonstrations
@@ -22,6 +23,7 @@ from pytest_llmtune.search.spec import EvalSpec
 
 __all__ = ["Sizes", "Tokens", "evaluations", "preview_lines", "recorded_sizes", "tokens_per_evaluation"]
 
+FINALISTS_WORDS = ", finalists scored on the held-out instances"
 CHARS_PER_TOKEN = 4  # a rough rule for English text, used only when there are no recordings to measure from
 
 
@@ -71,7 +73,10 @@ def tokens_per_evaluation(config: Mapping[str, Any], sizes: Sizes, split_n: bool
     template = json.dumps(config.get("messages") or config.get("prompt") or "") + "".join(
         value.text(value.items) if not value.as_turns else json.dumps(value.turns(value.items))
         for value in config.values() if isinstance(value, Demonstrations))  # demonstrations lengthen the prompt
-    prompt = sizes.prompt if sizes.prompt is not None else len(template) / CHARS_PER_TOKEN
+    messages = config.get("messages")
+    chat = config.get("api", "chat") == "chat"  # each chat message costs its role and separators beyond its text
+    overhead = MESSAGE_OVERHEAD * (len(messages) if isinstance(messages, list) else 1) if chat else 0
+    prompt = sizes.prompt if sizes.prompt is not None else len(template) / CHARS_PER_TOKEN + overhead
     sample = sizes.sample if sizes.sample is not None else (most / 2 if most else 64.0)
     if most is not None:
         sample = min(sample, most)
@@ -96,6 +101,10 @@ def preview_lines(name: str, spec: EvalSpec, first: FirstBracket, *, instances: 
     """The target's plan: candidates, rungs, expected and worst-case tokens and dollars, what the budgets allow."""
     candidates, rungs, drawn = first.candidates, first.rungs, first.drawn
     tokens = [tokens_per_evaluation(config, sizes, split_n) for config in candidates]
+    if first.refused is not None:  # what the tune would stop with, before the search
+        return [f"{name}: {first.refused}. The tune measures answers first (pilot evaluations) and stops so if they "
+                "confirm it; the cheapest candidate:", "  " + sizes_words(sizes),
+                *candidate_lines(candidates, tokens, width)]
     planned, most = evaluations(rungs, held_out, first.confirm, first.fit.ties if first.fit else TIES)
     mean = statistics.fmean(t.prompt + t.completion for t in tokens)
     worst = [t.prompt + t.worst_completion if t.worst_completion is not None else None for t in tokens]
@@ -104,8 +113,7 @@ def preview_lines(name: str, spec: EvalSpec, first: FirstBracket, *, instances: 
              + (f" (+{held_out} held out)" if held_out else ""),
              f"  rungs (configs x instances): {', then '.join(f'{r.configs} x {r.instances}' for r in rungs)}; "
              f"{planned:,} evaluations planned"
-             + (f", at most {most:,} (ties promoted, finalists scored on the held-out instances)" if most > planned
-                else ""),
+             + (f", at most {most:,} (ties promoted{FINALISTS_WORDS if held_out else ''})" if most > planned else ""),
              "  " + sizes_words(sizes)]
     expected_tokens = mean * planned
     dollars = statistics.fmean(cost(c, t.prompt, t.completion) for c, t in zip(candidates, tokens, strict=True))

@@ -17,7 +17,7 @@ from pytest_llmtune.search.evaluation import Failure, SearchFailed
 from pytest_llmtune.search.halving import SuccessiveHalving, Trial
 from pytest_llmtune.search.result import Confirmation, SearchResult
 from pytest_llmtune.search.scores import Scores
-from pytest_llmtune.search.spec import EvalSpec
+from pytest_llmtune.search.spec import HOLDOUT_FROM, EvalSpec
 from pytest_llmtune.search.stats import aggregate, paired_difference
 from pytest_llmtune.store.lockfile import LockEntry, Split
 from pytest_llmtune.usage import Usage
@@ -280,7 +280,7 @@ def confirmation_line(outcome: TuneOutcome, entry: LockEntry) -> str | None:
         return None
     if not entry.repeat:
         return (f"not confirmed ({confirmed.error or 'incomplete'}): the lock keeps the search's results, which "
-                "flatter the config it picked; `--llm-live` may fail it unchanged (README: the winner's curse)")
+                "flatter the config it picked; `--llm-live` may fail it unchanged (docs/gate.md: the winner's curse)")
     held = result.held_out.get(result.winner.index)
     searched = [*result.winner.metrics.values(), *(held.metrics.values() if held else ())]
     return (f"confirmed with fresh samples of the winner on all {entry.instances} instances: {entry.metric} "
@@ -328,6 +328,9 @@ def tune_lines(outcome: TuneOutcome | None, verdict: Verdict | None, lockfile_na
     held = held_out_line(entry)
     if held:
         lines.append(held)
+    elif not outcome.held_out_count and spec.holdout is None:
+        lines.append(f"no held-out share: with fewer than {HOLDOUT_FROM} instances none is kept by default, so the "
+                     f"score above is where the search chose (llm_eval(holdout=0.25) keeps a quarter)")
     confirmed = confirmation_line(outcome, entry)
     if confirmed:
         lines.append(confirmed)

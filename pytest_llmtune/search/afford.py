@@ -28,7 +28,7 @@ from pytest_llmtune.search.evaluation import (
 from pytest_llmtune.search.halving import TIES, Rung, Trial
 from pytest_llmtune.search.problem import TuneProblem, sampled
 
-__all__ = ["CONFIRM_SHARE", "PILOTS", "PROBES", "Affordability", "PlanFit", "alone", "fit_plan"]
+__all__ = ["CONFIRM_SHARE", "PILOTS", "PROBES", "Affordability", "PlanFit", "alone", "cannot_pay", "fit_plan"]
 
 PILOTS = 16  # prompt shapes measured (one evaluation each) before the first plan is sized
 PILOT_WAVE = 4  # pilots sent at once
@@ -159,15 +159,10 @@ class Affordability:
                 return found[0]
         self.fits.append((len(configs), fitted))
         if not fitted.chosen and first:
-            cheapest = min(estimates)
-            enough = _round_up(self.spending.spent + MARGIN * fitted.needed)
-            raise NothingFits(
-                f"the optimization budget of {budget.words(budget.amount)} cannot pay for one config on all "
-                f"{self.problem.instances + self.problem.held_out_count} instances: the cheapest of {len(configs)} "
-                f"candidates costs about {budget.words(cheapest)} an instance (priced from {self.costs.evaluations} "
-                f"measured evaluation{'s' if self.costs.evaluations != 1 else ''}), so a lock needs about "
-                f"{budget.words(fitted.needed)} more; give optimization_budget={budget.argument(enough)} or more, "
-                "or a cheaper space (smaller n or max_tokens)")
+            measured = self.costs.evaluations
+            raise NothingFits(cannot_pay(self.problem, budget, min(estimates), len(configs), fitted.needed,
+                                         self.spending.spent, f"priced from {measured} measured "
+                                                              f"evaluation{'s' if measured != 1 else ''}"))
         if not fitted.chosen:
             stopped(f"the {budget.words(left)} left of the optimization budget cannot finish another config "
                     f"(about {budget.words(fitted.needed)} needed)")
@@ -319,6 +314,17 @@ def _pilot_order(config: Config) -> tuple[float, float]:
     """Fewer samples first, then the larger max_tokens (none: unbounded, first)."""
     n, most = config.get("n", 1), config.get("max_tokens")
     return (n if isinstance(n, int) else math.inf, -most if isinstance(most, int) else -math.inf)
+
+
+def cannot_pay(problem: TuneProblem, budget: Budget, cheapest: float, candidates: int, needed: float, spent: float,
+               priced: str) -> str:
+    """Why the budget cannot pay for one config on every instance, and what budget would (with MARGIN)."""
+    enough = _round_up(spent + MARGIN * needed)
+    return (f"the optimization budget of {budget.words(budget.amount)} cannot pay for one config on all "
+            f"{problem.instances + problem.held_out_count} instances: the cheapest of {candidates} candidates costs "
+            f"about {budget.words(cheapest)} an instance ({priced}), so a lock needs about {budget.words(needed)}"
+            f"{' more' if spent else ''}; give optimization_budget={budget.argument(enough)} or more, or a cheaper "
+            "space (smaller n or max_tokens)")
 
 
 def _round_up(amount: float) -> float:

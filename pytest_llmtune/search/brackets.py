@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pytest_llmtune.search.afford import Affordability, alone, fit_plan
+from pytest_llmtune.search.afford import Affordability, alone, cannot_pay, fit_plan
 from pytest_llmtune.search.budget import Spending
 from pytest_llmtune.search.costs import MARGIN, BudgetFit, key_of
 from pytest_llmtune.search.demo_credit import Credit, by_credit, credit_of, swapped
@@ -52,6 +52,7 @@ class FirstBracket:
     fit: BudgetFit | None = None  # what the optimization budget pays for, when there is one
     priced: int = 0  # the candidates the fit priced
     cheaper: bool = False  # none of them fits: these were drawn further, for what the budget can finish
+    refused: str | None = None  # not one can be finished: why, and what budget would do (the tune's own words)
 
 
 @dataclass
@@ -121,10 +122,18 @@ class Brackets:
         if not planned.fit.chosen and (found := self.cheaper(budget.amount, problem.spec.seed, estimate)):
             return FirstBracket(found[0], self.halving(len(found[0]), found[1].rungs, found[1].ties).rungs,
                                 len(drawn), len(self.skipped), 0, found[1], len(candidates), cheaper=True)
-        chosen = [candidates[i] for i in planned.fit.chosen] or candidates[:1]
+        refused = None
+        if not planned.fit.chosen:  # the cheapest, to show what a lock would cost
+            costs = [estimate(c) for c in candidates]
+            cheapest = min(range(len(candidates)), key=costs.__getitem__)
+            chosen = [candidates[cheapest]]
+            refused = cannot_pay(problem, budget, costs[cheapest], len(candidates), planned.fit.needed, 0.0,
+                                 "estimated before any request")
+        else:
+            chosen = [candidates[i] for i in planned.fit.chosen]
         rungs = planned.fit.rungs if planned.fit.chosen else ()
         return FirstBracket(chosen, self.halving(len(chosen), rungs).rungs, len(drawn), len(self.skipped),
-                            planned.confirm, planned.fit, len(candidates))
+                            planned.confirm, planned.fit, len(candidates), refused=refused)
 
     def one(self, bracket: int, configs: list[Config], halving: SuccessiveHalving, evaluate_with: EvaluateWith, *,
             executor: Executor, concurrency: int, on_progress: OnProgress) -> SearchResult:

@@ -119,10 +119,15 @@ class Spending:
                 if self.spent + self._reserved + kept < self.budget.amount and (  # what the lock needs is kept
                         not kept or self.spent + self._reserved + room + self._floor() <= self.budget.amount):
                     break  # whole, this request's worst case beside it
+                if not self._in_flight and kept:
+                    raise BudgetSpent(
+                        f"the search stopped at {self.budget.words(self.spent)} of the optimization budget of "
+                        f"{self.budget.words(self.budget.amount)}: the rest is kept to finish the leader (it needs "
+                        f"about {self.budget.words(self._floor() or kept)}; the reserve was "
+                        f"{self.budget.words(kept)} with a margin for noise)")
                 if not self._in_flight:
-                    why = f", {self.budget.words(kept)} kept to finish the leader" if kept else ""
                     raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "
-                                      f"spent ({self.budget.words(self.spent)}{why})")
+                                      f"spent ({self.budget.words(self.spent)})")
                 self._settled.wait(timeout=0.5)  # a request in flight settles: its worst case becomes its cost
             self._in_flight += 1
             self._reserved += room

@@ -14,7 +14,7 @@ from pytest_llmtune.search.judge_config import JudgeConfig
 from pytest_llmtune.search.space import SearchSpace
 from pytest_llmtune.search.stats import Aggregate, resolve_agg
 
-__all__ = ["STRATEGIES", "EvalSpec", "MetricError"]
+__all__ = ["HOLDOUT_FROM", "STRATEGIES", "EvalSpec", "MetricError"]
 
 PASS_RATE = "pass_rate"
 # halving: successive halving over the instances; random: every drawn config on every instance; grid: every
