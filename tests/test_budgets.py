@@ -197,9 +197,10 @@ def test_what_the_lock_needs_is_never_spent_on_exploration(worst: int | None) ->
     spending.admit(worst)
     spending.settle(60, 0.0)  # the costliest so far stands in for a request without a bound
     spending.spent = 830.0
-    stopped = r"stopped at 830 tokens of the optimization budget of 1,000 tokens: the rest is kept to finish the leader"
-    with spending.keeping(lambda: 150.0, lambda: 125.0), pytest.raises(BudgetSpent, match=stopped + r" \(it needs "
-                                                                                          "about 125 tokens"):
+    stopped = r"stopped at 830 tokens of the optimization budget of 1,000 tokens: what is left is kept to finish"
+    with spending.keeping(lambda: 150.0, lambda: 125.0), pytest.raises(BudgetSpent, match=stopped + r" the leader "
+                                                                                          r"\(about 125 tokens; the "
+                                                                                          "reserve is 150 tokens"):
         spending.admit(worst)  # 830 + 150 < 1,000, but 830 + 60 + 125 > 1,000: refused
     spending.spent = 800.0
     with spending.keeping(lambda: 150.0, lambda: 125.0):
@@ -242,20 +243,40 @@ def test_a_dollar_budget_on_models_counted_at_nothing_is_refused_before_any_requ
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         name = "inference_budget" if budgets.startswith("inference") else "optimization_budget"
         result.stderr.fnmatch_lines([f"*test_reviews: {name}=0.0* is in dollars, but every model it may call is "
-                                     f"counted at $0 ({why}), so the budget could never be spent*"])
+                                     f"counted at $0 ({why}), so it could never bind*"])
         assert f'give it in tokens, e.g. {name}="' in result.stderr.str()
+        assert ("the tune would not stop" in result.stderr.str()) == ("num_samples=-1" in budgets)
     assert openai_server.requests == 0
 
 
+@pytest.mark.parametrize("space", [
+    '"model": choice(["gpt-4o-mini", "my-model"])',
+    '"variant": choice([{"model": "free-model"}, {"temperature": 0}])',  # the second calls the default model
+], ids=["one-model-priced", "a-group-option-calls-the-default-model"])
 def test_a_dollar_budget_binds_when_one_of_the_models_has_a_price(pytester: pytest.Pytester,
-                                                                 openai_server: FakeOpenAI) -> None:
-    pytester.makepyfile(reviews("optimization_budget=0.01").replace(
-        '"model": "gpt-4o-mini"', '"model": choice(["gpt-4o-mini", "my-model"])'))
+                                                                 openai_server: FakeOpenAI, space: str) -> None:
+    pytester.makeini("[pytest]\nllmtune_prices = free-model 0 0\nllmtune_model = gpt-4o-mini\n")
+    pytester.makepyfile(reviews("optimization_budget=0.01").replace('"model": "gpt-4o-mini"', space)
+                        .replace('"temperature": 0, ', ""))
 
     result = pytester.runpytest("--llm-tune", "--co")
 
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     assert "is in dollars" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_deselected_target_with_a_dollar_budget_on_a_free_model_blocks_nothing(pytester: pytest.Pytester,
+                                                                                openai_server: FakeOpenAI) -> None:
+    pytester.makeini("[pytest]\nllmtune_prices = free-model 0 0\n")
+    pytester.makepyfile(test_free=reviews("optimization_budget=0.01").replace('"gpt-4o-mini"', '"free-model"'),
+                        test_paid=reviews("optimization_budget=0.01").replace("def test_reviews", "def test_paid"))
+
+    selected = pytester.runpytest("--llm-tune", "--co", "test_paid.py")
+    everything = pytester.runpytest("--llm-tune", "--co")
+
+    assert selected.ret == pytest.ExitCode.OK, selected.stderr.str()
+    assert everything.ret == pytest.ExitCode.USAGE_ERROR
+    assert "test_free.py::test_reviews: optimization_budget=0.01 is in dollars" in everything.stderr.str()
 
 
 def test_a_token_budget_may_be_written_as_the_summary_writes_it() -> None:

@@ -96,14 +96,16 @@ class Spending:
         # what finishing the search's leader on every instance would cost: exploration stops short of it
         self._reserve: Callable[[], float] = lambda: 0.0
         self._floor: Callable[[], float] = lambda: 0.0  # of it, what the lock needs: no request may take that
+        self._for = "to finish the leader"
         self.finishing = False  # the leader is being finished: the whole budget is open
 
     @contextlib.contextmanager
-    def keeping(self, reserve: Callable[[], float], floor: Callable[[], float] = lambda: 0.0) -> Iterator[None]:
+    def keeping(self, reserve: Callable[[], float], floor: Callable[[], float] = lambda: 0.0,
+                purpose: str = "to finish the leader") -> Iterator[None]:
         """Within: every admission keeps back `reserve()` (the search's room to finish its leader, with a margin
         for noise), and a request's worst case must fit beside `floor()` (read after `reserve()`: what of it the
-        lock needs, without the margin)."""
-        self._reserve, self._floor = reserve, floor
+        lock needs, without the margin); `purpose` says what for when the budget stops the search."""
+        self._reserve, self._floor, self._for = reserve, floor, purpose
         try:
             yield
         finally:
@@ -120,11 +122,13 @@ class Spending:
                         not kept or self.spent + self._reserved + room + self._floor() <= self.budget.amount):
                     break  # whole, this request's worst case beside it
                 if not self._in_flight and kept:
+                    need = self._floor() or kept
+                    margin = f"; the reserve is {self.budget.words(kept)}, with a margin for noise" if kept > need \
+                        else ""
                     raise BudgetSpent(
                         f"the search stopped at {self.budget.words(self.spent)} of the optimization budget of "
-                        f"{self.budget.words(self.budget.amount)}: the rest is kept to finish the leader (it needs "
-                        f"about {self.budget.words(self._floor() or kept)}; the reserve was "
-                        f"{self.budget.words(kept)} with a margin for noise)")
+                        f"{self.budget.words(self.budget.amount)}: what is left is kept {self._for} (about "
+                        f"{self.budget.words(need)}{margin})")
                 if not self._in_flight:
                     raise BudgetSpent(f"the optimization budget of {self.budget.words(self.budget.amount)} is "
                                       f"spent ({self.budget.words(self.spent)})")

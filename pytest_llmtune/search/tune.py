@@ -161,7 +161,8 @@ class Tune:
 
             finishing, spending.finishing = spending.finishing, False
             try:
-                with spending.keeping(lambda: room, lambda: room / 1.2):  # the held-out run, without the fifth
+                with spending.keeping(lambda: room, lambda: room / 1.2,  # the held-out run, without the fifth
+                                      "for the best config's held-out instances"):
                     cascades.finish(evaluate_with(result.configs), executor, affordable)
             finally:
                 spending.finishing = finishing

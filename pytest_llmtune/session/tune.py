@@ -45,7 +45,7 @@ from pytest_llmtune.search.evaluation import (
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
-from pytest_llmtune.search.space import fingerprint
+from pytest_llmtune.search.space import SearchSpace, fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.session.base import rerun_error
@@ -291,7 +291,8 @@ class TuneSession(EndpointSession):
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         super().pytest_collection_finish(session)
         for target in self.targets.values():
-            refuse_free_dollar_budgets(target, self.settings, self.endpoint.prices, self.endpoint.default_model)
+            if self.selected(target, session):
+                refuse_free_dollar_budgets(target, self.settings, self.endpoint.prices, self.endpoint.default_model)
         if not self.config.option.collectonly and self.place is None:  # a worker's controller checked it
             self.check_lockfile()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -528,28 +529,40 @@ def front_points(result: SearchResult, winner: Trial, spec: Any) -> tuple[FrontP
 
 def refuse_free_dollar_budgets(target: Target, settings: Settings, prices: PriceTable,
                                default_model: str | None) -> None:
-    """Before any request: a budget in dollars when every model the target may call (its space's, else the
-    default one, and its judge) costs nothing a token (a local model) or has no price (counted as 0): the
-    optimization budget would never be spent (with num_samples=-1 the tune would not stop), nor an inference
-    budget drop anything."""
+    """Before any request: a budget in dollars when every model the target may call (its space's, the default one
+    for configs that name none, and its judge) costs nothing a token (a local model) or has no price (counted as
+    0): the optimization budget would never be spent (with num_samples=-1 the tune would not stop), nor an
+    inference budget drop anything."""
     spec = target.spec
     budgets = [(name, budget) for name, budget in (("optimization_budget", spec.optimization_budget),
                                                    ("inference_budget", spec.inference_budget))
                if budget is not None and budget.unit == "usd"]
-    models = [str(model) for model in spec.space.values_of("model")] or ([default_model] if default_model else [])
+    models = [str(model) for model in spec.space.values_of("model")]
+    if may_lack(spec.space, "model") and default_model:
+        models.append(default_model)
     judge = settings.judge_for(spec)
     models += [judge.model] if judge is not None else []
     if not budgets or not models or any(prices.price(model) not in (None, (0.0, 0.0)) for model in models):
         return
-    name, budget = budgets[0]
     free = [model for model in dict.fromkeys(models) if prices.price(model) is not None]
     unknown = [model for model in dict.fromkeys(models) if prices.price(model) is None]
     why = "; ".join(([f"{', '.join(map(repr, free))} cost{'s' if len(free) == 1 else ''} $0 a token"] if free else [])
                     + ([f"no price is known for {', '.join(map(repr, unknown))}"] if unknown else []))
-    example = '"20000 tokens"' if name == "optimization_budget" else '"300 tokens"'
+    given = " and ".join(f"{name}={budget.amount:g}" for name, budget in budgets)
+    endless = spec.num_samples == -1 and any(name == "optimization_budget" for name, _ in budgets)
+    examples = ", ".join(f'{name}="{20000 if name == "optimization_budget" else 300} tokens"' for name, _ in budgets)
+    one = len(budgets) == 1
     raise pytest.UsageError(
-        f"{target.name}: {name}={budget.amount:g} is in dollars, but every model it may call is counted at $0 ({why}), "
-        f"so the budget could never be spent{' and the tune would not stop' if name == 'optimization_budget' else ''}:"
-        f" give it in tokens, e.g. {name}={example}, or the models' prices in ini llmtune_prices "
-        "(`model input_per_1k output_per_1k`); nothing was sent")
+        f"{target.name}: {given} {'is' if one else 'are'} in dollars, but every model it may call is counted at $0 "
+        f"({why}), so {'it' if one else 'they'} could never bind"
+        f"{' (with num_samples=-1 the tune would not stop)' if endless else ''}: give {'it' if one else 'them'} in "
+        f"tokens, e.g. {examples}, or the models' prices in ini llmtune_prices (`model input_per_1k "
+        "output_per_1k`); nothing was sent")
 
+
+def may_lack(space: SearchSpace, key: str) -> bool:
+    """Whether a config of the space may lack `key`: it is no constant or domain of its own, and some option of
+    a group holding it does not name it."""
+    if key in space.spec and key not in space.groups:
+        return False
+    return not any(all(key in option for option in space.spec[group].options) for group in space.groups)
