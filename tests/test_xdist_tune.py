@@ -341,3 +341,27 @@ def test_a_space_of_numpy_values_is_locked_under_xdist(pytester: pytest.Pytester
 
     assert spread.ret == pytest.ExitCode.OK, spread.stdout.str()
     assert locks(pytester.path) == first
+
+
+@pytest.mark.parametrize("refusal", ["dollars", "key"])
+def test_what_a_plain_run_refuses_at_collection_is_refused_alike_on_workers(
+        pytester: pytest.Pytester, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    """A worker's UsageError used to end it without a word: the controller printed an INTERNALERROR ("Unexpectedly
+    no active workers available"). Now the run says what a plain one says, with its exit code, and sends nothing."""
+    if refusal == "dollars":
+        pytester.makeini("[pytest]\nllmtune_prices = m 0 0\n")
+        pytester.makepyfile(test_sum0=target(0, budget="0.01"))
+        expected = "*test_sum0.py::test_sum: optimization_budget=0.01 is in dollars, but every model it may call*"
+    else:
+        pytester.makeini("[pytest]\nllmtune_endpoints = m http://127.0.0.1:9/v1 MISSING_KEY\n")
+        monkeypatch.delenv("MISSING_KEY", raising=False)
+        pytester.makepyfile(test_sum0=target(0))
+        expected = "*environment variable MISSING_KEY*which is not set*"
+
+    plain, distributed = pytester.runpytest("--llm-tune"), pytester.runpytest("--llm-tune", "-n", "2")
+
+    assert plain.ret == distributed.ret == pytest.ExitCode.USAGE_ERROR
+    for result in (plain, distributed):
+        result.stderr.fnmatch_lines([expected])
+    assert "INTERNALERROR" not in distributed.stdout.str() + distributed.stderr.str()
+    assert openai_server.requests == 0

@@ -220,6 +220,8 @@ class Controller:
 
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         output = getattr(node, "workeroutput", {}).get(INPUT_KEY)
+        if output is not None and output.get("refused"):  # what a plain run refuses at collection, said here: the
+            raise pytest.UsageError(output["refused"])  # worker ran nothing (its targets were not selected there)
         if output is not None:
             self.take(output.get("outbox", []))
             self.outputs.append(output)

@@ -216,9 +216,22 @@ class EndpointSession(BaseSession):
             self.outbox.flush()
         return self.cassettes.use(target.name)
 
+    @pytest.hookimpl(tryfirst=True)  # before a pytest-xdist worker sends its collection
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.place is not None:
             self.reshare(session)
+        try:
+            self.refuse_before_sending(session)
+        except pytest.UsageError as error:
+            if self.place is None:
+                raise
+            # a pytest-xdist worker's UsageError ends it without a word (the controller shows an INTERNALERROR,
+            # pytest-xdist#1345): it runs nothing, and the controller raises it (Controller.pytest_testnodedown)
+            self.config.workeroutput.setdefault(INPUT_KEY, {})["refused"] = str(error)  # type: ignore[attr-defined]
+            session.items[:] = []
+
+    def refuse_before_sending(self, session: pytest.Session) -> None:
+        """Before any request, what the targets ask that the endpoints cannot honour: a UsageError saying so."""
         if not self.calls_out:
             return  # a replay needs no endpoint: no table, key or server
         chatless = self.chatless() if self.settings.local.enabled else set()

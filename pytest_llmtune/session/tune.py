@@ -288,11 +288,15 @@ class TuneSession(EndpointSession):
 
     # --- the plan, with --co ------------------------------------------------------------------------------------
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        super().pytest_collection_finish(session)
+    def refuse_before_sending(self, session: pytest.Session) -> None:
+        super().refuse_before_sending(session)
         for target in self.targets.values():
             if self.selected(target, session):
                 refuse_free_dollar_budgets(target, self.settings, self.endpoint.prices, self.endpoint.default_model)
+
+    @pytest.hookimpl(tryfirst=True)  # before a pytest-xdist worker sends its collection (EndpointSession's)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        super().pytest_collection_finish(session)
         if not self.config.option.collectonly and self.place is None:  # a worker's controller checked it
             self.check_lockfile()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
