@@ -91,6 +91,25 @@ def test_a_key_variable_that_is_not_set_is_named_before_any_request(
     assert sum(server.requests for server in servers.values()) == 0
 
 
+def test_the_default_models_key_is_checked_when_a_group_option_names_no_model(
+        pytester: pytest.Pytester, servers: dict[str, FakeOpenAI], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group option without "model" calls the default one (ini llmtune_model): its key is checked too (it was
+    left out when some option named a model)."""
+    project(pytester, servers, ["big-model"])
+    pytester.makeini(f"[pytest]\nllmtune_model = small-model\nllmtune_endpoints =\n"
+                     f"    big-model {servers['big'].base_url} BIG_KEY\n"
+                     f"    small-model {servers['small'].base_url} SMALL_KEY\n")
+    pytester.makepyfile(test_two=TWO_MODELS.replace('"model": choice(MODELS)',
+                                                    '"variant": choice([{"model": "big-model"}, {"n": 1}])'))
+    monkeypatch.delenv("SMALL_KEY")
+
+    result = pytester.runpytest("--llm-tune")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'small-model' is served at http*SMALL_KEY*which is not set*"])
+    assert sum(server.requests for server in servers.values()) == 0
+
+
 def test_a_model_its_endpoint_does_not_serve_is_one_error_naming_the_model_and_the_endpoint(
         pytester: pytest.Pytester, servers: dict[str, FakeOpenAI]) -> None:
     big = servers["big"].base_url

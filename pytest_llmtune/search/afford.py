@@ -125,18 +125,13 @@ class Affordability:
         if not self.costs.ready:  # every pilot failed: the search meets (and reports) the error
             return configs
         budget = self.budget
-        estimates = [self.costs.estimate(config) for config in configs]
-        cut = [self.costs.cut_short(config) for config in configs]
-        left = budget.amount - self.spending.spent
+        estimates, cut, left, planned = self.refit(configs)
         if first:  # the first bracket gives up the confirmation rather than lock nothing
-            planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
             priced = [configs[i] for i in planned.fit.chosen if self.costs.known(configs[i]) == "priced"]
             if (not planned.fit.chosen or priced) and self.pilot(priced or configs, evaluate_with, executor,
                                                                   every_shape=True):
-                estimates = [self.costs.estimate(config) for config in configs]  # the shapes left were priced
-                cut = [self.costs.cut_short(config) for config in configs]  # from the others: measured before
-                left = budget.amount - self.spending.spent  # giving up, or before a plan that counts on them
-                planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
+                estimates, cut, left, planned = self.refit(configs)  # the shapes left were priced from the
+                # others: measured before giving up, or before a plan that counts on them
             fitted, self.confirm = planned.fit, planned.confirm
         else:  # the leader so far has measured costs: what its finishing needs is kept once, for any winner,
             self.reserve()  # its confirmation included: a bracket that cannot leave room for it does not start
@@ -146,10 +141,7 @@ class Affordability:
             spent = self.spending.spent  # further for configs the budget can finish
             found = self.cheaper(cheaper, evaluate_with, executor, fallback=bool(fitted.chosen))
             if self.spending.spent > spent:  # what the probes measured and spent: the candidates fitted again
-                estimates = [self.costs.estimate(config) for config in configs]
-                cut = [self.costs.cut_short(config) for config in configs]
-                left = budget.amount - self.spending.spent
-                planned = fit_plan(self.problem, estimates, left, self.confirm, cut)
+                estimates, cut, left, planned = self.refit(configs)
                 fitted, self.confirm = planned.fit, planned.confirm
             if found is not None and all(cut[i] for i in fitted.chosen) and (
                     not fitted.chosen or not self.costs.cut_short(found[0][0])  # one cut short too is taken when
@@ -169,6 +161,14 @@ class Affordability:
         self.planned, self.ties = fitted.rungs, fitted.ties
         return [configs[i] for i in fitted.chosen]
 
+    def refit(self, configs: list[Config]) -> tuple[list[float], list[bool], float, PlanFit]:
+        """The candidates' estimates and whether each is cut short, what is left, and the first bracket's fit
+        (`fit_plan`), from what the cost model knows now."""
+        estimates = [self.costs.estimate(config) for config in configs]
+        cut = [self.costs.cut_short(config) for config in configs]
+        left = self.budget.amount - self.spending.spent
+        return estimates, cut, left, fit_plan(self.problem, estimates, left, self.confirm, cut)
+
     def cheaper(self, cheaper: Callable[[float], tuple[list[Config], BudgetFit] | None], evaluate_with: EvaluateWith,
                 executor: Executor, *, fallback: bool) -> tuple[list[Config], BudgetFit] | None:
         """What `cheaper` finds with what is left. While it is one candidate whose answers' length is not known
@@ -179,17 +179,22 @@ class Affordability:
         A probe that fails gives nothing when there is a `fallback` (the fit's own candidates); without one, the
         search meets (and reports) its error."""
         probed: list[Config] = []
+
+        def known(found: tuple[list[Config], BudgetFit] | None) -> bool:  # nothing to measure before choosing
+            return found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN
+
         for _ in range(PROBES):
             found = cheaper(self.budget.amount - self.spending.spent)
-            if found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN:
+            if known(found):
                 return found
+            assert found is not None
             before = self.costs.evaluations
             self._pilot_wave(found[0], evaluate_with, executor)
             if self.costs.evaluations == before:
                 return None if fallback else found
             probed.append(found[0][0])
         found = cheaper(self.budget.amount - self.spending.spent)
-        if found is None or len(found[0]) > 1 or self.costs.known(found[0][0]) not in UNKNOWN:
+        if known(found):
             return found
         left, total = self.budget.amount - self.spending.spent, self.problem.instances + self.problem.held_out_count
         finished = [config for config in probed

@@ -163,6 +163,13 @@ class SearchSpace:
         found += [option[key] for group in self.groups for option in self.spec[group].options if key in option]
         return [v for value in found for v in (value.values() if isinstance(value, Domain) else [value])]
 
+    def may_lack(self, key: str) -> bool:
+        """Whether a config may lack `key`: it is no top-level constant or domain, and no group names it in every
+        option."""
+        if key in self.spec and key not in self.groups:
+            return False
+        return not any(all(key in option for option in self.spec[group].options) for group in self.groups)
+
     def together(self, key: str, other: str) -> set[tuple[Any, Any]]:
         """The (value of `key`, value of `other`) pairs a config may hold at once, `other`'s value None when a
         config with that `key` value may lack it (e.g. ("gemma3-270m", "chat"): a model and its api). Values are a

@@ -95,9 +95,7 @@ class EndpointSession(BaseSession):
         """Why an endpoint of the target's models is unreachable, once a request found it so (another target's
         endpoint being down says nothing of this one's)."""
         table = self.settings.endpoint.table
-        models = [str(m) for m in target.spec.space.values_of("model")] or [self.endpoint.default_model or ""]
-        judge = self.settings.judge_for(target.spec)
-        models += [judge.model] if judge is not None else []
+        models = models_of(target, self.settings, self.endpoint.default_model or "")
         local = {m.name for m in self.settings.local.models}
         routes = {model: table.route_or_none(model) for model in models}
         names = {f"local {model}" if model in local else lane_name(None if route is None or route.local else route)
@@ -320,16 +318,22 @@ class EndpointSession(BaseSession):
         self.finished = session
 
 
+def models_of(target: Target, settings: Settings, default_model: str | None) -> list[str]:
+    """Every model the target may call: its space's, the default one for configs that name none (also an option of
+    a group that names none; None: left out), and its judge's."""
+    space = target.spec.space
+    models = [str(model) for model in space.values_of("model")]
+    if space.may_lack("model") and default_model is not None:
+        models.append(default_model)
+    judge = settings.judge_for(target.spec)
+    return models + ([judge.model] if judge is not None else [])
+
+
 def check_routes(target: Target, settings: Settings, default_model: str | None, keys: bool = True) -> None:
     """Before any request, each model the target's space may name (or the default one) and its judge's against the
     endpoint table: listed when the table is complete, its key's variable set, its local server running."""
     table, local = settings.endpoint.table, {model.name for model in settings.local.models}
-    space = target.spec.space
-    models = [str(model) for model in space.values_of("model")] or ([default_model] if default_model else [])
-    judge = settings.judge_for(target.spec)
-    if judge is not None:  # the judge's requests take the same routes
-        models.append(judge.model)
-    for model in dict.fromkeys(models):
+    for model in dict.fromkeys(models_of(target, settings, default_model or None)):  # the judge's: same routes
         if model in local:
             if not settings.local.enabled:
                 raise pytest.UsageError(f"{target.name}: the model {model!r} is a local model (ini "

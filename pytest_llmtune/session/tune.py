@@ -45,12 +45,12 @@ from pytest_llmtune.search.evaluation import (
 from pytest_llmtune.search.halving import Trial
 from pytest_llmtune.search.problem import TuneProblem
 from pytest_llmtune.search.result import Confirmation, HeldOut, SearchResult
-from pytest_llmtune.search.space import SearchSpace, fingerprint
+from pytest_llmtune.search.space import fingerprint
 from pytest_llmtune.search.stats import aggregate, interval, mean_by_key
 from pytest_llmtune.search.tune import Tune
 from pytest_llmtune.session.base import rerun_error
 from pytest_llmtune.session.distribute import INPUT_KEY, Controller, function_of
-from pytest_llmtune.session.endpoint import EndpointSession
+from pytest_llmtune.session.endpoint import EndpointSession, models_of
 from pytest_llmtune.session.fixtures import Sharing
 from pytest_llmtune.session.scoring import evaluation_of
 from pytest_llmtune.session.state import Run
@@ -541,11 +541,7 @@ def refuse_free_dollar_budgets(target: Target, settings: Settings, prices: Price
     budgets = [(name, budget) for name, budget in (("optimization_budget", spec.optimization_budget),
                                                    ("inference_budget", spec.inference_budget))
                if budget is not None and budget.unit == "usd"]
-    models = [str(model) for model in spec.space.values_of("model")]
-    if may_lack(spec.space, "model") and default_model:
-        models.append(default_model)
-    judge = settings.judge_for(spec)
-    models += [judge.model] if judge is not None else []
+    models = models_of(target, settings, default_model or None)
     if not budgets or not models or any(prices.price(model) not in (None, (0.0, 0.0)) for model in models):
         return
     free = [model for model in dict.fromkeys(models) if prices.price(model) is not None]
@@ -563,10 +559,3 @@ def refuse_free_dollar_budgets(target: Target, settings: Settings, prices: Price
         f"tokens, e.g. {examples}, or the models' prices in ini llmtune_prices (`model input_per_1k "
         "output_per_1k`); nothing was sent")
 
-
-def may_lack(space: SearchSpace, key: str) -> bool:
-    """Whether a config of the space may lack `key`: it is no constant or domain of its own, and some option of
-    a group holding it does not name it."""
-    if key in space.spec and key not in space.groups:
-        return False
-    return not any(all(key in option for option in space.spec[group].options) for group in space.groups)
